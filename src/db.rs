@@ -1,0 +1,283 @@
+//! The database handle: open, create, push, add, get, list, claim, retry, cancel, prune and
+//! the maintenance entry points.
+
+use crate::blob::{Reader, Writer};
+use crate::error::{Error, Result};
+use crate::events::{Event, Events, SubscriptionId};
+use crate::hash::Hash;
+use crate::list::{Cursor, FailRow, JobRow, ListKind, ListRow, PendingRow, ResultRow, Row};
+use crate::queue::{Heartbeat, Job, Live};
+use crate::store::sqlite::{lock, Sqlite};
+use crate::store::{ClaimParams, GcReport, PushSpec, Stats, Store};
+use crate::{Options, PushOptions};
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+pub(crate) struct Inner {
+    pub store: Arc<dyn Store>,
+    pub opts: Options,
+    pub events: Events,
+    live: Arc<Mutex<Live>>,
+    wake: (Mutex<u64>, Condvar),
+    stop_epoch: AtomicU64,
+    _heartbeat: Option<Heartbeat>,
+}
+
+impl Inner {
+    pub fn live_job(&self, created: i64, attempt: u32, held: bool) {
+        let mut live = lock(&self.live);
+        if held {
+            live.jobs.insert(created, attempt);
+        } else {
+            live.jobs.remove(&created);
+        }
+    }
+
+    pub fn live_stage(&self, stage: i64, held: bool) {
+        let mut live = lock(&self.live);
+        if held {
+            live.stages.insert(stage);
+        } else {
+            live.stages.remove(&stage);
+        }
+    }
+
+    /// Wakes every worker of this process waiting for work.
+    pub fn wake_workers(&self) {
+        let (m, cv) = &self.wake;
+        *lock(m) += 1;
+        cv.notify_all();
+    }
+
+    pub fn wake_generation(&self) -> u64 {
+        *lock(&self.wake.0)
+    }
+
+    /// Waits until the wake generation moves past `seen`, or `timeout`; true if it moved.
+    pub fn wait_wake(&self, seen: u64, timeout: Duration) -> bool {
+        let (m, cv) = &self.wake;
+        let guard = lock(m);
+        let (guard, _) =
+            cv.wait_timeout_while(guard, timeout, |g| *g == seen).unwrap_or_else(|e| e.into_inner());
+        *guard != seen
+    }
+
+    pub fn stop_epoch(&self) -> u64 {
+        self.stop_epoch.load(Ordering::SeqCst)
+    }
+}
+
+/// An open batchdb database: a job queue and a blob store in one SQLite file.
+///
+/// `Db` is cheap to clone and safe to share between threads; clones use the same
+/// connections. Many processes may open the same file.
+///
+/// ```
+/// use std::io::Read;
+/// # let dir = tempfile::tempdir().unwrap();
+/// let db = batchdb::Db::open(dir.path().join("compute.db"), Default::default())?;
+/// let (key, _created) = db.add(&b"sleep 5; date"[..])?;
+/// assert_eq!(key.to_string(), "ce6cc4e7fcb4a902f7c836cb93a32ae02cb47679c86e3d99c811233bf6f258c0");
+///
+/// let mut job = db.claim()?.expect("one pending instance");
+/// let mut payload = String::new();
+/// job.read_to_string(&mut payload)?;
+/// std::io::Write::write_all(&mut job, payload.to_uppercase().as_bytes())?;
+/// let hash = job.complete()?;
+///
+/// let mut out = String::new();
+/// db.get(&hash)?.read_to_string(&mut out)?;
+/// assert_eq!(out, "SLEEP 5; DATE");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Db {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("options", &self.inner.opts).finish()
+    }
+}
+
+impl Db {
+    /// Opens the database at `path`, creating it when the file is missing or empty.
+    ///
+    /// A file that is not SQLite, an SQLite file that is not batchdb, and a batchdb file of a
+    /// newer schema are refused with [`Error::Invalid`], and left unchanged.
+    pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        opts.validate()?;
+        let store: Arc<dyn Store> = Arc::new(Sqlite::open(path.as_ref(), opts.durability)?);
+        let live = Arc::new(Mutex::new(Live::default()));
+        let heartbeat = if opts.heartbeat {
+            Some(Heartbeat::start(store.clone(), live.clone(), opts.lease)?)
+        } else {
+            None
+        };
+        Ok(Db {
+            inner: Arc::new(Inner {
+                store,
+                opts,
+                events: Events::default(),
+                live,
+                wake: (Mutex::new(0), Condvar::new()),
+                stop_epoch: AtomicU64::new(0),
+                _heartbeat: heartbeat,
+            }),
+        })
+    }
+
+    /// The options this handle was opened with.
+    pub fn options(&self) -> &Options {
+        &self.inner.opts
+    }
+
+    /// A streaming writer for a payload, finished by [`Writer::create`] or [`Writer::add`].
+    pub fn writer(&self) -> Writer {
+        Writer::new(self.inner.clone())
+    }
+
+    fn write_all(&self, mut payload: impl Read) -> Result<Writer> {
+        let mut w = self.writer();
+        std::io::copy(&mut payload, &mut w).map_err(|e| Error::from(e).context("reading the payload"))?;
+        Ok(w)
+    }
+
+    /// Stores `payload` and registers it as a job; returns its key, the payload's hash.
+    /// Creating the same payload again gives the same key and one job. Event `create`.
+    pub fn create(&self, payload: impl Read) -> Result<Hash> {
+        self.write_all(payload)?.create()
+    }
+
+    /// [`create`](Db::create) and [`push`](Db::push) in one transaction; returns the key and
+    /// the instance's `created`. Events `create`, `push`.
+    pub fn add(&self, payload: impl Read) -> Result<(Hash, i64)> {
+        self.write_all(payload)?.add()
+    }
+
+    /// [`add`](Db::add) with a priority or a delay.
+    pub fn add_with(&self, payload: impl Read, opts: PushOptions) -> Result<(Hash, i64)> {
+        self.write_all(payload)?.add_with(opts)
+    }
+
+    /// Queues an instance of the job `key`; returns its `created`, epoch milliseconds that
+    /// are unique in the file and increase in push order. An unknown key is
+    /// [`Error::NotFound`]. Event `push`.
+    pub fn push(&self, key: &Hash) -> Result<i64> {
+        self.push_with(key, PushOptions::default())
+    }
+
+    /// [`push`](Db::push) with a priority (higher runs first) or a delay (not claimed before
+    /// `created + delay`).
+    pub fn push_with(&self, key: &Hash, opts: PushOptions) -> Result<i64> {
+        let spec = PushSpec { priority: opts.priority, delay_ms: opts.delay_ms()? };
+        let created = self.inner.store.push(key, spec)?;
+        self.inner.events.emit(Event::Push { key: *key, created });
+        self.inner.wake_workers();
+        Ok(created)
+    }
+
+    /// Reads a job payload or a result by its hash, verified against the hash.
+    pub fn get(&self, hash: &Hash) -> Result<Reader> {
+        Reader::open(self.inner.clone(), hash)
+    }
+
+    /// Lists rows of any kind.
+    pub fn list(&self, kind: ListKind) -> Cursor<Row> {
+        Cursor::new(self.inner.clone(), kind)
+    }
+
+    fn typed<T: ListRow>(&self) -> Cursor<T> {
+        Cursor::new(self.inner.clone(), T::KIND.unwrap_or(ListKind::Job))
+    }
+
+    /// Jobs, by key.
+    pub fn jobs(&self) -> Cursor<JobRow> {
+        self.typed()
+    }
+
+    /// Pending and running instances, by `created`.
+    pub fn pending(&self) -> Cursor<PendingRow> {
+        self.typed()
+    }
+
+    /// Results, by job key, then `created`.
+    pub fn results(&self) -> Cursor<ResultRow> {
+        self.typed()
+    }
+
+    /// Fail rows, by job key, then `created`.
+    pub fn failures(&self) -> Cursor<FailRow> {
+        self.typed()
+    }
+
+    /// Takes the next ready instance (highest priority first, then in the processing order)
+    /// with a lease that this handle renews while the [`Job`] lives; `None` when nothing is
+    /// ready. Expired leases are handled here too. Event `start`.
+    pub fn claim(&self) -> Result<Option<Job>> {
+        let opts = &self.inner.opts;
+        let params =
+            ClaimParams { lease_ms: opts.lease_ms(), max_attempts: opts.max_attempts, order: opts.order };
+        let (claimed, expired) = self.inner.store.claim(&params)?;
+        for e in expired {
+            self.inner.events.emit(Event::Fail { key: e.key, created: e.created, message: e.message });
+        }
+        let Some(c) = claimed else { return Ok(None) };
+        self.inner.events.emit(Event::Start { key: c.key, created: c.created });
+        Ok(Some(Job::new(self.inner.clone(), c.key, c.created, c.attempt, c.payload, c.size)))
+    }
+
+    /// Makes every [`run`](Db::run) of this handle, in any thread, return once its running
+    /// jobs are finished.
+    pub fn stop(&self) {
+        self.inner.stop_epoch.fetch_add(1, Ordering::SeqCst);
+        self.inner.wake_workers();
+    }
+
+    /// Re-queues a failed instance as a new instance and removes its fail row; returns the
+    /// new `created`. Event `push`.
+    pub fn retry(&self, key: &Hash, created: i64) -> Result<i64> {
+        let new = self.inner.store.retry(key, created)?;
+        self.inner.events.emit(Event::Push { key: *key, created: new });
+        self.inner.wake_workers();
+        Ok(new)
+    }
+
+    /// Removes a pending instance that is not running. Unknown: [`Error::NotFound`]; running:
+    /// [`Error::Busy`]. The job and its payload stay.
+    pub fn cancel(&self, key: &Hash, created: i64) -> Result<()> {
+        self.inner.store.cancel(key, created)
+    }
+
+    /// Removes the result and fail rows that ended before `older_than_ms` (epoch ms);
+    /// returns how many. A following [`gc`](Db::gc) reclaims their blobs.
+    pub fn prune(&self, older_than_ms: i64) -> Result<u64> {
+        self.inner.store.prune(older_than_ms)
+    }
+
+    /// Removes blobs that no job or result references, and the leftovers of interrupted
+    /// writes whose lease ran out. A blob still being written is kept.
+    pub fn gc(&self) -> Result<GcReport> {
+        self.inner.store.gc()
+    }
+
+    /// Counts and sizes.
+    pub fn stats(&self) -> Result<Stats> {
+        self.inner.store.stats()
+    }
+
+    /// Calls `f` with every event of this handle, on the thread that made the change, after
+    /// it was committed.
+    pub fn subscribe(&self, f: impl Fn(&Event) + Send + Sync + 'static) -> SubscriptionId {
+        self.inner.events.subscribe(Arc::new(f))
+    }
+
+    /// Ends a subscription; false if it was not active.
+    pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        self.inner.events.unsubscribe(id)
+    }
+}

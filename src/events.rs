@@ -1,0 +1,87 @@
+//! In-process events: create, push, start, result and fail.
+//!
+//! Subscribers are called on the thread that made the change, right after it committed.
+
+use crate::hash::Hash;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// Something that happened to the queue, after it was committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A job was created (also when its payload already existed).
+    Create {
+        /// The job's key.
+        key: Hash,
+    },
+    /// An instance was queued.
+    Push {
+        /// The job's key.
+        key: Hash,
+        /// The new instance's `created`.
+        created: i64,
+    },
+    /// A worker claimed an instance.
+    Start {
+        /// The job's key.
+        key: Hash,
+        /// The instance's `created`.
+        created: i64,
+    },
+    /// An instance completed.
+    Result {
+        /// The job's key.
+        key: Hash,
+        /// The instance's `created`.
+        created: i64,
+        /// The hash of its output.
+        hash: Hash,
+    },
+    /// An instance failed for good.
+    Fail {
+        /// The job's key.
+        key: Hash,
+        /// The instance's `created`.
+        created: i64,
+        /// The fail row's message.
+        message: String,
+    },
+}
+
+/// Identifies a subscription, for [`Db::unsubscribe`](crate::Db::unsubscribe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SubscriptionId(u64);
+
+type Subscriber = Arc<dyn Fn(&Event) + Send + Sync>;
+
+#[derive(Default)]
+pub(crate) struct Events {
+    subs: RwLock<Vec<(u64, Subscriber)>>,
+    next: AtomicU64,
+}
+
+impl Events {
+    pub fn subscribe(&self, f: Subscriber) -> SubscriptionId {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.subs.write().unwrap_or_else(|e| e.into_inner()).push((id, f));
+        SubscriptionId(id)
+    }
+
+    pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        let mut subs = self.subs.write().unwrap_or_else(|e| e.into_inner());
+        let before = subs.len();
+        subs.retain(|(i, _)| *i != id.0);
+        subs.len() != before
+    }
+
+    pub fn emit(&self, ev: Event) {
+        let subs: Vec<Subscriber> =
+            self.subs.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(_, f)| f.clone()).collect();
+        for f in subs {
+            // A subscriber's panic must not undo or skip a change that is already committed.
+            let _ = catch_unwind(AssertUnwindSafe(|| f(&ev)));
+        }
+    }
+}

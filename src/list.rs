@@ -1,0 +1,269 @@
+//! Listing jobs, pending instances, results and failures.
+//!
+//! A [`Cursor`] pages through a table by keyset pagination: each page is one short read
+//! transaction, and no transaction stays open between pages or while the caller holds a row.
+//! A row present for the whole iteration is seen exactly once, even while others write.
+
+use crate::db::Inner;
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::store::Pos;
+use serde::ser::{SerializeStruct, Serializer};
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// Rows fetched per page.
+const PAGE: usize = 256;
+
+/// Which table to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    /// Jobs, by key.
+    Job,
+    /// Instances not yet finished, by `created`; running ones are included and marked.
+    Pending,
+    /// Results, by job key, then `created`.
+    Result,
+    /// Fail rows, by job key, then `created`.
+    Fail,
+}
+
+impl FromStr for ListKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<ListKind> {
+        match s {
+            "job" => Ok(ListKind::Job),
+            "pending" => Ok(ListKind::Pending),
+            "result" => Ok(ListKind::Result),
+            "fail" => Ok(ListKind::Fail),
+            _ => {
+                Err(Error::invalid(format!("unknown list kind {s:?}: expected job, pending, result or fail")))
+            }
+        }
+    }
+}
+
+/// A job: `{"key": K, "running": [C, ...]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobRow {
+    /// The job's key, the hash of its payload.
+    pub key: Hash,
+    /// `created` of each of its instances that a worker holds now.
+    pub running: Vec<i64>,
+}
+
+/// A pending instance: `{"job": K, "created": C, "running": false}`, plus `"priority"` and
+/// `"run_at"` when its push set them (or a retry backoff set `run_at`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingRow {
+    /// The job's key.
+    pub job: Hash,
+    /// The instance's push time in epoch milliseconds, unique in the file.
+    pub created: i64,
+    /// Whether a worker holds it now.
+    pub running: bool,
+    /// The push's priority, when not 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    /// When it may run, when it was delayed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<i64>,
+}
+
+/// A result: `{"key": [K, C], "value": {"hash": H, "start": S, "end": E, "created": C}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultRow {
+    /// The job's key.
+    pub key: Hash,
+    /// The instance's `created`.
+    pub created: i64,
+    /// The hash of the output blob.
+    pub hash: Hash,
+    /// When the successful attempt started, epoch ms.
+    pub start: i64,
+    /// When it completed, epoch ms.
+    pub end: i64,
+}
+
+/// A failure: `{"key": [K, C], "value": {"message": M, "start": S, "end": E, "attempts": N}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailRow {
+    /// The job's key.
+    pub key: Hash,
+    /// The instance's `created`.
+    pub created: i64,
+    /// What went wrong.
+    pub message: String,
+    /// When the last attempt started, epoch ms.
+    pub start: i64,
+    /// When it failed, epoch ms.
+    pub end: i64,
+    /// How many times the instance was started.
+    pub attempts: u32,
+}
+
+impl Serialize for ResultRow {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Value {
+            hash: Hash,
+            start: i64,
+            end: i64,
+            created: i64,
+        }
+        let mut st = s.serialize_struct("ResultRow", 2)?;
+        st.serialize_field("key", &(self.key, self.created))?;
+        st.serialize_field(
+            "value",
+            &Value { hash: self.hash, start: self.start, end: self.end, created: self.created },
+        )?;
+        st.end()
+    }
+}
+
+impl Serialize for FailRow {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Value<'a> {
+            message: &'a str,
+            start: i64,
+            end: i64,
+            attempts: u32,
+        }
+        let mut st = s.serialize_struct("FailRow", 2)?;
+        st.serialize_field("key", &(self.key, self.created))?;
+        st.serialize_field(
+            "value",
+            &Value { message: &self.message, start: self.start, end: self.end, attempts: self.attempts },
+        )?;
+        st.end()
+    }
+}
+
+/// A row of any kind; serializes to that kind's shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Row {
+    /// From [`ListKind::Job`].
+    Job(JobRow),
+    /// From [`ListKind::Pending`].
+    Pending(PendingRow),
+    /// From [`ListKind::Result`].
+    Result(ResultRow),
+    /// From [`ListKind::Fail`].
+    Fail(FailRow),
+}
+
+impl Row {
+    /// The row as one line of JSON, in the shape of the contract.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A row type a [`Cursor`] can yield.
+pub trait ListRow: Sized + sealed::Sealed {
+    #[doc(hidden)]
+    const KIND: Option<ListKind>;
+    #[doc(hidden)]
+    fn from_row(row: Row) -> Option<Self>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Row {}
+    impl Sealed for super::JobRow {}
+    impl Sealed for super::PendingRow {}
+    impl Sealed for super::ResultRow {}
+    impl Sealed for super::FailRow {}
+}
+
+impl ListRow for Row {
+    const KIND: Option<ListKind> = None;
+    fn from_row(row: Row) -> Option<Self> {
+        Some(row)
+    }
+}
+
+macro_rules! typed_row {
+    ($t:ident, $kind:ident) => {
+        impl ListRow for $t {
+            const KIND: Option<ListKind> = Some(ListKind::$kind);
+            fn from_row(row: Row) -> Option<Self> {
+                match row {
+                    Row::$kind(r) => Some(r),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+typed_row!(JobRow, Job);
+typed_row!(PendingRow, Pending);
+typed_row!(ResultRow, Result);
+typed_row!(FailRow, Fail);
+
+/// An iterator over one table's rows, fetched a page at a time.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let db = batchdb::Db::open(dir.path().join("q.db"), Default::default())?;
+/// db.add(&b"echo hi"[..])?;
+/// for row in db.pending() {
+///     let row = row?;
+///     println!("{} {}", row.job, row.created);
+/// }
+/// # Ok::<(), batchdb::Error>(())
+/// ```
+pub struct Cursor<T = Row> {
+    inner: Arc<Inner>,
+    kind: ListKind,
+    pos: Pos,
+    page: VecDeque<(Row, Pos)>,
+    done: bool,
+    _row: PhantomData<fn() -> T>,
+}
+
+impl<T: ListRow> Cursor<T> {
+    pub(crate) fn new(inner: Arc<Inner>, kind: ListKind) -> Cursor<T> {
+        debug_assert!(T::KIND.is_none() || T::KIND == Some(kind));
+        Cursor { inner, kind, pos: Pos::default(), page: VecDeque::new(), done: false, _row: PhantomData }
+    }
+
+    /// The kind of rows this cursor yields.
+    pub fn kind(&self) -> ListKind {
+        self.kind
+    }
+}
+
+impl<T: ListRow> Iterator for Cursor<T> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Result<T>> {
+        loop {
+            if let Some((row, pos)) = self.page.pop_front() {
+                self.pos = pos;
+                match T::from_row(row) {
+                    Some(r) => return Some(Ok(r)),
+                    None => continue,
+                }
+            }
+            if self.done {
+                return None;
+            }
+            match self.inner.store.list(self.kind, &self.pos, PAGE) {
+                Ok(rows) => {
+                    self.done = rows.len() < PAGE;
+                    self.page.extend(rows);
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}

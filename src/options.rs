@@ -1,0 +1,134 @@
+//! Options for opening a database, pushing an instance and running the queue.
+
+use crate::error::{Error, Result};
+use std::time::Duration;
+
+/// How hard a commit tries to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// A returned add, push or result survives power loss (`synchronous=FULL`).
+    #[default]
+    Full,
+    /// A returned write survives a crash of the process, and may be lost on power loss
+    /// (`synchronous=NORMAL`). Several times faster.
+    Normal,
+}
+
+/// Which pending instance a claim takes first, among those of the highest priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// The most recently pushed first, as the original batchdb does.
+    #[default]
+    NewestFirst,
+    /// The oldest first (FIFO).
+    OldestFirst,
+}
+
+/// Options for [`Db::open`](crate::Db::open). `Options::default()` gives the defaults of the
+/// contract.
+///
+/// ```
+/// use std::time::Duration;
+/// let opts = batchdb::Options {
+///     lease: Duration::from_secs(5),
+///     order: batchdb::Order::OldestFirst,
+///     ..Default::default()
+/// };
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Bytes per stored chunk; also the most a blob read or write buffers. Default 256 KiB,
+    /// between 1 KiB and 16 MiB.
+    pub chunk_size: usize,
+    /// Default [`Durability::Full`].
+    pub durability: Durability,
+    /// How long a claim holds an instance before another worker may take it over. The
+    /// library renews it while the job handle lives. Default 30 s, between 50 ms and 1 day.
+    pub lease: Duration,
+    /// How many times an instance may be started. Default 3, between 1 and 1000.
+    pub max_attempts: u32,
+    /// Re-queue an instance whose runner failed, with exponential backoff (1 s, 2 s, 4 s, …),
+    /// while attempts remain. Default off: a runner error is final, as in the original.
+    pub retry_errors: bool,
+    /// Default [`Order::NewestFirst`].
+    pub order: Order,
+    /// Renew the leases of held jobs in the background. Only tests that simulate a hung
+    /// worker turn this off.
+    pub heartbeat: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            chunk_size: 256 * 1024,
+            durability: Durability::Full,
+            lease: Duration::from_secs(30),
+            max_attempts: 3,
+            retry_errors: false,
+            order: Order::NewestFirst,
+            heartbeat: true,
+        }
+    }
+}
+
+impl Options {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(1024..=16 << 20).contains(&self.chunk_size) {
+            return Err(Error::invalid(format!(
+                "chunk size {} is out of range (1 KiB to 16 MiB)",
+                self.chunk_size
+            )));
+        }
+        if self.lease < Duration::from_millis(50) || self.lease > Duration::from_secs(86_400) {
+            return Err(Error::invalid(format!("lease {:?} is out of range (50 ms to 1 day)", self.lease)));
+        }
+        if !(1..=1000).contains(&self.max_attempts) {
+            return Err(Error::invalid(format!(
+                "max attempts {} is out of range (1 to 1000)",
+                self.max_attempts
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn lease_ms(&self) -> i64 {
+        self.lease.as_millis() as i64
+    }
+}
+
+/// Options for one push: [`Db::push_with`](crate::Db::push_with) and
+/// [`Db::add_with`](crate::Db::add_with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PushOptions {
+    /// Higher runs first. Default 0.
+    pub priority: i32,
+    /// The instance is not claimed before `created + delay`. Default zero.
+    pub delay: Duration,
+}
+
+impl PushOptions {
+    pub(crate) fn delay_ms(&self) -> Result<i64> {
+        let ms = self.delay.as_millis();
+        // A century is far beyond any real schedule, and keeps created + delay in range.
+        if ms > 100 * 365 * 86_400_000 {
+            return Err(Error::invalid(format!("delay {:?} is out of range", self.delay)));
+        }
+        Ok(ms as i64)
+    }
+}
+
+/// Options for [`Db::run`](crate::Db::run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Worker threads. Default 1, at most 1024.
+    pub workers: usize,
+    /// Return once nothing is pending or running, instead of waiting for new work.
+    pub until_empty: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { workers: 1, until_empty: false }
+    }
+}

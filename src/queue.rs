@@ -1,0 +1,227 @@
+//! Claimed jobs: the lease, its heartbeat, and the fence on `complete` and `fail`.
+//!
+//! A claim marks the instance running until `now + lease` and bumps its attempt number,
+//! which is the fencing token: `complete` and `fail` change the instance only while it is
+//! still running under the same attempt. While a [`Job`] lives, the heartbeat thread renews
+//! its lease every lease/3, so a slow but living worker is never rescued; a dead one stops
+//! renewing, and the next claim after the lease runs out re-queues the instance (or fails it
+//! after the last attempt).
+
+use crate::blob::{Reader, Writer};
+use crate::clock::now_ms;
+use crate::db::Inner;
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::store::sqlite::lock;
+use crate::store::{BlobId, Store};
+use crate::Event;
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read, Write};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Backoff of a re-queued runner error: 1 s doubling per attempt, at most an hour.
+fn backoff_ms(attempt: u32) -> i64 {
+    1000i64.saturating_mul(1i64 << attempt.saturating_sub(1).min(12)).min(3_600_000)
+}
+
+/// An instance claimed by this process: read its payload, write its output, then
+/// [`complete`](Job::complete) or [`fail`](Job::fail).
+///
+/// Dropping a job without either releases it: it goes back to pending at once while
+/// attempts remain, and becomes a fail row after the last one.
+pub struct Job {
+    inner: Arc<Inner>,
+    key: Hash,
+    created: i64,
+    attempt: u32,
+    payload: Reader,
+    output: Writer,
+    finished: bool,
+}
+
+impl Job {
+    pub(crate) fn new(
+        inner: Arc<Inner>,
+        key: Hash,
+        created: i64,
+        attempt: u32,
+        payload: BlobId,
+        size: u64,
+    ) -> Job {
+        inner.live_job(created, attempt, true);
+        Job {
+            payload: Reader::at(inner.clone(), key, payload, size),
+            output: Writer::new(inner.clone()),
+            inner,
+            key,
+            created,
+            attempt,
+            finished: false,
+        }
+    }
+
+    /// The job's key (the hash of its payload).
+    pub fn key(&self) -> Hash {
+        self.key
+    }
+
+    /// The instance's `created`, epoch milliseconds.
+    pub fn created(&self) -> i64 {
+        self.created
+    }
+
+    /// Which attempt this is, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The payload reader and the output writer at once, so that one thread can feed the
+    /// payload to a process while another collects its output.
+    pub fn io(&mut self) -> (&mut Reader, &mut Writer) {
+        (&mut self.payload, &mut self.output)
+    }
+
+    /// Records the output written so far as the instance's result, and removes it from the
+    /// queue, in one transaction. Event `result`.
+    ///
+    /// Fails with [`Error::Stale`] and changes nothing when this worker lost its lease.
+    pub fn complete(mut self) -> Result<Hash> {
+        self.finished = true;
+        self.inner.live_job(self.created, self.attempt, false);
+        let out = self.output.finish()?;
+        let hash = out.hash;
+        let (_, surplus) = self.inner.store.complete(self.created, self.attempt, out)?;
+        self.output.published(surplus);
+        self.inner.events.emit(Event::Result { key: self.key, created: self.created, hash });
+        self.inner.wake_workers();
+        Ok(hash)
+    }
+
+    /// Fails the instance with `message`: a fail row (event `fail`), or, with `retry_errors`
+    /// and attempts left, back to pending after a backoff.
+    ///
+    /// Fails with [`Error::Stale`] and changes nothing when this worker lost its lease.
+    pub fn fail(mut self, message: &str) -> Result<()> {
+        let retry = self.inner.opts.retry_errors && self.attempt < self.inner.opts.max_attempts;
+        let at = retry.then(|| now_ms() + backoff_ms(self.attempt));
+        self.finish_failed(message, at)
+    }
+
+    fn finish_failed(&mut self, message: &str, requeue_at: Option<i64>) -> Result<()> {
+        self.finished = true;
+        self.inner.live_job(self.created, self.attempt, false);
+        self.inner.store.fail(self.created, self.attempt, message, requeue_at)?;
+        if requeue_at.is_none() {
+            self.inner.events.emit(Event::Fail {
+                key: self.key,
+                created: self.created,
+                message: message.to_string(),
+            });
+        }
+        self.inner.wake_workers();
+        Ok(())
+    }
+}
+
+impl Read for Job {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.payload.read(buf)
+    }
+}
+
+impl Write for Job {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.output.write(data)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let requeue = (self.attempt < self.inner.opts.max_attempts).then(now_ms);
+        let message = format!("released unfinished after {} attempts", self.attempt);
+        // Best effort: if this fails, the lease runs out and a claim does the same.
+        let _ = self.finish_failed(&message, requeue);
+    }
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("key", &self.key)
+            .field("created", &self.created)
+            .field("attempt", &self.attempt)
+            .finish()
+    }
+}
+
+/// What this process holds and must keep leased.
+#[derive(Default)]
+pub(crate) struct Live {
+    pub jobs: HashMap<i64, u32>,
+    pub stages: HashSet<BlobId>,
+}
+
+/// The background thread that renews leases. It holds only the store and the live set, never
+/// the database handle, so the handle's drop can stop and join it.
+pub(crate) struct Heartbeat {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    pub fn start(store: Arc<dyn Store>, live: Arc<Mutex<Live>>, lease: Duration) -> Result<Heartbeat> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let flag = stop.clone();
+        let lease_ms = lease.as_millis() as i64;
+        let period = lease / 3;
+        let thread = std::thread::Builder::new()
+            .name("batchdb-heartbeat".into())
+            .spawn(move || loop {
+                {
+                    let (m, cv) = &*flag;
+                    let guard = lock(m);
+                    let (guard, _) = cv
+                        .wait_timeout_while(guard, period, |stopped| !*stopped)
+                        .unwrap_or_else(|e| e.into_inner());
+                    if *guard {
+                        return;
+                    }
+                }
+                let (jobs, stages) = {
+                    let l = lock(&live);
+                    (
+                        l.jobs.iter().map(|(c, a)| (*c, *a)).collect::<Vec<_>>(),
+                        l.stages.iter().copied().collect::<Vec<_>>(),
+                    )
+                };
+                if !jobs.is_empty() || !stages.is_empty() {
+                    // A failed renewal is retried next period; if the lease runs out, fencing
+                    // keeps the outcome correct.
+                    let _ = store.renew(jobs, stages, lease_ms);
+                }
+            })
+            .map_err(|e| Error::io(format!("cannot start the heartbeat thread: {e}")))?;
+        Ok(Heartbeat { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        let (m, cv) = &*self.stop;
+        *lock(m) = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The run loop: N worker threads that claim, run and complete or fail, and wait without
+//! spinning when there is nothing to do.
+
+use crate::clock::{jitter, now_ms};
+use crate::error::{Error, Result};
+use crate::queue::Job;
+use crate::store::sqlite::panic_text;
+use crate::{Db, RunOptions};
+use std::fmt::Display;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How often a waiting worker looks for commits of other processes. A look is one
+/// `PRAGMA data_version`: an idle run stays far below 1% of a core.
+const POLL: Duration = Duration::from_millis(100);
+
+/// What a [`Db::run`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RunReport {
+    /// Instances completed.
+    pub completed: u64,
+    /// Instances whose runner returned an error or panicked.
+    pub failed: u64,
+    /// Instances whose lease was lost before they finished (their outcome was dropped).
+    pub lost: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    completed: AtomicU64,
+    failed: AtomicU64,
+    lost: AtomicU64,
+}
+
+impl Db {
+    /// Runs the queue on `opts.workers` threads: each claims an instance, calls `runner`
+    /// with the [`Job`] (read its payload, write its output), and completes it when the
+    /// runner returns `Ok`, or fails it with the error's text when it returns `Err` or
+    /// panics. The loop goes on either way.
+    ///
+    /// With `until_empty` it returns once nothing is pending, waiting or running. Without
+    /// it, it waits for new work, also work pushed by other processes, until
+    /// [`stop`](Db::stop).
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = batchdb::Db::open(dir.path().join("q.db"), Default::default())?;
+    /// db.add(&b"hello"[..])?;
+    /// let report = db.run(batchdb::RunOptions { workers: 2, until_empty: true }, |job| {
+    ///     let mut input = Vec::new();
+    ///     job.read_to_end(&mut input)?;
+    ///     job.write_all(&input.to_ascii_uppercase())
+    /// })?;
+    /// assert_eq!(report.completed, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn run<F, E>(&self, opts: RunOptions, runner: F) -> Result<RunReport>
+    where
+        F: Fn(&mut Job) -> std::result::Result<(), E> + Sync,
+        E: Display,
+    {
+        if !(1..=1024).contains(&opts.workers) {
+            return Err(Error::invalid(format!("workers {} is out of range (1 to 1024)", opts.workers)));
+        }
+        let epoch = self.inner.stop_epoch();
+        let halt = AtomicBool::new(false);
+        let counters = Counters::default();
+        let first_error: Mutex<Option<Error>> = Mutex::new(None);
+        std::thread::scope(|s| {
+            for i in 0..opts.workers {
+                let (halt, counters, first_error, runner) = (&halt, &counters, &first_error, &runner);
+                let spawned = std::thread::Builder::new().name(format!("batchdb-worker-{i}")).spawn_scoped(
+                    s,
+                    move || {
+                        if let Err(e) = self.worker(opts, runner, epoch, halt, counters) {
+                            halt.store(true, Ordering::SeqCst);
+                            self.inner.wake_workers();
+                            first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                        }
+                    },
+                );
+                if let Err(e) = spawned {
+                    halt.store(true, Ordering::SeqCst);
+                    first_error
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(Error::io(format!("cannot start a worker thread: {e}")));
+                    break;
+                }
+            }
+        });
+        if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+        Ok(RunReport {
+            completed: counters.completed.into_inner(),
+            failed: counters.failed.into_inner(),
+            lost: counters.lost.into_inner(),
+        })
+    }
+
+    fn worker<F, E>(
+        &self,
+        opts: RunOptions,
+        runner: &F,
+        epoch: u64,
+        halt: &AtomicBool,
+        n: &Counters,
+    ) -> Result<()>
+    where
+        F: Fn(&mut Job) -> std::result::Result<(), E> + Sync,
+        E: Display,
+    {
+        let inner = &self.inner;
+        let mut version = inner.store.change_counter()?;
+        loop {
+            if halt.load(Ordering::SeqCst) || inner.stop_epoch() != epoch {
+                return Ok(());
+            }
+            let seen = inner.wake_generation();
+            let claimed = match self.claim() {
+                Ok(c) => c,
+                Err(Error::Busy(_)) => {
+                    std::thread::sleep(Duration::from_millis(1 + jitter(20)));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(job) = claimed {
+                let counter = match execute(job, runner)? {
+                    Outcome::Completed => &n.completed,
+                    Outcome::Failed => &n.failed,
+                    Outcome::Lost => &n.lost,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let idle = inner.store.idle()?;
+            if opts.until_empty && !idle.any {
+                inner.wake_workers();
+                return Ok(());
+            }
+            // Sleep until this process pushes or finishes something, something becomes due,
+            // or another process commits.
+            let due = idle.next_due.map(|t| Duration::from_millis((t - now_ms()).max(0) as u64));
+            let mut slept = Duration::ZERO;
+            loop {
+                let left = due.map(|d| d.saturating_sub(slept));
+                if left == Some(Duration::ZERO) {
+                    break;
+                }
+                let step = left.map_or(POLL, |l| l.min(POLL));
+                if inner.wait_wake(seen, step) {
+                    break;
+                }
+                slept += step;
+                let v = inner.store.change_counter()?;
+                if v != version {
+                    version = v;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Completed,
+    Failed,
+    Lost,
+}
+
+fn execute<F, E>(mut job: Job, runner: &F) -> Result<Outcome>
+where
+    F: Fn(&mut Job) -> std::result::Result<(), E>,
+    E: Display,
+{
+    let ran = catch_unwind(AssertUnwindSafe(|| runner(&mut job)));
+    let done = match ran {
+        Ok(Ok(())) => job.complete().map(|_| Outcome::Completed),
+        Ok(Err(e)) => job.fail(&e.to_string()).map(|_| Outcome::Failed),
+        Err(p) => job.fail(&format!("runner panicked: {}", panic_text(&p))).map(|_| Outcome::Failed),
+    };
+    match done {
+        Err(Error::Stale(_)) => Ok(Outcome::Lost),
+        other => other,
+    }
+}

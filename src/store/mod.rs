@@ -1,0 +1,164 @@
+//! The storage boundary.
+//!
+//! The core (blobs, queue, lists, run loop, events) speaks to storage only through [`Store`].
+//! Each method is one short transaction with the semantics the contract needs; hashing,
+//! heartbeats, waiting and events stay above it. A server-backed backend implements this
+//! trait and nothing else changes.
+
+pub(crate) mod sqlite;
+
+use crate::error::Result;
+use crate::hash::Hash;
+use crate::list::{ListKind, Row};
+use crate::Order;
+
+/// The row id of a published or staging blob.
+pub(crate) type BlobId = i64;
+
+/// A blob whose writer has finished: its leading chunks (if any) sit in a staging area, and
+/// `tail` holds the bytes after them.
+pub(crate) struct Finished {
+    pub stage: Option<BlobId>,
+    pub next_seq: i64,
+    pub tail: Vec<u8>,
+    pub hash: Hash,
+    pub size: u64,
+}
+
+/// What to record with a finished blob, in the same transaction as its publication.
+pub(crate) enum Register {
+    /// Register the blob as a job, and optionally push an instance of it.
+    Job { push: Option<PushSpec> },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PushSpec {
+    pub priority: i32,
+    pub delay_ms: i64,
+}
+
+/// The outcome of publishing a job payload.
+pub(crate) struct Published {
+    pub created: Option<i64>,
+    /// The blob already existed: the staged copy was dropped and must be cleared.
+    pub duplicate_stage: Option<BlobId>,
+}
+
+/// A claimed instance.
+pub(crate) struct Claimed {
+    pub key: Hash,
+    pub payload: BlobId,
+    pub size: u64,
+    pub created: i64,
+    pub attempt: u32,
+}
+
+/// Instances whose last lease ran out during a claim, now fail rows.
+pub(crate) struct Expired {
+    pub key: Hash,
+    pub created: i64,
+    pub message: String,
+}
+
+pub(crate) struct ClaimParams {
+    pub lease_ms: i64,
+    pub max_attempts: u32,
+    pub order: Order,
+}
+
+/// What a worker that found nothing to claim needs to decide how long to sleep.
+pub(crate) struct Idle {
+    /// Any instance at all: pending, waiting or running.
+    pub any: bool,
+    /// The earliest instant at which something may become claimable (a delay or backoff
+    /// ends, or a lease runs out).
+    pub next_due: Option<i64>,
+}
+
+/// A position in a listing: the key of the last row returned.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Pos {
+    pub hash: Option<Hash>,
+    pub job: BlobId,
+    pub created: i64,
+}
+
+/// A published blob, for `check`.
+pub(crate) struct BlobEntry {
+    pub id: BlobId,
+    pub hash: Hash,
+    pub size: u64,
+}
+
+/// What `gc` removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct GcReport {
+    /// Published blobs that no job or result referenced.
+    pub blobs_removed: u64,
+    /// Staging areas of interrupted writes whose lease had run out.
+    pub stages_removed: u64,
+    /// Chunk rows removed, of both kinds, and orphans.
+    pub chunks_removed: u64,
+    /// Bytes of chunk data removed.
+    pub bytes_removed: u64,
+}
+
+/// Counts and sizes, as `batchdb stats` prints them.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Job rows.
+    pub jobs: u64,
+    /// Instances not running: ready, delayed or backing off.
+    pub pending: u64,
+    /// Instances held by a worker.
+    pub running: u64,
+    /// Result rows.
+    pub results: u64,
+    /// Fail rows.
+    pub fails: u64,
+    /// Published blobs.
+    pub blobs: u64,
+    /// Their total size in bytes.
+    pub blob_bytes: u64,
+    /// The database file's size in bytes.
+    pub file_bytes: u64,
+    /// The write-ahead log's size in bytes.
+    pub wal_bytes: u64,
+}
+
+pub(crate) trait Store: Send + Sync {
+    // Blobs.
+    fn stage_begin(&self, lease_ms: i64) -> Result<BlobId>;
+    /// Appends a chunk and renews the staging lease; returns the buffer for reuse.
+    fn stage_write(&self, stage: BlobId, seq: i64, data: Vec<u8>, lease_ms: i64) -> Result<Vec<u8>>;
+    /// Removes a staging area and its chunks, in small transactions.
+    fn stage_clear(&self, stage: BlobId) -> Result<u64>;
+    fn publish(&self, blob: Finished, register: Register) -> Result<Published>;
+    fn blob(&self, hash: &Hash) -> Result<Option<(BlobId, u64)>>;
+    fn chunk(&self, blob: BlobId, seq: i64) -> Result<Option<Vec<u8>>>;
+
+    // Queue.
+    fn push(&self, key: &Hash, spec: PushSpec) -> Result<i64>;
+    fn claim(&self, params: &ClaimParams) -> Result<(Option<Claimed>, Vec<Expired>)>;
+    fn renew(&self, jobs: Vec<(i64, u32)>, stages: Vec<BlobId>, lease_ms: i64) -> Result<()>;
+    /// Records the result if `(created, attempt)` still holds the lease; returns the end time.
+    fn complete(&self, created: i64, attempt: u32, output: Finished) -> Result<(i64, Option<BlobId>)>;
+    /// Records a fail row, or re-queues at `requeue_at` (epoch ms), if still fenced.
+    fn fail(&self, created: i64, attempt: u32, message: &str, requeue_at: Option<i64>) -> Result<i64>;
+    fn retry(&self, key: &Hash, created: i64) -> Result<i64>;
+    fn cancel(&self, key: &Hash, created: i64) -> Result<()>;
+    fn prune(&self, older_than_ms: i64) -> Result<u64>;
+    fn idle(&self) -> Result<Idle>;
+    /// A number that changes whenever another process commits.
+    fn change_counter(&self) -> Result<i64>;
+
+    // Listing.
+    fn list(&self, kind: ListKind, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>>;
+
+    // Maintenance.
+    fn gc(&self) -> Result<GcReport>;
+    /// Structural problems: the engine's integrity check, orphan chunks, dangling references.
+    fn check_structure(&self) -> Result<Vec<String>>;
+    fn blobs_after(&self, after: BlobId, limit: usize) -> Result<Vec<BlobEntry>>;
+    fn stats(&self) -> Result<Stats>;
+}

@@ -1,0 +1,324 @@
+//! Connections: opening and identifying the file, pragmas, bounded lock waits, the
+//! group-committing writer, and the pool of readers.
+//!
+//! All writes of a process go through one connection. Callers queue their write as a closure;
+//! whoever holds the connection runs every queued closure in one `BEGIN IMMEDIATE`
+//! transaction (each under its own savepoint) and commits once, so concurrent callers share
+//! a commit and never compete through SQLite's busy back-off. Between processes, lock waits go
+//! through [`busy_wait`], which sleeps briefly and gives up after a bound.
+
+use super::schema::{APPLICATION_ID, IDENTIFY, MIGRATIONS};
+use crate::error::{Error, Result};
+use crate::Durability;
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// How many busy-handler rounds a lock wait may take: about 30 s of short sleeps.
+const BUSY_ROUNDS: i32 = 6_000;
+/// Readers kept open for reuse.
+const READER_POOL: usize = 8;
+/// Writes run together in one transaction, at most.
+const MAX_BATCH: usize = 256;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of our locks leaves the data consistent (every critical
+    // section is a whole SQL statement or a Vec push), so poisoning is not fatal.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The busy handler: short, jittered sleeps, so that waiting processes take turns instead of
+/// one sleeping for a long back-off while another commits again and again.
+fn busy_wait(round: i32) -> bool {
+    if round >= BUSY_ROUNDS {
+        return false;
+    }
+    let base_us = 200 + (round.min(200) as u64) * 24; // 0.2 ms growing to 5 ms
+    let jitter = crate::clock::jitter(base_us / 2);
+    std::thread::sleep(Duration::from_micros(base_us / 2 + jitter));
+    true
+}
+
+pub(crate) fn sql_err(e: rusqlite::Error) -> Error {
+    let msg = e.to_string();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::busy(format!(
+            "the database stayed locked by another process for longer than the bounded wait ({msg})"
+        )),
+        Some(ErrorCode::DiskFull) => Error::io(format!("disk full: {msg}")),
+        Some(ErrorCode::NotADatabase) => Error::invalid(format!("not a batchdb database: {msg}")),
+        Some(ErrorCode::DatabaseCorrupt) => Error::corrupt(format!("database file is damaged: {msg}")),
+        Some(ErrorCode::TooBig) => Error::invalid(format!("value too large: {msg}")),
+        _ => Error::io(msg),
+    }
+}
+
+pub(crate) trait SqlResult<T> {
+    fn sql(self) -> Result<T>;
+}
+
+impl<T> SqlResult<T> for rusqlite::Result<T> {
+    fn sql(self) -> Result<T> {
+        self.map_err(sql_err)
+    }
+}
+
+fn open_conn(path: &Path) -> Result<Connection> {
+    if path.is_dir() {
+        return Err(Error::io(format!("cannot open {}: it is a directory", path.display())));
+    }
+    let flags =
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| sql_err(e).context(format!("cannot open {}", path.display())))?;
+    conn.busy_handler(Some(busy_wait)).sql()?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn configure(conn: &Connection, durability: Durability) -> Result<()> {
+    conn.execute_batch(
+        "PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; \
+         PRAGMA journal_size_limit = 67108864; PRAGMA wal_autocheckpoint = 1000;",
+    )
+    .sql()?;
+    set_sync(conn, durability)
+}
+
+fn set_sync(conn: &Connection, durability: Durability) -> Result<()> {
+    let level = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!("PRAGMA synchronous = {level}")).sql()
+}
+
+/// Checks that `conn` is an empty file or a batchdb database this version can read, before
+/// anything is written to it.
+fn identify(conn: &Connection, path: &Path) -> Result<bool> {
+    let who = path.display();
+    let (app_id, version, objects): (i32, i64, i64) = conn
+        .query_row(IDENTIFY, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase) => {
+                Error::invalid(format!("{who} is not a batchdb database (not an SQLite file)"))
+            }
+            _ => sql_err(e).context(format!("cannot read {who}")),
+        })?;
+    if app_id == 0 && objects == 0 {
+        return Ok(true);
+    }
+    if app_id != APPLICATION_ID {
+        return Err(Error::invalid(format!(
+            "{who} is not a batchdb database (an SQLite file with application_id {app_id:#x})"
+        )));
+    }
+    if version > MIGRATIONS.len() as i64 {
+        return Err(Error::invalid(format!(
+            "{who} has schema version {version}, newer than this batchdb understands ({}); \
+             upgrade batchdb to open it",
+            MIGRATIONS.len()
+        )));
+    }
+    Ok(false)
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE").sql()?;
+    let run = || -> Result<()> {
+        // Re-read inside the lock: another process may have migrated meanwhile.
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).sql()?;
+        for (i, script) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            conn.execute_batch(script).sql()?;
+            conn.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).sql()?;
+        }
+        conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}")).sql()
+    };
+    match run() {
+        Ok(()) => conn.execute_batch("COMMIT").sql(),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+type Output = Box<dyn Any + Send>;
+type Slot = Arc<Mutex<Option<Result<Output>>>>;
+type WriteFn = Box<dyn FnOnce(&Connection) -> Result<Output> + Send>;
+
+struct Queued {
+    f: WriteFn,
+    durable: bool,
+    slot: Slot,
+}
+
+struct WriterConn {
+    conn: Connection,
+    synced_full: bool,
+}
+
+/// The connections of one open database.
+pub(crate) struct Conns {
+    pub path: PathBuf,
+    durability: Durability,
+    writer: Mutex<WriterConn>,
+    queue: Mutex<Vec<Queued>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl Conns {
+    pub fn open(path: &Path, durability: Durability) -> Result<Conns> {
+        let conn = open_conn(path)?;
+        let fresh = identify(&conn, path)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .sql()
+            .map_err(|e| e.context(format!("cannot open {}", path.display())))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::io(format!(
+                "cannot put {} in WAL mode (got {mode}); is it on a network file system?",
+                path.display()
+            )));
+        }
+        if fresh
+            || conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).sql()?
+                < MIGRATIONS.len() as i64
+        {
+            migrate(&conn).map_err(|e| e.context(format!("cannot set up {}", path.display())))?;
+        }
+        configure(&conn, durability)?;
+        Ok(Conns {
+            path: path.to_path_buf(),
+            durability,
+            writer: Mutex::new(WriterConn { conn, synced_full: durability == Durability::Full }),
+            queue: Mutex::new(Vec::new()),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Runs `f` in a write transaction, possibly together with other callers' writes, and
+    /// returns once it is committed. `durable` writes are fsynced at durability `full`; the
+    /// others (claims, lease renewals, staged chunks) are made durable by the next durable
+    /// commit, since the log is append-only.
+    pub fn write<T, F>(&self, durable: bool, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let slot: Slot = Arc::new(Mutex::new(None));
+        let f: WriteFn = Box::new(move |c| f(c).map(|v| Box::new(v) as Output));
+        lock(&self.queue).push(Queued { f, durable, slot: slot.clone() });
+        loop {
+            let mut w = lock(&self.writer);
+            if let Some(out) = lock(&slot).take() {
+                return out.map(|b| *b.downcast::<T>().expect("write output type"));
+            }
+            let batch: Vec<Queued> = {
+                let mut q = lock(&self.queue);
+                let n = q.len().min(MAX_BATCH);
+                q.drain(..n).collect()
+            };
+            self.run_batch(&mut w, batch);
+        }
+    }
+
+    fn run_batch(&self, w: &mut WriterConn, batch: Vec<Queued>) {
+        let durable = self.durability == Durability::Full && batch.iter().any(|q| q.durable);
+        if durable != w.synced_full {
+            let level = if durable { Durability::Full } else { Durability::Normal };
+            if let Err(e) = set_sync(&w.conn, level) {
+                return finish(batch.into_iter().map(|q| (q.slot, Err(e.clone()))));
+            }
+            w.synced_full = durable;
+        }
+        let conn = &w.conn;
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").sql() {
+            return finish(batch.into_iter().map(|q| (q.slot, Err(e.clone()))));
+        }
+        let single = batch.len() == 1;
+        let mut done = Vec::with_capacity(batch.len());
+        for q in batch {
+            if !single {
+                if let Err(e) = conn.execute_batch("SAVEPOINT op").sql() {
+                    done.push((q.slot, Err(e)));
+                    continue;
+                }
+            }
+            let out = catch_unwind(AssertUnwindSafe(|| (q.f)(conn))).unwrap_or_else(|p| {
+                Err(Error::Panic(format!("internal error in a write: {}", panic_text(&p))))
+            });
+            if !single {
+                let end = if out.is_ok() { "RELEASE op" } else { "ROLLBACK TO op; RELEASE op" };
+                if let Err(e) = conn.execute_batch(end).sql() {
+                    done.push((q.slot, Err(e)));
+                    continue;
+                }
+            }
+            done.push((q.slot, out));
+        }
+        let all_failed_single = single && done[0].1.is_err();
+        let commit = if all_failed_single {
+            conn.execute_batch("ROLLBACK").sql()
+        } else {
+            conn.execute_batch("COMMIT").sql()
+        };
+        match commit {
+            Ok(()) => finish(done),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                finish(done.into_iter().map(|(s, out)| match out {
+                    Ok(_) => (s, Err(e.clone())),
+                    Err(err) => (s, Err(err)),
+                }))
+            }
+        }
+    }
+
+    /// Runs `f` on a reader connection. `f` opens a transaction itself when it needs more
+    /// than one statement to see one snapshot.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = lock(&self.readers).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = open_conn(&self.path)?;
+                c.execute_batch("PRAGMA query_only = ON; PRAGMA temp_store = MEMORY;").sql()?;
+                c
+            }
+        };
+        let out = f(&conn);
+        if conn.is_autocommit() {
+            let mut pool = lock(&self.readers);
+            if pool.len() < READER_POOL {
+                pool.push(conn);
+            }
+        }
+        out
+    }
+
+    /// Runs `f` directly on the writer connection, outside any transaction.
+    pub fn with_writer<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let w = lock(&self.writer);
+        f(&w.conn)
+    }
+}
+
+fn finish(done: impl IntoIterator<Item = (Slot, Result<Output>)>) {
+    for (slot, out) in done {
+        *lock(&slot) = Some(out);
+    }
+}
+
+pub(crate) fn panic_text(p: &Box<dyn Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic".to_string()
+    }
+}

@@ -1,0 +1,664 @@
+//! The SQLite backend: one file holds the queue and the blobs.
+
+mod conn;
+pub(crate) mod schema;
+
+pub(crate) use conn::{lock, panic_text};
+use conn::{Conns, SqlResult};
+use schema::*;
+
+use super::{
+    BlobEntry, BlobId, ClaimParams, Claimed, Expired, Finished, GcReport, Idle, Pos, Published, PushSpec,
+    Register, Stats, Store,
+};
+use crate::clock::now_ms;
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::list::{FailRow, JobRow, ListKind, PendingRow, ResultRow, Row};
+use crate::{Durability, Order};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+use std::path::Path;
+
+pub(crate) struct Sqlite {
+    conns: Conns,
+}
+
+impl Sqlite {
+    pub fn open(path: &Path, durability: Durability) -> Result<Sqlite> {
+        Ok(Sqlite { conns: Conns::open(path, durability)? })
+    }
+}
+
+fn blob_hash(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Hash> {
+    let bytes: Vec<u8> = r.get(i)?;
+    Hash::from_bytes(&bytes)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, Box::new(e)))
+}
+
+/// Publishes a finished blob inside the caller's transaction; returns its id and, when the
+/// content already existed, the staging area that is now surplus.
+fn publish_blob(c: &Connection, b: &Finished) -> Result<(BlobId, Option<BlobId>)> {
+    let hash = b.hash.as_bytes().as_slice();
+    let existing: Option<BlobId> =
+        c.prepare_cached(BLOB_BY_HASH).sql()?.query_row([hash], |r| r.get(0)).optional().sql()?;
+    if let Some(id) = existing {
+        if let Some(stage) = b.stage {
+            // Cleared by the writer after this commit, or by gc: never in this transaction,
+            // which would then hold the write lock for the whole duplicate's size.
+            c.prepare_cached(STAGE_ABANDON).sql()?.execute([stage]).sql()?;
+        }
+        return Ok((id, b.stage));
+    }
+    let id = match b.stage {
+        Some(stage) => {
+            if !b.tail.is_empty() {
+                c.prepare_cached(CHUNK_INSERT).sql()?.execute(params![stage, b.next_seq, b.tail]).sql()?;
+            }
+            let n =
+                c.prepare_cached(STAGE_PUBLISH).sql()?.execute(params![stage, hash, b.size as i64]).sql()?;
+            if n != 1 {
+                return Err(Error::stale(format!(
+                    "blob {} was abandoned while being written (its staging lease ran out and gc removed it)",
+                    b.hash.short()
+                )));
+            }
+            stage
+        }
+        None => {
+            c.prepare_cached(BLOB_INSERT).sql()?.execute(params![hash, b.size as i64]).sql()?;
+            let id = c.last_insert_rowid();
+            if !b.tail.is_empty() {
+                c.prepare_cached(CHUNK_INSERT).sql()?.execute(params![id, 0, b.tail]).sql()?;
+            }
+            id
+        }
+    };
+    Ok((id, None))
+}
+
+fn next_created(c: &Connection) -> Result<i64> {
+    c.prepare_cached(NEXT_CREATED).sql()?.query_row([now_ms()], |r| r.get(0)).sql()
+}
+
+fn insert_instance(c: &Connection, job: BlobId, spec: PushSpec) -> Result<i64> {
+    let created = next_created(c)?;
+    let (state, run_at) =
+        if spec.delay_ms > 0 { (WAITING, Some(created + spec.delay_ms)) } else { (READY, None) };
+    c.prepare_cached(INSTANCE_INSERT)
+        .sql()?
+        .execute(params![created, job, state, spec.priority, run_at])
+        .sql()?;
+    Ok(created)
+}
+
+fn job_by_hash(c: &Connection, key: &Hash) -> Result<BlobId> {
+    c.prepare_cached(JOB_BY_HASH)
+        .sql()?
+        .query_row([key.as_bytes().as_slice()], |r| r.get(0))
+        .optional()
+        .sql()?
+        .ok_or_else(|| Error::not_found(format!("job {} not found", key.short())))
+}
+
+fn job_hash(c: &Connection, job: BlobId) -> Result<Hash> {
+    c.prepare_cached(JOB_HASH).sql()?.query_row([job], |r| blob_hash(r, 0)).sql()
+}
+
+fn delete_chunks(c: &Connection, blob: BlobId) -> Result<(u64, u64, bool)> {
+    let mut stmt = c.prepare_cached(CHUNK_DELETE_SOME).sql()?;
+    let sizes: Vec<i64> = stmt.query_map([blob], |r| r.get(0)).sql()?.collect::<Result<_, _>>().sql()?;
+    let n = sizes.len() as u64;
+    Ok((n, sizes.iter().sum::<i64>() as u64, n < 32))
+}
+
+impl Sqlite {
+    /// Deletes a blob's chunks 32 at a time, one transaction each, so that gc and aborted
+    /// writes never hold the write lock for long.
+    fn clear_chunks(&self, blob: BlobId) -> Result<(u64, u64)> {
+        let (mut chunks, mut bytes) = (0, 0);
+        loop {
+            let (n, b, last) = self.conns.write(false, move |c| delete_chunks(c, blob))?;
+            chunks += n;
+            bytes += b;
+            if last {
+                return Ok((chunks, bytes));
+            }
+        }
+    }
+
+    fn file_size(&self, suffix: &str) -> u64 {
+        let mut p = self.conns.path.clone().into_os_string();
+        p.push(suffix);
+        std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+impl Store for Sqlite {
+    fn stage_begin(&self, lease_ms: i64) -> Result<BlobId> {
+        self.conns.write(false, move |c| {
+            c.prepare_cached(STAGE_BEGIN).sql()?.execute([now_ms() + lease_ms]).sql()?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    fn stage_write(&self, stage: BlobId, seq: i64, data: Vec<u8>, lease_ms: i64) -> Result<Vec<u8>> {
+        self.conns.write(false, move |c| {
+            let alive = c.prepare_cached(STAGE_RENEW).sql()?.execute([stage, now_ms() + lease_ms]).sql()?;
+            if alive != 1 {
+                return Err(Error::stale(format!(
+                    "blob write {stage} was abandoned (its staging lease ran out and gc removed it)"
+                )));
+            }
+            c.prepare_cached(CHUNK_INSERT).sql()?.execute(params![stage, seq, data]).sql()?;
+            Ok(data)
+        })
+    }
+
+    fn stage_clear(&self, stage: BlobId) -> Result<u64> {
+        self.conns.write(false, move |c| c.prepare_cached(STAGE_ABANDON).sql()?.execute([stage]).sql())?;
+        let (chunks, _) = self.clear_chunks(stage)?;
+        self.conns.write(false, move |c| c.prepare_cached(STAGE_DELETE).sql()?.execute([stage]).sql())?;
+        Ok(chunks)
+    }
+
+    fn publish(&self, blob: Finished, register: Register) -> Result<Published> {
+        self.conns.write(true, move |c| {
+            let (id, duplicate_stage) = publish_blob(c, &blob)?;
+            let Register::Job { push } = register;
+            c.prepare_cached(JOB_INSERT)
+                .sql()?
+                .execute(params![id, blob.hash.as_bytes().as_slice()])
+                .sql()?;
+            let created = match push {
+                Some(spec) => Some(insert_instance(c, id, spec)?),
+                None => None,
+            };
+            Ok(Published { created, duplicate_stage })
+        })
+    }
+
+    fn blob(&self, hash: &Hash) -> Result<Option<(BlobId, u64)>> {
+        self.conns.read(|c| {
+            c.prepare_cached(BLOB_BY_HASH)
+                .sql()?
+                .query_row([hash.as_bytes().as_slice()], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+                .optional()
+                .sql()
+        })
+    }
+
+    fn chunk(&self, blob: BlobId, seq: i64) -> Result<Option<Vec<u8>>> {
+        self.conns.read(|c| {
+            c.prepare_cached(CHUNK_GET).sql()?.query_row(params![blob, seq], |r| r.get(0)).optional().sql()
+        })
+    }
+
+    fn push(&self, key: &Hash, spec: PushSpec) -> Result<i64> {
+        let key = *key;
+        self.conns.write(true, move |c| {
+            let job = job_by_hash(c, &key)?;
+            insert_instance(c, job, spec)
+        })
+    }
+
+    fn claim(&self, p: &ClaimParams) -> Result<(Option<Claimed>, Vec<Expired>)> {
+        let (lease_ms, max_attempts, order) = (p.lease_ms, p.max_attempts as i64, p.order);
+        self.conns.write(false, move |c| {
+            let now = now_ms();
+            let mut expired = Vec::new();
+            let stale: Vec<(i64, i64, BlobId, Option<i64>)> = c
+                .prepare_cached(EXPIRED)
+                .sql()?
+                .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .sql()?
+                .collect::<rusqlite::Result<_>>()
+                .sql()?;
+            for (created, attempts, job, start) in stale {
+                if attempts >= max_attempts {
+                    let message = format!("lease expired after {attempts} attempts");
+                    c.prepare_cached(FAIL_INSERT)
+                        .sql()?
+                        .execute(params![created, job, message, start, now, attempts])
+                        .sql()?;
+                    c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
+                    expired.push(Expired { key: job_hash(c, job)?, created, message });
+                } else {
+                    c.prepare_cached(REQUEUE_NOW).sql()?.execute([created]).sql()?;
+                }
+            }
+            c.prepare_cached(PROMOTE).sql()?.execute([now]).sql()?;
+            let sql = match order {
+                Order::NewestFirst => CLAIM_NEWEST,
+                Order::OldestFirst => CLAIM_OLDEST,
+            };
+            let taken: Option<(i64, BlobId, i64)> = c
+                .prepare_cached(sql)
+                .sql()?
+                .query_row([now, lease_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+                .sql()?;
+            let claimed = match taken {
+                Some((created, job, attempt)) => {
+                    let (key, size) = c
+                        .prepare_cached(CLAIMED_JOB)
+                        .sql()?
+                        .query_row([job], |r| Ok((blob_hash(r, 0)?, r.get::<_, i64>(1)? as u64)))
+                        .sql()?;
+                    Some(Claimed { key, payload: job, size, created, attempt: attempt as u32 })
+                }
+                None => None,
+            };
+            Ok((claimed, expired))
+        })
+    }
+
+    fn renew(&self, jobs: Vec<(i64, u32)>, stages: Vec<BlobId>, lease_ms: i64) -> Result<()> {
+        self.conns.write(false, move |c| {
+            let until = now_ms() + lease_ms;
+            for (created, attempt) in jobs {
+                c.prepare_cached(RENEW).sql()?.execute(params![created, attempt, until]).sql()?;
+            }
+            for stage in stages {
+                c.prepare_cached(STAGE_RENEW).sql()?.execute([stage, until]).sql()?;
+            }
+            Ok(())
+        })
+    }
+
+    fn complete(&self, created: i64, attempt: u32, output: Finished) -> Result<(i64, Option<BlobId>)> {
+        self.conns.write(true, move |c| {
+            let (job, start): (BlobId, i64) = fence(c, created, attempt)?;
+            let (blob, surplus) = publish_blob(c, &output)?;
+            let end = now_ms();
+            c.prepare_cached(RESULT_INSERT).sql()?.execute(params![created, job, blob, start, end]).sql()?;
+            c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
+            Ok((end, surplus))
+        })
+    }
+
+    fn fail(&self, created: i64, attempt: u32, message: &str, requeue_at: Option<i64>) -> Result<i64> {
+        let message = message.to_string();
+        self.conns.write(true, move |c| {
+            let (job, start): (BlobId, i64) = fence(c, created, attempt)?;
+            let end = now_ms();
+            match requeue_at {
+                Some(at) => {
+                    c.prepare_cached(REQUEUE_AT).sql()?.execute([created, at]).sql()?;
+                }
+                None => {
+                    c.prepare_cached(FAIL_INSERT)
+                        .sql()?
+                        .execute(params![created, job, message, start, end, attempt])
+                        .sql()?;
+                    c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
+                }
+            }
+            Ok(end)
+        })
+    }
+
+    fn retry(&self, key: &Hash, created: i64) -> Result<i64> {
+        let key = *key;
+        self.conns.write(true, move |c| {
+            let job: BlobId = c
+                .prepare_cached(FAIL_OF)
+                .sql()?
+                .query_row(params![created, key.as_bytes().as_slice()], |r| r.get(0))
+                .optional()
+                .sql()?
+                .ok_or_else(|| {
+                    Error::not_found(format!("no failed instance {} of job {}", created, key.short()))
+                })?;
+            c.prepare_cached(FAIL_DELETE).sql()?.execute([created]).sql()?;
+            insert_instance(c, job, PushSpec { priority: 0, delay_ms: 0 })
+        })
+    }
+
+    fn cancel(&self, key: &Hash, created: i64) -> Result<()> {
+        let key = *key;
+        self.conns.write(true, move |c| {
+            let state: i64 = c
+                .prepare_cached(INSTANCE_OF)
+                .sql()?
+                .query_row(params![created, key.as_bytes().as_slice()], |r| r.get(0))
+                .optional()
+                .sql()?
+                .ok_or_else(|| {
+                    Error::not_found(format!("no pending instance {} of job {}", created, key.short()))
+                })?;
+            if state == RUNNING {
+                return Err(Error::busy(format!(
+                    "instance {} of job {} is running and cannot be cancelled",
+                    created,
+                    key.short()
+                )));
+            }
+            c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
+            Ok(())
+        })
+    }
+
+    fn prune(&self, older_than_ms: i64) -> Result<u64> {
+        self.conns.write(true, move |c| {
+            let a = c.prepare_cached(PRUNE_RESULTS).sql()?.execute([older_than_ms]).sql()?;
+            let b = c.prepare_cached(PRUNE_FAILS).sql()?.execute([older_than_ms]).sql()?;
+            Ok((a + b) as u64)
+        })
+    }
+
+    fn idle(&self) -> Result<Idle> {
+        self.conns.read(|c| {
+            let (any, wait, lease): (bool, Option<i64>, Option<i64>) = c
+                .prepare_cached(IDLE)
+                .sql()?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .sql()?;
+            let next_due = match (wait, lease) {
+                (Some(a), Some(b)) => Some(a.min(b + 1)),
+                (a, b) => a.or(b.map(|l| l + 1)),
+            };
+            Ok(Idle { any, next_due })
+        })
+    }
+
+    fn change_counter(&self) -> Result<i64> {
+        self.conns.with_writer(|c| c.query_row(DATA_VERSION, [], |r| r.get(0)).sql())
+    }
+
+    fn list(&self, kind: ListKind, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
+        self.conns.read(|c| {
+            let tx = c.unchecked_transaction().sql()?;
+            let rows = match kind {
+                ListKind::Job => list_jobs(c, after, limit),
+                ListKind::Pending => list_pending(c, after, limit),
+                ListKind::Result => list_results(c, after, limit),
+                ListKind::Fail => list_fails(c, after, limit),
+            };
+            drop(tx);
+            rows
+        })
+    }
+
+    fn gc(&self) -> Result<GcReport> {
+        let mut report = GcReport::default();
+        loop {
+            let now = now_ms();
+            let stale: Vec<BlobId> = self.conns.read(|c| {
+                c.prepare_cached(STALE_STAGES)
+                    .sql()?
+                    .query_map([now], |r| r.get(0))
+                    .sql()?
+                    .collect::<rusqlite::Result<_>>()
+                    .sql()
+            })?;
+            if stale.is_empty() {
+                break;
+            }
+            for stage in stale {
+                // Re-checked under the write lock: the writer may have renewed it meanwhile.
+                let gone = self.conns.write(false, move |c| {
+                    c.prepare_cached(STAGE_EXPIRE_IF_STALE).sql()?.execute(params![stage, now]).sql()
+                })?;
+                if gone == 1 {
+                    let (n, b) = self.clear_chunks(stage)?;
+                    self.conns.write(false, move |c| {
+                        c.prepare_cached(STAGE_DELETE).sql()?.execute([stage]).sql()
+                    })?;
+                    report.stages_removed += 1;
+                    report.chunks_removed += n;
+                    report.bytes_removed += b;
+                }
+            }
+        }
+        let mut after: BlobId = 0;
+        loop {
+            let candidates: Vec<BlobId> = self.conns.read(|c| {
+                c.prepare_cached(UNREFERENCED_BLOBS)
+                    .sql()?
+                    .query_map([after], |r| r.get(0))
+                    .sql()?
+                    .collect::<rusqlite::Result<_>>()
+                    .sql()
+            })?;
+            let Some(&last) = candidates.last() else { break };
+            after = last;
+            for blob in candidates {
+                let gone = self.conns.write(false, move |c| {
+                    c.prepare_cached(BLOB_DELETE_UNREFERENCED).sql()?.execute([blob]).sql()
+                })?;
+                if gone == 1 {
+                    let (n, b) = self.clear_chunks(blob)?;
+                    report.blobs_removed += 1;
+                    report.chunks_removed += n;
+                    report.bytes_removed += b;
+                }
+            }
+        }
+        let orphans: Vec<(BlobId, i64)> = self.conns.read(|c| {
+            c.prepare_cached(ORPHAN_CHUNK_OWNERS)
+                .sql()?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .sql()?
+                .collect::<rusqlite::Result<_>>()
+                .sql()
+        })?;
+        for (owner, _) in orphans {
+            let (n, b) = self.clear_chunks(owner)?;
+            report.chunks_removed += n;
+            report.bytes_removed += b;
+        }
+        self.conns.with_writer(|c| c.execute_batch(CHECKPOINT).sql())?;
+        Ok(report)
+    }
+
+    fn check_structure(&self) -> Result<Vec<String>> {
+        self.conns.read(|c| {
+            let mut problems = Vec::new();
+            let mut stmt = c.prepare(INTEGRITY_CHECK).sql()?;
+            for line in stmt.query_map([], |r| r.get::<_, String>(0)).sql()? {
+                let line = line.sql()?;
+                if line != "ok" {
+                    problems.push(format!("sqlite integrity check: {line}"));
+                }
+            }
+            let orphans: Vec<(BlobId, i64)> = c
+                .prepare_cached(ORPHAN_CHUNK_OWNERS)
+                .sql()?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .sql()?
+                .collect::<rusqlite::Result<_>>()
+                .sql()?;
+            for (owner, n) in orphans {
+                problems.push(format!("{n} orphan chunk(s) of missing blob {owner} (gc removes them)"));
+            }
+            let mut stmt = c.prepare_cached(DANGLING).sql()?;
+            for line in stmt.query_map([], |r| r.get::<_, String>(0)).sql()? {
+                problems.push(line.sql()?.to_lowercase());
+            }
+            Ok(problems)
+        })
+    }
+
+    fn blobs_after(&self, after: BlobId, limit: usize) -> Result<Vec<BlobEntry>> {
+        self.conns.read(|c| {
+            c.prepare_cached(BLOBS_AFTER)
+                .sql()?
+                .query_map(params![after, limit as i64], |r| {
+                    Ok(BlobEntry { id: r.get(0)?, hash: blob_hash(r, 1)?, size: r.get::<_, i64>(2)? as u64 })
+                })
+                .sql()?
+                .collect::<rusqlite::Result<_>>()
+                .sql()
+        })
+    }
+
+    fn stats(&self) -> Result<Stats> {
+        let mut s = self.conns.read(|c| {
+            c.prepare_cached(STATS)
+                .sql()?
+                .query_row([], |r| {
+                    let n = |i| r.get::<_, i64>(i).map(|v| v as u64);
+                    Ok(Stats {
+                        jobs: n(0)?,
+                        pending: n(1)?,
+                        running: n(2)?,
+                        results: n(3)?,
+                        fails: n(4)?,
+                        blobs: n(5)?,
+                        blob_bytes: n(6)?,
+                        file_bytes: 0,
+                        wal_bytes: 0,
+                    })
+                })
+                .sql()
+        })?;
+        s.file_bytes = self.file_size("");
+        s.wal_bytes = self.file_size("-wal");
+        Ok(s)
+    }
+}
+
+/// The fence: the instance must still be running under this attempt.
+fn fence(c: &Connection, created: i64, attempt: u32) -> Result<(BlobId, i64)> {
+    c.prepare_cached(FENCE)
+        .sql()?
+        .query_row(params![created, attempt], |r| Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0))))
+        .optional()
+        .sql()?
+        .ok_or_else(|| {
+            Error::stale(format!(
+                "instance {created} is no longer held by attempt {attempt}: its lease ran out and it was \
+                 re-queued, taken by another worker, or already finished"
+            ))
+        })
+}
+
+fn list_jobs(c: &Connection, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
+    let start: Vec<u8> = after.hash.map(|h| h.as_bytes().to_vec()).unwrap_or_default();
+    let jobs: Vec<(Hash, BlobId)> = c
+        .prepare_cached(LIST_JOBS)
+        .sql()?
+        .query_map(params![start, limit as i64], |r| Ok((blob_hash(r, 0)?, r.get(1)?)))
+        .sql()?
+        .collect::<rusqlite::Result<_>>()
+        .sql()?;
+    let mut running: HashMap<BlobId, Vec<i64>> = HashMap::new();
+    if !jobs.is_empty() {
+        let mut stmt = c.prepare_cached(RUNNING_INSTANCES).sql()?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, BlobId>(0)?, r.get::<_, i64>(1)?))).sql()? {
+            let (job, created) = row.sql()?;
+            running.entry(job).or_default().push(created);
+        }
+    }
+    Ok(jobs
+        .into_iter()
+        .map(|(key, blob)| {
+            let mut run = running.remove(&blob).unwrap_or_default();
+            run.sort_unstable();
+            (Row::Job(JobRow { key, running: run }), Pos { hash: Some(key), job: blob, created: 0 })
+        })
+        .collect())
+}
+
+fn list_pending(c: &Connection, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
+    c.prepare_cached(LIST_PENDING)
+        .sql()?
+        .query_map(params![after.created, limit as i64], |r| {
+            let created: i64 = r.get(0)?;
+            let priority: i32 = r.get(3)?;
+            Ok((
+                Row::Pending(PendingRow {
+                    job: blob_hash(r, 1)?,
+                    created,
+                    running: r.get::<_, i64>(2)? == RUNNING,
+                    priority: (priority != 0).then_some(priority),
+                    run_at: r.get(4)?,
+                }),
+                Pos { hash: None, job: 0, created },
+            ))
+        })
+        .sql()?
+        .collect::<rusqlite::Result<_>>()
+        .sql()
+}
+
+/// Results and fails are listed by (job key, created): first the rest of the current job's
+/// rows, then the rows of the jobs after it.
+fn list_results(c: &Connection, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
+    let mut out = Vec::new();
+    if let Some(key) = after.hash {
+        let mut stmt = c.prepare_cached(LIST_RESULTS_OF_JOB).sql()?;
+        let rows = stmt.query_map(params![after.job, after.created, limit as i64], |r| {
+            let created = r.get(0)?;
+            Ok((
+                Row::Result(ResultRow {
+                    key,
+                    created,
+                    hash: blob_hash(r, 1)?,
+                    start: r.get(2)?,
+                    end: r.get(3)?,
+                }),
+                Pos { hash: Some(key), job: after.job, created },
+            ))
+        });
+        out = rows.sql()?.collect::<rusqlite::Result<_>>().sql()?;
+    }
+    if out.len() < limit {
+        let start: Vec<u8> = after.hash.map(|h| h.as_bytes().to_vec()).unwrap_or_default();
+        let mut stmt = c.prepare_cached(LIST_RESULTS_AFTER_JOB).sql()?;
+        let rows = stmt.query_map(params![start, (limit - out.len()) as i64], |r| {
+            let key = blob_hash(r, 0)?;
+            let created = r.get(2)?;
+            Ok((
+                Row::Result(ResultRow {
+                    key,
+                    created,
+                    hash: blob_hash(r, 3)?,
+                    start: r.get(4)?,
+                    end: r.get(5)?,
+                }),
+                Pos { hash: Some(key), job: r.get(1)?, created },
+            ))
+        });
+        for row in rows.sql()? {
+            out.push(row.sql()?);
+        }
+    }
+    Ok(out)
+}
+
+fn list_fails(c: &Connection, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
+    let fail = |key: Hash, created: i64, r: &rusqlite::Row<'_>, at: usize| -> rusqlite::Result<Row> {
+        Ok(Row::Fail(FailRow {
+            key,
+            created,
+            message: r.get(at)?,
+            start: r.get::<_, Option<i64>>(at + 1)?.unwrap_or(0),
+            end: r.get(at + 2)?,
+            attempts: r.get(at + 3)?,
+        }))
+    };
+    let mut out = Vec::new();
+    if let Some(key) = after.hash {
+        let mut stmt = c.prepare_cached(LIST_FAILS_OF_JOB).sql()?;
+        let rows = stmt.query_map(params![after.job, after.created, limit as i64], |r| {
+            let created = r.get(0)?;
+            Ok((fail(key, created, r, 1)?, Pos { hash: Some(key), job: after.job, created }))
+        });
+        out = rows.sql()?.collect::<rusqlite::Result<_>>().sql()?;
+    }
+    if out.len() < limit {
+        let start: Vec<u8> = after.hash.map(|h| h.as_bytes().to_vec()).unwrap_or_default();
+        let mut stmt = c.prepare_cached(LIST_FAILS_AFTER_JOB).sql()?;
+        let rows = stmt.query_map(params![start, (limit - out.len()) as i64], |r| {
+            let key = blob_hash(r, 0)?;
+            let created = r.get(2)?;
+            Ok((fail(key, created, r, 3)?, Pos { hash: Some(key), job: r.get(1)?, created }))
+        });
+        for row in rows.sql()? {
+            out.push(row.sql()?);
+        }
+    }
+    Ok(out)
+}
