@@ -1,0 +1,478 @@
+//! The storage half of the core: the file, blobs, jobs and instances, lists, errors.
+
+mod common;
+
+use batchdb::{Db, Error, Hash, ListKind, Options, Row};
+use common::*;
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+const SEED_KEY: &str = "ce6cc4e7fcb4a902f7c836cb93a32ae02cb47679c86e3d99c811233bf6f258c0";
+
+#[test]
+fn job_key_is_sha256_of_payload() {
+    let t = temp_path();
+    let db = open(&t.path);
+    let key = db.create(&b"sleep 5; date"[..]).unwrap();
+    assert_eq!(key.to_string(), SEED_KEY);
+    assert_eq!(key, Hash::of(b"sleep 5; date"));
+}
+
+#[test]
+fn same_payload_is_one_job_and_pushes_queue_instances() {
+    let t = temp_path();
+    let db = open(&t.path);
+    let k1 = db.create(&b"sleep 5; date"[..]).unwrap();
+    let (k2, c1) = db.add(&b"sleep 5; date"[..]).unwrap();
+    let c2 = db.push(&k1).unwrap();
+    assert_eq!(k1, k2);
+    assert!(c2 > c1);
+    let jobs: Vec<_> = db.jobs().collect::<Result<_, _>>().unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].key, k1);
+    let pending: Vec<_> = db.pending().collect::<Result<_, _>>().unwrap();
+    assert_eq!(pending.iter().map(|p| p.created).collect::<Vec<_>>(), vec![c1, c2]);
+    assert!(pending.iter().all(|p| p.job == k1 && !p.running));
+    // The payload is stored once.
+    assert_eq!(db.stats().unwrap().blobs, 1);
+    let mut payload = String::new();
+    db.get(&k1).unwrap().read_to_string(&mut payload).unwrap();
+    assert_eq!(payload, "sleep 5; date");
+}
+
+#[test]
+fn push_of_unknown_key_is_not_found_and_malformed_key_is_invalid() {
+    let t = temp_path();
+    let db = open(&t.path);
+    let err = db.push(&Hash::of(b"never created")).unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+    assert!(err.to_string().contains("job "), "message names the job: {err}");
+    assert_eq!(err.code(), -2);
+    for bad in ["", "xyz", &SEED_KEY[..63], &format!("{SEED_KEY}0"), &SEED_KEY.replace('c', "g")] {
+        let err = bad.parse::<Hash>().unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)), "{bad:?}: {err:?}");
+    }
+    assert!(db.pending().next().is_none(), "nothing was queued");
+}
+
+#[test]
+fn get_of_unknown_hash_is_not_found() {
+    let t = temp_path();
+    let db = open(&t.path);
+    let err = db.get(&Hash::of(b"nothing")).map(|_| ()).unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+}
+
+#[test]
+fn created_is_strictly_increasing_across_threads() {
+    let t = temp_path();
+    let db = open_with(&t.path, fast);
+    let key = db.create(&b"job"[..]).unwrap();
+    let barrier = Arc::new(Barrier::new(4));
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (db, barrier) = (db.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                (0..250).map(|_| db.push(&key).unwrap()).collect::<Vec<i64>>()
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        let mine = h.join().unwrap();
+        assert!(mine.windows(2).all(|w| w[0] < w[1]), "each thread sees increasing values");
+        all.extend(mine);
+    }
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!(unique.len(), 1000);
+    // Push order is created order: the pending list, sorted by created, has every value.
+    let listed: Vec<i64> = db.pending().map(|r| r.unwrap().created).collect();
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(listed, sorted);
+}
+
+#[test]
+fn created_is_strictly_increasing_across_processes() {
+    if helper_role().as_deref() == Some("pusher") {
+        let db = open_with(std::path::Path::new(&env("DB")), fast);
+        let key: Hash = env("KEY").parse().unwrap();
+        let out: Vec<String> = (0..300).map(|_| db.push(&key).unwrap().to_string()).collect();
+        println!("CREATED {}", out.join(" "));
+        return;
+    }
+    if helper_role().is_some() {
+        return;
+    }
+    let t = temp_path();
+    let db = open_with(&t.path, fast);
+    let key = db.create(&b"shared"[..]).unwrap();
+    let args = [("DB", t.path.display().to_string()), ("KEY", key.to_string())];
+    let children: Vec<_> = (0..2)
+        .map(|_| spawn_helper("created_is_strictly_increasing_across_processes", "pusher", &args))
+        .collect();
+    let mut all = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let line = after_marker(&out.stdout, "CREATED ");
+        let mine: Vec<i64> = line.split(' ').map(|v| v.parse().unwrap()).collect();
+        assert!(mine.windows(2).all(|w| w[0] < w[1]));
+        all.extend(mine);
+    }
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!(unique.len(), 600, "no two processes got the same created");
+}
+
+#[test]
+fn lists_stay_correct_while_other_threads_write() {
+    let t = temp_path();
+    let db = open_with(&t.path, fast);
+    let mut before = Vec::new();
+    for i in 0..700 {
+        before.push(db.add(format!("job {i}").as_bytes()).unwrap());
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (db, stop) = (db.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                db.add(format!("late {i}").as_bytes()).unwrap();
+                i += 1;
+            }
+            i
+        })
+    };
+    // Page through slowly, so that writes land between pages.
+    let mut seen_pending = Vec::new();
+    for row in db.pending() {
+        seen_pending.push(row.unwrap().created);
+        if seen_pending.len() % 100 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let mut seen_jobs = Vec::new();
+    for row in db.jobs() {
+        seen_jobs.push(row.unwrap().key);
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let added = writer.join().unwrap();
+    assert!(added > 0, "the writer ran during the listing");
+    let unique: HashSet<_> = seen_pending.iter().collect();
+    assert_eq!(unique.len(), seen_pending.len(), "no row seen twice");
+    for (_, created) in &before {
+        assert!(seen_pending.contains(created), "row {created} present throughout was seen");
+    }
+    assert!(seen_pending.windows(2).all(|w| w[0] < w[1]));
+    assert!(seen_jobs.windows(2).all(|w| w[0] < w[1]), "jobs sorted by key, each once");
+    for (key, _) in &before {
+        assert!(seen_jobs.contains(key));
+    }
+}
+
+#[test]
+fn rows_serialize_to_the_contract_shapes() {
+    let t = temp_path();
+    let db = open(&t.path);
+    let (key, created) = db.add(&b"sleep 5; date"[..]).unwrap();
+    let job_json = db.list(ListKind::Job).next().unwrap().unwrap().to_json();
+    assert_eq!(job_json, format!(r#"{{"key":"{SEED_KEY}","running":[]}}"#));
+    let pending = db.list(ListKind::Pending).next().unwrap().unwrap();
+    assert_eq!(pending.to_json(), format!(r#"{{"job":"{SEED_KEY}","created":{created},"running":false}}"#));
+
+    let mut job = db.claim().unwrap().unwrap();
+    let running = db.list(ListKind::Job).next().unwrap().unwrap();
+    assert_eq!(running.to_json(), format!(r#"{{"key":"{SEED_KEY}","running":[{created}]}}"#));
+    let pending = db.pending().next().unwrap().unwrap();
+    assert!(pending.running);
+    job.write_all(b"out").unwrap();
+    let hash = job.complete().unwrap();
+    let Row::Result(r) = db.list(ListKind::Result).next().unwrap().unwrap() else { panic!("result row") };
+    let v: serde_json::Value = serde_json::from_str(&Row::Result(r.clone()).to_json()).unwrap();
+    assert_eq!(v["key"], serde_json::json!([SEED_KEY, created]));
+    assert_eq!(v["value"]["hash"], hash.to_string());
+    assert_eq!(v["value"]["created"], created);
+    assert!(v["value"]["start"].as_i64().unwrap() <= v["value"]["end"].as_i64().unwrap());
+    assert_eq!(v.as_object().unwrap().len(), 2);
+    assert_eq!(v["value"].as_object().unwrap().len(), 4);
+
+    let c2 = db.push(&key).unwrap();
+    db.claim().unwrap().unwrap().fail("yo").unwrap();
+    let fail = db.list(ListKind::Fail).next().unwrap().unwrap().to_json();
+    let v: serde_json::Value = serde_json::from_str(&fail).unwrap();
+    assert_eq!(v["key"], serde_json::json!([SEED_KEY, c2]));
+    assert_eq!(v["value"]["message"], "yo");
+    assert_eq!(v["value"]["attempts"], 1);
+    assert_eq!(v["value"].as_object().unwrap().len(), 4);
+}
+
+#[test]
+fn results_and_fails_list_by_key_then_created_across_pages() {
+    let t = temp_path();
+    let db = open_with(&t.path, fast);
+    // 30 jobs × 20 instances = 600 results: more than two pages, many jobs per page.
+    let keys: Vec<Hash> = (0..30).map(|i| db.create(format!("p{i}").as_bytes()).unwrap()).collect();
+    for _ in 0..20 {
+        for k in &keys {
+            db.push(k).unwrap();
+        }
+    }
+    while let Some(job) = db.claim().unwrap() {
+        if job.created() % 3 == 0 {
+            job.fail("odd").unwrap();
+        } else {
+            job.complete().unwrap();
+        }
+    }
+    let results: Vec<_> = db.results().map(|r| r.unwrap()).collect();
+    let fails: Vec<_> = db.failures().map(|r| r.unwrap()).collect();
+    assert_eq!(results.len() + fails.len(), 600);
+    let rk: Vec<_> = results.iter().map(|r| (r.key, r.created)).collect();
+    let fk: Vec<_> = fails.iter().map(|r| (r.key, r.created)).collect();
+    let mut sorted = rk.clone();
+    sorted.sort();
+    assert_eq!(rk, sorted);
+    let mut sorted = fk.clone();
+    sorted.sort();
+    assert_eq!(fk, sorted);
+    assert_eq!(rk.iter().collect::<HashSet<_>>().len(), rk.len());
+}
+
+#[test]
+fn garbage_file_is_refused_and_unchanged() {
+    let t = temp_path();
+    let garbage: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&t.path, &garbage).unwrap();
+    let err = Db::open(&t.path, Options::default()).unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+    assert!(err.to_string().contains("not a batchdb database"), "{err}");
+    assert_eq!(file_bytes(&t.path), garbage);
+}
+
+#[test]
+fn foreign_sqlite_file_is_refused_and_unchanged() {
+    let t = temp_path();
+    {
+        let c = rusqlite::Connection::open(&t.path).unwrap();
+        c.execute_batch("CREATE TABLE people (name TEXT); INSERT INTO people VALUES ('ada');").unwrap();
+    }
+    let before = file_bytes(&t.path);
+    let err = Db::open(&t.path, Options::default()).unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+    assert!(err.to_string().contains("not a batchdb database"), "{err}");
+    assert_eq!(file_bytes(&t.path), before);
+}
+
+#[test]
+fn newer_schema_is_refused_and_unchanged() {
+    let t = temp_path();
+    drop(open(&t.path));
+    {
+        let c = rusqlite::Connection::open(&t.path).unwrap();
+        c.execute_batch("PRAGMA user_version = 999; PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+    }
+    let before = file_bytes(&t.path);
+    let err = Db::open(&t.path, Options::default()).unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+    assert!(err.to_string().contains("newer"), "{err}");
+    assert_eq!(file_bytes(&t.path), before);
+}
+
+#[test]
+fn reopening_keeps_everything() {
+    let t = temp_path();
+    let (key, created) = {
+        let db = open(&t.path);
+        db.add(&b"persist me"[..]).unwrap()
+    };
+    let db = open(&t.path);
+    let p: Vec<_> = db.pending().map(|r| r.unwrap()).collect();
+    assert_eq!((p[0].job, p[0].created), (key, created));
+    assert!(db.push(&key).unwrap() > created);
+}
+
+#[test]
+fn options_out_of_range_are_invalid() {
+    let t = temp_path();
+    for f in [
+        (|o: &mut Options| o.chunk_size = 10) as fn(&mut Options),
+        |o| o.max_attempts = 0,
+        |o| o.lease = Duration::from_millis(1),
+    ] {
+        let mut o = Options::default();
+        f(&mut o);
+        assert!(matches!(Db::open(&t.path, o), Err(Error::Invalid(_))));
+    }
+    assert!(!t.path.exists(), "nothing was created");
+}
+
+#[test]
+fn opening_a_directory_is_a_clear_error() {
+    let t = temp_path();
+    let err = Db::open(t.dir.path(), Options::default()).unwrap_err();
+    assert!(matches!(err, Error::Io(_)), "{err:?}");
+    assert!(err.to_string().contains("directory"));
+}
+
+#[test]
+fn blobs_round_trip_at_every_size_around_chunk_boundaries() {
+    let t = temp_path();
+    let db = open_with(&t.path, |o| {
+        o.chunk_size = 1024;
+        fast(o)
+    });
+    for len in [0usize, 1, 1023, 1024, 1025, 2048, 5000] {
+        let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+        let mut w = db.writer();
+        // Odd write sizes, so that writes straddle chunks.
+        for piece in data.chunks(333) {
+            w.write_all(piece).unwrap();
+        }
+        let key = w.create().unwrap();
+        assert_eq!(key, Hash::of(&data));
+        let mut back = Vec::new();
+        db.get(&key).unwrap().read_to_end(&mut back).unwrap();
+        assert_eq!(back, data, "len {len}");
+    }
+}
+
+#[test]
+fn duplicate_content_is_stored_once() {
+    let t = temp_path();
+    let db = open_with(&t.path, |o| o.chunk_size = 1024);
+    let data = vec![7u8; 10_000];
+    let a = db.create(&data[..]).unwrap();
+    let b = db.create(&data[..]).unwrap();
+    assert_eq!(a, b);
+    let s = db.stats().unwrap();
+    assert_eq!((s.blobs, s.blob_bytes), (1, 10_000));
+    assert!(db.check().unwrap().is_clean(), "the surplus staged copy was cleared");
+    let raw = rusqlite::Connection::open(&t.path).unwrap();
+    let chunks: i64 = raw.query_row("SELECT count(*) FROM chunk", [], |r| r.get(0)).unwrap();
+    assert_eq!(chunks, 10, "one copy of the chunks");
+}
+
+#[test]
+fn unfinished_writer_leaves_no_visible_blob() {
+    let t = temp_path();
+    let db = open_with(&t.path, |o| o.chunk_size = 1024);
+    let data = vec![1u8; 5000];
+    let mut w = db.writer();
+    w.write_all(&data).unwrap();
+    drop(w);
+    assert!(matches!(db.get(&Hash::of(&data)), Err(Error::NotFound(_))));
+    assert!(db.jobs().next().is_none());
+    assert_eq!(db.stats().unwrap().blobs, 0);
+}
+
+#[test]
+fn a_long_blob_write_does_not_block_other_writers() {
+    let t = temp_path();
+    let db = open_with(&t.path, |o| o.chunk_size = 4096);
+    let key = db.create(&b"k"[..]).unwrap();
+    let mut w = db.writer();
+    w.write_all(&vec![3u8; 4096 * 4]).unwrap();
+    // Mid-write, another handle (as another process would) can push: no lock is held.
+    let other = open_with(&t.path, |o| o.chunk_size = 4096);
+    let done = std::sync::mpsc::channel();
+    let tx = done.0;
+    std::thread::spawn(move || tx.send(other.push(&key)).unwrap());
+    let pushed = done.1.recv_timeout(Duration::from_secs(5)).expect("push did not wait for the writer");
+    assert!(pushed.is_ok());
+    w.write_all(&vec![4u8; 100]).unwrap();
+    w.create().unwrap();
+}
+
+#[test]
+fn corrupted_chunk_makes_get_fail_with_corrupt() {
+    let t = temp_path();
+    let db = open_with(&t.path, |o| o.chunk_size = 1024);
+    let data: Vec<u8> = (0..4000).map(|i| (i % 256) as u8).collect();
+    let key = db.create(&data[..]).unwrap();
+    corrupt_chunk(&t.path, &key, 1, 17);
+    let mut out = Vec::new();
+    let err = db.get(&key).unwrap().read_to_end(&mut out).unwrap_err();
+    let err = Error::from(err);
+    assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
+    assert!(err.to_string().contains(&key.short()), "names the blob: {err}");
+    // Verification happens before the last byte is handed out.
+    assert!(out.len() < data.len());
+}
+
+#[test]
+fn large_blob_round_trip_in_constant_memory() {
+    const SIZE: u64 = 256 << 20;
+    if helper_role().as_deref() == Some("big") {
+        let path = env("DB");
+        let db = Db::open(&path, Options::default()).unwrap();
+        let mut w = db.writer();
+        std::io::copy(&mut Pattern::new(42, SIZE), &mut w).unwrap();
+        let key = w.create().unwrap();
+        let mut sink = Hashing::default();
+        let n = std::io::copy(&mut db.get(&key).unwrap(), &mut sink).unwrap();
+        assert_eq!(n, SIZE);
+        println!("RESULT {key} {} {}", sink.hash(), peak_rss_kib());
+        return;
+    }
+    if helper_role().is_some() {
+        return;
+    }
+    let t = temp_path();
+    let child = spawn_helper(
+        "large_blob_round_trip_in_constant_memory",
+        "big",
+        &[("DB", t.path.display().to_string())],
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let line = after_marker(&out.stdout, "RESULT ");
+    let parts: Vec<&str> = line.split(' ').collect();
+    let mut expected = Hashing::default();
+    std::io::copy(&mut Pattern::new(42, SIZE), &mut expected).unwrap();
+    assert_eq!(parts[0], expected.hash(), "key is the content's hash");
+    assert_eq!(parts[1], expected.hash(), "read back the same bytes");
+    let rss_kib: i64 = parts[2].parse().unwrap();
+    println!("256 MiB blob: peak RSS {} MiB", rss_kib / 1024);
+    assert!(rss_kib < 64 * 1024, "peak RSS {rss_kib} KiB");
+}
+
+#[derive(Default)]
+struct Hashing(sha2::Sha256);
+
+impl Hashing {
+    fn hash(&self) -> String {
+        use sha2::Digest;
+        hex::encode(self.0.clone().finalize())
+    }
+}
+
+impl Write for Hashing {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        sha2::Digest::update(&mut self.0, b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn error_codes_map_one_to_one() {
+    let all = [
+        Error::Invalid(String::new()),
+        Error::NotFound(String::new()),
+        Error::Io(String::new()),
+        Error::Corrupt(String::new()),
+        Error::Busy(String::new()),
+        Error::Aborted(String::new()),
+        Error::Panic(String::new()),
+        Error::Misuse(String::new()),
+        Error::Stale(String::new()),
+    ];
+    let codes: Vec<i32> = all.iter().map(|e| e.code()).collect();
+    assert_eq!(codes, vec![-1, -2, -3, -4, -5, -6, -7, -8, -9]);
+}

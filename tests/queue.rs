@@ -1,0 +1,634 @@
+//! The execution half: claim, leases, fencing, expiry, retries, the run loop, events, gc
+//! and check.
+
+mod common;
+
+use batchdb::{Db, Error, Event, Hash, Options, Order, PushOptions, RunOptions};
+use common::*;
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn once() -> RunOptions {
+    RunOptions { workers: 1, until_empty: true }
+}
+
+fn claim_order(order: Order) -> Vec<i64> {
+    let t = temp_path();
+    let db = open_with(&t.path, |o| o.order = order);
+    let created: Vec<i64> = (0..3).map(|i| db.add(format!("job {i}").as_bytes()).unwrap().1).collect();
+    let mut taken = Vec::new();
+    while let Some(job) = db.claim().unwrap() {
+        taken.push(job.created());
+        job.complete().unwrap();
+    }
+    let mut expected = created.clone();
+    if order == Order::NewestFirst {
+        expected.reverse();
+    }
+    assert_eq!(taken, expected, "{order:?}");
+    taken
+}
+
+#[test]
+fn newest_first_by_default_and_oldest_first_as_an_option() {
+    claim_order(Order::NewestFirst);
+    claim_order(Order::OldestFirst);
+}
+
+#[test]
+fn claim_on_empty_queue_is_none() {
+    let t = temp_path();
+    let db = open(&t.path);
+    assert!(db.claim().unwrap().is_none());
+}
+
+#[test]
+fn complete_records_result_and_removes_pending() {
+    let t = temp_path();
+    let db = open(&t.path);
+    let (key, created) = db.add(&b"payload"[..]).unwrap();
+    let mut job = db.claim().unwrap().unwrap();
+    assert_eq!((job.key(), job.created(), job.attempt()), (key, created, 1));
+    let mut input = String::new();
+    job.read_to_string(&mut input).unwrap();
+    assert_eq!(input, "payload");
+    job.write_all(b"output").unwrap();
+    let hash = job.complete().unwrap();
+    assert_eq!(hash, Hash::of(b"output"));
+    assert!(db.pending().next().is_none());
+    let r: Vec<_> = db.results().map(|r| r.unwrap()).collect();
+    assert_eq!((r.len(), r[0].key, r[0].created, r[0].hash), (1, key, created, hash));
+    // A completed instance is never claimed again.
+    assert!(db.claim().unwrap().is_none());
+}
+
+#[test]
+fn fencing_stops_a_stale_worker_from_changing_anything() {
+    let t = temp_path();
+    let opts = |o: &mut Options| {
+        o.lease = Duration::from_millis(200);
+        o.heartbeat = false;
+    };
+    let first = open_with(&t.path, opts);
+    let second = open_with(&t.path, opts);
+    let (_, created) = first.add(&b"slow"[..]).unwrap();
+    let mut stale = first.claim().unwrap().unwrap();
+    stale.write_all(b"late answer").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut fresh = second.claim().unwrap().expect("the expired lease is taken over");
+    assert_eq!((fresh.created(), fresh.attempt()), (created, 2));
+    fresh.write_all(b"right answer").unwrap();
+    let good = fresh.complete().unwrap();
+    let err = stale.complete().unwrap_err();
+    assert!(matches!(err, Error::Stale(_)), "{err:?}");
+    assert_eq!(err.code(), -9);
+    let results: Vec<_> = first.results().map(|r| r.unwrap()).collect();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].hash, good);
+    assert!(matches!(first.get(&Hash::of(b"late answer")), Err(Error::NotFound(_))), "no stray blob");
+    assert!(first.check().unwrap().is_clean());
+}
+
+#[test]
+fn heartbeat_keeps_a_slow_job_leased() {
+    let t = temp_path();
+    let db = open_with(&t.path, |o| o.lease = Duration::from_millis(150));
+    db.add(&b"slow but alive"[..]).unwrap();
+    let job = db.claim().unwrap().unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let other = open_with(&t.path, |o| o.lease = Duration::from_millis(150));
+    assert!(other.claim().unwrap().is_none(), "a living job is never rescued");
+    job.complete().unwrap();
+    assert_eq!(db.results().count(), 1);
+}
+
+#[test]
+fn a_job_whose_lease_always_expires_fails_after_max_attempts() {
+    let t = temp_path();
+    let db = open_with(&t.path, |o| {
+        o.lease = Duration::from_millis(100);
+        o.heartbeat = false;
+        o.max_attempts = 2;
+    });
+    let (key, created) = db.add(&b"hangs"[..]).unwrap();
+    let fails = Arc::new(Mutex::new(Vec::new()));
+    let f = fails.clone();
+    db.subscribe(move |ev| {
+        if let Event::Fail { message, .. } = ev {
+            f.lock().unwrap().push(message.clone());
+        }
+    });
+    let mut held = Vec::new();
+    held.push(db.claim().unwrap().unwrap());
+    std::thread::sleep(Duration::from_millis(150));
+    let second = db.claim().unwrap().unwrap();
+    assert_eq!(second.attempt(), 2);
+    held.push(second);
+    std::thread::sleep(Duration::from_millis(150));
+    assert!(db.claim().unwrap().is_none());
+    let rows: Vec<_> = db.failures().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].key, rows[0].created, rows[0].attempts), (key, created, 2));
+    assert!(rows[0].message.contains("lease expired after 2 attempts"), "{}", rows[0].message);
+    assert_eq!(fails.lock().unwrap().len(), 1, "a fail event");
+    drop(held); // their late releases are fenced off
+    assert_eq!(db.failures().count(), 1);
+    assert!(db.pending().next().is_none());
+}
+
+#[test]
+fn runner_errors_are_final_by_default() {
+    let t = temp_path();
+    let db = open(&t.path);
+    db.add(&b"bad"[..]).unwrap();
+    let report = db.run(once(), |_job| Err("exit status 3")).unwrap();
+    assert_eq!((report.completed, report.failed), (0, 1));
+    let f: Vec<_> = db.failures().map(|r| r.unwrap()).collect();
+    assert_eq!((f[0].message.as_str(), f[0].attempts), ("exit status 3", 1));
+}
+
+#[test]
+fn retry_errors_requeues_with_backoff() {
+    let t = temp_path();
+    let db = open_with(&t.path, |o| {
+        o.retry_errors = true;
+        o.max_attempts = 2;
+    });
+    db.add(&b"flaky"[..]).unwrap();
+    let job = db.claim().unwrap().unwrap();
+    let failed_at = batchdb_now();
+    job.fail("transient").unwrap();
+    assert_eq!(db.failures().count(), 0, "not final while attempts remain");
+    let p = db.pending().next().unwrap().unwrap();
+    let run_at = p.run_at.expect("backoff shows when it may run");
+    assert!((run_at - failed_at - 1000).abs() < 200, "first backoff is 1 s: {}", run_at - failed_at);
+    assert!(db.claim().unwrap().is_none(), "not before the backoff");
+    std::thread::sleep(Duration::from_millis(1100));
+    let again = db.claim().unwrap().expect("due after the backoff");
+    assert_eq!(again.attempt(), 2);
+    again.fail("still broken").unwrap();
+    let f: Vec<_> = db.failures().map(|r| r.unwrap()).collect();
+    assert_eq!((f.len(), f[0].attempts, f[0].message.as_str()), (1, 2, "still broken"));
+}
+
+fn batchdb_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+#[test]
+fn retry_requeues_a_failed_instance_and_removes_its_fail_row() {
+    let t = temp_path();
+    let db = open(&t.path);
+    let (key, created) = db.add(&b"again"[..]).unwrap();
+    db.claim().unwrap().unwrap().fail("boom").unwrap();
+    let new = db.retry(&key, created).unwrap();
+    assert!(new > created);
+    assert_eq!(db.failures().count(), 0);
+    assert_eq!(db.pending().next().unwrap().unwrap().created, new);
+    assert!(matches!(db.retry(&key, created), Err(Error::NotFound(_))), "the fail row is gone");
+    assert!(matches!(db.retry(&Hash::of(b"x"), new), Err(Error::NotFound(_))));
+}
+
+#[test]
+fn a_panicking_runner_fails_its_instance_and_the_loop_goes_on() {
+    let t = temp_path();
+    let db = open_with(&t.path, fast);
+    for i in 0..5 {
+        db.add(format!("job {i}").as_bytes()).unwrap();
+    }
+    db.add(&b"panic"[..]).unwrap();
+    let report = db
+        .run(RunOptions { workers: 2, until_empty: true }, |job| {
+            let mut s = String::new();
+            job.read_to_string(&mut s)?;
+            if s == "panic" {
+                panic!("runner exploded");
+            }
+            job.write_all(s.as_bytes())
+        })
+        .unwrap();
+    assert_eq!((report.completed, report.failed), (5, 1));
+    let f: Vec<_> = db.failures().map(|r| r.unwrap()).collect();
+    assert!(f[0].message.contains("runner exploded"), "{}", f[0].message);
+    assert_eq!(db.results().count(), 5);
+}
+
+#[test]
+fn events_carry_their_fields() {
+    let t = temp_path();
+    let db = open(&t.path);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let sub = db.subscribe(move |ev| s.lock().unwrap().push(ev.clone()));
+    let (key, c1) = db.add(&b"e"[..]).unwrap();
+    let c2 = db.push(&key).unwrap();
+    let mut j = db.claim().unwrap().unwrap();
+    j.write_all(b"r").unwrap();
+    let hash = j.complete().unwrap();
+    db.claim().unwrap().unwrap().fail("nope").unwrap();
+    assert!(db.unsubscribe(sub));
+    db.push(&key).unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            Event::Create { key },
+            Event::Push { key, created: c1 },
+            Event::Push { key, created: c2 },
+            Event::Start { key, created: c2 },
+            Event::Result { key, created: c2, hash },
+            Event::Start { key, created: c1 },
+            Event::Fail { key, created: c1, message: "nope".into() },
+        ]
+    );
+}
+
+#[test]
+fn crashed_worker_process_is_rescued_exactly_once() {
+    if helper_role().as_deref() == Some("crasher") {
+        let db = open_with(Path::new(&env("DB")), |o| o.lease = Duration::from_millis(500));
+        let mut job = db.claim().unwrap().unwrap();
+        job.write_all(b"half an answer").unwrap();
+        println!("CLAIMED {}", job.created());
+        std::io::stdout().flush().unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+        return;
+    }
+    if helper_role().is_some() {
+        return;
+    }
+    let t = temp_path();
+    let db = open_with(&t.path, |o| o.lease = Duration::from_millis(500));
+    let (_, created) = db.add(&b"crash me"[..]).unwrap();
+    let mut child = spawn_helper(
+        "crashed_worker_process_is_rescued_exactly_once",
+        "crasher",
+        &[("DB", t.path.display().to_string())],
+    );
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    let claimed_line = |b: &[u8]| {
+        let s = String::from_utf8_lossy(b);
+        s.find("CLAIMED ").is_some_and(|at| s[at..].contains('\n'))
+    };
+    while !claimed_line(&buf) {
+        assert_eq!(stdout.read(&mut byte).unwrap(), 1, "helper ended early");
+        buf.push(byte[0]);
+    }
+    assert_eq!(after_marker(&buf, "CLAIMED ").trim(), created.to_string());
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(db.pending().next().unwrap().unwrap().running, "still marked running until the lease ends");
+    let report = db.run(once(), |job| job.write_all(b"whole answer")).unwrap();
+    assert_eq!(report.completed, 1);
+    let r: Vec<_> = db.results().map(|r| r.unwrap()).collect();
+    assert_eq!(r.len(), 1);
+    assert_eq!((r[0].created, r[0].hash), (created, Hash::of(b"whole answer")));
+    assert!(db.check().unwrap().is_clean());
+}
+
+#[test]
+fn three_processes_run_each_instance_exactly_once() {
+    const N: usize = 3000;
+    if helper_role().as_deref() == Some("runner") {
+        let db = open_with(Path::new(&env("DB")), fast);
+        let log = Mutex::new(std::fs::OpenOptions::new().append(true).open(env("LOG")).unwrap());
+        let report = db
+            .run(RunOptions { workers: 2, until_empty: true }, |job| {
+                // One write per line: O_APPEND keeps whole writes from processes apart.
+                log.lock().unwrap().write_all(format!("{}\n", job.created()).as_bytes())?;
+                job.write_all(job.created().to_string().as_bytes())
+            })
+            .unwrap();
+        println!("DONE {}", report.completed);
+        return;
+    }
+    if helper_role().is_some() {
+        return;
+    }
+    let t = temp_path();
+    let db = open_with(&t.path, fast);
+    let key = db.create(&b"many"[..]).unwrap();
+    let mut created = HashSet::new();
+    for _ in 0..N {
+        created.insert(db.push(&key).unwrap());
+    }
+    let log = t.dir.path().join("ran.log");
+    std::fs::write(&log, "").unwrap();
+    let args = [("DB", t.path.display().to_string()), ("LOG", log.display().to_string())];
+    let children: Vec<_> = (0..3)
+        .map(|_| spawn_helper("three_processes_run_each_instance_exactly_once", "runner", &args))
+        .collect();
+    let mut total = 0;
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "a runner process failed (BUSY surfaced?)");
+        total += after_marker(&out.stdout, "DONE ").trim().parse::<usize>().unwrap();
+    }
+    let ran: Vec<i64> = std::fs::read_to_string(&log).unwrap().lines().map(|l| l.parse().unwrap()).collect();
+    let mut counts: HashMap<i64, usize> = HashMap::new();
+    for c in &ran {
+        *counts.entry(*c).or_default() += 1;
+    }
+    let twice = counts.values().filter(|&&n| n > 1).count();
+    println!("multiprocess: {} runs, {} instances, {} ran twice", ran.len(), counts.len(), twice);
+    assert_eq!(twice, 0, "no instance ran twice");
+    assert_eq!(total, N);
+    let results: Vec<_> = db.results().map(|r| r.unwrap()).collect();
+    assert_eq!(results.len(), N);
+    assert_eq!(results.iter().map(|r| r.created).collect::<HashSet<_>>(), created);
+    assert!(db.pending().next().is_none());
+}
+
+#[test]
+fn a_waiting_run_picks_up_work_from_another_process() {
+    if helper_role().as_deref() == Some("adder") {
+        let db = open(Path::new(&env("DB")));
+        db.add(&b"from elsewhere"[..]).unwrap();
+        return;
+    }
+    if helper_role().is_some() {
+        return;
+    }
+    let t = temp_path();
+    let db = open(&t.path);
+    let done = Arc::new(Mutex::new(None));
+    let runner = {
+        let (db, done) = (db.clone(), done.clone());
+        std::thread::spawn(move || {
+            db.run(RunOptions { workers: 1, until_empty: false }, |job| {
+                *done.lock().unwrap() = Some(Instant::now());
+                std::io::copy(&mut job.io().0, &mut std::io::sink()).map(|_| ())
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let out = spawn_helper(
+        "a_waiting_run_picks_up_work_from_another_process",
+        "adder",
+        &[("DB", t.path.display().to_string())],
+    )
+    .wait_with_output()
+    .unwrap();
+    assert!(out.status.success());
+    let added = Instant::now();
+    assert!(eventually(Duration::from_secs(3), || done.lock().unwrap().is_some()));
+    let took = done.lock().unwrap().unwrap().saturating_duration_since(added);
+    println!("cross-process pick-up after {took:?}");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    db.stop();
+    let report = runner.join().unwrap().unwrap();
+    assert_eq!(report.completed, 1);
+}
+
+#[test]
+fn an_idle_run_does_not_burn_cpu_and_stop_ends_it() {
+    // Measured in a process of its own: the test harness runs other tests in this one.
+    if helper_role().as_deref() == Some("idler") {
+        let db = open(Path::new(&env("DB")));
+        let runner = {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                db.run(RunOptions { workers: 2, until_empty: false }, |_| Ok::<_, Error>(()))
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        let before = cpu_time();
+        std::thread::sleep(Duration::from_secs(3));
+        let used = cpu_time() - before;
+        db.stop();
+        let stopped = runner.join().unwrap().is_ok();
+        println!("IDLE {} {stopped}", used.as_micros());
+        return;
+    }
+    if helper_role().is_some() {
+        return;
+    }
+    let t = temp_path();
+    drop(open(&t.path));
+    let out = spawn_helper(
+        "an_idle_run_does_not_burn_cpu_and_stop_ends_it",
+        "idler",
+        &[("DB", t.path.display().to_string())],
+    )
+    .wait_with_output()
+    .unwrap();
+    assert!(out.status.success());
+    let line = after_marker(&out.stdout, "IDLE ");
+    let (micros, stopped) = line.trim().split_once(' ').unwrap();
+    let used = Duration::from_micros(micros.parse().unwrap());
+    println!("idle run with 2 workers: {used:?} of CPU over 3 s");
+    assert!(used < Duration::from_millis(30), "idle run used {used:?} of CPU in 3 s (1% is 30 ms)");
+    assert_eq!(stopped, "true", "stop ended the run");
+}
+
+#[test]
+fn gc_removes_unreferenced_blobs_and_keeps_the_rest() {
+    let t = temp_path();
+    let db = open_with(&t.path, |o| o.chunk_size = 1024);
+    let (key, _) = db.add(&b"job"[..]).unwrap();
+    let mut job = db.claim().unwrap().unwrap();
+    job.write_all(&vec![9u8; 3000]).unwrap();
+    let out = job.complete().unwrap();
+    let (_, c2) = db.add(&b"job two"[..]).unwrap();
+    let mut job = db.claim().unwrap().unwrap();
+    assert_eq!(job.created(), c2);
+    job.write_all(b"kept output").unwrap();
+    let kept = job.complete().unwrap();
+
+    // A write in progress in this process...
+    let mut writing = db.writer();
+    writing.write_all(&vec![5u8; 5000]).unwrap();
+
+    // ...and nothing references the first output once its result row is pruned.
+    let first_end = db.results().map(|r| r.unwrap()).find(|r| r.hash == out).unwrap().end;
+    assert_eq!(db.prune(first_end + 1).unwrap(), 1);
+    // The second result may have ended in the same millisecond; keep it referenced.
+    if db.results().count() == 0 {
+        db.push(&key).unwrap();
+    }
+    let report = db.gc().unwrap();
+    assert!(report.blobs_removed >= 1, "{report:?}");
+    assert!(matches!(db.get(&out), Err(Error::NotFound(_))));
+    let mut s = String::new();
+    db.get(&key).unwrap().read_to_string(&mut s).unwrap();
+    assert_eq!(s, "job", "job payloads are always kept");
+    if db.results().count() == 1 {
+        assert!(db.get(&kept).is_ok(), "referenced results are kept");
+    }
+    assert_eq!(report.stages_removed, 0, "a blob still being written is kept");
+    let key2 = writing.create().unwrap();
+    assert!(db.get(&key2).is_ok());
+    assert!(db.check().unwrap().is_clean());
+}
+
+#[test]
+fn gc_removes_leftovers_of_an_interrupted_write() {
+    let t = temp_path();
+    let db = open_with(&t.path, |o| {
+        o.chunk_size = 1024;
+        o.lease = Duration::from_millis(100);
+        o.heartbeat = false;
+    });
+    let mut w = db.writer();
+    w.write_all(&vec![1u8; 4096]).unwrap();
+    std::mem::forget(w); // as if the process died mid-write
+    assert_eq!(db.gc().unwrap().stages_removed, 0, "its lease has not run out yet");
+    std::thread::sleep(Duration::from_millis(150));
+    let report = db.gc().unwrap();
+    assert_eq!((report.stages_removed, report.chunks_removed), (1, 4), "{report:?}");
+    let raw = rusqlite::Connection::open(&t.path).unwrap();
+    let n: i64 = raw.query_row("SELECT count(*) FROM chunk", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn check_is_clean_then_reports_a_corrupt_chunk_and_an_orphan_chunk() {
+    let t = temp_path();
+    let db = open_with(&t.path, |o| o.chunk_size = 1024);
+    let key = db.create(&vec![2u8; 3000][..]).unwrap();
+    db.create(&b"fine"[..]).unwrap();
+    let clean = db.check().unwrap();
+    assert!(clean.is_clean(), "{:?}", clean.problems);
+    assert_eq!(clean.blobs_checked, 2);
+    corrupt_chunk(&t.path, &key, 2, 0);
+    {
+        let raw = rusqlite::Connection::open(&t.path).unwrap();
+        raw.execute("INSERT INTO chunk (blob, seq, data) VALUES (99999, 0, x'00')", []).unwrap();
+    }
+    let report = db.check().unwrap();
+    assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
+    assert!(report.problems.iter().any(|p| p.contains(&key.to_string())), "names the blob");
+    assert!(report.problems.iter().any(|p| p.contains("orphan")));
+}
+
+#[test]
+fn cancel_removes_pending_but_not_running_or_unknown() {
+    let t = temp_path();
+    let db = open(&t.path);
+    let (key, a) = db.add(&b"c"[..]).unwrap();
+    let b = db.push(&key).unwrap();
+    let running = db.claim().unwrap().unwrap();
+    assert_eq!(running.created(), b);
+    assert!(matches!(db.cancel(&key, b), Err(Error::Busy(_))));
+    db.cancel(&key, a).unwrap();
+    assert!(matches!(db.cancel(&key, a), Err(Error::NotFound(_))));
+    assert!(matches!(db.cancel(&Hash::of(b"other"), b), Err(Error::NotFound(_))));
+    running.complete().unwrap();
+    assert!(db.pending().next().is_none());
+    assert_eq!(db.jobs().count(), 1, "the job stays");
+}
+
+#[test]
+fn priority_beats_order_and_delay_holds_back() {
+    let t = temp_path();
+    let db = open(&t.path);
+    let low = db.add(&b"low"[..]).unwrap().1;
+    let high = db.add_with(&b"high"[..], PushOptions { priority: 5, ..Default::default() }).unwrap().1;
+    let newest = db.add(&b"newest"[..]).unwrap().1;
+    let later =
+        db.add_with(&b"later"[..], PushOptions { delay: Duration::from_millis(300), priority: 9 }).unwrap().1;
+    let rows: Vec<_> = db.pending().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.iter().find(|r| r.created == high).unwrap().priority, Some(5));
+    assert_eq!(rows.iter().find(|r| r.created == later).unwrap().run_at, Some(later + 300));
+    assert!(rows.iter().find(|r| r.created == low).unwrap().to_owned().priority.is_none());
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        let j = db.claim().unwrap().unwrap();
+        order.push(j.created());
+        j.complete().unwrap();
+    }
+    assert_eq!(order, vec![high, newest, low], "priority first, then newest");
+    assert!(db.claim().unwrap().is_none(), "the delayed one is not due");
+    std::thread::sleep(Duration::from_millis(320));
+    assert_eq!(db.claim().unwrap().unwrap().created(), later);
+}
+
+#[test]
+fn a_waiting_run_wakes_for_a_delayed_instance_on_time() {
+    let t = temp_path();
+    let db = open(&t.path);
+    let ran_at = Arc::new(Mutex::new(None));
+    let runner = {
+        let (db, ran_at) = (db.clone(), ran_at.clone());
+        std::thread::spawn(move || {
+            db.run(RunOptions { workers: 1, until_empty: true }, |_| {
+                *ran_at.lock().unwrap() = Some(batchdb_now());
+                Ok::<_, Error>(())
+            })
+        })
+    };
+    let (_, created) =
+        db.add_with(&b"soon"[..], PushOptions { delay: Duration::from_millis(700), priority: 0 }).unwrap();
+    runner.join().unwrap().unwrap();
+    let late = ran_at.lock().unwrap().unwrap() - (created + 700);
+    println!("delayed instance started {late} ms after its run_at");
+    assert!((0..150).contains(&late), "{late}");
+}
+
+#[test]
+fn prune_then_gc_frees_pruned_blobs_only() {
+    let t = temp_path();
+    let db = open(&t.path);
+    db.add(&b"a"[..]).unwrap();
+    let mut j = db.claim().unwrap().unwrap();
+    j.write_all(b"old output").unwrap();
+    let old = j.complete().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let cut = batchdb_now();
+    std::thread::sleep(Duration::from_millis(20));
+    db.add(&b"b"[..]).unwrap();
+    let mut j = db.claim().unwrap().unwrap();
+    j.write_all(b"new output").unwrap();
+    let new = j.complete().unwrap();
+    assert_eq!(db.prune(cut).unwrap(), 1);
+    db.gc().unwrap();
+    assert!(matches!(db.get(&old), Err(Error::NotFound(_))));
+    assert!(db.get(&new).is_ok());
+    assert!(db.get(&Hash::of(b"a")).is_ok());
+}
+
+#[test]
+fn dropping_an_unfinished_job_releases_it() {
+    let t = temp_path();
+    let db = open(&t.path);
+    let (_, created) = db.add(&b"x"[..]).unwrap();
+    drop(db.claim().unwrap().unwrap());
+    let j = db.claim().unwrap().expect("released at once");
+    assert_eq!((j.created(), j.attempt()), (created, 2));
+}
+
+#[test]
+fn shared_handle_across_eight_threads() {
+    let t = temp_path();
+    let db = open(&t.path);
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                for n in 0..50 {
+                    db.add(format!("{i}-{n}").as_bytes()).unwrap();
+                    if let Some(j) = db.claim().unwrap() {
+                        j.complete().unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut left = 0;
+    while let Some(j) = db.claim().unwrap() {
+        j.complete().unwrap();
+        left += 1;
+    }
+    assert_eq!(db.results().count(), 400, "{left} left after the threads");
+}
+
+#[allow(dead_code)]
+fn unused(_: Db) {}
