@@ -17,7 +17,7 @@ pub(crate) struct JobHandle {
 }
 
 enum Slot {
-    Owned(Job),
+    Owned(Box<Job>),
     /// Lent by `batchdb_run` for one runner call; it cannot be consumed from C.
     Borrowed(NonNull<Job>),
 }
@@ -51,7 +51,7 @@ fn consume(j: *mut batchdb_job) -> Result<Job, Error> {
         ));
     }
     match take(j).ok_or_else(|| null("j"))?.slot {
-        Slot::Owned(job) => Ok(job),
+        Slot::Owned(job) => Ok(*job),
         Slot::Borrowed(_) => Err(Error::misuse("borrowed job")),
     }
 }
@@ -76,7 +76,7 @@ pub extern "C" fn batchdb_claim(
         match h.db.claim()? {
             None => Ok(BATCHDB_DONE),
             Some(job) => {
-                *out = into_raw(JobHandle { key: hex65(&job.key()), slot: Slot::Owned(job) });
+                *out = into_raw(JobHandle { key: hex65(&job.key()), slot: Slot::Owned(Box::new(job)) });
                 Ok(BATCHDB_OK)
             }
         }
