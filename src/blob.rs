@@ -308,9 +308,8 @@ impl Reader {
         let mut total = 0;
         loop {
             self.pos = self.chunk.len();
-            if !self.fill().map_err(|e| {
+            if !self.fill().inspect_err(|e| {
                 self.failed = Some(e.clone());
-                e
             })? {
                 return Ok(total);
             }

@@ -38,6 +38,8 @@ mod clock;
 mod db;
 mod error;
 mod events;
+#[allow(unsafe_code)]
+pub mod ffi;
 mod hash;
 mod list;
 mod options;

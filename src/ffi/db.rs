@@ -1,0 +1,349 @@
+//! Opening and closing, creating and pushing jobs, and maintenance.
+
+use super::error::{flag, hash_arg, hex65, null};
+use super::events::{unsubscribe_all, Subscription};
+use super::handles::{bytes, c_str, into_raw, opt_array, opt_out, opt_ref, out, take, try_ref};
+use super::panic::{boundary, status};
+use super::{batchdb, batchdb_error, batchdb_options, batchdb_push_options, BATCHDB_OK};
+use crate::{Db, Durability, Error, Options, Order, PushOptions};
+use std::ffi::{c_char, CStr};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// What a `batchdb *` points to.
+pub(crate) struct DbHandle {
+    pub db: Db,
+    /// Subscriptions made through this handle, ended by `batchdb_close`.
+    pub subs: Mutex<Vec<Subscription>>,
+}
+
+fn options(o: Option<&batchdb_options>) -> Result<Options, Error> {
+    let mut opts = Options::default();
+    let Some(o) = o else { return Ok(opts) };
+    if o.chunk_size != 0 {
+        opts.chunk_size = o.chunk_size as usize;
+    }
+    opts.durability = match o.durability {
+        0 => Durability::Full,
+        1 => Durability::Normal,
+        d => return Err(Error::invalid(format!("durability {d} is out of range (0 or 1)"))),
+    };
+    if o.lease_ms != 0 {
+        opts.lease = Duration::from_millis(u64::from(o.lease_ms));
+    }
+    if o.max_attempts != 0 {
+        opts.max_attempts = o.max_attempts;
+    }
+    opts.retry_errors = flag(o.retry_errors, "retry_errors")?;
+    opts.order = match o.order {
+        0 => Order::NewestFirst,
+        1 => Order::OldestFirst,
+        v => return Err(Error::invalid(format!("order {v} is out of range (0 or 1)"))),
+    };
+    Ok(opts)
+}
+
+pub(crate) fn push_options(o: Option<&batchdb_push_options>) -> Result<PushOptions, Error> {
+    let Some(o) = o else { return Ok(PushOptions::default()) };
+    let delay = u64::try_from(o.delay_ms)
+        .map_err(|_| Error::invalid(format!("delay_ms {} is negative", o.delay_ms)))?;
+    Ok(PushOptions { priority: o.priority, delay: Duration::from_millis(delay) })
+}
+
+fn path_arg(path: Option<&CStr>) -> Result<std::path::PathBuf, Error> {
+    let path = path.ok_or_else(|| null("path"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        Ok(std::ffi::OsStr::from_bytes(path.to_bytes()).into())
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(path.to_str().map_err(|_| Error::invalid("path is not UTF-8"))?.into())
+    }
+}
+
+/// Opens the database at `path`, creating it when the file is missing or empty.
+///
+/// `opts` may be NULL for the defaults; zero fields take their defaults too. On success
+/// `*out` receives a new handle that the caller owns and must release with `batchdb_close`.
+/// On failure `*out` is set to NULL.
+///
+/// Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` for NULL `path`/`out`, an option out of range,
+/// or a file that is not a batchdb database or has a newer schema (the file is left
+/// unchanged); `BATCHDB_ERR_IO` when the file cannot be opened or created.
+///
+/// Thread-safe. The handle may be used from many threads at once; many processes may open
+/// the same file.
+#[no_mangle]
+pub extern "C" fn batchdb_open(
+    path: *const c_char,
+    opts: *const batchdb_options,
+    out: *mut *mut batchdb,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let out = self::out(out, "out")?;
+        *out = std::ptr::null_mut();
+        let path = path_arg(c_str(path))?;
+        let db = Db::open(&path, options(opt_ref(opts))?)
+            .map_err(|e| e.context(format!("opening {}", path.display())))?;
+        *out = into_raw(DbHandle { db, subs: Mutex::new(Vec::new()) });
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// Releases a handle from `batchdb_open`. NULL does nothing.
+///
+/// Every subscription made through this handle ends first: once this returns, no event
+/// callback of it runs or will run (so it must not be called from inside one). Writers,
+/// readers, cursors and jobs opened from the handle keep the database open internally and stay
+/// memory-safe, but finish or free them before closing anyway: a held job is only released
+/// (back to pending) when it is freed.
+///
+/// No other call may be using `db` while it is closed, and `db` must not be used afterwards.
+/// To end a `batchdb_run` in another thread, call `batchdb_stop` and wait for it to return
+/// first.
+#[no_mangle]
+pub extern "C" fn batchdb_close(db: *mut batchdb) {
+    boundary(
+        |_| (),
+        || {
+            if let Some(handle) = take(db) {
+                unsubscribe_all(&handle);
+            }
+        },
+    )
+}
+
+/// Writes a key or hash, NUL-terminated, to a caller's `char[65]` (when not NULL).
+pub(crate) fn write_hex(dst: *mut c_char, h: &crate::Hash) {
+    if let Some(dst) = opt_array(dst, 65) {
+        dst.copy_from_slice(&hex65(h));
+    }
+}
+
+/// Stores `len` bytes at `data` as a job payload and registers the job (event create).
+///
+/// `data` may be NULL when `len` is 0 (an empty payload). On success the key (64 lowercase
+/// hex characters and a NUL) is written to `key_out`, which may be NULL when not wanted. The
+/// same payload always gives the same key and one job. The bytes are copied; the caller keeps
+/// ownership of `data`.
+///
+/// Returns `BATCHDB_OK`, `BATCHDB_ERR_INVALID` (NULL `db`, NULL `data` with `len` > 0),
+/// `BATCHDB_ERR_IO` or `BATCHDB_ERR_BUSY`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_create(
+    db: *mut batchdb,
+    data: *const u8,
+    len: usize,
+    key_out: *mut c_char,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let h = try_ref(db, "db")?;
+        let payload = bytes(data, len, "data")?;
+        let key = h.db.create(payload)?;
+        write_hex(key_out, &key);
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// `batchdb_create` and `batchdb_push` in one transaction (events create, push).
+///
+/// On success the key goes to `key_out` and the new instance's `created` (epoch milliseconds,
+/// unique in the file) to `created_out`; either may be NULL when not wanted. `data` may be
+/// NULL when `len` is 0. The bytes are copied.
+///
+/// Returns `BATCHDB_OK`, `BATCHDB_ERR_INVALID`, `BATCHDB_ERR_IO` or `BATCHDB_ERR_BUSY`.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_add(
+    db: *mut batchdb,
+    data: *const u8,
+    len: usize,
+    key_out: *mut c_char,
+    created_out: *mut i64,
+    err: *mut batchdb_error,
+) -> i32 {
+    batchdb_add_with(db, data, len, std::ptr::null(), key_out, created_out, err)
+}
+
+/// `batchdb_add` with a priority and a delay. `opts` may be NULL for the defaults (priority
+/// 0, no delay); a negative `delay_ms` is `BATCHDB_ERR_INVALID`.
+///
+/// Outputs, ownership and codes are those of `batchdb_add`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_add_with(
+    db: *mut batchdb,
+    data: *const u8,
+    len: usize,
+    opts: *const batchdb_push_options,
+    key_out: *mut c_char,
+    created_out: *mut i64,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let h = try_ref(db, "db")?;
+        let payload = bytes(data, len, "data")?;
+        let opts = push_options(opt_ref(opts))?;
+        let (key, created) = h.db.add_with(payload, opts)?;
+        write_hex(key_out, &key);
+        if let Some(c) = opt_out(created_out) {
+            *c = created;
+        }
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// Queues a new instance of the job `key` (64 hex characters, NUL-terminated); event push.
+///
+/// On success its `created` goes to `created_out` (may be NULL).
+///
+/// Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` for NULL `db`/`key` or a malformed key;
+/// `BATCHDB_ERR_NOT_FOUND` for an unknown job; `BATCHDB_ERR_IO`, `BATCHDB_ERR_BUSY`.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_push(
+    db: *mut batchdb,
+    key: *const c_char,
+    created_out: *mut i64,
+    err: *mut batchdb_error,
+) -> i32 {
+    batchdb_push_with(db, key, std::ptr::null(), created_out, err)
+}
+
+/// `batchdb_push` with a priority (higher runs first) and a delay (not claimed before
+/// `created + delay_ms`). `opts` may be NULL for the defaults; a negative `delay_ms` is
+/// `BATCHDB_ERR_INVALID`.
+///
+/// Codes as `batchdb_push`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_push_with(
+    db: *mut batchdb,
+    key: *const c_char,
+    opts: *const batchdb_push_options,
+    created_out: *mut i64,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let h = try_ref(db, "db")?;
+        let key = hash_arg(c_str(key), "key")?;
+        let opts = push_options(opt_ref(opts))?;
+        let created = h.db.push_with(&key, opts)?;
+        if let Some(c) = opt_out(created_out) {
+            *c = created;
+        }
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// Re-queues the failed instance `(key, created)` as a new instance and removes its fail
+/// row; event push. The new `created` goes to `created_out` (may be NULL).
+///
+/// Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` (NULL, malformed key);
+/// `BATCHDB_ERR_NOT_FOUND` when there is no such fail row; `BATCHDB_ERR_IO`,
+/// `BATCHDB_ERR_BUSY`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_retry(
+    db: *mut batchdb,
+    key: *const c_char,
+    created: i64,
+    created_out: *mut i64,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let h = try_ref(db, "db")?;
+        let key = hash_arg(c_str(key), "key")?;
+        let new = h.db.retry(&key, created)?;
+        if let Some(c) = opt_out(created_out) {
+            *c = new;
+        }
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// Removes the pending instance `(key, created)`, which must not be running. The job and its
+/// payload stay.
+///
+/// Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` (NULL, malformed key);
+/// `BATCHDB_ERR_NOT_FOUND` for an unknown instance; `BATCHDB_ERR_BUSY` when it is running;
+/// `BATCHDB_ERR_IO`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_cancel(
+    db: *mut batchdb,
+    key: *const c_char,
+    created: i64,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let h = try_ref(db, "db")?;
+        let key = hash_arg(c_str(key), "key")?;
+        h.db.cancel(&key, created)?;
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// Removes the result and fail rows whose `end` is before `older_than_ms` (epoch
+/// milliseconds); how many goes to `rows_removed` (may be NULL). A following `batchdb_gc`
+/// reclaims their blobs.
+///
+/// Returns `BATCHDB_OK`, `BATCHDB_ERR_INVALID` (NULL `db`), `BATCHDB_ERR_IO`,
+/// `BATCHDB_ERR_BUSY`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_prune(
+    db: *mut batchdb,
+    older_than_ms: i64,
+    rows_removed: *mut u64,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let h = try_ref(db, "db")?;
+        let n = h.db.prune(older_than_ms)?;
+        if let Some(o) = opt_out(rows_removed) {
+            *o = n;
+        }
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// Removes blobs that no job or result references, and leftovers of interrupted writes;
+/// the number of blobs removed goes to `blobs_removed` (may be NULL). Blobs being written
+/// are kept.
+///
+/// Returns `BATCHDB_OK`, `BATCHDB_ERR_INVALID` (NULL `db`), `BATCHDB_ERR_IO`,
+/// `BATCHDB_ERR_BUSY`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_gc(db: *mut batchdb, blobs_removed: *mut u64, err: *mut batchdb_error) -> i32 {
+    status(err, || {
+        let h = try_ref(db, "db")?;
+        let report = h.db.gc()?;
+        if let Some(o) = opt_out(blobs_removed) {
+            *o = report.blobs_removed;
+        }
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// Makes every `batchdb_run` on this database handle, in any thread, return `BATCHDB_OK`
+/// once its workers have finished the jobs they hold. Runs started after this call are not
+/// affected. NULL does nothing. Thread-safe; may be called from a run callback.
+#[no_mangle]
+pub extern "C" fn batchdb_stop(db: *mut batchdb) {
+    boundary(
+        |_| (),
+        || {
+            if let Ok(h) = try_ref(db, "db") {
+                h.db.stop();
+            }
+        },
+    )
+}
+
+/// The library's version, e.g. "0.1.0": a static NUL-terminated string that the caller must
+/// not free. Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_version() -> *const c_char {
+    static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    boundary(|_| std::ptr::null(), || VERSION.as_ptr().cast())
+}

@@ -1,0 +1,147 @@
+//! Every cast between C pointers and Rust values, and so every raw dereference of the C ABI.
+//!
+//! Each opaque C type names the Rust value behind it through [`Castable`]. Handles are boxed
+//! with [`into_raw`], borrowed with [`try_ref`]/[`try_mut`] and taken back with [`take`]. The
+//! other helpers read C strings and buffers and write out-parameters. Each function trusts
+//! the caller's side of the header's contract (a non-NULL pointer is valid, aligned and
+//! not used concurrently where the header says so), checks NULL itself, and says so in its
+//! `SAFETY` comment.
+
+use super::blob::{ReaderHandle, WriterHandle};
+use super::db::DbHandle;
+use super::error::null;
+use super::job::JobHandle;
+use super::list::CursorHandle;
+use super::{batchdb, batchdb_cursor, batchdb_error, batchdb_job, batchdb_reader, batchdb_writer};
+use crate::Error;
+use std::ffi::{c_char, CStr};
+
+/// An opaque C type and the Rust value a pointer to it really points to.
+pub(crate) trait Castable {
+    type Rust;
+}
+
+impl Castable for batchdb {
+    type Rust = DbHandle;
+}
+impl Castable for batchdb_writer {
+    type Rust = WriterHandle;
+}
+impl Castable for batchdb_reader {
+    type Rust = ReaderHandle;
+}
+impl Castable for batchdb_cursor {
+    type Rust = CursorHandle;
+}
+impl Castable for batchdb_job {
+    type Rust = JobHandle;
+}
+
+/// Boxes `value` and hands its ownership to C.
+pub(crate) fn into_raw<C: Castable>(value: C::Rust) -> *mut C {
+    Box::into_raw(Box::new(value)).cast()
+}
+
+/// A C pointer to a Rust value that lives elsewhere (on a Rust stack frame), for handles that
+/// C only borrows. Never passed to [`take`].
+pub(crate) fn borrow_raw<C: Castable>(value: &mut C::Rust) -> *mut C {
+    (value as *mut C::Rust).cast()
+}
+
+/// Shared access to the value behind a handle; NULL is `BATCHDB_ERR_INVALID`.
+pub(crate) fn try_ref<'a, C: Castable>(ptr: *const C, what: &str) -> Result<&'a C::Rust, Error> {
+    // SAFETY: a non-NULL handle came from `into_raw` or `borrow_raw` for this same C type and
+    // was not consumed yet (the header's contract), so it points to a live `C::Rust`.
+    unsafe { ptr.cast::<C::Rust>().as_ref() }.ok_or_else(|| null(what))
+}
+
+/// Exclusive access to the value behind a handle; NULL is `BATCHDB_ERR_INVALID`.
+pub(crate) fn try_mut<'a, C: Castable>(ptr: *mut C, what: &str) -> Result<&'a mut C::Rust, Error> {
+    // SAFETY: as in `try_ref`; the header also requires that writers, readers, cursors and
+    // jobs are used by one thread at a time, so this reference is the only one.
+    unsafe { ptr.cast::<C::Rust>().as_mut() }.ok_or_else(|| null(what))
+}
+
+/// Takes back ownership of a handle boxed by [`into_raw`]; None for NULL.
+pub(crate) fn take<C: Castable>(ptr: *mut C) -> Option<Box<C::Rust>> {
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: non-NULL handles passed to consuming functions came from `into_raw` (borrowed
+    // job handles are refused before this is called), and C promises not to use them again.
+    Some(unsafe { Box::from_raw(ptr.cast::<C::Rust>()) })
+}
+
+/// A NUL-terminated C string, or None for NULL.
+pub(crate) fn c_str<'a>(ptr: *const c_char) -> Option<&'a CStr> {
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: a non-NULL string argument is NUL-terminated and outlives the call (header).
+    Some(unsafe { CStr::from_ptr(ptr) })
+}
+
+/// `len` bytes at `data`. NULL is fine when `len` is 0; otherwise it is invalid.
+pub(crate) fn bytes<'a>(data: *const u8, len: usize, what: &str) -> Result<&'a [u8], Error> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if data.is_null() {
+        return Err(null(what));
+    }
+    // SAFETY: the caller passes `len` readable bytes at `data` for the duration of the call.
+    Ok(unsafe { std::slice::from_raw_parts(data, len) })
+}
+
+/// A writable buffer of `cap` bytes; NULL or a zero capacity is invalid.
+pub(crate) fn bytes_mut<'a>(buf: *mut u8, cap: usize, what: &str) -> Result<&'a mut [u8], Error> {
+    if buf.is_null() {
+        return Err(null(what));
+    }
+    if cap == 0 {
+        return Err(Error::invalid(format!("{what} has capacity 0")));
+    }
+    // SAFETY: the caller passes `cap` writable bytes at `buf`, not aliased during the call.
+    Ok(unsafe { std::slice::from_raw_parts_mut(buf, cap) })
+}
+
+/// A required out-parameter; NULL is invalid.
+pub(crate) fn out<'a, T>(ptr: *mut T, what: &str) -> Result<&'a mut T, Error> {
+    // SAFETY: a non-NULL out-parameter points to writable memory for a `T` (header).
+    unsafe { ptr.as_mut() }.ok_or_else(|| null(what))
+}
+
+/// An optional out-parameter: None for NULL (the caller does not want the value).
+pub(crate) fn opt_out<'a, T>(ptr: *mut T) -> Option<&'a mut T> {
+    // SAFETY: as in `out`.
+    unsafe { ptr.as_mut() }
+}
+
+/// An optional input struct (options): None for NULL, meaning the defaults.
+pub(crate) fn opt_ref<'a, T>(ptr: *const T) -> Option<&'a T> {
+    // SAFETY: a non-NULL options pointer points to an initialized `T` for the call (header).
+    unsafe { ptr.as_ref() }
+}
+
+/// The caller's error object, when it passed one.
+pub(crate) fn error_mut<'a>(ptr: *mut batchdb_error) -> Option<&'a mut batchdb_error> {
+    // SAFETY: a non-NULL `err` points to a writable `batchdb_error` owned by the caller.
+    unsafe { ptr.as_mut() }
+}
+
+/// An optional out-array of `len` elements, such as a `char key_out[65]`: None for NULL.
+pub(crate) fn opt_array<'a, T>(ptr: *mut T, len: usize) -> Option<&'a mut [T]> {
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: a non-NULL out-array has room for `len` elements (the header gives the size).
+    Some(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
+}
+
+/// The job behind a borrowed job handle.
+pub(crate) fn borrowed<'a, T>(ptr: std::ptr::NonNull<T>) -> &'a mut T {
+    // SAFETY: borrowed job handles are made by `batchdb_run` from the `&mut Job` its worker
+    // lends to the runner, and live on that worker's stack only for the runner's call, so the
+    // job outlives every use; the handle's `&mut` access makes this the only reference.
+    unsafe { &mut *ptr.as_ptr() }
+}

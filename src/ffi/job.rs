@@ -1,0 +1,184 @@
+//! Claimed instances: claim, read the payload, write the output, complete or fail.
+
+use super::db::write_hex;
+use super::error::{hex65, null};
+use super::handles::{borrowed, bytes, bytes_mut, c_str, into_raw, out, take, try_mut, try_ref};
+use super::panic::{boundary, status};
+use super::{batchdb, batchdb_error, batchdb_job, BATCHDB_DONE, BATCHDB_OK};
+use crate::{Error, Job};
+use std::ffi::c_char;
+use std::io::{Read, Write};
+use std::ptr::NonNull;
+
+/// What a `batchdb_job *` points to: a job from `batchdb_claim`, or one lent to a run callback.
+pub(crate) struct JobHandle {
+    slot: Slot,
+    key: [c_char; 65],
+}
+
+enum Slot {
+    Owned(Box<Job>),
+    /// Lent by `batchdb_run` for one runner call; it cannot be consumed from C.
+    Borrowed(NonNull<Job>),
+}
+
+impl JobHandle {
+    /// A handle for the job that a run worker lends to the runner for one call.
+    pub(crate) fn lend(job: &mut Job) -> JobHandle {
+        JobHandle { key: hex65(&job.key()), slot: Slot::Borrowed(NonNull::from(job)) }
+    }
+
+    fn job(&mut self) -> &mut Job {
+        match &mut self.slot {
+            Slot::Owned(j) => j,
+            Slot::Borrowed(p) => borrowed(*p),
+        }
+    }
+
+    fn created(&self) -> i64 {
+        match &self.slot {
+            Slot::Owned(j) => j.created(),
+            Slot::Borrowed(p) => borrowed(*p).created(),
+        }
+    }
+}
+
+/// Takes an owned job out of its handle, refusing (and leaving intact) a borrowed one.
+fn consume(j: *mut batchdb_job) -> Result<Job, Error> {
+    if let Slot::Borrowed(_) = try_ref(j, "j")?.slot {
+        return Err(Error::misuse(
+            "this job is lent to a batchdb_run callback: return 0 to complete it or non-zero to fail it",
+        ));
+    }
+    match take(j).ok_or_else(|| null("j"))?.slot {
+        Slot::Owned(job) => Ok(*job),
+        Slot::Borrowed(_) => Err(Error::misuse("borrowed job")),
+    }
+}
+
+/// Takes the next ready instance (highest priority first, then in the processing order) with
+/// a lease that the library renews while the job handle lives; event start.
+///
+/// Returns `BATCHDB_OK` with a job in `*out` that the caller owns and must finish with
+/// `batchdb_job_complete` or `batchdb_job_fail`; `BATCHDB_DONE` with `*out` set to NULL when
+/// nothing is ready; `BATCHDB_ERR_INVALID` (NULL `db`/`out`); `BATCHDB_ERR_IO`,
+/// `BATCHDB_ERR_BUSY`. Thread-safe; the job itself must be used by one thread at a time.
+#[no_mangle]
+pub extern "C" fn batchdb_claim(
+    db: *mut batchdb,
+    out: *mut *mut batchdb_job,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let out = self::out(out, "out")?;
+        *out = std::ptr::null_mut();
+        let h = try_ref(db, "db")?;
+        match h.db.claim()? {
+            None => Ok(BATCHDB_DONE),
+            Some(job) => {
+                *out = into_raw(JobHandle { key: hex65(&job.key()), slot: Slot::Owned(Box::new(job)) });
+                Ok(BATCHDB_OK)
+            }
+        }
+    })
+}
+
+/// The job's key: 64 hex characters, NUL-terminated, owned by the job handle and valid as long
+/// as it is (until it is consumed, or the run callback it was lent to returns). NULL for a
+/// NULL job.
+#[no_mangle]
+pub extern "C" fn batchdb_job_key(j: *const batchdb_job) -> *const c_char {
+    boundary(|_| std::ptr::null(), || try_ref(j, "j").map_or(std::ptr::null(), |h| h.key.as_ptr()))
+}
+
+/// The instance's `created`, epoch milliseconds; 0 for a NULL job.
+#[no_mangle]
+pub extern "C" fn batchdb_job_created(j: *const batchdb_job) -> i64 {
+    boundary(|_| 0, || try_ref(j, "j").map_or(0, |h| h.created()))
+}
+
+/// Reads up to `cap` bytes of the job's payload into `buf`; the count goes to `*n_out`, and 0
+/// means the end (the payload has then been verified against the key).
+///
+/// Returns `BATCHDB_OK`, `BATCHDB_ERR_INVALID` (NULL `j`/`buf`/`n_out`, `cap` 0),
+/// `BATCHDB_ERR_CORRUPT`, `BATCHDB_ERR_IO`. Works on owned and borrowed jobs.
+#[no_mangle]
+pub extern "C" fn batchdb_job_read(
+    j: *mut batchdb_job,
+    buf: *mut u8,
+    cap: usize,
+    n_out: *mut usize,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let h = try_mut(j, "j")?;
+        let n_out = out(n_out, "n_out")?;
+        *n_out = 0;
+        let buf = bytes_mut(buf, cap, "buf")?;
+        *n_out = h.job().read(buf).map_err(Error::from)?;
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// Appends `len` bytes at `data` to the job's output (copied; `data` may be NULL when `len`
+/// is 0). The output becomes the result when the job completes.
+///
+/// Returns `BATCHDB_OK`, `BATCHDB_ERR_INVALID` (NULL `j`, NULL `data` with `len` > 0),
+/// `BATCHDB_ERR_IO`, `BATCHDB_ERR_BUSY`. Works on owned and borrowed jobs.
+#[no_mangle]
+pub extern "C" fn batchdb_job_write(
+    j: *mut batchdb_job,
+    data: *const u8,
+    len: usize,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let h = try_mut(j, "j")?;
+        let data = bytes(data, len, "data")?;
+        h.job().write_all(data).map_err(Error::from)?;
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// Records the output written so far as the instance's result and removes the instance from
+/// the queue, in one transaction (event result). The output's hash goes to `hash_out` (64 hex
+/// characters and a NUL; may be NULL).
+///
+/// Consumes `j`: it is freed whether or not this succeeds, and must not be used again.
+/// Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` (NULL `j`); `BATCHDB_ERR_STALE` when this worker
+/// lost its lease (nothing changed); `BATCHDB_ERR_IO`, `BATCHDB_ERR_BUSY`. On a job lent to a
+/// `batchdb_run` callback it returns `BATCHDB_ERR_MISUSE` and neither frees nor changes it.
+#[no_mangle]
+pub extern "C" fn batchdb_job_complete(
+    j: *mut batchdb_job,
+    hash_out: *mut c_char,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let hash = consume(j)?.complete()?;
+        write_hex(hash_out, &hash);
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// Fails the instance with `message` (NUL-terminated; invalid UTF-8 is replaced): a fail row
+/// and event fail, or, with `retry_errors` and attempts left, back to pending after a backoff.
+///
+/// Consumes `j`: it is freed whether or not this succeeds (with a NULL `message` the job is
+/// released back to pending and `BATCHDB_ERR_INVALID` returned). Returns `BATCHDB_OK`;
+/// `BATCHDB_ERR_INVALID` (NULL `j`/`message`); `BATCHDB_ERR_STALE` when this worker lost its
+/// lease; `BATCHDB_ERR_IO`, `BATCHDB_ERR_BUSY`. On a job lent to a `batchdb_run` callback it
+/// returns `BATCHDB_ERR_MISUSE` and neither frees nor changes it.
+#[no_mangle]
+pub extern "C" fn batchdb_job_fail(
+    j: *mut batchdb_job,
+    message: *const c_char,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let job = consume(j)?;
+        let message = c_str(message).ok_or_else(|| null("message"))?;
+        job.fail(&message.to_string_lossy())?;
+        Ok(BATCHDB_OK)
+    })
+}

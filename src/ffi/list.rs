@@ -1,0 +1,169 @@
+//! Cursors over jobs, pending instances, results and failures.
+
+use super::error::{c_string, hex65};
+use super::handles::{into_raw, out, take, try_mut, try_ref};
+use super::panic::{boundary, status};
+use super::{batchdb, batchdb_cursor, batchdb_error, BATCHDB_DONE, BATCHDB_OK};
+use super::{BATCHDB_LIST_FAIL, BATCHDB_LIST_JOB, BATCHDB_LIST_PENDING, BATCHDB_LIST_RESULT};
+use crate::{Cursor, Error, ListKind, Row};
+use std::ffi::{c_char, CString};
+
+/// One listed row. Fields that do not apply to the row's kind are zero (or NULL).
+///
+/// `message` and `json` point into the cursor: they stay valid until the next
+/// `batchdb_cursor_next` or `batchdb_cursor_free` on that cursor. Copy them to keep them.
+#[repr(C)]
+pub struct batchdb_row {
+    /// `BATCHDB_LIST_*`: which kind of row this is.
+    pub kind: i32,
+    /// The job's key, 64 hex characters and a NUL (all kinds).
+    pub job: [c_char; 65],
+    /// The instance's `created`, epoch milliseconds (pending, result, fail; 0 for job rows).
+    pub created: i64,
+    /// Pending rows: 1 when a worker holds the instance, else 0. Job rows: how many of the
+    /// job's instances are running.
+    pub running: i32,
+    /// Result rows: the output's hash, 64 hex characters and a NUL.
+    pub hash: [c_char; 65],
+    /// Result and fail rows: when the (last) attempt started, epoch ms.
+    pub start: i64,
+    /// Result and fail rows: when it ended, epoch ms.
+    pub end: i64,
+    /// Fail rows: how many times the instance was started.
+    pub attempts: u32,
+    /// Fail rows: the failure message, NUL-terminated; NULL for other kinds. Owned by the
+    /// cursor, valid until the next call on it.
+    pub message: *const c_char,
+    /// The row as one line of JSON, in the shape of the contract (for pending rows it also
+    /// carries "priority" and "run_at" when a push set them). Owned by the cursor, valid until
+    /// the next call on it.
+    pub json: *const c_char,
+}
+
+/// What a `batchdb_cursor *` points to.
+pub(crate) struct CursorHandle {
+    cursor: Cursor<Row>,
+    done: bool,
+    message: Option<CString>,
+    json: CString,
+}
+
+/// Lists rows of `kind` (`BATCHDB_LIST_JOB`, `_PENDING`, `_RESULT` or `_FAIL`). On success
+/// `*out` receives a cursor that the caller owns and must release with `batchdb_cursor_free`;
+/// on failure it is set to NULL. The cursor reads a page at a time, holding no transaction
+/// between calls; a row present for the whole iteration is seen exactly once.
+///
+/// Returns `BATCHDB_OK`, or `BATCHDB_ERR_INVALID` (NULL `db`/`out`, unknown kind).
+/// Thread-safe; the cursor itself must be used by one thread at a time.
+#[no_mangle]
+pub extern "C" fn batchdb_list(
+    db: *mut batchdb,
+    kind: i32,
+    out: *mut *mut batchdb_cursor,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let out = self::out(out, "out")?;
+        *out = std::ptr::null_mut();
+        let h = try_ref(db, "db")?;
+        let kind = match kind {
+            BATCHDB_LIST_JOB => ListKind::Job,
+            BATCHDB_LIST_PENDING => ListKind::Pending,
+            BATCHDB_LIST_RESULT => ListKind::Result,
+            BATCHDB_LIST_FAIL => ListKind::Fail,
+            k => return Err(Error::invalid(format!("list kind {k} is out of range (0 to 3)"))),
+        };
+        *out = into_raw(CursorHandle {
+            cursor: h.db.list(kind),
+            done: false,
+            message: None,
+            json: CString::default(),
+        });
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// Fetches the next row into `*row`.
+///
+/// Returns `BATCHDB_OK` with `*row` filled; `BATCHDB_DONE` when there are no more rows (from
+/// then on, always `BATCHDB_DONE`); `BATCHDB_ERR_INVALID` (NULL `c`/`row`);
+/// `BATCHDB_ERR_IO`, `BATCHDB_ERR_BUSY`, `BATCHDB_ERR_CORRUPT` (after which the cursor is
+/// done). Strings of the previous row become invalid.
+#[no_mangle]
+pub extern "C" fn batchdb_cursor_next(
+    c: *mut batchdb_cursor,
+    row: *mut batchdb_row,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let h = try_mut(c, "c")?;
+        let row = out(row, "row")?;
+        if h.done {
+            return Ok(BATCHDB_DONE);
+        }
+        let next = match h.cursor.next() {
+            None => {
+                h.done = true;
+                return Ok(BATCHDB_DONE);
+            }
+            Some(Err(e)) => {
+                h.done = true;
+                return Err(e);
+            }
+            Some(Ok(r)) => r,
+        };
+        h.json = c_string(&next.to_json());
+        h.message = None;
+        let mut filled = batchdb_row {
+            kind: 0,
+            job: [0; 65],
+            created: 0,
+            running: 0,
+            hash: [0; 65],
+            start: 0,
+            end: 0,
+            attempts: 0,
+            message: std::ptr::null(),
+            json: h.json.as_ptr(),
+        };
+        match &next {
+            Row::Job(j) => {
+                filled.kind = BATCHDB_LIST_JOB;
+                filled.job = hex65(&j.key);
+                filled.running = i32::try_from(j.running.len()).unwrap_or(i32::MAX);
+            }
+            Row::Pending(p) => {
+                filled.kind = BATCHDB_LIST_PENDING;
+                filled.job = hex65(&p.job);
+                filled.created = p.created;
+                filled.running = i32::from(p.running);
+            }
+            Row::Result(r) => {
+                filled.kind = BATCHDB_LIST_RESULT;
+                filled.job = hex65(&r.key);
+                filled.created = r.created;
+                filled.hash = hex65(&r.hash);
+                filled.start = r.start;
+                filled.end = r.end;
+            }
+            Row::Fail(f) => {
+                filled.kind = BATCHDB_LIST_FAIL;
+                filled.job = hex65(&f.key);
+                filled.created = f.created;
+                filled.start = f.start;
+                filled.end = f.end;
+                filled.attempts = f.attempts;
+                let message = h.message.insert(c_string(&f.message));
+                filled.message = message.as_ptr();
+            }
+        }
+        *row = filled;
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// Releases a cursor and the strings of its last row. NULL does nothing.
+#[no_mangle]
+pub extern "C" fn batchdb_cursor_free(c: *mut batchdb_cursor) {
+    boundary(|_| (), || drop(take(c)))
+}

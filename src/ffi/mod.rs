@@ -1,0 +1,184 @@
+//! The C ABI: `include/batchdb.h`, `libbatchdb.so` and `libbatchdb.a`.
+//!
+//! Every export runs inside the panic boundary of [`panic`], takes only C types (integers,
+//! pointers, `#[repr(C)]` structs), reports failures through [`error`], and reaches its
+//! handles only through the casts in [`handles`]. The header is generated from this module
+//! by cbindgen (see `build.rs`); the `///` comments here are its manual.
+//!
+//! Conventions that hold for every function of the header:
+//!
+//! - A fallible function returns a status code (`BATCHDB_OK`, `BATCHDB_DONE` or a negative
+//!   `BATCHDB_ERR_*`) and takes `batchdb_error *err` last. `err` may be NULL. On failure it is
+//!   filled with the code and a NUL-terminated UTF-8 message; on success it is left untouched.
+//! - No Rust panic crosses the boundary: a panic is reported as `BATCHDB_ERR_PANIC`.
+//! - NULL where a handle or a required pointer is expected is `BATCHDB_ERR_INVALID`, and
+//!   nothing is changed. Free, close and abort functions accept NULL and do nothing.
+//! - Kinds, orders and flags are `int32_t`; a value out of range is `BATCHDB_ERR_INVALID`.
+//! - A `batchdb *` may be used from many threads at once. Writers, readers, cursors and jobs
+//!   may move between threads but must be used by one thread at a time.
+#![allow(non_camel_case_types)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+// The header lists the functions in the order of these modules.
+mod db;
+
+mod blob;
+
+mod list;
+
+mod job;
+
+mod run;
+
+mod events;
+
+mod error;
+mod handles;
+mod panic;
+
+pub use blob::*;
+pub use db::*;
+pub use events::*;
+pub use job::*;
+pub use list::*;
+pub use run::*;
+
+use std::ffi::c_char;
+
+/// Success.
+pub const BATCHDB_OK: i32 = 0;
+/// A cursor is exhausted, or a claim found nothing ready. Not an error.
+pub const BATCHDB_DONE: i32 = 1;
+/// Bad input: NULL handle or pointer, malformed hash, option or kind out of range, a file that
+/// is not a batchdb database. Nothing was changed.
+pub const BATCHDB_ERR_INVALID: i32 = -1;
+/// Unknown job, blob or instance.
+pub const BATCHDB_ERR_NOT_FOUND: i32 = -2;
+/// The operating system or SQLite could not read or write the file.
+pub const BATCHDB_ERR_IO: i32 = -3;
+/// Stored data does not match its hash, or the file is damaged.
+pub const BATCHDB_ERR_CORRUPT: i32 = -4;
+/// The file stayed locked for longer than the library's bounded wait, or a running instance
+/// was asked to change (`batchdb_cancel`).
+pub const BATCHDB_ERR_BUSY: i32 = -5;
+/// A callback said stop.
+pub const BATCHDB_ERR_ABORTED: i32 = -6;
+/// A panic inside the library was caught at the boundary.
+pub const BATCHDB_ERR_PANIC: i32 = -7;
+/// The API was used out of order, e.g. `batchdb_job_complete` on the job borrowed by a
+/// `batchdb_run` callback.
+pub const BATCHDB_ERR_MISUSE: i32 = -8;
+/// Extension to the contract: a late `batchdb_job_complete`/`batchdb_job_fail` of a worker that
+/// lost its lease (the instance expired and was re-queued, taken by another worker, or already
+/// finished). It changed nothing.
+pub const BATCHDB_ERR_STALE: i32 = -9;
+
+/// `batchdb_options.durability`: a returned add, push or result survives power loss (default).
+pub const BATCHDB_DURABILITY_FULL: i32 = 0;
+/// `batchdb_options.durability`: survives a process crash, may be lost on power loss; faster.
+pub const BATCHDB_DURABILITY_NORMAL: i32 = 1;
+/// `batchdb_options.order`: the most recently pushed instance first (default).
+pub const BATCHDB_ORDER_NEWEST: i32 = 0;
+/// `batchdb_options.order`: the oldest instance first (FIFO).
+pub const BATCHDB_ORDER_OLDEST: i32 = 1;
+
+/// `batchdb_list` kind: jobs, by key.
+pub const BATCHDB_LIST_JOB: i32 = 0;
+/// `batchdb_list` kind: pending and running instances, by `created`.
+pub const BATCHDB_LIST_PENDING: i32 = 1;
+/// `batchdb_list` kind: results, by job key, then `created`.
+pub const BATCHDB_LIST_RESULT: i32 = 2;
+/// `batchdb_list` kind: fail rows, by job key, then `created`.
+pub const BATCHDB_LIST_FAIL: i32 = 3;
+
+/// `batchdb_event.kind`: a job was created (also when its payload already existed).
+pub const BATCHDB_EVENT_CREATE: i32 = 0;
+/// `batchdb_event.kind`: an instance was queued.
+pub const BATCHDB_EVENT_PUSH: i32 = 1;
+/// `batchdb_event.kind`: a worker claimed an instance.
+pub const BATCHDB_EVENT_START: i32 = 2;
+/// `batchdb_event.kind`: an instance completed; `hash` is its output.
+pub const BATCHDB_EVENT_RESULT: i32 = 3;
+/// `batchdb_event.kind`: an instance failed for good; `message` says why.
+pub const BATCHDB_EVENT_FAIL: i32 = 4;
+
+/// The error object, always the last argument of a fallible function (it may be NULL).
+///
+/// Filled on failure only: `code` is the status returned, `message` a NUL-terminated UTF-8
+/// description (cut at a character boundary if longer than 511 bytes). It is the caller's
+/// memory; the library keeps no thread-local error state.
+#[repr(C)]
+pub struct batchdb_error {
+    /// The `BATCHDB_ERR_*` code, equal to the function's return value.
+    pub code: i32,
+    /// What went wrong, NUL-terminated UTF-8.
+    pub message: [c_char; 512],
+}
+
+/// Options for `batchdb_open`. All zeros (or a NULL pointer) means the defaults.
+#[repr(C)]
+pub struct batchdb_options {
+    /// Bytes per stored chunk, 1024 to 16777216. 0: 262144 (256 KiB).
+    pub chunk_size: u32,
+    /// `BATCHDB_DURABILITY_FULL` (0, default) or `BATCHDB_DURABILITY_NORMAL` (1).
+    pub durability: i32,
+    /// Lease of a claimed instance in milliseconds, 50 to 86400000; renewed while the job
+    /// handle lives. 0: 30000.
+    pub lease_ms: u32,
+    /// How many times an instance may be started, 1 to 1000. 0: 3.
+    pub max_attempts: u32,
+    /// 1: re-queue an instance whose runner failed, with exponential backoff, while attempts
+    /// remain. 0 (default): a runner failure is final.
+    pub retry_errors: i32,
+    /// `BATCHDB_ORDER_NEWEST` (0, default) or `BATCHDB_ORDER_OLDEST` (1).
+    pub order: i32,
+}
+
+/// Options for `batchdb_push_with` and `batchdb_add_with`. All zeros (or NULL) means the
+/// defaults.
+#[repr(C)]
+pub struct batchdb_push_options {
+    /// Higher runs first. Default 0.
+    pub priority: i32,
+    /// The instance is not claimed before `created + delay_ms`. Must not be negative.
+    /// Default 0.
+    pub delay_ms: i64,
+}
+
+/// Options for `batchdb_run`. NULL means one worker, waiting for work until `batchdb_stop`.
+#[repr(C)]
+pub struct batchdb_run_options {
+    /// Worker threads, at most 1024. 0: 1.
+    pub workers: u32,
+    /// 1: return once nothing is pending, waiting or running. 0: wait for new work (also
+    /// from other processes) until `batchdb_stop`.
+    pub until_empty: i32,
+}
+
+/// A database handle, from `batchdb_open`, released by `batchdb_close`. Thread-safe.
+pub struct batchdb {
+    _private: [u8; 0],
+}
+
+/// A streaming payload writer, from `batchdb_writer_open`; consumed by
+/// `batchdb_writer_create`, `batchdb_writer_add` or `batchdb_writer_abort`.
+pub struct batchdb_writer {
+    _private: [u8; 0],
+}
+
+/// A streaming, verifying blob reader, from `batchdb_reader_open`; released by
+/// `batchdb_reader_close`.
+pub struct batchdb_reader {
+    _private: [u8; 0],
+}
+
+/// A listing cursor, from `batchdb_list`; released by `batchdb_cursor_free`.
+pub struct batchdb_cursor {
+    _private: [u8; 0],
+}
+
+/// A claimed instance, from `batchdb_claim` (owned) or passed to a `batchdb_run_fn`
+/// (borrowed). An owned job is consumed by `batchdb_job_complete` or `batchdb_job_fail`.
+pub struct batchdb_job {
+    _private: [u8; 0],
+}

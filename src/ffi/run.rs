@@ -1,0 +1,94 @@
+//! The run loop, with a C function as the runner.
+
+use super::error::{flag, null};
+use super::handles::{borrow_raw, opt_ref, try_ref};
+use super::job::JobHandle;
+use super::panic::status;
+use super::{batchdb, batchdb_error, batchdb_job, batchdb_run_options, BATCHDB_OK};
+use crate::RunOptions;
+use std::ffi::c_void;
+
+/// Runs one claimed instance for `batchdb_run`, on a worker thread.
+///
+/// `job` is borrowed: valid only during this call. The runner may read its payload with
+/// `batchdb_job_read`, write output with `batchdb_job_write`, and ask `batchdb_job_key` and
+/// `batchdb_job_created`; `batchdb_job_complete`/`batchdb_job_fail` on it return
+/// `BATCHDB_ERR_MISUSE` and do nothing. `fail_out` is zeroed before the call.
+///
+/// Return 0 to complete the instance with the output written. Return non-zero to fail it with
+/// `fail_out->message` (NUL-terminated UTF-8) as the fail row's message; when that message is
+/// empty it is "runner returned N". `userdata` is passed through unchanged.
+pub type batchdb_run_fn =
+    Option<extern "C" fn(userdata: *mut c_void, job: *mut batchdb_job, fail_out: *mut batchdb_error) -> i32>;
+
+/// The caller's `userdata`, handed to runners on the worker threads.
+struct UserData(*mut c_void);
+
+// SAFETY: the header makes the caller responsible for `userdata` being usable from the
+// worker threads; the library only passes the pointer along and never dereferences it.
+unsafe impl Send for UserData {}
+// SAFETY: as above.
+unsafe impl Sync for UserData {}
+
+impl UserData {
+    /// A method, not a field access, so that closures capture the whole `Sync` wrapper.
+    fn get(&self) -> *mut c_void {
+        self.0
+    }
+}
+
+fn message_of(fail: &batchdb_error, rc: i32) -> String {
+    let bytes: Vec<u8> = fail.message.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    if bytes.is_empty() {
+        format!("runner returned {rc}")
+    } else {
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+/// Processes the queue on worker threads: each claims an instance, calls `fn` with it, and
+/// completes the instance when `fn` returns 0 or fails it when `fn` returns non-zero. The loop
+/// goes on either way. `fn` is called concurrently from up to `workers` threads, never from
+/// the calling thread; `userdata` must be safe to use from them.
+///
+/// `opts` may be NULL: one worker, waiting for new work until stopped. `workers` 0 means 1.
+/// With `until_empty` 1 it returns once nothing is pending, waiting or running; with 0 it
+/// waits for new work, also from other processes, until `batchdb_stop` is called.
+///
+/// Returns `BATCHDB_OK` when the run ended (empty, or stopped); `BATCHDB_ERR_INVALID` (NULL
+/// `db`/`fn`, `workers` above 1024, `until_empty` not 0 or 1); `BATCHDB_ERR_IO` or
+/// `BATCHDB_ERR_CORRUPT` when the queue itself could not be read or written. Blocks the
+/// calling thread until then. Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_run(
+    db: *mut batchdb,
+    opts: *const batchdb_run_options,
+    r#fn: batchdb_run_fn,
+    userdata: *mut c_void,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let h = try_ref(db, "db")?;
+        let runner = r#fn.ok_or_else(|| null("fn"))?;
+        let opts = match opt_ref(opts) {
+            None => RunOptions { workers: 1, until_empty: false },
+            Some(o) => RunOptions {
+                workers: (o.workers as usize).max(1),
+                until_empty: flag(o.until_empty, "until_empty")?,
+            },
+        };
+        let db = h.db.clone();
+        let userdata = UserData(userdata);
+        db.run(opts, |job| {
+            let mut handle = JobHandle::lend(job);
+            let mut fail = batchdb_error { code: 0, message: [0; 512] };
+            let rc = runner(userdata.get(), borrow_raw(&mut handle), &mut fail);
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(message_of(&fail, rc))
+            }
+        })?;
+        Ok(BATCHDB_OK)
+    })
+}

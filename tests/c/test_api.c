@@ -1,0 +1,808 @@
+/* Single-threaded coverage of every function of include/batchdb.h (API.md sections 4 and 8),
+ * plus runs with worker threads, events and handle lifetimes. */
+#define _POSIX_C_SOURCE 200809L
+#include "check.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define SLEEP_KEY "ce6cc4e7fcb4a902f7c836cb93a32ae02cb47679c86e3d99c811233bf6f258c0"
+#define EMPTY_KEY "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+static const uint8_t *bytes(const char *s) { return (const uint8_t *)s; }
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Collects a blob through batchdb_get. */
+struct sink {
+    char data[8192];
+    size_t len;
+    int calls;
+    int stop_after; /* 0: never stop */
+};
+
+static int32_t collect(void *userdata, const uint8_t *data, size_t len) {
+    struct sink *s = userdata;
+    s->calls++;
+    if (s->len + len < sizeof s->data) {
+        memcpy(s->data + s->len, data, len);
+        s->len += len;
+        s->data[s->len] = '\0';
+    }
+    return s->stop_after != 0 && s->calls >= s->stop_after ? 42 : 0;
+}
+
+static void test_version(void) {
+    const char *v = batchdb_version();
+    CHECK(v != NULL);
+    CHECK(v != NULL && strcmp(v, "0.1.0") == 0);
+}
+
+static void test_open_and_options(void) {
+    batchdb *db = (batchdb *)1;
+    batchdb_error err;
+    const char *path = fresh_path("open.db");
+
+    CHECK_RC(batchdb_open(NULL, NULL, &db, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(db == NULL);
+    CHECK(err.code == BATCHDB_ERR_INVALID && strstr(err.message, "path") != NULL);
+    CHECK_RC(batchdb_open(path, NULL, NULL, &err), BATCHDB_ERR_INVALID, &err);
+
+    batchdb_options bad[5];
+    memset(bad, 0, sizeof bad);
+    bad[0].durability = 2;
+    bad[1].order = -1;
+    bad[2].retry_errors = 7;
+    bad[3].chunk_size = 10;
+    bad[4].lease_ms = 1;
+    for (int i = 0; i < 5; i++) {
+        db = NULL;
+        CHECK_RC(batchdb_open(path, &bad[i], &db, &err), BATCHDB_ERR_INVALID, &err);
+        CHECK(db == NULL);
+    }
+
+    batchdb_options opts = {4096, BATCHDB_DURABILITY_NORMAL, 1000, 5, 1, BATCHDB_ORDER_OLDEST};
+    CHECK_OK(batchdb_open(path, &opts, &db, &err), &err);
+    CHECK(db != NULL);
+    batchdb_close(db);
+
+    batchdb_options zeros;
+    memset(&zeros, 0, sizeof zeros);
+    CHECK_OK(batchdb_open(path, &zeros, &db, &err), &err);
+    batchdb_close(db);
+    CHECK_OK(batchdb_open(path, NULL, &db, NULL), NULL);
+    batchdb_close(db);
+    batchdb_close(NULL);
+}
+
+static void test_not_a_batchdb_file(void) {
+    const char *path = fresh_path("garbage.db");
+    unsigned char garbage[4096], back[4096 + 1];
+    for (size_t i = 0; i < sizeof garbage; i++) garbage[i] = (unsigned char)(i * 37 + 11);
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL && fwrite(garbage, 1, sizeof garbage, f) == sizeof garbage);
+    fclose(f);
+
+    batchdb *db = NULL;
+    batchdb_error err;
+    CHECK_RC(batchdb_open(path, NULL, &db, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(db == NULL);
+    CHECK(strlen(err.message) > 0);
+
+    f = fopen(path, "rb");
+    size_t n = f ? fread(back, 1, sizeof back, f) : 0;
+    if (f) fclose(f);
+    CHECK(n == sizeof garbage && memcmp(garbage, back, n) == 0);
+}
+
+static void test_create_add_push(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    char key[65], key2[65];
+    int64_t c1 = 0, c2 = 0, c3 = 0;
+
+    CHECK_OK(batchdb_create(db, bytes("sleep 5; date"), 13, key, &err), &err);
+    CHECK(strcmp(key, SLEEP_KEY) == 0);
+    CHECK_OK(batchdb_create(db, bytes("sleep 5; date"), 13, key2, &err), &err);
+    CHECK(strcmp(key2, SLEEP_KEY) == 0);
+    CHECK(count_rows(db, BATCHDB_LIST_JOB) == 1);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 0);
+
+    CHECK_OK(batchdb_create(db, NULL, 0, key, &err), &err);
+    CHECK(strcmp(key, EMPTY_KEY) == 0);
+    CHECK_OK(batchdb_create(db, bytes("x"), 1, NULL, &err), &err);
+
+    CHECK_OK(batchdb_add(db, bytes("sleep 5; date"), 13, key, &c1, &err), &err);
+    CHECK(strcmp(key, SLEEP_KEY) == 0);
+    CHECK(c1 > 1600000000000LL);
+    CHECK_OK(batchdb_push(db, SLEEP_KEY, &c2, &err), &err);
+    CHECK(c2 > c1);
+    CHECK_OK(batchdb_add(db, bytes("sleep 5; date"), 13, NULL, NULL, &err), &err);
+    CHECK_OK(batchdb_push(db, SLEEP_KEY, &c3, NULL), NULL);
+    CHECK(c3 > c2);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 4);
+
+    /* Uppercase hex is accepted too. */
+    char upper[65];
+    for (int i = 0; i < 65; i++) upper[i] = (char)toupper((unsigned char)SLEEP_KEY[i]);
+    CHECK_OK(batchdb_push(db, upper, NULL, &err), &err);
+
+    CHECK_RC(batchdb_push(db, EMPTY_KEY, &c1, &err), BATCHDB_OK, &err);
+    CHECK_RC(batchdb_push(db, "0000000000000000000000000000000000000000000000000000000000000000", NULL,
+                          &err),
+             BATCHDB_ERR_NOT_FOUND, &err);
+    CHECK(err.code == BATCHDB_ERR_NOT_FOUND);
+    CHECK_RC(batchdb_push(db, "xyz", NULL, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(strstr(err.message, "malformed") != NULL);
+    CHECK_RC(batchdb_push(db, SLEEP_KEY "00", NULL, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_push(db, "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", NULL, &err),
+             BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_push(db, NULL, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_push(db, "xyz", NULL, NULL), BATCHDB_ERR_INVALID, NULL);
+    CHECK_RC(batchdb_create(db, NULL, 5, key, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_add(db, NULL, 5, key, &c1, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 6);
+    batchdb_close(db);
+}
+
+static void test_writer(void) {
+    batchdb_options opts;
+    memset(&opts, 0, sizeof opts);
+    opts.chunk_size = 1024;
+    batchdb *db = open_fresh(&opts);
+    batchdb_error err;
+    batchdb_writer *w = NULL;
+    char key[65];
+    int64_t created = 0;
+
+    CHECK_OK(batchdb_writer_open(db, &w, &err), &err);
+    CHECK_OK(batchdb_writer_write(w, bytes("sleep 5; "), 9, &err), &err);
+    CHECK_OK(batchdb_writer_write(w, NULL, 0, &err), &err);
+    CHECK_OK(batchdb_writer_write(w, bytes("date"), 4, &err), &err);
+    CHECK_OK(batchdb_writer_create(w, key, &err), &err);
+    CHECK(strcmp(key, SLEEP_KEY) == 0);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 0);
+
+    /* A payload of many chunks, then batchdb_writer_add. */
+    char big[5000];
+    for (size_t i = 0; i < sizeof big; i++) big[i] = (char)('a' + i % 26);
+    CHECK_OK(batchdb_writer_open(db, &w, &err), &err);
+    for (size_t off = 0; off < sizeof big; off += 1000)
+        CHECK_OK(batchdb_writer_write(w, bytes(big + off), 1000, &err), &err);
+    CHECK_OK(batchdb_writer_add(w, key, &created, &err), &err);
+    CHECK(created > 0);
+    char direct[65];
+    CHECK_OK(batchdb_create(db, bytes(big), sizeof big, direct, &err), &err);
+    CHECK(strcmp(key, direct) == 0);
+    struct sink s;
+    memset(&s, 0, sizeof s);
+    CHECK_OK(batchdb_get(db, key, collect, &s, &err), &err);
+    CHECK(s.len == sizeof big && memcmp(s.data, big, sizeof big) == 0);
+    CHECK(s.calls == 5);
+
+    /* Abort discards; nothing is registered. */
+    CHECK_OK(batchdb_writer_open(db, &w, &err), &err);
+    CHECK_OK(batchdb_writer_write(w, bytes(big), sizeof big, &err), &err);
+    batchdb_writer_abort(w);
+    batchdb_writer_abort(NULL);
+    CHECK(count_rows(db, BATCHDB_LIST_JOB) == 2);
+
+    CHECK_RC(batchdb_writer_open(NULL, &w, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(w == NULL);
+    CHECK_RC(batchdb_writer_open(db, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_writer_write(NULL, bytes("a"), 1, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_writer_create(NULL, key, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_writer_add(NULL, key, &created, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_OK(batchdb_writer_open(db, &w, &err), &err);
+    CHECK_RC(batchdb_writer_write(w, NULL, 3, &err), BATCHDB_ERR_INVALID, &err);
+    batchdb_writer_abort(w);
+    batchdb_close(db);
+}
+
+static void test_get_and_reader(void) {
+    batchdb_options opts;
+    memset(&opts, 0, sizeof opts);
+    opts.chunk_size = 1024;
+    batchdb *db = open_fresh(&opts);
+    batchdb_error err;
+    char key[65];
+    char payload[3000];
+    for (size_t i = 0; i < sizeof payload; i++) payload[i] = (char)('0' + i % 10);
+    CHECK_OK(batchdb_create(db, bytes(payload), sizeof payload, key, &err), &err);
+
+    struct sink s;
+    memset(&s, 0, sizeof s);
+    CHECK_OK(batchdb_get(db, key, collect, &s, &err), &err);
+    CHECK(s.len == sizeof payload && memcmp(s.data, payload, s.len) == 0);
+
+    /* A callback that says stop after the first chunk. */
+    memset(&s, 0, sizeof s);
+    s.stop_after = 1;
+    CHECK_RC(batchdb_get(db, key, collect, &s, &err), BATCHDB_ERR_ABORTED, &err);
+    CHECK(s.calls == 1);
+    CHECK(err.code == BATCHDB_ERR_ABORTED && strstr(err.message, "42") != NULL);
+
+    CHECK_RC(batchdb_get(db, "nothex", collect, &s, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_get(db, EMPTY_KEY, collect, &s, &err), BATCHDB_ERR_NOT_FOUND, &err);
+    CHECK_RC(batchdb_get(db, key, NULL, &s, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_get(NULL, key, collect, &s, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_get(db, NULL, collect, &s, &err), BATCHDB_ERR_INVALID, &err);
+
+    batchdb_reader *r = NULL;
+    CHECK_OK(batchdb_reader_open(db, key, &r, &err), &err);
+    char got[4000];
+    size_t total = 0, n = 1;
+    while (n != 0) {
+        CHECK_OK(batchdb_reader_read(r, (uint8_t *)got + total, 7, &n, &err), &err);
+        total += n;
+        if (total > sizeof payload) break;
+    }
+    CHECK(total == sizeof payload && memcmp(got, payload, total) == 0);
+    CHECK_OK(batchdb_reader_read(r, (uint8_t *)got, sizeof got, &n, &err), &err);
+    CHECK(n == 0);
+    CHECK_RC(batchdb_reader_read(r, NULL, 10, &n, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_reader_read(r, (uint8_t *)got, 0, &n, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_reader_read(r, (uint8_t *)got, 1, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_reader_read(NULL, (uint8_t *)got, 1, &n, &err), BATCHDB_ERR_INVALID, &err);
+    batchdb_reader_close(r);
+    batchdb_reader_close(NULL);
+
+    r = (batchdb_reader *)1;
+    CHECK_RC(batchdb_reader_open(db, EMPTY_KEY, &r, &err), BATCHDB_ERR_NOT_FOUND, &err);
+    CHECK(r == NULL);
+    CHECK_RC(batchdb_reader_open(db, "12", &r, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_reader_open(db, key, NULL, &err), BATCHDB_ERR_INVALID, &err);
+
+    /* The empty blob: the first read is the end. */
+    CHECK_OK(batchdb_create(db, NULL, 0, key, &err), &err);
+    CHECK_OK(batchdb_reader_open(db, EMPTY_KEY, &r, &err), &err);
+    CHECK_OK(batchdb_reader_read(r, (uint8_t *)got, sizeof got, &n, &err), &err);
+    CHECK(n == 0);
+    batchdb_reader_close(r);
+    batchdb_close(db);
+}
+
+static void test_list(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    char key[65];
+    int64_t c1, c2;
+    batchdb_cursor *c = NULL;
+    batchdb_row row;
+
+    CHECK_OK(batchdb_add(db, bytes("b"), 1, key, &c1, &err), &err);
+    CHECK_OK(batchdb_push(db, key, &c2, &err), &err);
+    CHECK_OK(batchdb_create(db, bytes("a"), 1, NULL, &err), &err);
+
+    CHECK_OK(batchdb_list(db, BATCHDB_LIST_PENDING, &c, &err), &err);
+    CHECK_OK(batchdb_cursor_next(c, &row, &err), &err);
+    CHECK(row.kind == BATCHDB_LIST_PENDING && strcmp(row.job, key) == 0 && row.created == c1);
+    CHECK(row.running == 0 && row.message == NULL && row.json != NULL);
+    char want[200];
+    snprintf(want, sizeof want, "{\"job\":\"%s\",\"created\":%lld,\"running\":false}", key, (long long)c1);
+    CHECK(strcmp(row.json, want) == 0);
+    CHECK_OK(batchdb_cursor_next(c, &row, &err), &err);
+    CHECK(row.created == c2);
+    CHECK_RC(batchdb_cursor_next(c, &row, &err), BATCHDB_DONE, &err);
+    CHECK_RC(batchdb_cursor_next(c, &row, &err), BATCHDB_DONE, &err); /* sticky */
+    CHECK_RC(batchdb_cursor_next(c, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    batchdb_cursor_free(c);
+    batchdb_cursor_free(NULL);
+
+    /* Job rows count running instances. */
+    batchdb_job *j = NULL;
+    CHECK_OK(batchdb_claim(db, &j, &err), &err);
+    CHECK_OK(batchdb_list(db, BATCHDB_LIST_JOB, &c, &err), &err);
+    int seen = 0;
+    while (batchdb_cursor_next(c, &row, &err) == BATCHDB_OK) {
+        CHECK(row.kind == BATCHDB_LIST_JOB);
+        if (strcmp(row.job, key) == 0) {
+            seen++;
+            CHECK(row.running == 1);
+            CHECK(strstr(row.json, "\"running\":[") != NULL);
+        } else {
+            CHECK(row.running == 0);
+            CHECK(strstr(row.json, "\"running\":[]") != NULL);
+        }
+    }
+    CHECK(seen == 1);
+    batchdb_cursor_free(c);
+    CHECK_OK(batchdb_list(db, BATCHDB_LIST_PENDING, &c, &err), &err);
+    int running = 0;
+    while (batchdb_cursor_next(c, &row, &err) == BATCHDB_OK) running += row.running;
+    CHECK(running == 1);
+    batchdb_cursor_free(c);
+    CHECK_OK(batchdb_job_complete(j, NULL, &err), &err);
+
+    CHECK_RC(batchdb_list(db, 4, &c, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(c == NULL);
+    CHECK_RC(batchdb_list(db, -1, &c, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_list(NULL, BATCHDB_LIST_JOB, &c, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_list(db, BATCHDB_LIST_JOB, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_cursor_next(NULL, &row, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 1);
+    CHECK(count_rows(db, BATCHDB_LIST_FAIL) == 0);
+    batchdb_close(db);
+}
+
+static void test_claim_complete_fail(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    batchdb_job *j = (batchdb_job *)1;
+    char key[65], hash[65], expect[65];
+    int64_t created;
+
+    CHECK_RC(batchdb_claim(db, &j, &err), BATCHDB_DONE, &err);
+    CHECK(j == NULL);
+
+    CHECK_OK(batchdb_add(db, bytes("hello"), 5, key, &created, &err), &err);
+    CHECK_OK(batchdb_claim(db, &j, &err), &err);
+    CHECK(j != NULL && strcmp(batchdb_job_key(j), key) == 0);
+    CHECK(batchdb_job_created(j) == created);
+    batchdb_job *none = (batchdb_job *)1;
+    CHECK_RC(batchdb_claim(db, &none, &err), BATCHDB_DONE, &err); /* the one instance is held */
+    CHECK(none == NULL);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 1);
+
+    char buf[16];
+    size_t n = 0, total = 0;
+    do {
+        CHECK_OK(batchdb_job_read(j, (uint8_t *)buf + total, 2, &n, &err), &err);
+        total += n;
+    } while (n != 0 && total < 10);
+    CHECK(total == 5 && memcmp(buf, "hello", 5) == 0);
+    CHECK_RC(batchdb_job_read(j, NULL, 2, &n, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_job_read(j, (uint8_t *)buf, 2, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_OK(batchdb_job_write(j, bytes("HEL"), 3, &err), &err);
+    CHECK_OK(batchdb_job_write(j, bytes("LO"), 2, &err), &err);
+    CHECK_RC(batchdb_job_write(j, NULL, 2, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_OK(batchdb_job_complete(j, hash, &err), &err);
+    CHECK_OK(batchdb_create(db, bytes("HELLO"), 5, expect, &err), &err);
+    CHECK(strcmp(hash, expect) == 0);
+
+    batchdb_cursor *c = NULL;
+    batchdb_row row;
+    CHECK_OK(batchdb_list(db, BATCHDB_LIST_RESULT, &c, &err), &err);
+    CHECK_OK(batchdb_cursor_next(c, &row, &err), &err);
+    CHECK(row.kind == BATCHDB_LIST_RESULT && strcmp(row.job, key) == 0 && row.created == created);
+    CHECK(strcmp(row.hash, hash) == 0 && row.start > 0 && row.end >= row.start);
+    char want[300];
+    snprintf(want, sizeof want,
+             "{\"key\":[\"%s\",%lld],\"value\":{\"hash\":\"%s\",\"start\":%lld,\"end\":%lld,\"created\":%lld}}",
+             key, (long long)created, hash, (long long)row.start, (long long)row.end, (long long)created);
+    CHECK(strcmp(row.json, want) == 0);
+    batchdb_cursor_free(c);
+    struct sink s;
+    memset(&s, 0, sizeof s);
+    CHECK_OK(batchdb_get(db, hash, collect, &s, &err), &err);
+    CHECK(strcmp(s.data, "HELLO") == 0);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 0);
+
+    /* Fail with a message. */
+    CHECK_OK(batchdb_push(db, key, &created, &err), &err);
+    CHECK_OK(batchdb_claim(db, &j, &err), &err);
+    CHECK_OK(batchdb_job_fail(j, "it broke: \xc3\xa9", &err), &err);
+    CHECK_OK(batchdb_list(db, BATCHDB_LIST_FAIL, &c, &err), &err);
+    CHECK_OK(batchdb_cursor_next(c, &row, &err), &err);
+    CHECK(row.kind == BATCHDB_LIST_FAIL && row.created == created && row.attempts == 1);
+    CHECK(row.message != NULL && strcmp(row.message, "it broke: \xc3\xa9") == 0);
+    CHECK(strstr(row.json, "\"message\":\"it broke: \xc3\xa9\"") != NULL);
+    CHECK_RC(batchdb_cursor_next(c, &row, &err), BATCHDB_DONE, &err);
+    batchdb_cursor_free(c);
+
+    /* A NULL message still consumes the job, which goes back to pending. */
+    CHECK_OK(batchdb_push(db, key, &created, &err), &err);
+    CHECK_OK(batchdb_claim(db, &j, &err), &err);
+    CHECK_RC(batchdb_job_fail(j, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_OK(batchdb_claim(db, &j, &err), &err);
+    CHECK(j != NULL && batchdb_job_created(j) == created);
+    CHECK_OK(batchdb_job_complete(j, NULL, NULL), NULL);
+
+    CHECK(batchdb_job_key(NULL) == NULL);
+    CHECK(batchdb_job_created(NULL) == 0);
+    CHECK_RC(batchdb_job_complete(NULL, hash, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_job_fail(NULL, "x", &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_job_read(NULL, (uint8_t *)buf, 1, &n, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_job_write(NULL, bytes("x"), 1, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_claim(NULL, &j, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_claim(db, NULL, &err), BATCHDB_ERR_INVALID, &err);
+
+    /* A claimed job freed by close... is not possible; completing after close is fine. */
+    CHECK_OK(batchdb_push(db, key, &created, &err), &err);
+    CHECK_OK(batchdb_claim(db, &j, &err), &err);
+    batchdb_close(db);
+    CHECK_OK(batchdb_job_write(j, bytes("late"), 4, &err), &err);
+    CHECK_OK(batchdb_job_complete(j, hash, &err), &err);
+}
+
+/* The run callback: "ok ..." completes with the payload uppercased, "fail ..." fails with a
+ * message, "silent" fails with no message; every call also tries to consume its borrowed
+ * job, which must be refused. */
+struct run_state {
+    atomic_int calls;
+    atomic_int misuse_refused;
+};
+
+static int32_t runner(void *userdata, batchdb_job *job, batchdb_error *fail_out) {
+    struct run_state *st = userdata;
+    atomic_fetch_add(&st->calls, 1);
+    char buf[64];
+    size_t n = 0, total = 0;
+    batchdb_error err;
+    do {
+        if (batchdb_job_read(job, (uint8_t *)buf + total, sizeof buf - 1 - total, &n, &err) != BATCHDB_OK)
+            return 99;
+        total += n;
+    } while (n != 0 && total < sizeof buf - 1);
+    buf[total] = '\0';
+    if (batchdb_job_complete(job, NULL, &err) == BATCHDB_ERR_MISUSE &&
+        batchdb_job_fail(job, "no", &err) == BATCHDB_ERR_MISUSE && batchdb_job_key(job) != NULL)
+        atomic_fetch_add(&st->misuse_refused, 1);
+    if (strncmp(buf, "fail", 4) == 0) {
+        snprintf(fail_out->message, sizeof fail_out->message, "failed: %s", buf);
+        return 1;
+    }
+    if (strcmp(buf, "silent") == 0) return 7;
+    for (size_t i = 0; i < total; i++) buf[i] = (char)toupper((unsigned char)buf[i]);
+    return batchdb_job_write(job, (uint8_t *)buf, total, &err) == BATCHDB_OK ? 0 : 98;
+}
+
+struct counts {
+    atomic_int kind[5];
+    atomic_int bad;
+};
+
+static void on_event(void *userdata, const batchdb_event *ev) {
+    struct counts *c = userdata;
+    if (ev->kind < 0 || ev->kind > 4 || ev->job == NULL || strlen(ev->job) != 64) {
+        atomic_fetch_add(&c->bad, 1);
+        return;
+    }
+    int hash_ok = (ev->kind == BATCHDB_EVENT_RESULT) == (ev->hash != NULL);
+    int msg_ok = (ev->kind == BATCHDB_EVENT_FAIL) == (ev->message != NULL);
+    int created_ok = ev->kind == BATCHDB_EVENT_CREATE ? ev->created == 0 : ev->created > 0;
+    if (!hash_ok || !msg_ok || !created_ok || (ev->hash != NULL && strlen(ev->hash) != 64))
+        atomic_fetch_add(&c->bad, 1);
+    atomic_fetch_add(&c->kind[ev->kind], 1);
+}
+
+static void test_run_and_events(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    struct counts ev;
+    memset(&ev, 0, sizeof ev);
+    CHECK_OK(batchdb_subscribe(db, on_event, &ev, &err), &err);
+
+    const char *payloads[] = {"ok one", "ok two", "fail three", "ok four", "silent", "fail six"};
+    for (int i = 0; i < 6; i++)
+        CHECK_OK(batchdb_add(db, bytes(payloads[i]), strlen(payloads[i]), NULL, NULL, &err), &err);
+    CHECK_OK(batchdb_create(db, bytes("never pushed"), 12, NULL, &err), &err);
+
+    struct run_state st;
+    memset(&st, 0, sizeof st);
+    batchdb_run_options ro = {2, 1};
+    CHECK_OK(batchdb_run(db, &ro, runner, &st, &err), &err);
+    CHECK(atomic_load(&st.calls) == 6);
+    CHECK(atomic_load(&st.misuse_refused) == 6);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 0);
+    CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 3);
+    CHECK(count_rows(db, BATCHDB_LIST_FAIL) == 3);
+
+    batchdb_cursor *c = NULL;
+    batchdb_row row;
+    int fail_three = 0, fail_six = 0, silent = 0;
+    CHECK_OK(batchdb_list(db, BATCHDB_LIST_FAIL, &c, &err), &err);
+    while (batchdb_cursor_next(c, &row, &err) == BATCHDB_OK) {
+        fail_three += strcmp(row.message, "failed: fail three") == 0;
+        fail_six += strcmp(row.message, "failed: fail six") == 0;
+        silent += strcmp(row.message, "runner returned 7") == 0;
+    }
+    batchdb_cursor_free(c);
+    CHECK(fail_three == 1 && fail_six == 1 && silent == 1);
+
+    struct sink s;
+    CHECK_OK(batchdb_list(db, BATCHDB_LIST_RESULT, &c, &err), &err);
+    int upper = 0;
+    while (batchdb_cursor_next(c, &row, &err) == BATCHDB_OK) {
+        memset(&s, 0, sizeof s);
+        CHECK_OK(batchdb_get(db, row.hash, collect, &s, &err), &err);
+        upper += strcmp(s.data, "OK ONE") == 0 || strcmp(s.data, "OK TWO") == 0 ||
+                 strcmp(s.data, "OK FOUR") == 0;
+    }
+    batchdb_cursor_free(c);
+    CHECK(upper == 3);
+
+    CHECK(atomic_load(&ev.kind[BATCHDB_EVENT_CREATE]) == 7);
+    CHECK(atomic_load(&ev.kind[BATCHDB_EVENT_PUSH]) == 6);
+    CHECK(atomic_load(&ev.kind[BATCHDB_EVENT_START]) == 6);
+    CHECK(atomic_load(&ev.kind[BATCHDB_EVENT_RESULT]) == 3);
+    CHECK(atomic_load(&ev.kind[BATCHDB_EVENT_FAIL]) == 3);
+    CHECK(atomic_load(&ev.bad) == 0);
+
+    /* Unsubscribing ends the callbacks. */
+    CHECK_OK(batchdb_unsubscribe(db, on_event, &ev, &err), &err);
+    CHECK_RC(batchdb_unsubscribe(db, on_event, &ev, &err), BATCHDB_ERR_NOT_FOUND, &err);
+    CHECK_OK(batchdb_add(db, bytes("ok again"), 8, NULL, NULL, &err), &err);
+    CHECK(atomic_load(&ev.kind[BATCHDB_EVENT_CREATE]) == 7);
+
+    /* Invalid arguments. */
+    CHECK_RC(batchdb_run(NULL, &ro, runner, &st, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_run(db, &ro, NULL, &st, &err), BATCHDB_ERR_INVALID, &err);
+    batchdb_run_options bad1 = {1, 2}, bad2 = {5000, 1};
+    CHECK_RC(batchdb_run(db, &bad1, runner, &st, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_run(db, &bad2, runner, &st, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_subscribe(db, NULL, &ev, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_subscribe(NULL, on_event, &ev, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_unsubscribe(NULL, on_event, &ev, &err), BATCHDB_ERR_INVALID, &err);
+
+    /* Zero workers means one; the last add is processed. */
+    batchdb_run_options zero = {0, 1};
+    CHECK_OK(batchdb_run(db, &zero, runner, &st, &err), &err);
+    CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 4);
+
+    /* A subscription still active at close ends with it (checked by valgrind/ASan). */
+    CHECK_OK(batchdb_subscribe(db, on_event, &ev, &err), &err);
+    batchdb_close(db);
+}
+
+/* batchdb_run with NULL options waits for work until batchdb_stop. */
+struct stopper {
+    batchdb *db;
+    struct run_state st;
+    int32_t rc;
+};
+
+static void *run_thread(void *arg) {
+    struct stopper *s = arg;
+    batchdb_error err;
+    s->rc = batchdb_run(s->db, NULL, runner, &s->st, &err);
+    return NULL;
+}
+
+static void wait_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void test_run_until_stopped(void) {
+    struct stopper s;
+    memset(&s, 0, sizeof s);
+    s.db = open_fresh(NULL);
+    s.rc = 12345;
+    batchdb_error err;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, run_thread, &s) == 0);
+    wait_ms(200);
+    CHECK_OK(batchdb_add(s.db, bytes("ok late"), 7, NULL, NULL, &err), &err);
+    for (int i = 0; i < 300 && count_rows(s.db, BATCHDB_LIST_RESULT) < 1; i++) wait_ms(20);
+    CHECK(count_rows(s.db, BATCHDB_LIST_RESULT) == 1);
+    batchdb_stop(s.db);
+    batchdb_stop(NULL);
+    CHECK(pthread_join(t, NULL) == 0);
+    CHECK(s.rc == BATCHDB_OK);
+    CHECK(atomic_load(&s.st.calls) == 1);
+    batchdb_close(s.db);
+}
+
+static void test_retry(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    char key[65];
+    int64_t created, again = 0;
+    batchdb_job *j;
+    CHECK_OK(batchdb_add(db, bytes("flaky"), 5, key, &created, &err), &err);
+    CHECK_OK(batchdb_claim(db, &j, &err), &err);
+    CHECK_OK(batchdb_job_fail(j, "first try", &err), &err);
+    CHECK(count_rows(db, BATCHDB_LIST_FAIL) == 1);
+
+    CHECK_OK(batchdb_retry(db, key, created, &again, &err), &err);
+    CHECK(again > created);
+    CHECK(count_rows(db, BATCHDB_LIST_FAIL) == 0);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 1);
+    CHECK_RC(batchdb_retry(db, key, created, &again, &err), BATCHDB_ERR_NOT_FOUND, &err);
+    CHECK_RC(batchdb_retry(db, "bad", created, &again, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_retry(NULL, key, created, &again, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_OK(batchdb_claim(db, &j, &err), &err);
+    CHECK(batchdb_job_created(j) == again);
+    CHECK_OK(batchdb_job_complete(j, NULL, &err), &err);
+    batchdb_close(db);
+}
+
+static void test_cancel_prune_gc(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    char key[65];
+    int64_t c1, c2;
+    uint64_t removed = 99;
+    batchdb_job *j;
+
+    CHECK_OK(batchdb_gc(db, &removed, &err), &err);
+    CHECK(removed == 0);
+
+    CHECK_OK(batchdb_add(db, bytes("cancel me"), 9, key, &c1, &err), &err);
+    CHECK_OK(batchdb_push(db, key, &c2, &err), &err);
+    CHECK_OK(batchdb_cancel(db, key, c1, &err), &err);
+    CHECK_RC(batchdb_cancel(db, key, c1, &err), BATCHDB_ERR_NOT_FOUND, &err);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 1);
+    CHECK_OK(batchdb_claim(db, &j, &err), &err);
+    CHECK_RC(batchdb_cancel(db, key, c2, &err), BATCHDB_ERR_BUSY, &err);
+    CHECK_RC(batchdb_cancel(db, "nope", c2, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_cancel(NULL, key, c2, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_OK(batchdb_job_write(j, bytes("an output"), 9, &err), &err);
+    CHECK_OK(batchdb_job_complete(j, NULL, &err), &err);
+    CHECK_OK(batchdb_push(db, key, &c1, &err), &err);
+    CHECK_OK(batchdb_claim(db, &j, &err), &err);
+    CHECK_OK(batchdb_job_fail(j, "bad", &err), &err);
+
+    /* Nothing ended before the epoch; everything ends before a minute from now. */
+    CHECK_OK(batchdb_prune(db, 0, &removed, &err), &err);
+    CHECK(removed == 0);
+    CHECK_OK(batchdb_gc(db, &removed, &err), &err);
+    CHECK(removed == 0);
+    CHECK_OK(batchdb_prune(db, now_ms() + 60000, &removed, &err), &err);
+    CHECK(removed == 2);
+    CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 0 && count_rows(db, BATCHDB_LIST_FAIL) == 0);
+    CHECK_OK(batchdb_gc(db, &removed, &err), &err);
+    CHECK(removed == 1); /* the output blob; the job's payload stays */
+    CHECK(count_rows(db, BATCHDB_LIST_JOB) == 1);
+    CHECK_OK(batchdb_gc(db, NULL, &err), &err);
+    CHECK_OK(batchdb_prune(db, 0, NULL, &err), &err);
+    CHECK_RC(batchdb_gc(NULL, &removed, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_prune(NULL, 0, &removed, &err), BATCHDB_ERR_INVALID, &err);
+    batchdb_close(db);
+}
+
+static void claim_payload(batchdb *db, const char *want) {
+    batchdb_job *j = NULL;
+    batchdb_error err;
+    char buf[32];
+    size_t n = 0;
+    CHECK_OK(batchdb_claim(db, &j, &err), &err);
+    if (j == NULL) return;
+    CHECK_OK(batchdb_job_read(j, (uint8_t *)buf, sizeof buf - 1, &n, &err), &err);
+    buf[n] = '\0';
+    if (strcmp(buf, want) != 0) {
+        fprintf(stderr, "claimed %s, expected %s\n", buf, want);
+        check_failures++;
+    }
+    CHECK_OK(batchdb_job_complete(j, NULL, &err), &err);
+}
+
+static void test_priority_delay_order(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    char key[65];
+    int64_t created;
+    batchdb_push_options p0 = {0, 0}, p5 = {5, 0}, p1 = {1, 0}, later = {9, 60000}, neg = {0, -1};
+
+    CHECK_OK(batchdb_add_with(db, bytes("p0"), 2, &p0, key, &created, &err), &err);
+    CHECK_OK(batchdb_add_with(db, bytes("p5"), 2, &p5, NULL, NULL, &err), &err);
+    CHECK_OK(batchdb_add_with(db, bytes("p1"), 2, &p1, NULL, NULL, &err), &err);
+    CHECK_OK(batchdb_add_with(db, bytes("delayed"), 7, &later, NULL, NULL, &err), &err);
+    CHECK_OK(batchdb_add_with(db, bytes("plain"), 5, NULL, NULL, NULL, &err), &err);
+
+    batchdb_cursor *c;
+    batchdb_row row;
+    int with_priority = 0, with_run_at = 0;
+    CHECK_OK(batchdb_list(db, BATCHDB_LIST_PENDING, &c, &err), &err);
+    while (batchdb_cursor_next(c, &row, &err) == BATCHDB_OK) {
+        with_priority += strstr(row.json, "\"priority\":") != NULL;
+        with_run_at += strstr(row.json, "\"run_at\":") != NULL;
+    }
+    batchdb_cursor_free(c);
+    CHECK(with_priority == 3 && with_run_at == 1);
+
+    claim_payload(db, "p5");
+    claim_payload(db, "p1");
+    claim_payload(db, "plain"); /* newest first among priority 0 */
+    claim_payload(db, "p0");
+    batchdb_job *j = (batchdb_job *)1;
+    CHECK_RC(batchdb_claim(db, &j, &err), BATCHDB_DONE, &err); /* "delayed" is not ready */
+    CHECK(j == NULL);
+
+    CHECK_OK(batchdb_push_with(db, key, &p5, &created, &err), &err);
+    CHECK_OK(batchdb_push_with(db, key, NULL, NULL, &err), &err);
+    CHECK_RC(batchdb_push_with(db, key, &neg, &created, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(strstr(err.message, "negative") != NULL);
+    CHECK_RC(batchdb_add_with(db, bytes("x"), 1, &neg, key, &created, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_push_with(db, "bad", &p0, &created, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_push_with(NULL, key, &p0, &created, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_add_with(NULL, bytes("x"), 1, &p0, key, &created, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 3);
+    batchdb_close(db);
+
+    batchdb_options oldest;
+    memset(&oldest, 0, sizeof oldest);
+    oldest.order = BATCHDB_ORDER_OLDEST;
+    db = open_fresh(&oldest);
+    CHECK_OK(batchdb_add(db, bytes("first"), 5, NULL, NULL, &err), &err);
+    CHECK_OK(batchdb_add(db, bytes("second"), 6, NULL, NULL, &err), &err);
+    claim_payload(db, "first");
+    claim_payload(db, "second");
+    batchdb_close(db);
+}
+
+static void test_null_handles(void) {
+    batchdb_error err;
+    char key[65];
+    int64_t created;
+    uint64_t n64;
+    /* Every function with a NULL handle: INVALID and a message, or a no-op. */
+    memset(&err, 0, sizeof err);
+    CHECK_RC(batchdb_create(NULL, bytes("x"), 1, key, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(err.code == BATCHDB_ERR_INVALID && strcmp(err.message, "db is NULL") == 0);
+    CHECK_RC(batchdb_add(NULL, bytes("x"), 1, key, &created, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_push(NULL, SLEEP_KEY, &created, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_gc(NULL, &n64, NULL), BATCHDB_ERR_INVALID, NULL);
+    batchdb_close(NULL);
+    batchdb_stop(NULL);
+    batchdb_writer_abort(NULL);
+    batchdb_reader_close(NULL);
+    batchdb_cursor_free(NULL);
+}
+
+static void test_handles_outlive_close(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    char key[65];
+    CHECK_OK(batchdb_add(db, bytes("kept"), 4, key, NULL, &err), &err);
+    batchdb_reader *r;
+    batchdb_cursor *c;
+    batchdb_writer *w;
+    CHECK_OK(batchdb_reader_open(db, key, &r, &err), &err);
+    CHECK_OK(batchdb_list(db, BATCHDB_LIST_PENDING, &c, &err), &err);
+    CHECK_OK(batchdb_writer_open(db, &w, &err), &err);
+    batchdb_close(db);
+
+    char buf[8];
+    size_t n = 0;
+    CHECK_OK(batchdb_reader_read(r, (uint8_t *)buf, sizeof buf, &n, &err), &err);
+    CHECK(n == 4 && memcmp(buf, "kept", 4) == 0);
+    batchdb_reader_close(r);
+    batchdb_row row;
+    CHECK_OK(batchdb_cursor_next(c, &row, &err), &err);
+    CHECK(strcmp(row.job, key) == 0);
+    batchdb_cursor_free(c);
+    CHECK_OK(batchdb_writer_write(w, bytes("more"), 4, &err), &err);
+    CHECK_OK(batchdb_writer_create(w, key, &err), &err);
+}
+
+static void test_error_message_is_bounded(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    /* A malformed hash of 300 multi-byte characters: the message quotes part of it. */
+    char bad[901];
+    for (int i = 0; i < 300; i++) memcpy(bad + 3 * i, "\xe2\x82\xac", 3);
+    bad[900] = '\0';
+    memset(&err, 'x', sizeof err);
+    CHECK_RC(batchdb_push(db, bad, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(memchr(err.message, '\0', sizeof err.message) != NULL);
+    batchdb_close(db);
+}
+
+int main(void) {
+    RUN(test_version);
+    RUN(test_open_and_options);
+    RUN(test_not_a_batchdb_file);
+    RUN(test_create_add_push);
+    RUN(test_writer);
+    RUN(test_get_and_reader);
+    RUN(test_list);
+    RUN(test_claim_complete_fail);
+    RUN(test_run_and_events);
+    RUN(test_run_until_stopped);
+    RUN(test_retry);
+    RUN(test_cancel_prune_gc);
+    RUN(test_priority_delay_order);
+    RUN(test_null_handles);
+    RUN(test_handles_outlive_close);
+    RUN(test_error_message_is_bounded);
+    return tests_failed == 0 ? 0 : 1;
+}
