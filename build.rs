@@ -2,10 +2,10 @@
 //! its content changes (so that an unchanged header keeps its timestamp). `tests/header.rs`
 //! checks that the committed header is current.
 
-include!("tools/header.rs");
+include!("src/ffi/header_gen.rs");
 
 fn main() {
-    for watched in ["src/ffi", "src/lib.rs", "cbindgen.toml", "build.rs", "tools/header.rs"] {
+    for watched in ["src/ffi", "src/lib.rs", "cbindgen.toml", "build.rs"] {
         println!("cargo:rerun-if-changed={watched}");
     }
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");

@@ -383,7 +383,7 @@ fn a_long_blob_write_does_not_block_other_writers() {
     std::thread::spawn(move || tx.send(other.push(&key)).unwrap());
     let pushed = done.1.recv_timeout(Duration::from_secs(5)).expect("push did not wait for the writer");
     assert!(pushed.is_ok());
-    w.write_all(&vec![4u8; 100]).unwrap();
+    w.write_all(&[4u8; 100]).unwrap();
     w.create().unwrap();
 }
 

@@ -1,7 +1,7 @@
 //! The committed `include/batchdb.h` must be what cbindgen generates from `src/ffi/` now.
 //! `BATCHDB_BLESS=1 cargo test --test header` rewrites it.
 
-include!("../tools/header.rs");
+include!("../src/ffi/header_gen.rs");
 
 #[test]
 fn header_is_current() {

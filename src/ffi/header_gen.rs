@@ -1,3 +1,5 @@
+// Not a module of the crate: build.rs and tests/header.rs include!() it (cbindgen is a
+// build- and dev-dependency only).
 // Shared by build.rs (which writes include/batchdb.h) and tests/header.rs (which checks that
 // the committed header is current), so both produce the same bytes.
 
