@@ -787,6 +787,22 @@ int32_t batchdb_run(struct batchdb *db,
                     struct batchdb_error *err);
 
 /**
+ * Blocks until something may be claimable, for callers that drive `batchdb_claim`
+ * themselves (bindings whose event loop must not run `batchdb_run`): an instance is ready,
+ * this handle pushed or finished something, a delay, backoff or lease runs out, another
+ * process committed, or `batchdb_stop` was called.
+ *
+ * Returns `BATCHDB_OK` when work may be available (a following claim can still find
+ * nothing: another worker may take it first), `BATCHDB_DONE` when `timeout_ms` passed
+ * first, `BATCHDB_ERR_INVALID` for a NULL `db`, `BATCHDB_ERR_IO` when the file could not be
+ * read. An idle wait polls the file about ten times a second and costs well under 1% of a
+ * core. Thread-safe.
+ */
+int32_t batchdb_wait(struct batchdb *db,
+                     uint32_t timeout_ms,
+                     struct batchdb_error *err);
+
+/**
  * Calls `fn(userdata, ev)` for every event of this database handle: create, push, start,
  * result and fail (a failure that is re-queued by `retry_errors` is not a fail event).
  * Events of other handles or processes are not seen.

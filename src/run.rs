@@ -143,25 +143,56 @@ impl Db {
                 inner.wake_workers();
                 return Ok(());
             }
-            // Sleep until this process pushes or finishes something, something becomes due,
-            // or another process commits.
-            let due = idle.next_due.map(|t| Duration::from_millis((t - now_ms()).max(0) as u64));
-            let mut slept = Duration::ZERO;
-            loop {
-                let left = due.map(|d| d.saturating_sub(slept));
-                if left == Some(Duration::ZERO) {
-                    break;
-                }
-                let step = left.map_or(POLL, |l| l.min(POLL));
-                if inner.wait_wake(seen, step) {
-                    break;
-                }
-                slept += step;
-                let v = inner.store.change_counter()?;
-                if v != version {
-                    version = v;
-                    break;
-                }
+            self.sleep_until_work(seen, &mut version, idle.next_due, None)?;
+        }
+    }
+
+    /// Blocks until something may be claimable: an instance is ready, this process pushed or
+    /// finished something, a delay, backoff or lease runs out, another process committed, or
+    /// [`stop`](Db::stop) was called. Returns `true` then, and `false` when `timeout` passed
+    /// first. Lets a caller that drives [`claim`](Db::claim) itself wait without polling.
+    pub fn wait_for_work(&self, timeout: Duration) -> Result<bool> {
+        let inner = &self.inner;
+        // Read both wake-up signals before looking at the queue, so that nothing that lands
+        // after the look is missed.
+        let seen = inner.wake_generation();
+        let mut version = inner.store.change_counter()?;
+        let idle = inner.store.idle()?;
+        if idle.ready {
+            return Ok(true);
+        }
+        self.sleep_until_work(seen, &mut version, idle.next_due, Some(timeout))
+    }
+
+    /// Sleeps until woken (true), `next_due` passes (true), another process commits (true),
+    /// or `limit` passes (false).
+    fn sleep_until_work(
+        &self,
+        seen: u64,
+        version: &mut i64,
+        next_due: Option<i64>,
+        limit: Option<Duration>,
+    ) -> Result<bool> {
+        let inner = &self.inner;
+        let due = next_due.map(|t| Duration::from_millis((t - now_ms()).max(0) as u64));
+        let mut slept = Duration::ZERO;
+        loop {
+            if due.is_some_and(|d| slept >= d) {
+                return Ok(true);
+            }
+            if limit.is_some_and(|l| slept >= l) {
+                return Ok(false);
+            }
+            let step =
+                [due, limit].into_iter().flatten().map(|d| d.saturating_sub(slept)).fold(POLL, Duration::min);
+            if inner.wait_wake(seen, step) {
+                return Ok(true);
+            }
+            slept += step;
+            let v = inner.store.change_counter()?;
+            if v != *version {
+                *version = v;
+                return Ok(true);
             }
         }
     }

@@ -630,5 +630,22 @@ fn shared_handle_across_eight_threads() {
     assert_eq!(db.results().count(), 400, "{left} left after the threads");
 }
 
-#[allow(dead_code)]
-fn unused(_: Db) {}
+#[test]
+fn wait_for_work_times_out_when_idle_and_wakes_on_a_push() {
+    let t = temp_path();
+    let db = open(&t.path);
+    assert!(!db.wait_for_work(Duration::from_millis(100)).unwrap(), "nothing to do: times out");
+    let pusher = {
+        let db: Db = db.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            db.add(&b"wake up"[..]).unwrap();
+        })
+    };
+    let start = Instant::now();
+    assert!(db.wait_for_work(Duration::from_secs(10)).unwrap());
+    assert!(start.elapsed() < Duration::from_secs(5));
+    pusher.join().unwrap();
+    assert!(db.wait_for_work(Duration::from_secs(10)).unwrap(), "ready work: returns at once");
+    assert!(db.claim().unwrap().is_some());
+}

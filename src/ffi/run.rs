@@ -92,3 +92,22 @@ pub extern "C" fn batchdb_run(
         Ok(BATCHDB_OK)
     })
 }
+
+/// Blocks until something may be claimable, for callers that drive `batchdb_claim`
+/// themselves (bindings whose event loop must not run `batchdb_run`): an instance is ready,
+/// this handle pushed or finished something, a delay, backoff or lease runs out, another
+/// process committed, or `batchdb_stop` was called.
+///
+/// Returns `BATCHDB_OK` when work may be available (a following claim can still find
+/// nothing: another worker may take it first), `BATCHDB_DONE` when `timeout_ms` passed
+/// first, `BATCHDB_ERR_INVALID` for a NULL `db`, `BATCHDB_ERR_IO` when the file could not be
+/// read. An idle wait polls the file about ten times a second and costs well under 1% of a
+/// core. Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_wait(db: *mut batchdb, timeout_ms: u32, err: *mut batchdb_error) -> i32 {
+    status(err, || {
+        let h = try_ref(db, "db")?;
+        let woke = h.db.wait_for_work(std::time::Duration::from_millis(u64::from(timeout_ms)))?;
+        Ok(if woke { BATCHDB_OK } else { super::BATCHDB_DONE })
+    })
+}

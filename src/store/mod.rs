@@ -70,6 +70,8 @@ pub(crate) struct ClaimParams {
 pub(crate) struct Idle {
     /// Any instance at all: pending, waiting or running.
     pub any: bool,
+    /// An instance is ready to claim now.
+    pub ready: bool,
     /// The earliest instant at which something may become claimable (a delay or backoff
     /// ends, or a lease runs out).
     pub next_due: Option<i64>,

@@ -332,6 +332,19 @@ static void test_list(void) {
     batchdb_close(db);
 }
 
+static void test_wait(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    char key[65];
+    int64_t created;
+
+    CHECK_RC(batchdb_wait(db, 50, &err), BATCHDB_DONE, &err); /* empty queue: times out */
+    CHECK_OK(batchdb_add(db, bytes("wake"), 4, key, &created, &err), &err);
+    CHECK_RC(batchdb_wait(db, 5000, &err), BATCHDB_OK, &err); /* ready now */
+    CHECK_RC(batchdb_wait(NULL, 10, &err), BATCHDB_ERR_INVALID, &err);
+    batchdb_close(db);
+}
+
 static void test_claim_complete_fail(void) {
     batchdb *db = open_fresh(NULL);
     batchdb_error err;
@@ -795,6 +808,7 @@ int main(void) {
     RUN(test_writer);
     RUN(test_get_and_reader);
     RUN(test_list);
+    RUN(test_wait);
     RUN(test_claim_complete_fail);
     RUN(test_run_and_events);
     RUN(test_run_until_stopped);

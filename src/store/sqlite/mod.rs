@@ -349,16 +349,16 @@ impl Store for Sqlite {
 
     fn idle(&self) -> Result<Idle> {
         self.conns.read(|c| {
-            let (any, wait, lease): (bool, Option<i64>, Option<i64>) = c
+            let (any, ready, wait, lease): (bool, bool, Option<i64>, Option<i64>) = c
                 .prepare_cached(IDLE)
                 .sql()?
-                .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
                 .sql()?;
             let next_due = match (wait, lease) {
                 (Some(a), Some(b)) => Some(a.min(b + 1)),
                 (a, b) => a.or(b.map(|l| l + 1)),
             };
-            Ok(Idle { any, next_due })
+            Ok(Idle { any, ready, next_due })
         })
     }
 

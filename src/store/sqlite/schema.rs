@@ -143,6 +143,7 @@ pub(crate) const INSTANCE_OF: &str = "SELECT i.state FROM instance i JOIN job j 
 pub(crate) const PRUNE_RESULTS: &str = "DELETE FROM result WHERE ended < ?1";
 pub(crate) const PRUNE_FAILS: &str = "DELETE FROM fail WHERE ended < ?1";
 pub(crate) const IDLE: &str = "SELECT EXISTS (SELECT 1 FROM instance), \
+     EXISTS (SELECT 1 FROM instance WHERE state = 0), \
      (SELECT min(run_at) FROM instance WHERE state = 2), \
      (SELECT min(lease_until) FROM instance WHERE state = 1)";
 
