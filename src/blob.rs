@@ -308,10 +308,7 @@ impl Reader {
         let mut total = 0;
         loop {
             self.pos = self.chunk.len();
-            if !self.fill().map_err(|e| {
-                self.failed = Some(e.clone());
-                e
-            })? {
+            if !self.fill().inspect_err(|e| self.failed = Some(e.clone()))? {
                 return Ok(total);
             }
             total += self.chunk.len() as u64;

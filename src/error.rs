@@ -105,10 +105,12 @@ impl Error {
         Error::Stale(msg.to_string())
     }
     #[cold]
+    #[allow(dead_code)] // for the C ABI
     pub(crate) fn misuse(msg: impl fmt::Display) -> Error {
         Error::Misuse(msg.to_string())
     }
     #[cold]
+    #[allow(dead_code)] // for the C ABI
     pub(crate) fn aborted(msg: impl fmt::Display) -> Error {
         Error::Aborted(msg.to_string())
     }
