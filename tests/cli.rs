@@ -814,3 +814,24 @@ fn list_stops_quietly_on_a_closed_pipe() {
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.code().is_some(), "not killed by SIGPIPE: {}", out.status);
 }
+
+#[test]
+fn run_stops_when_the_command_cannot_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let (key, created) = env.add(&["echo x"]);
+    // Executable, but not a program the kernel can run.
+    let bogus = env.path("bogus");
+    std::fs::write(&bogus, [0x7fu8, b'E', b'L', b'F', 0, 0, 0, 0]).expect("write");
+    std::fs::set_permissions(&bogus, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = env.output(&["run", "--until-empty", "--", bogus.to_str().expect("path")], None);
+    let e = one_line_error(&out, &["run"]);
+    assert!(e.contains("cannot start"), "{e}");
+    // The instance was given back, not failed nor left running.
+    let pending = env.rows("pending");
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0]["job"], key.as_str());
+    assert_eq!(pending[0]["created"], created);
+    assert_eq!(pending[0]["running"], false);
+    assert!(env.rows("fail").is_empty());
+}

@@ -163,10 +163,11 @@ pub fn run(cli: &Cli, args: &RunArgs) -> CliResult<i32> {
     if let Some(sig) = state.signal {
         summary.push_str(&format!(" (stopped by {})", signal_name(sig)));
     }
-    eprintln!("{summary}");
     if let Some(m) = &state.fatal {
-        return Err(CliError::Msg(m.clone()));
+        // Errors stay on one line: the counts go into it.
+        return Err(CliError::Msg(format!("{m} ({summary})")));
     }
+    eprintln!("{summary}");
     Ok(state.signal.map_or(0, |sig| 128 + sig))
 }
 
