@@ -213,6 +213,15 @@ fn db_path_flag_env_and_default() {
         .expect("run");
     assert!(out.status.success());
     assert!(env.path("batchdb.db").exists());
+    // An empty $BATCHDB_PATH counts as unset.
+    let out = Command::new(BIN)
+        .args(["list", "job"])
+        .current_dir(env.dir.path())
+        .env("BATCHDB_PATH", "")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
 
     // $BATCHDB_PATH.
     let from_env = env.path("from-env.db");
@@ -723,7 +732,7 @@ fn sigterm_mid_run_loses_nothing() {
         .spawn()
         .expect("spawn run");
     wait_until(Duration::from_secs(20), "two running instances", || running_count(&env) == 2);
-    assert!(process_running(&sleep), "the children's sleeps are running");
+    wait_until(Duration::from_secs(10), "the children's sleeps", || process_running(&sleep));
 
     // A running instance cannot be cancelled.
     let running = env.rows("pending").into_iter().find(|p| p["running"] == true).expect("running row");

@@ -118,6 +118,7 @@ pub enum Command {
 
     /// Run the queue: each instance's payload goes to CMD's stdin, CMD's stdout is the result.
     #[command(
+        override_usage = "batchdb run [OPTIONS] -- CMD [ARGS]...",
         long_about = "Run the queue with CMD as the runner. For each instance, CMD is started with \
                       ARGS (in its own process group), the payload on its standard input, and \
                       BATCHDB_KEY, BATCHDB_CREATED and BATCHDB_ATTEMPT in its environment. Its \

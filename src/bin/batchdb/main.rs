@@ -73,6 +73,10 @@ fn main() {
         eprintln!("batchdb: internal error: {}{at}", what.replace('\n', " "));
     }));
 
+    // An empty $BATCHDB_PATH means unset (still single-threaded here).
+    if std::env::var_os("BATCHDB_PATH").is_some_and(|v| v.is_empty()) {
+        std::env::remove_var("BATCHDB_PATH");
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => std::process::exit(usage_error(e)),
