@@ -1,0 +1,268 @@
+//! The command line, as clap parses it. Names, arguments and output formats follow sections 7
+//! and 8 of the interface contract.
+
+use crate::duration::parse_duration;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const MAIN_AFTER_HELP: &str = "\
+Examples:
+  batchdb add 'sleep 1; date'               queue a shell job (prints KEY CREATED)
+  batchdb run --until-empty -- bash         run every pending job with bash, then exit
+  batchdb list result                       one JSON object a line
+  batchdb get HASH                          a result's bytes (or a job's payload)
+
+The database is one SQLite file: --db PATH, else $BATCHDB_PATH, else ./batchdb.db.";
+
+/// An embedded job queue and content-addressed blob store in one SQLite file.
+#[derive(Debug, Parser)]
+#[command(name = "batchdb", version, after_help = MAIN_AFTER_HELP, arg_required_else_help = true)]
+pub struct Cli {
+    /// The database file; created when missing.
+    #[arg(long, global = true, env = "BATCHDB_PATH", default_value = "./batchdb.db", value_name = "PATH")]
+    pub db: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Store a payload as a job and queue an instance of it; prints "KEY CREATED".
+    #[command(
+        long_about = "Store a payload as a job and queue an instance of it, in one transaction.\n\n\
+                      The payload is the WORDS joined by single spaces, or standard input (streamed, \
+                      any size) when there are none. The job's KEY is the SHA-256 of the payload: \
+                      adding the same payload again queues another instance of the same job. \
+                      Prints \"KEY CREATED\", CREATED being the instance's push time in epoch \
+                      milliseconds, unique in the file.",
+        after_help = "Examples:\n  \
+                      batchdb add 'sleep 5; date'\n  \
+                      batchdb add --priority 10 --delay 15m echo later\n  \
+                      batchdb add < script.sh"
+    )]
+    Add {
+        #[command(flatten)]
+        push: PushArgs,
+        /// The payload; read from standard input when none are given.
+        #[arg(value_name = "WORDS", trailing_var_arg = true, allow_hyphen_values = true)]
+        words: Vec<OsString>,
+    },
+
+    /// Store a payload as a job without queueing it; prints KEY.
+    #[command(
+        long_about = "Store a payload as a job without queueing an instance; prints its KEY, the \
+                      SHA-256 of the payload.\n\n\
+                      The payload is the WORDS joined by single spaces, or standard input (streamed, \
+                      any size) when there are none. Queue it later with `batchdb push KEY`.",
+        after_help = "Examples:\n  \
+                      batchdb create 'sleep 5; date'\n  \
+                      key=$(batchdb create < big-input.bin)"
+    )]
+    Create {
+        /// The payload; read from standard input when none are given.
+        #[arg(value_name = "WORDS", trailing_var_arg = true, allow_hyphen_values = true)]
+        words: Vec<OsString>,
+    },
+
+    /// Queue an instance of an existing job; prints CREATED.
+    #[command(
+        long_about = "Queue an instance of the job KEY; prints the instance's CREATED (epoch \
+                      milliseconds, unique in the file). An unknown KEY is an error.",
+        after_help = "Examples:\n  \
+                      batchdb push ce6cc4e7fcb4a902f7c836cb93a32ae02cb47679c86e3d99c811233bf6f258c0\n  \
+                      batchdb push --priority -1 --delay 30s KEY"
+    )]
+    Push {
+        #[command(flatten)]
+        push: PushArgs,
+        /// The job's key (64 hex characters).
+        #[arg(value_name = "KEY")]
+        key: String,
+    },
+
+    /// Print jobs, pending instances, results or failures, one JSON object a line.
+    #[command(
+        long_about = "Print one table, one JSON object a line:\n\n  \
+                      job:     {\"key\": K, \"running\": [C, ...]}                       by key\n  \
+                      pending: {\"job\": K, \"created\": C, \"running\": false}            by created\n  \
+                      result:  {\"key\": [K, C], \"value\": {\"hash\": H, \"start\": S, \"end\": E, \"created\": C}}\n  \
+                      fail:    {\"key\": [K, C], \"value\": {\"message\": M, \"start\": S, \"end\": E, \"attempts\": N}}\n\n\
+                      Pending rows also carry \"priority\" and \"run_at\" when their push set them.",
+        after_help = "Examples:\n  \
+                      batchdb list pending\n  \
+                      batchdb list result | jq -r '.value.hash'"
+    )]
+    List {
+        /// Which table.
+        #[arg(value_enum)]
+        kind: ListKindArg,
+    },
+
+    /// Write a job payload or a result, by its hash, to standard output.
+    #[command(
+        long_about = "Write the blob HASH (a job payload or a result) to standard output, streamed. \
+                      The bytes are verified against the hash as they are read: a mismatch ends with \
+                      an error and a non-zero exit status.",
+        after_help = "Examples:\n  \
+                      batchdb get $(batchdb list result | head -1 | jq -r .value.hash)\n  \
+                      batchdb get KEY > payload.bin"
+    )]
+    Get {
+        /// The blob's hash (64 hex characters).
+        #[arg(value_name = "HASH")]
+        hash: String,
+    },
+
+    /// Run the queue: each instance's payload goes to CMD's stdin, CMD's stdout is the result.
+    #[command(
+        override_usage = "batchdb run [OPTIONS] -- CMD [ARGS]...",
+        long_about = "Run the queue with CMD as the runner. For each instance, CMD is started with \
+                      ARGS (in its own process group), the payload on its standard input, and \
+                      BATCHDB_KEY, BATCHDB_CREATED and BATCHDB_ATTEMPT in its environment. Its \
+                      standard output, streamed, is the result. Exit status 0 completes the \
+                      instance; any other status (or a signal) fails it with a message holding the \
+                      status and the last lines of CMD's standard error.\n\n\
+                      Without --until-empty, run waits for new jobs, also those added by other \
+                      processes, until it is stopped. Ctrl-C, SIGTERM or SIGHUP stop it: no new \
+                      instance is started, the running children get SIGTERM (SIGKILL after 10 s, or \
+                      at a second signal), the instances they were running go back to pending (a \
+                      fail row if that was their last attempt), and run exits with status 128 + \
+                      the signal's number.\n\n\
+                      When standard error is a terminal a progress line shows what was done; \
+                      otherwise run prints one summary line at the end.",
+        after_help = "Examples:\n  \
+                      batchdb run --until-empty -- bash\n  \
+                      batchdb run --workers 4 --order oldest -- sh -c 'gzip -9'\n  \
+                      batchdb run --lease-ms 60000 --max-attempts 5 --retry-errors -- ./worker.py"
+    )]
+    Run(RunArgs),
+
+    /// Re-queue a failed instance as a new one; prints the new CREATED.
+    #[command(
+        long_about = "Re-queue the failed instance (KEY, CREATED) as a new instance and remove its \
+                      fail row; prints the new instance's CREATED.",
+        after_help = "Example:\n  batchdb retry KEY 1700000000123"
+    )]
+    Retry {
+        /// The job's key.
+        #[arg(value_name = "KEY")]
+        key: String,
+        /// The failed instance's created.
+        #[arg(value_name = "CREATED")]
+        created: i64,
+    },
+
+    /// Remove a pending instance that is not running.
+    #[command(
+        long_about = "Remove the pending instance (KEY, CREATED). An unknown instance is an error, \
+                      and so is one that a worker is running. The job and its payload stay.",
+        after_help = "Example:\n  batchdb cancel KEY 1700000000123"
+    )]
+    Cancel {
+        /// The job's key.
+        #[arg(value_name = "KEY")]
+        key: String,
+        /// The pending instance's created.
+        #[arg(value_name = "CREATED")]
+        created: i64,
+    },
+
+    /// Remove result and fail rows that ended longer ago than DURATION; prints how many.
+    #[command(
+        long_about = "Remove the result and fail rows whose end is older than DURATION before now, \
+                      and print how many were removed. Run `batchdb gc` afterwards to reclaim their \
+                      blobs. A DURATION is a whole number and a unit: 500ms, 30s, 15m, 2h, 7d.",
+        after_help = "Examples:\n  batchdb prune --older-than 7d\n  batchdb prune --older-than 0s && batchdb gc"
+    )]
+    Prune {
+        /// Age of the rows to remove, like 500ms, 30s, 15m, 2h or 7d.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        older_than: Duration,
+    },
+
+    /// Remove blobs that nothing references, and leftovers of interrupted writes.
+    #[command(
+        long_about = "Remove the blobs that no job or result references, and the leftovers of \
+                      interrupted writes; prints what was removed.",
+        after_help = "Example:\n  batchdb prune --older-than 30d && batchdb gc"
+    )]
+    Gc,
+
+    /// Verify the whole file; exits non-zero when it finds a problem.
+    #[command(
+        long_about = "Verify the whole file: SQLite's integrity check, every blob re-hashed, no \
+                      orphan chunk, no dangling reference. Prints each problem on its own line and \
+                      exits with status 1 when there is any; prints a one-line summary otherwise.",
+        after_help = "Example:\n  batchdb check || echo damaged"
+    )]
+    Check,
+
+    /// Print counts of jobs, instances, results, fails and blobs, and the file's size.
+    #[command(
+        long_about = "Print counts and sizes, one \"name: value\" a line: jobs, pending, running, \
+                      results, fails, blobs, blob_bytes, file_bytes and wal_bytes. With --json, the \
+                      same as one JSON object.",
+        after_help = "Examples:\n  batchdb stats\n  batchdb stats --json | jq .pending"
+    )]
+    Stats {
+        /// Print one JSON object instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `--priority` and `--delay`, for `add` and `push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Higher runs first; default 0.
+    #[arg(long, value_name = "N", allow_negative_numbers = true, default_value_t = 0)]
+    pub priority: i32,
+    /// Do not run before this long after the push, like 500ms, 30s, 15m, 2h or 7d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub delay: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Worker processes run at once.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: u32,
+    /// Exit once nothing is pending or running, instead of waiting for new jobs.
+    #[arg(long)]
+    pub until_empty: bool,
+    /// Which pending instance runs first, among those of the highest priority.
+    #[arg(long, value_enum, default_value_t = OrderArg::Newest)]
+    pub order: OrderArg,
+    /// How long a claim lasts without renewal (renewed while CMD runs); default 30000.
+    #[arg(long, value_name = "MS")]
+    pub lease_ms: Option<u64>,
+    /// How many times an instance may be started; default 3.
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<u32>,
+    /// Re-queue an instance whose command failed (backoff 1 s, 2 s, 4 s, ...) while attempts remain.
+    #[arg(long)]
+    pub retry_errors: bool,
+    /// The runner and its arguments, after `--`.
+    #[arg(value_name = "CMD", trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListKindArg {
+    Job,
+    Pending,
+    Result,
+    Fail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OrderArg {
+    /// Most recently pushed first, as the original batchdb.
+    Newest,
+    /// Oldest first (FIFO).
+    Oldest,
+}

@@ -1,0 +1,272 @@
+//! `batchdb`: the command-line interface to a batchdb database (contract sections 7 and 8).
+//!
+//! Every error ends as one line on standard error, `batchdb: <message>`, and a non-zero exit
+//! status: 1 for errors, 2 for a command line clap refuses, 128 + N for a `run` stopped by
+//! signal N.
+
+mod cli;
+mod duration;
+mod progress;
+mod run;
+
+use batchdb::{Db, Hash, ListKind, Options, PushOptions};
+use clap::error::ErrorKind;
+use clap::Parser;
+use cli::{Cli, Command, ListKindArg, PushArgs};
+use std::ffi::OsString;
+use std::fmt;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Why a command did not succeed.
+#[derive(Debug)]
+pub enum CliError {
+    /// Printed as `batchdb: <message>`, exit status 1.
+    Msg(String),
+    /// Standard output was closed by its reader (`batchdb list job | head -1`): stop quietly,
+    /// as a program killed by SIGPIPE would.
+    BrokenPipe,
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Msg(m) => f.write_str(m),
+            CliError::BrokenPipe => f.write_str("standard output was closed"),
+        }
+    }
+}
+
+impl From<batchdb::Error> for CliError {
+    fn from(e: batchdb::Error) -> Self {
+        CliError::Msg(e.to_string())
+    }
+}
+
+impl From<String> for CliError {
+    fn from(m: String) -> Self {
+        CliError::Msg(m)
+    }
+}
+
+/// An error writing to standard output.
+pub fn stdout_error(e: io::Error) -> CliError {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        CliError::BrokenPipe
+    } else {
+        CliError::Msg(format!("writing to standard output: {e}"))
+    }
+}
+
+type CliResult<T = ()> = Result<T, CliError>;
+
+fn main() {
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_string());
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("batchdb: internal error: {}{at}", what.replace('\n', " "));
+    }));
+
+    // An empty $BATCHDB_PATH means unset (still single-threaded here).
+    if std::env::var_os("BATCHDB_PATH").is_some_and(|v| v.is_empty()) {
+        std::env::remove_var("BATCHDB_PATH");
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => std::process::exit(usage_error(e)),
+    };
+    let code = match dispatch(cli) {
+        Ok(code) => code,
+        Err(CliError::BrokenPipe) => 141,
+        Err(CliError::Msg(m)) => {
+            eprintln!("batchdb: {}", one_line(&m));
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Shows help and version as clap does; turns any other command-line error into one line.
+fn usage_error(e: clap::Error) -> i32 {
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            e.exit_code()
+        }
+        _ => {
+            let text = e.render().to_string();
+            let message: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim_start().starts_with("Usage:") && !l.starts_with("For more"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            let message = message.join(" ");
+            let message = message.strip_prefix("error: ").unwrap_or(&message);
+            eprintln!("batchdb: {message} (see 'batchdb --help')");
+            2
+        }
+    }
+}
+
+/// Messages may hold newlines (a fail message's stderr lines); errors stay on one line.
+fn one_line(m: &str) -> String {
+    m.trim_end().replace('\n', " | ")
+}
+
+fn open(cli: &Cli, opts: Options) -> CliResult<Db> {
+    Db::open(&cli.db, opts).map_err(|e| match e {
+        batchdb::Error::Io(m) => CliError::Msg(format!("{}: {m}", cli.db.display())),
+        e => e.into(),
+    })
+}
+
+fn dispatch(cli: Cli) -> CliResult<i32> {
+    if let Command::Run(args) = &cli.command {
+        return run::run(&cli, args);
+    }
+    let db = open(&cli, Options::default())?;
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    match &cli.command {
+        Command::Add { push, words } => {
+            let opts = push_options(push);
+            let (key, created) = with_payload(words, |r| db.add_with(r, opts))?;
+            writeln!(out, "{key} {created}").map_err(stdout_error)?;
+        }
+        Command::Create { words } => {
+            let key = with_payload(words, |r| db.create(r))?;
+            writeln!(out, "{key}").map_err(stdout_error)?;
+        }
+        Command::Push { push, key } => {
+            let created = db.push_with(&parse_hash(key)?, push_options(push))?;
+            writeln!(out, "{created}").map_err(stdout_error)?;
+        }
+        Command::List { kind } => {
+            let kind = match kind {
+                ListKindArg::Job => ListKind::Job,
+                ListKindArg::Pending => ListKind::Pending,
+                ListKindArg::Result => ListKind::Result,
+                ListKindArg::Fail => ListKind::Fail,
+            };
+            for row in db.list(kind) {
+                writeln!(out, "{}", row?.to_json()).map_err(stdout_error)?;
+            }
+        }
+        Command::Get { hash } => {
+            let mut reader = db.get(&parse_hash(hash)?)?;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(batchdb::Error::from(e).into()),
+                };
+                out.write_all(&buf[..n]).map_err(stdout_error)?;
+            }
+        }
+        Command::Retry { key, created } => {
+            let new = db.retry(&parse_hash(key)?, *created)?;
+            writeln!(out, "{new}").map_err(stdout_error)?;
+        }
+        Command::Cancel { key, created } => {
+            db.cancel(&parse_hash(key)?, *created)?;
+        }
+        Command::Prune { older_than } => {
+            let cutoff = now_ms().saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
+            let n = db.prune(cutoff)?;
+            writeln!(out, "pruned {n} rows").map_err(stdout_error)?;
+        }
+        Command::Gc => {
+            let r = db.gc()?;
+            writeln!(
+                out,
+                "removed {} blobs, {} interrupted writes, {} chunks, {} bytes",
+                r.blobs_removed, r.stages_removed, r.chunks_removed, r.bytes_removed
+            )
+            .map_err(stdout_error)?;
+        }
+        Command::Check => {
+            let report = db.check()?;
+            for p in &report.problems {
+                writeln!(out, "{}", one_line(p)).map_err(stdout_error)?;
+            }
+            if !report.problems.is_empty() {
+                out.flush().map_err(stdout_error)?;
+                let n = report.problems.len();
+                return Err(CliError::Msg(format!(
+                    "check found {n} problem{} in {}",
+                    if n == 1 { "" } else { "s" },
+                    cli.db.display()
+                )));
+            }
+            writeln!(out, "ok: {} blobs, {} bytes verified", report.blobs_checked, report.bytes_checked)
+                .map_err(stdout_error)?;
+        }
+        Command::Stats { json } => {
+            let s = db.stats()?;
+            if *json {
+                let text = serde_json::to_string(&s).map_err(|e| CliError::Msg(e.to_string()))?;
+                writeln!(out, "{text}").map_err(stdout_error)?;
+            } else {
+                let lines = [
+                    ("jobs", s.jobs),
+                    ("pending", s.pending),
+                    ("running", s.running),
+                    ("results", s.results),
+                    ("fails", s.fails),
+                    ("blobs", s.blobs),
+                    ("blob_bytes", s.blob_bytes),
+                    ("file_bytes", s.file_bytes),
+                    ("wal_bytes", s.wal_bytes),
+                ];
+                for (name, value) in lines {
+                    writeln!(out, "{name}: {value}").map_err(stdout_error)?;
+                }
+            }
+        }
+        Command::Run(_) => unreachable!("handled above"),
+    }
+    out.flush().map_err(stdout_error)?;
+    Ok(0)
+}
+
+fn parse_hash(s: &str) -> CliResult<Hash> {
+    Ok(s.parse::<Hash>()?)
+}
+
+fn push_options(p: &PushArgs) -> PushOptions {
+    PushOptions { priority: p.priority, delay: p.delay.unwrap_or_default() }
+}
+
+/// Calls `f` with the payload: the words joined by single spaces, or standard input,
+/// streamed, when there are none.
+fn with_payload<T>(words: &[OsString], f: impl FnOnce(&mut dyn Read) -> batchdb::Result<T>) -> CliResult<T> {
+    if words.is_empty() {
+        let stdin = io::stdin();
+        let mut lock = stdin.lock();
+        return Ok(f(&mut lock)?);
+    }
+    let mut payload = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        if i > 0 {
+            payload.push(b' ');
+        }
+        payload.extend_from_slice(w.as_bytes());
+    }
+    Ok(f(&mut payload.as_slice())?)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}

