@@ -390,6 +390,8 @@ fn an_idle_run_does_not_burn_cpu_and_stop_ends_it() {
     // Measured in a process of its own: the test harness runs other tests in this one.
     if helper_role().as_deref() == Some("idler") {
         let db = open(Path::new(&env("DB")));
+        // Something is queued, but not due for an hour: the run must sleep, not spin.
+        db.add_with(&b"later"[..], PushOptions { delay: Duration::from_secs(3600), priority: 0 }).unwrap();
         let runner = {
             let db = db.clone();
             std::thread::spawn(move || {
@@ -401,7 +403,8 @@ fn an_idle_run_does_not_burn_cpu_and_stop_ends_it() {
         std::thread::sleep(Duration::from_secs(3));
         let used = cpu_time() - before;
         db.stop();
-        let stopped = runner.join().unwrap().is_ok();
+        let report = runner.join().unwrap();
+        let stopped = report.is_ok_and(|r| r.completed == 0);
         println!("IDLE {} {stopped}", used.as_micros());
         return;
     }

@@ -2,7 +2,7 @@
 
 use super::db::{write_hex, DbHandle};
 use super::error::{hash_arg, null};
-use super::handles::{bytes, bytes_mut, c_str, into_raw, opt_out, out, take, try_mut, try_ref};
+use super::handles::{bytes, c_str, into_raw, opt_out, out, read_into, take, try_mut, try_ref};
 use super::panic::{boundary, status};
 use super::{batchdb, batchdb_error, batchdb_reader, batchdb_writer, BATCHDB_OK};
 use crate::{Error, Reader, Writer};
@@ -197,11 +197,7 @@ pub extern "C" fn batchdb_reader_read(
 ) -> i32 {
     status(err, || {
         let h = try_mut(r, "r")?;
-        let n_out = out(n_out, "n_out")?;
-        *n_out = 0;
-        let buf = bytes_mut(buf, cap, "buf")?;
-        *n_out = h.reader.read(buf).map_err(Error::from)?;
-        Ok(BATCHDB_OK)
+        read_into(&mut h.reader, buf, cap, n_out)
     })
 }
 

@@ -2,7 +2,7 @@
 
 use super::db::DbHandle;
 use super::error::{c_string, null};
-use super::handles::try_ref;
+use super::handles::{try_ref, UserData};
 use super::panic::status;
 use super::BATCHDB_EVENT_START;
 use super::{batchdb, batchdb_error, BATCHDB_OK};
@@ -85,22 +85,6 @@ pub(crate) struct Subscription {
     callback: usize,
     userdata: usize,
     gate: Arc<Gate>,
-}
-
-/// The caller's `userdata`, handed to callbacks on any thread.
-struct UserData(*mut c_void);
-
-// SAFETY: the header makes the caller responsible for `userdata` being usable from any
-// thread; the library only passes the pointer along and never dereferences it.
-unsafe impl Send for UserData {}
-// SAFETY: as above.
-unsafe impl Sync for UserData {}
-
-impl UserData {
-    /// A method, not a field access, so that closures capture the whole `Sync` wrapper.
-    fn get(&self) -> *mut c_void {
-        self.0
-    }
 }
 
 fn deliver(f: extern "C" fn(*mut c_void, *const batchdb_event), userdata: *mut c_void, ev: &Event) {

@@ -14,7 +14,7 @@ use super::job::JobHandle;
 use super::list::CursorHandle;
 use super::{batchdb, batchdb_cursor, batchdb_error, batchdb_job, batchdb_reader, batchdb_writer};
 use crate::Error;
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, c_void, CStr};
 
 /// An opaque C type and the Rust value a pointer to it really points to.
 pub(crate) trait Castable {
@@ -144,4 +144,35 @@ pub(crate) fn borrowed<'a, T>(ptr: std::ptr::NonNull<T>) -> &'a mut T {
     // lends to the runner, and live on that worker's stack only for the runner's call, so the
     // job outlives every use; the handle's `&mut` access makes this the only reference.
     unsafe { &mut *ptr.as_ptr() }
+}
+
+/// The caller's `userdata`, handed to callbacks (runners, event subscribers) on other threads.
+pub(crate) struct UserData(pub *mut c_void);
+
+// SAFETY: the header makes the caller responsible for `userdata` being usable from any
+// thread; the library only passes the pointer along and never dereferences it.
+unsafe impl Send for UserData {}
+// SAFETY: as above.
+unsafe impl Sync for UserData {}
+
+impl UserData {
+    /// A method, not a field access, so that closures capture the whole `Sync` wrapper.
+    pub fn get(&self) -> *mut c_void {
+        self.0
+    }
+}
+
+/// Reads up to `cap` bytes from `source` into the caller's `buf`, the count into `*n_out`
+/// (set to 0 first, so that it is defined on every error).
+pub(crate) fn read_into(
+    source: &mut impl std::io::Read,
+    buf: *mut u8,
+    cap: usize,
+    n_out: *mut usize,
+) -> Result<i32, Error> {
+    let n_out = out(n_out, "n_out")?;
+    *n_out = 0;
+    let buf = bytes_mut(buf, cap, "buf")?;
+    *n_out = source.read(buf).map_err(Error::from)?;
+    Ok(super::BATCHDB_OK)
 }

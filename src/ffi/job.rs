@@ -2,12 +2,12 @@
 
 use super::db::write_hex;
 use super::error::{hex65, null};
-use super::handles::{borrowed, bytes, bytes_mut, c_str, into_raw, out, take, try_mut, try_ref};
+use super::handles::{borrowed, bytes, c_str, into_raw, out, read_into, take, try_mut, try_ref};
 use super::panic::{boundary, status};
 use super::{batchdb, batchdb_error, batchdb_job, BATCHDB_DONE, BATCHDB_OK};
 use crate::{Error, Job};
 use std::ffi::c_char;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::ptr::NonNull;
 
 /// What a `batchdb_job *` points to: a job from `batchdb_claim`, or one lent to a run callback.
@@ -112,11 +112,7 @@ pub extern "C" fn batchdb_job_read(
 ) -> i32 {
     status(err, || {
         let h = try_mut(j, "j")?;
-        let n_out = out(n_out, "n_out")?;
-        *n_out = 0;
-        let buf = bytes_mut(buf, cap, "buf")?;
-        *n_out = h.job().read(buf).map_err(Error::from)?;
-        Ok(BATCHDB_OK)
+        read_into(h.job(), buf, cap, n_out)
     })
 }
 

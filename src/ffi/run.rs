@@ -1,7 +1,7 @@
 //! The run loop, with a C function as the runner.
 
 use super::error::{flag, null};
-use super::handles::{borrow_raw, opt_ref, try_ref};
+use super::handles::{borrow_raw, opt_ref, try_ref, UserData};
 use super::job::JobHandle;
 use super::panic::status;
 use super::{batchdb, batchdb_error, batchdb_job, batchdb_run_options, BATCHDB_OK};
@@ -20,22 +20,6 @@ use std::ffi::c_void;
 /// empty it is "runner returned N". `userdata` is passed through unchanged.
 pub type batchdb_run_fn =
     Option<extern "C" fn(userdata: *mut c_void, job: *mut batchdb_job, fail_out: *mut batchdb_error) -> i32>;
-
-/// The caller's `userdata`, handed to runners on the worker threads.
-struct UserData(*mut c_void);
-
-// SAFETY: the header makes the caller responsible for `userdata` being usable from the
-// worker threads; the library only passes the pointer along and never dereferences it.
-unsafe impl Send for UserData {}
-// SAFETY: as above.
-unsafe impl Sync for UserData {}
-
-impl UserData {
-    /// A method, not a field access, so that closures capture the whole `Sync` wrapper.
-    fn get(&self) -> *mut c_void {
-        self.0
-    }
-}
 
 fn message_of(fail: &batchdb_error, rc: i32) -> String {
     let bytes: Vec<u8> = fail.message.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
