@@ -80,6 +80,7 @@ type dbState struct {
 	closed   bool
 	children map[child]struct{}
 	stopGen  atomic.Uint64 // counts batchdb_stop calls made through this handle
+	origin   string        // where it was opened, for the leak check
 }
 
 // child is a handle opened from a DB (reader, cursor, claimed job) that Close releases.
@@ -107,11 +108,16 @@ func Open(path string, opts *Options) (*DB, error) {
 	if rc := C.batchdb_open(cpath, &o, &p, &e); rc != C.BATCHDB_OK {
 		return nil, errorOf("Open", rc, &e)
 	}
-	s := &dbState{p: p, children: make(map[child]struct{})}
+	s := &dbState{p: p, children: make(map[child]struct{}), origin: origin()}
 	s.idle.L = &s.mu
 	db := &DB{s: s}
 	// A safety net only: a DB that is dropped without Close is closed by the GC.
-	runtime.AddCleanup(db, func(s *dbState) { s.close() }, s)
+	runtime.AddCleanup(db, func(s *dbState) {
+		if !s.isClosed() {
+			leaked("DB", s.origin)
+		}
+		s.close()
+	}, s)
 	return db, nil
 }
 

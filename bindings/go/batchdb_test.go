@@ -945,3 +945,34 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version %q", v)
 	}
 }
+
+func TestDroppedJobAndReaderAreReleased(t *testing.T) {
+	if leakCheck {
+		t.Skip("the leak check turns a dropped handle into a panic")
+	}
+	db := openTemp(t, nil)
+	key, created := addString(t, db, "dropped")
+	func() {
+		if j := must[*Job](t)(db.Claim()); j.Created() != created {
+			t.Fatal("claimed the wrong instance")
+		}
+		if _, err := db.Get(key); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runtime.GC()
+		db.s.mu.Lock()
+		open := len(db.s.children)
+		db.s.mu.Unlock()
+		pending := collect(t, db.Pending())
+		if open == 0 && len(pending) == 1 && !pending[0].Running {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dropped handles not released: %d open, pending %#v", open, pending)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

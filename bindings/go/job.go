@@ -32,6 +32,7 @@ type jobState struct {
 	lent     bool
 	db       *dbState // owned jobs only: where the job is registered
 	finished string   // why p is nil, for the error message
+	origin   string   // where it was claimed, for the leak check
 }
 
 func newJobState(p *C.batchdb_job, lent bool) *jobState {
@@ -81,9 +82,18 @@ func (db *DB) Claim() (*Job, error) {
 	}
 	s := newJobState(j, false)
 	s.db = db.s
+	s.origin = origin()
 	db.register(s)
 	job := &Job{s: s, db: db}
-	runtime.AddCleanup(job, func(s *jobState) { s.release() }, s)
+	runtime.AddCleanup(job, func(s *jobState) {
+		s.mu.Lock()
+		held := s.p != nil
+		s.mu.Unlock()
+		if held {
+			leaked("claimed job", s.origin)
+		}
+		s.release()
+	}, s)
 	return job, nil
 }
 

@@ -30,10 +30,15 @@ func (db *DB) Get(hash string) (io.ReadCloser, error) {
 	if rc := C.batchdb_reader_open(p, chash, &r, &e); rc != C.BATCHDB_OK {
 		return nil, errorOf("Get", rc, &e)
 	}
-	s := &readerState{p: r, db: db.s}
+	s := &readerState{p: r, db: db.s, origin: origin()}
 	db.register(s)
 	rd := &blobReader{s: s, db: db}
-	runtime.AddCleanup(rd, func(s *readerState) { s.release() }, s)
+	runtime.AddCleanup(rd, func(s *readerState) {
+		if s.open() {
+			leaked("reader", s.origin)
+		}
+		s.release()
+	}, s)
 	return rd, nil
 }
 
@@ -44,9 +49,16 @@ type blobReader struct {
 }
 
 type readerState struct {
-	mu sync.Mutex
-	p  *C.batchdb_reader
-	db *dbState
+	mu     sync.Mutex
+	p      *C.batchdb_reader
+	db     *dbState
+	origin string
+}
+
+func (s *readerState) open() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.p != nil
 }
 
 func (s *readerState) release() {

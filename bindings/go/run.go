@@ -124,8 +124,10 @@ func (db *DB) Run(ctx context.Context, opts RunOptions, fn func(ctx context.Cont
 	}
 }
 
-func (db *DB) isClosed() bool {
-	db.s.mu.Lock()
-	defer db.s.mu.Unlock()
-	return db.s.closed
+func (db *DB) isClosed() bool { return db.s.isClosed() }
+
+func (s *dbState) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
