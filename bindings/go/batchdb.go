@@ -13,6 +13,7 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,7 +102,10 @@ func Open(path string, opts *Options) (*DB, error) {
 			return nil, err
 		}
 	}
-	cpath := C.CString(path)
+	cpath, err := cString("Open", path)
+	if err != nil {
+		return nil, err
+	}
 	defer C.free(unsafe.Pointer(cpath))
 	var e C.batchdb_error
 	var p *C.batchdb
@@ -349,7 +353,10 @@ func (db *DB) push(op, key string, opts *C.batchdb_push_options) (int64, error) 
 		return 0, err
 	}
 	defer db.release()
-	ckey := C.CString(key)
+	ckey, err := cString(op, key)
+	if err != nil {
+		return 0, err
+	}
 	defer C.free(unsafe.Pointer(ckey))
 	var e C.batchdb_error
 	var created C.int64_t
@@ -367,7 +374,10 @@ func (db *DB) Retry(key string, created int64) (int64, error) {
 		return 0, err
 	}
 	defer db.release()
-	ckey := C.CString(key)
+	ckey, err := cString("Retry", key)
+	if err != nil {
+		return 0, err
+	}
 	defer C.free(unsafe.Pointer(ckey))
 	var e C.batchdb_error
 	var out C.int64_t
@@ -385,7 +395,10 @@ func (db *DB) Cancel(key string, created int64) error {
 		return err
 	}
 	defer db.release()
-	ckey := C.CString(key)
+	ckey, err := cString("Cancel", key)
+	if err != nil {
+		return err
+	}
 	defer C.free(unsafe.Pointer(ckey))
 	var e C.batchdb_error
 	if rc := C.batchdb_cancel(p, ckey, C.int64_t(created), &e); rc != C.BATCHDB_OK {
@@ -424,6 +437,15 @@ func (db *DB) GC() (int, error) {
 		return 0, errorOf("GC", rc, &e)
 	}
 	return int(n), nil
+}
+
+// cString copies s to C memory, which the caller frees. A NUL byte inside s would silently
+// cut it short in C, so it is rejected.
+func cString(op, s string) (*C.char, error) {
+	if strings.IndexByte(s, 0) >= 0 {
+		return nil, invalidError(op, fmt.Sprintf("%q holds a NUL byte", s))
+	}
+	return C.CString(s), nil
 }
 
 // Version returns the version of the linked library, e.g. "0.1.0".

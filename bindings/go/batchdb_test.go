@@ -143,6 +143,8 @@ func TestTypedErrors(t *testing.T) {
 
 	_, err = db.Push("nothex")
 	wantIs(t, err, ErrInvalid)
+	_, err = db.Push(seedKey + "\x00tail")
+	wantIs(t, err, ErrInvalid)
 	_, err = db.Get("xyz")
 	wantIs(t, err, ErrInvalid)
 	_, err = db.Get(strings.ToUpper(seedKey) + "0")

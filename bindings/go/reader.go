@@ -23,7 +23,10 @@ func (db *DB) Get(hash string) (io.ReadCloser, error) {
 		return nil, err
 	}
 	defer db.release()
-	chash := C.CString(hash)
+	chash, err := cString("Get", hash)
+	if err != nil {
+		return nil, err
+	}
 	defer C.free(unsafe.Pointer(chash))
 	var e C.batchdb_error
 	var r *C.batchdb_reader
