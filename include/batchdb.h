@@ -603,6 +603,21 @@ int32_t batchdb_writer_add(struct batchdb_writer *w,
                            struct batchdb_error *err);
 
 /**
+ * Extension to the contract: `batchdb_writer_add` with a priority and a delay, as
+ * `batchdb_add_with` is to `batchdb_add`, so that a streamed payload can be added with push
+ * options in one transaction. `opts` may be NULL for the defaults; a negative `delay_ms` is
+ * `BATCHDB_ERR_INVALID`.
+ *
+ * Consumes `w`: it is freed whether or not this succeeds (also when `opts` is invalid).
+ * Outputs and codes are those of `batchdb_writer_add`.
+ */
+int32_t batchdb_writer_add_with(struct batchdb_writer *w,
+                                const struct batchdb_push_options *opts,
+                                char *key_out,
+                                int64_t *created_out,
+                                struct batchdb_error *err);
+
+/**
  * Discards what was written and frees `w` (consumes it). NULL does nothing.
  */
 void batchdb_writer_abort(struct batchdb_writer *w);

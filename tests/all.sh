@@ -27,3 +27,6 @@ cargo test
 
 step "c: tests under valgrind and ASan/UBSan"
 bash tests/c/run.sh
+
+step "go: vet and tests with -race (links target/release/libbatchdb.a)"
+(cd bindings/go && go vet ./... && go test -race -count=1 ./...)

@@ -1,10 +1,10 @@
 //! Streaming writers and verifying readers.
 
-use super::db::{write_hex, DbHandle};
+use super::db::{push_options, write_hex, DbHandle};
 use super::error::{hash_arg, null};
-use super::handles::{bytes, c_str, into_raw, opt_out, out, read_into, take, try_mut, try_ref};
+use super::handles::{bytes, c_str, into_raw, opt_out, opt_ref, out, read_into, take, try_mut, try_ref};
 use super::panic::{boundary, status};
-use super::{batchdb, batchdb_error, batchdb_reader, batchdb_writer, BATCHDB_OK};
+use super::{batchdb, batchdb_error, batchdb_push_options, batchdb_reader, batchdb_writer, BATCHDB_OK};
 use crate::{Error, Reader, Writer};
 use std::ffi::{c_char, c_void};
 use std::io::{Read, Write};
@@ -101,6 +101,33 @@ pub extern "C" fn batchdb_writer_add(
     status(err, || {
         let h = take(w).ok_or_else(|| null("w"))?;
         let (key, created) = h.writer.add()?;
+        write_hex(key_out, &key);
+        if let Some(c) = opt_out(created_out) {
+            *c = created;
+        }
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// Extension to the contract: `batchdb_writer_add` with a priority and a delay, as
+/// `batchdb_add_with` is to `batchdb_add`, so that a streamed payload can be added with push
+/// options in one transaction. `opts` may be NULL for the defaults; a negative `delay_ms` is
+/// `BATCHDB_ERR_INVALID`.
+///
+/// Consumes `w`: it is freed whether or not this succeeds (also when `opts` is invalid).
+/// Outputs and codes are those of `batchdb_writer_add`.
+#[no_mangle]
+pub extern "C" fn batchdb_writer_add_with(
+    w: *mut batchdb_writer,
+    opts: *const batchdb_push_options,
+    key_out: *mut c_char,
+    created_out: *mut i64,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let h = take(w).ok_or_else(|| null("w"))?;
+        let opts = push_options(opt_ref(opts))?;
+        let (key, created) = h.writer.add_with(opts)?;
         write_hex(key_out, &key);
         if let Some(c) = opt_out(created_out) {
             *c = created;

@@ -729,6 +729,21 @@ static void test_priority_delay_order(void) {
     CHECK_RC(batchdb_push_with(NULL, key, &p0, &created, &err), BATCHDB_ERR_INVALID, &err);
     CHECK_RC(batchdb_add_with(NULL, bytes("x"), 1, &p0, key, &created, &err), BATCHDB_ERR_INVALID, &err);
     CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 3);
+
+    /* The streamed form: batchdb_writer_add_with consumes the writer, also on bad options. */
+    batchdb_writer *w;
+    CHECK_OK(batchdb_writer_open(db, &w, &err), &err);
+    CHECK_OK(batchdb_writer_write(w, bytes("streamed"), 8, &err), &err);
+    CHECK_OK(batchdb_writer_add_with(w, &p5, key, &created, &err), &err);
+    CHECK(created > 0);
+    claim_payload(db, "streamed");
+    CHECK_OK(batchdb_writer_open(db, &w, &err), &err);
+    CHECK_OK(batchdb_writer_write(w, bytes("x"), 1, &err), &err);
+    CHECK_RC(batchdb_writer_add_with(w, &neg, key, &created, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_writer_add_with(NULL, &p0, key, &created, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_OK(batchdb_writer_open(db, &w, &err), &err);
+    CHECK_OK(batchdb_writer_add_with(w, NULL, NULL, NULL, &err), &err); /* empty payload */
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 4);
     batchdb_close(db);
 
     batchdb_options oldest;

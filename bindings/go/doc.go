@@ -1,0 +1,79 @@
+// Package batchdb is the Go binding of batchdb, an embedded job queue and content-addressed
+// blob store in one SQLite file.
+//
+// A job is a payload stored as a blob; its key is the payload's SHA-256 in lowercase hex.
+// Pushing a job queues an instance, identified by (key, created), where created is a unique
+// epoch-millisecond time. A worker claims an instance, reads the payload, writes output, and
+// completes it (a result row whose output is a blob too) or fails it (a fail row).
+// Payloads and outputs are streamed in chunks: their size does not bound memory.
+//
+// # Building
+//
+// The package links the static library built by Cargo, so build it first, from the
+// repository root:
+//
+//	cargo build --release
+//	cd bindings/go && go test -race ./...
+//
+// cgo must be enabled (the default with a C compiler installed).
+//
+// # Example
+//
+// The seed flow: add "sleep 5; date" twice, run both instances with a runner that pipes the
+// payload to bash, list the results and read one.
+//
+//	db, err := batchdb.Open("/tmp/compute.db", nil)
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	defer db.Close()
+//
+//	for range 2 {
+//		key, created, err := db.Add(strings.NewReader("sleep 5; date"))
+//		if err != nil {
+//			log.Fatal(err)
+//		}
+//		fmt.Println("queued", key, created) // the same key twice: ce6cc4e7...
+//	}
+//
+//	err = db.Run(context.Background(), batchdb.RunOptions{Workers: 2, UntilEmpty: true},
+//		func(ctx context.Context, j *batchdb.Job) error {
+//			cmd := exec.CommandContext(ctx, "bash")
+//			cmd.Stdin = j  // the payload
+//			cmd.Stdout = j // the result
+//			return cmd.Run()
+//		})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//
+//	var hash string
+//	for r, err := range db.Results() {
+//		if err != nil {
+//			log.Fatal(err)
+//		}
+//		line, _ := json.Marshal(r) // {"key":[K,C],"value":{"hash":H,"start":S,"end":E,"created":C}}
+//		fmt.Println(string(line))
+//		hash = r.Hash
+//	}
+//
+//	out, err := db.Get(hash)
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	defer out.Close()
+//	io.Copy(os.Stdout, out) // the date, verified against its hash
+//
+// # Concurrency and lifetimes
+//
+// A *DB is safe for concurrent use by many goroutines, and many processes may open one
+// file. Readers from Get, the iterators' cursors and claimed jobs are each used by one
+// goroutine at a time. Close waits for the calls in flight, stops Run, and releases what is
+// still open; the garbage collector closes what was dropped unclosed, as a safety net only.
+//
+// # Errors
+//
+// Errors from the library are *Error values carrying the C status code and message. Match
+// them with errors.Is against ErrInvalid, ErrNotFound, ErrIO, ErrCorrupt, ErrBusy,
+// ErrAborted, ErrPanic, ErrMisuse and ErrStale, and calls on a closed DB against ErrClosed.
+package batchdb

@@ -1,0 +1,3 @@
+module github.com/batchdb/batchdb/bindings/go
+
+go 1.24

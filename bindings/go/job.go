@@ -1,0 +1,211 @@
+package batchdb
+
+/*
+#include <stdlib.h>
+#include "batchdb.h"
+*/
+import "C"
+
+import (
+	"io"
+	"runtime"
+	"sync"
+	"unsafe"
+)
+
+// Job is a claimed instance. It reads as the job's payload (io.Reader) and writes as the
+// instance's output (io.Writer). A job from Claim is owned: finish it with Complete or Fail.
+// A job passed to a Run callback is lent: it is valid only during the callback, and Run
+// completes or fails it from the callback's return value.
+//
+// A Job must be used by one goroutine at a time.
+type Job struct {
+	s  *jobState
+	db *DB // keeps the DB alive while an owned job is held
+}
+
+type jobState struct {
+	mu       sync.Mutex
+	p        *C.batchdb_job // nil once finished, released, or (lent) once the callback returned
+	key      string
+	created  int64
+	lent     bool
+	db       *dbState // owned jobs only: where the job is registered
+	finished string   // why p is nil, for the error message
+	origin   string   // where it was claimed, for the leak check
+}
+
+func newJobState(p *C.batchdb_job, lent bool) *jobState {
+	return &jobState{
+		p:       p,
+		key:     C.GoString(C.batchdb_job_key(p)),
+		created: int64(C.batchdb_job_created(p)),
+		lent:    lent,
+	}
+}
+
+// release gives an owned job that was never finished back to the queue (a fail with a NULL
+// message releases it to pending).
+func (s *jobState) release() {
+	s.mu.Lock()
+	p := s.p
+	s.p = nil
+	if s.finished == "" {
+		s.finished = "job was released when its DB was closed"
+	}
+	s.mu.Unlock()
+	if p != nil && !s.lent {
+		C.batchdb_job_fail(p, nil, nil)
+		s.db.unregister(s)
+	}
+}
+
+// Claim takes the next ready instance (highest priority first, then in the processing
+// order) and holds it with a lease that the library renews while the job is held. It
+// returns nil, nil when nothing is ready. The caller must finish the job with Complete or
+// Fail; a job that is dropped is released back to pending by the garbage collector, and
+// Close releases the jobs still held.
+func (db *DB) Claim() (*Job, error) {
+	p, err := db.acquire("Claim")
+	if err != nil {
+		return nil, err
+	}
+	defer db.release()
+	var e C.batchdb_error
+	var j *C.batchdb_job
+	switch rc := C.batchdb_claim(p, &j, &e); rc {
+	case C.BATCHDB_OK:
+	case C.BATCHDB_DONE:
+		return nil, nil
+	default:
+		return nil, errorOf("Claim", rc, &e)
+	}
+	s := newJobState(j, false)
+	s.db = db.s
+	s.origin = origin()
+	db.register(s)
+	job := &Job{s: s, db: db}
+	runtime.AddCleanup(job, func(s *jobState) {
+		s.mu.Lock()
+		held := s.p != nil
+		s.mu.Unlock()
+		if held {
+			leaked("claimed job", s.origin)
+		}
+		s.release()
+	}, s)
+	return job, nil
+}
+
+// Key returns the job's key (the payload's hash).
+func (j *Job) Key() string { return j.s.key }
+
+// Created returns the instance's created time, epoch milliseconds.
+func (j *Job) Created() int64 { return j.s.created }
+
+// Read reads the job's payload; io.EOF at its end, once it has been verified against the
+// key (ErrCorrupt if it does not match).
+func (j *Job) Read(p []byte) (int, error) {
+	s := j.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p == nil {
+		return 0, s.gone("Read")
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var e C.batchdb_error
+	var n C.size_t
+	if rc := C.batchdb_job_read(s.p, (*C.uint8_t)(unsafe.Pointer(&p[0])), C.size_t(len(p)), &n, &e); rc != C.BATCHDB_OK {
+		return 0, errorOf("Read", rc, &e)
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return int(n), nil
+}
+
+// Write appends p to the instance's output, which becomes its result on completion.
+func (j *Job) Write(p []byte) (int, error) {
+	s := j.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p == nil {
+		return 0, s.gone("Write")
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var e C.batchdb_error
+	if rc := C.batchdb_job_write(s.p, (*C.uint8_t)(unsafe.Pointer(&p[0])), C.size_t(len(p)), &e); rc != C.BATCHDB_OK {
+		return 0, errorOf("Write", rc, &e)
+	}
+	return len(p), nil
+}
+
+// Complete records the output written so far as the instance's result, removes the
+// instance from the queue, and returns the output's hash. ErrStale means this worker lost
+// its lease and nothing changed. On a job lent to a Run callback it returns ErrMisuse and
+// does nothing: return nil from the callback instead.
+func (j *Job) Complete() (hash string, err error) {
+	s, err := j.take("Complete")
+	if err != nil {
+		return "", err
+	}
+	defer s.db.unregister(s)
+	var e C.batchdb_error
+	var h [65]C.char
+	rc := C.batchdb_job_complete(s.p, &h[0], &e) // consumes the job, even on failure
+	s.p = nil
+	s.mu.Unlock()
+	if rc != C.BATCHDB_OK {
+		return "", errorOf("Complete", rc, &e)
+	}
+	return C.GoString(&h[0]), nil
+}
+
+// Fail fails the instance with message: a fail row, or with Options.RetryErrors and
+// attempts left, back to pending after a backoff. ErrStale means this worker lost its lease.
+// On a job lent to a Run callback it returns ErrMisuse and does nothing: return an error
+// from the callback instead.
+func (j *Job) Fail(message string) error {
+	s, err := j.take("Fail")
+	if err != nil {
+		return err
+	}
+	defer s.db.unregister(s)
+	cmsg := C.CString(message)
+	defer C.free(unsafe.Pointer(cmsg))
+	var e C.batchdb_error
+	rc := C.batchdb_job_fail(s.p, cmsg, &e) // consumes the job, even on failure
+	s.p = nil
+	s.mu.Unlock()
+	if rc != C.BATCHDB_OK {
+		return errorOf("Fail", rc, &e)
+	}
+	return nil
+}
+
+// take locks an owned, unfinished job for Complete or Fail; the caller unlocks.
+func (j *Job) take(op string) (*jobState, error) {
+	s := j.s
+	if s.lent {
+		return nil, &Error{Code: CodeMisuse, Op: op, Msg: "the job is lent to a Run callback: return nil to complete it or an error to fail it"}
+	}
+	s.mu.Lock()
+	if s.p == nil {
+		err := s.gone(op)
+		s.mu.Unlock()
+		return nil, err
+	}
+	s.finished = "job is already finished"
+	return s, nil
+}
+
+func (s *jobState) gone(op string) error {
+	if s.finished == "job was released when its DB was closed" {
+		return closedError(op, "database")
+	}
+	return &Error{Code: CodeMisuse, Op: op, Msg: s.finished}
+}

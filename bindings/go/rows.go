@@ -1,0 +1,316 @@
+package batchdb
+
+/*
+#include "batchdb.h"
+*/
+import "C"
+
+import (
+	"encoding/json"
+	"fmt"
+	"iter"
+	"sync"
+)
+
+// JobRow is a listed job: {"key": K, "running": [C, ...]}, where Running holds the created
+// times of its running instances.
+type JobRow struct {
+	Key     string
+	Running []int64
+}
+
+// PendingRow is a pending (or running) instance: {"job": K, "created": C, "running": false},
+// plus "priority" and "run_at" when its push set them.
+type PendingRow struct {
+	Job     string
+	Created int64
+	Running bool
+	// Priority is the push's priority; 0 (the default) is left out of the JSON.
+	Priority int
+	// RunAt is when a delayed (or backed-off) instance may run, epoch ms; 0 when not
+	// delayed, and then left out of the JSON.
+	RunAt int64
+}
+
+// ResultRow is a completed instance:
+// {"key": [K, C], "value": {"hash": H, "start": S, "end": E, "created": C}}.
+type ResultRow struct {
+	Job     string
+	Created int64
+	Hash    string // the output blob, readable with Get
+	Start   int64  // epoch ms
+	End     int64  // epoch ms
+}
+
+// FailRow is a failed instance:
+// {"key": [K, C], "value": {"message": M, "start": S, "end": E, "attempts": N}}.
+type FailRow struct {
+	Job      string
+	Created  int64
+	Message  string
+	Start    int64 // epoch ms, of the last attempt
+	End      int64 // epoch ms
+	Attempts int
+}
+
+type jobJSON struct {
+	Key     string  `json:"key"`
+	Running []int64 `json:"running"`
+}
+
+// MarshalJSON encodes the row in the contract's shape; Running is [] (not null) when empty.
+func (r JobRow) MarshalJSON() ([]byte, error) {
+	running := r.Running
+	if running == nil {
+		running = []int64{}
+	}
+	return json.Marshal(jobJSON{r.Key, running})
+}
+
+// UnmarshalJSON decodes the shape that MarshalJSON writes.
+func (r *JobRow) UnmarshalJSON(b []byte) error {
+	var j jobJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	if j.Running == nil {
+		j.Running = []int64{}
+	}
+	*r = JobRow{Key: j.Key, Running: j.Running}
+	return nil
+}
+
+type pendingJSON struct {
+	Job      string `json:"job"`
+	Created  int64  `json:"created"`
+	Running  bool   `json:"running"`
+	Priority int    `json:"priority,omitempty"`
+	RunAt    int64  `json:"run_at,omitempty"`
+}
+
+// MarshalJSON encodes the row in the contract's shape.
+func (r PendingRow) MarshalJSON() ([]byte, error) {
+	return json.Marshal(pendingJSON(r))
+}
+
+// UnmarshalJSON decodes the shape that MarshalJSON writes.
+func (r *PendingRow) UnmarshalJSON(b []byte) error {
+	var j pendingJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*r = PendingRow(j)
+	return nil
+}
+
+// instanceKey is the [K, C] pair of result and fail rows.
+type instanceKey struct {
+	Job     string
+	Created int64
+}
+
+func (k instanceKey) MarshalJSON() ([]byte, error) {
+	return json.Marshal([]any{k.Job, k.Created})
+}
+
+func (k *instanceKey) UnmarshalJSON(b []byte) error {
+	var pair []json.RawMessage
+	if err := json.Unmarshal(b, &pair); err != nil {
+		return err
+	}
+	if len(pair) != 2 {
+		return fmt.Errorf("batchdb: key must be [job, created], got %d elements", len(pair))
+	}
+	if err := json.Unmarshal(pair[0], &k.Job); err != nil {
+		return err
+	}
+	return json.Unmarshal(pair[1], &k.Created)
+}
+
+type resultValue struct {
+	Hash    string `json:"hash"`
+	Start   int64  `json:"start"`
+	End     int64  `json:"end"`
+	Created int64  `json:"created"`
+}
+
+type resultJSON struct {
+	Key   instanceKey `json:"key"`
+	Value resultValue `json:"value"`
+}
+
+// MarshalJSON encodes the row in the contract's shape.
+func (r ResultRow) MarshalJSON() ([]byte, error) {
+	return json.Marshal(resultJSON{instanceKey{r.Job, r.Created}, resultValue{r.Hash, r.Start, r.End, r.Created}})
+}
+
+// UnmarshalJSON decodes the shape that MarshalJSON writes.
+func (r *ResultRow) UnmarshalJSON(b []byte) error {
+	var j resultJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*r = ResultRow{Job: j.Key.Job, Created: j.Key.Created, Hash: j.Value.Hash, Start: j.Value.Start, End: j.Value.End}
+	return nil
+}
+
+type failValue struct {
+	Message  string `json:"message"`
+	Start    int64  `json:"start"`
+	End      int64  `json:"end"`
+	Attempts int    `json:"attempts"`
+}
+
+type failJSON struct {
+	Key   instanceKey `json:"key"`
+	Value failValue   `json:"value"`
+}
+
+// MarshalJSON encodes the row in the contract's shape.
+func (r FailRow) MarshalJSON() ([]byte, error) {
+	return json.Marshal(failJSON{instanceKey{r.Job, r.Created}, failValue{r.Message, r.Start, r.End, r.Attempts}})
+}
+
+// UnmarshalJSON decodes the shape that MarshalJSON writes.
+func (r *FailRow) UnmarshalJSON(b []byte) error {
+	var j failJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*r = FailRow{Job: j.Key.Job, Created: j.Key.Created, Message: j.Value.Message, Start: j.Value.Start, End: j.Value.End, Attempts: j.Value.Attempts}
+	return nil
+}
+
+// Jobs lists the jobs, sorted by key. The rows are read a page at a time; ending the loop
+// early frees the cursor. An error is yielded once, as the last element.
+func (db *DB) Jobs() iter.Seq2[JobRow, error] {
+	return func(yield func(JobRow, error) bool) {
+		list(db, "Jobs", C.BATCHDB_LIST_JOB, yield, func(row *C.batchdb_row) (JobRow, error) {
+			var r JobRow
+			err := json.Unmarshal([]byte(C.GoString(row.json)), &r)
+			return r, err
+		})
+	}
+}
+
+// Pending lists the pending and running instances, sorted by created. Ending the loop early
+// frees the cursor. An error is yielded once, as the last element.
+func (db *DB) Pending() iter.Seq2[PendingRow, error] {
+	return func(yield func(PendingRow, error) bool) {
+		list(db, "Pending", C.BATCHDB_LIST_PENDING, yield, func(row *C.batchdb_row) (PendingRow, error) {
+			// The JSON carries priority and run_at, which the C row does not.
+			var r PendingRow
+			err := json.Unmarshal([]byte(C.GoString(row.json)), &r)
+			return r, err
+		})
+	}
+}
+
+// Results lists the results, sorted by job key, then created. Ending the loop early frees
+// the cursor. An error is yielded once, as the last element.
+func (db *DB) Results() iter.Seq2[ResultRow, error] {
+	return func(yield func(ResultRow, error) bool) {
+		list(db, "Results", C.BATCHDB_LIST_RESULT, yield, func(row *C.batchdb_row) (ResultRow, error) {
+			return ResultRow{
+				Job:     C.GoString(&row.job[0]),
+				Created: int64(row.created),
+				Hash:    C.GoString(&row.hash[0]),
+				Start:   int64(row.start),
+				End:     int64(row.end),
+			}, nil
+		})
+	}
+}
+
+// Failures lists the fail rows, sorted by job key, then created. Ending the loop early frees
+// the cursor. An error is yielded once, as the last element.
+func (db *DB) Failures() iter.Seq2[FailRow, error] {
+	return func(yield func(FailRow, error) bool) {
+		list(db, "Failures", C.BATCHDB_LIST_FAIL, yield, func(row *C.batchdb_row) (FailRow, error) {
+			return FailRow{
+				Job:      C.GoString(&row.job[0]),
+				Created:  int64(row.created),
+				Message:  C.GoString(row.message),
+				Start:    int64(row.start),
+				End:      int64(row.end),
+				Attempts: int(row.attempts),
+			}, nil
+		})
+	}
+}
+
+type cursorState struct {
+	mu sync.Mutex
+	p  *C.batchdb_cursor
+	db *dbState
+}
+
+func (s *cursorState) release() {
+	s.mu.Lock()
+	p := s.p
+	s.p = nil
+	s.mu.Unlock()
+	if p != nil {
+		C.batchdb_cursor_free(p)
+		s.db.unregister(s)
+	}
+}
+
+// next fetches one row and converts it while its strings are valid. ok is false at the end.
+func next[T any](s *cursorState, op string, conv func(*C.batchdb_row) (T, error)) (row T, ok bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p == nil {
+		return row, false, closedError(op, "cursor")
+	}
+	var e C.batchdb_error
+	var r C.batchdb_row
+	rc := C.batchdb_cursor_next(s.p, &r, &e)
+	switch rc {
+	case C.BATCHDB_OK:
+		row, err = conv(&r)
+		if err != nil {
+			err = fmt.Errorf("batchdb: %s: decoding a row: %w", op, err)
+		}
+		return row, err == nil, err
+	case C.BATCHDB_DONE:
+		return row, false, nil
+	default:
+		return row, false, errorOf(op, rc, &e)
+	}
+}
+
+func list[T any](db *DB, op string, kind C.int32_t, yield func(T, error) bool, conv func(*C.batchdb_row) (T, error)) {
+	var zero T
+	p, err := db.acquire(op)
+	if err != nil {
+		yield(zero, err)
+		return
+	}
+	var e C.batchdb_error
+	var c *C.batchdb_cursor
+	rc := C.batchdb_list(p, kind, &c, &e)
+	if rc != C.BATCHDB_OK {
+		db.release()
+		yield(zero, errorOf(op, rc, &e))
+		return
+	}
+	s := &cursorState{p: c, db: db.s}
+	db.register(s)
+	db.release()
+	// The loop body may panic or break: the cursor is freed either way.
+	defer s.release()
+	for {
+		row, ok, err := next(s, op, conv)
+		if err != nil {
+			yield(zero, err)
+			return
+		}
+		if !ok {
+			return
+		}
+		if !yield(row, nil) {
+			return
+		}
+	}
+}
