@@ -366,6 +366,11 @@ class Database {
     this.#ptr = ptr;
   }
 
+  // Throws a TypeError for an option out of range, before anything is opened.
+  static validate(opts) {
+    nativeOptions(opts);
+  }
+
   static async open(file, opts) {
     const native = nativeOptions(opts);
     const out = [null];
@@ -387,7 +392,7 @@ class Database {
   }
 
   #call(body) {
-    if (this.#closed) return Promise.reject(misuse('the database is closed'));
+    if (this.#closed || this.#closing) return Promise.reject(misuse('the database is closed'));
     return this.#track(body(this.#ptr));
   }
 
@@ -486,14 +491,18 @@ class Database {
   }
 
   async #close() {
-    while (this.#inflight.size) await Promise.allSettled([...this.#inflight]);
-    for (const h of this.#children) {
-      if (h instanceof Writer) await h.abort().catch(() => {});
-      else if (h instanceof Reader || h instanceof Cursor) await h.close().catch(() => {});
-      else if (h instanceof Job) await h.release().catch(() => {});
+    for (;;) {
+      if (this.#inflight.size) {
+        await Promise.allSettled([...this.#inflight]);
+        continue;
+      }
+      const open = [...this.#children].filter((h) => !h.closed);
+      this.#children.clear();
+      if (!open.length) break;
+      await Promise.allSettled(
+        open.map((h) => (h instanceof Writer ? h.abort() : h instanceof Job ? h.release() : h.close())),
+      );
     }
-    this.#children.clear();
-    while (this.#inflight.size) await Promise.allSettled([...this.#inflight]);
     this.#closed = true;
     const ptr = this.#ptr;
     this.#ptr = null;
