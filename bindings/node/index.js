@@ -56,9 +56,15 @@ class PayloadStream extends Writable {
   // Resolves to the key (create) or {key, created} (add) once the payload is stored.
   get promise() {
     if (!this.#promise) {
+      const value = () => (this.#push ? { key: this.key, created: this.created } : this.key);
       this.#promise = new Promise((resolve, reject) => {
-        this.once('error', reject);
-        this.once('finish', () => resolve(this.#push ? { key: this.key, created: this.created } : this.key));
+        if (this.errored) reject(this.errored);
+        else if (this.writableFinished) resolve(value());
+        else {
+          this.once('error', reject);
+          this.once('finish', () => resolve(value()));
+          this.once('close', () => reject(this.errored || new Error('batchdb: the stream was destroyed')));
+        }
       });
       this.#promise.catch(noop); // a stream used only through its callback must not reject unseen
     }
