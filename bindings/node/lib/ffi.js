@@ -1,0 +1,518 @@
+'use strict';
+// The only file that touches koffi. Everything above it sees classes holding the C handles
+// (private fields, closed flags) whose methods return promises, run through koffi's `.async`
+// so that no disk access ever blocks the event loop.
+
+const fs = require('node:fs');
+const path = require('node:path');
+const koffi = require('koffi');
+
+const LIB_NAMES = {
+  linux: 'libbatchdb.so',
+  darwin: 'libbatchdb.dylib',
+  win32: 'batchdb.dll',
+};
+
+function findLibrary() {
+  if (process.env.BATCHDB_LIB) return process.env.BATCHDB_LIB;
+  const name = LIB_NAMES[process.platform] || 'libbatchdb.so';
+  const pkg = path.join(__dirname, '..');
+  const candidates = [
+    path.join(pkg, 'native', name), // shipped with the package
+    path.join(pkg, name),
+    path.join(pkg, '..', '..', 'target', 'release', name), // built in this repository
+  ];
+  for (const c of candidates) if (fs.existsSync(c)) return c;
+  throw new Error(
+    `batchdb: cannot find ${name}; looked in ${candidates.join(', ')}. ` +
+      'Build it with `cargo build --release` or set BATCHDB_LIB.',
+  );
+}
+
+const lib = koffi.load(findLibrary());
+
+// Status codes (include/batchdb.h).
+const OK = 0;
+const DONE = 1;
+const CODE_NAMES = {
+  [-1]: 'BATCHDB_ERR_INVALID',
+  [-2]: 'BATCHDB_ERR_NOT_FOUND',
+  [-3]: 'BATCHDB_ERR_IO',
+  [-4]: 'BATCHDB_ERR_CORRUPT',
+  [-5]: 'BATCHDB_ERR_BUSY',
+  [-6]: 'BATCHDB_ERR_ABORTED',
+  [-7]: 'BATCHDB_ERR_PANIC',
+  [-8]: 'BATCHDB_ERR_MISUSE',
+  [-9]: 'BATCHDB_ERR_STALE',
+};
+const ERR_INVALID = -1;
+const ERR_MISUSE = -8;
+
+const LIST_KINDS = { job: 0, pending: 1, result: 2, fail: 3 };
+
+koffi.opaque('batchdb');
+koffi.opaque('batchdb_writer');
+koffi.opaque('batchdb_reader');
+koffi.opaque('batchdb_cursor');
+koffi.opaque('batchdb_job');
+
+koffi.struct('batchdb_error', {
+  code: 'int32_t',
+  message: koffi.array('char', 512, 'String'),
+});
+koffi.struct('batchdb_options', {
+  chunk_size: 'uint32_t',
+  durability: 'int32_t',
+  lease_ms: 'uint32_t',
+  max_attempts: 'uint32_t',
+  retry_errors: 'int32_t',
+  order: 'int32_t',
+});
+koffi.struct('batchdb_push_options', {
+  priority: 'int32_t',
+  delay_ms: 'int64_t',
+});
+koffi.struct('batchdb_row', {
+  kind: 'int32_t',
+  job: koffi.array('char', 65, 'String'),
+  created: 'int64_t',
+  running: 'int32_t',
+  hash: koffi.array('char', 65, 'String'),
+  start: 'int64_t',
+  end: 'int64_t',
+  attempts: 'uint32_t',
+  message: 'const char *',
+  json: 'const char *',
+});
+
+// Keys, hashes and int64 outputs go through plain Buffers: the C side writes into them
+// and we decode after the call, which works the same for sync and async calls.
+const C = {
+  open: lib.func('int32_t batchdb_open(const char *path, const batchdb_options *opts, _Out_ batchdb **out, _Out_ batchdb_error *err)'),
+  close: lib.func('void batchdb_close(batchdb *db)'),
+  stop: lib.func('void batchdb_stop(batchdb *db)'),
+  wait: lib.func('int32_t batchdb_wait(batchdb *db, uint32_t timeout_ms, _Out_ batchdb_error *err)'),
+  pushWith: lib.func('int32_t batchdb_push_with(batchdb *db, const char *key, const batchdb_push_options *opts, uint8_t *created_out, _Out_ batchdb_error *err)'),
+  retry: lib.func('int32_t batchdb_retry(batchdb *db, const char *key, int64_t created, uint8_t *created_out, _Out_ batchdb_error *err)'),
+  cancel: lib.func('int32_t batchdb_cancel(batchdb *db, const char *key, int64_t created, _Out_ batchdb_error *err)'),
+  prune: lib.func('int32_t batchdb_prune(batchdb *db, int64_t older_than_ms, uint8_t *rows_removed, _Out_ batchdb_error *err)'),
+  gc: lib.func('int32_t batchdb_gc(batchdb *db, uint8_t *blobs_removed, _Out_ batchdb_error *err)'),
+  version: lib.func('const char *batchdb_version()'),
+
+  writerOpen: lib.func('int32_t batchdb_writer_open(batchdb *db, _Out_ batchdb_writer **out, _Out_ batchdb_error *err)'),
+  writerWrite: lib.func('int32_t batchdb_writer_write(batchdb_writer *w, const uint8_t *data, size_t len, _Out_ batchdb_error *err)'),
+  writerCreate: lib.func('int32_t batchdb_writer_create(batchdb_writer *w, uint8_t *key_out, _Out_ batchdb_error *err)'),
+  writerAdd: lib.func('int32_t batchdb_writer_add(batchdb_writer *w, uint8_t *key_out, uint8_t *created_out, _Out_ batchdb_error *err)'),
+  writerAbort: lib.func('void batchdb_writer_abort(batchdb_writer *w)'),
+
+  readerOpen: lib.func('int32_t batchdb_reader_open(batchdb *db, const char *hash, _Out_ batchdb_reader **out, _Out_ batchdb_error *err)'),
+  readerRead: lib.func('int32_t batchdb_reader_read(batchdb_reader *r, uint8_t *buf, size_t cap, uint8_t *n_out, _Out_ batchdb_error *err)'),
+  readerClose: lib.func('void batchdb_reader_close(batchdb_reader *r)'),
+
+  list: lib.func('int32_t batchdb_list(batchdb *db, int32_t kind, _Out_ batchdb_cursor **out, _Out_ batchdb_error *err)'),
+  cursorNext: lib.func('int32_t batchdb_cursor_next(batchdb_cursor *c, _Out_ batchdb_row *row, _Out_ batchdb_error *err)'),
+  cursorFree: lib.func('void batchdb_cursor_free(batchdb_cursor *c)'),
+
+  claim: lib.func('int32_t batchdb_claim(batchdb *db, _Out_ batchdb_job **out, _Out_ batchdb_error *err)'),
+  jobKey: lib.func('const char *batchdb_job_key(const batchdb_job *j)'),
+  jobCreated: lib.func('int64_t batchdb_job_created(const batchdb_job *j)'),
+  jobRead: lib.func('int32_t batchdb_job_read(batchdb_job *j, uint8_t *buf, size_t cap, uint8_t *n_out, _Out_ batchdb_error *err)'),
+  jobWrite: lib.func('int32_t batchdb_job_write(batchdb_job *j, const uint8_t *data, size_t len, _Out_ batchdb_error *err)'),
+  jobComplete: lib.func('int32_t batchdb_job_complete(batchdb_job *j, uint8_t *hash_out, _Out_ batchdb_error *err)'),
+  jobFail: lib.func('int32_t batchdb_job_fail(batchdb_job *j, const char *message, _Out_ batchdb_error *err)'),
+};
+
+class BatchdbError extends Error {
+  constructor(status, message, op) {
+    super(message || CODE_NAMES[status] || `batchdb error ${status}`);
+    this.name = 'BatchdbError';
+    this.code = CODE_NAMES[status] || 'BATCHDB_ERR_UNKNOWN';
+    this.errno = status;
+    if (op) this.op = op;
+  }
+}
+
+function misuse(what) {
+  return new BatchdbError(ERR_MISUSE, `batchdb: ${what}`);
+}
+
+// koffi's async queue is bounded (max_async_calls, 256 by default) and throws when full,
+// so every async call goes through this gate, which queues the excess in JS.
+const MAX_ASYNC = 32;
+let running = 0;
+const waiting = [];
+
+function callAsync(fn, args) {
+  return new Promise((resolve, reject) => {
+    const go = () => {
+      running++;
+      try {
+        fn.async(...args, (err, res) => {
+          running--;
+          if (waiting.length) waiting.shift()();
+          if (err) reject(err);
+          else resolve(res);
+        });
+      } catch (e) {
+        running--;
+        if (waiting.length) waiting.shift()();
+        reject(e);
+      }
+    };
+    if (running < MAX_ASYNC) go();
+    else waiting.push(go);
+  });
+}
+
+// Runs one fallible C call asynchronously; `args` excludes the trailing error object.
+async function status(op, fn, args, allowDone = false) {
+  const err = {};
+  const rc = await callAsync(fn, [...args, err]);
+  if (rc === OK || (allowDone && rc === DONE)) return rc;
+  throw new BatchdbError(rc, err.message, op);
+}
+
+const hex = (buf) => buf.toString('latin1', 0, 64);
+const i64 = (buf) => Number(buf.readBigInt64LE(0));
+const u64 = (buf) => Number(buf.readBigUInt64LE(0));
+
+// A handle whose calls run one at a time (C handles other than the database may be used
+// by one thread at a time) and which, once released, refuses every further call.
+class Handle {
+  #ptr;
+  #closed = false;
+  #chain = Promise.resolve();
+  #what;
+
+  constructor(ptr, what) {
+    this.#ptr = ptr;
+    this.#what = what;
+  }
+
+  get closed() {
+    return this.#closed;
+  }
+
+  // Queues `body(ptr)` after the calls already queued on this handle. With `consume`, the
+  // handle is marked released as soon as the call is queued, so nothing runs after it.
+  _use(body, consume = false) {
+    if (this.#closed) return Promise.reject(misuse(`${this.#what} is closed`));
+    const ptr = this.#ptr;
+    if (consume) {
+      this.#closed = true;
+      this.#ptr = null;
+    }
+    const p = this.#chain.then(() => body(ptr));
+    this.#chain = p.then(
+      () => {},
+      () => {},
+    );
+    return p;
+  }
+
+  // Releases the handle after the calls already queued; safe to call twice.
+  _release(freeFn) {
+    if (this.#closed) return this.#chain;
+    return this._use((ptr) => freeFn(ptr), true);
+  }
+}
+
+class Writer extends Handle {
+  constructor(ptr) {
+    super(ptr, 'writer');
+  }
+  write(buf) {
+    return this._use((w) => status('write', C.writerWrite, [w, buf, buf.length]));
+  }
+  async create() {
+    const key = Buffer.alloc(65);
+    await this._use((w) => status('create', C.writerCreate, [w, key]), true);
+    return hex(key);
+  }
+  async add() {
+    const key = Buffer.alloc(65);
+    const created = Buffer.alloc(8);
+    await this._use((w) => status('add', C.writerAdd, [w, key, created]), true);
+    return { key: hex(key), created: i64(created) };
+  }
+  abort() {
+    return this._release((w) => callAsync(C.writerAbort, [w]));
+  }
+}
+
+class Reader extends Handle {
+  constructor(ptr) {
+    super(ptr, 'reader');
+  }
+  // Resolves to a Buffer of up to `cap` bytes; an empty Buffer at the end (verified).
+  async read(cap) {
+    const buf = Buffer.allocUnsafe(cap);
+    const n = Buffer.alloc(8);
+    await this._use((r) => status('get', C.readerRead, [r, buf, cap, n]));
+    return buf.subarray(0, u64(n));
+  }
+  close() {
+    return this._release((r) => callAsync(C.readerClose, [r]));
+  }
+}
+
+class Cursor extends Handle {
+  constructor(ptr) {
+    super(ptr, 'cursor');
+  }
+  // Resolves to the next row object (section 2 shape), or null at the end.
+  next() {
+    return this._use(async (c) => {
+      const row = {};
+      const rc = await status('list', C.cursorNext, [c, row], true);
+      if (rc === DONE) return null;
+      // `json` was decoded to a JS string right after the call, while still valid.
+      return JSON.parse(row.json);
+    });
+  }
+  close() {
+    return this._release((c) => callAsync(C.cursorFree, [c]));
+  }
+}
+
+class Job extends Handle {
+  #key;
+  #created;
+  constructor(ptr) {
+    super(ptr, 'job');
+    // Plain field reads of the handle, no disk access.
+    this.#key = C.jobKey(ptr);
+    this.#created = Number(C.jobCreated(ptr));
+  }
+  get key() {
+    return this.#key;
+  }
+  get created() {
+    return this.#created;
+  }
+  async read(cap) {
+    const buf = Buffer.allocUnsafe(cap);
+    const n = Buffer.alloc(8);
+    await this._use((j) => status('run', C.jobRead, [j, buf, cap, n]));
+    return buf.subarray(0, u64(n));
+  }
+  write(buf) {
+    return this._use((j) => status('run', C.jobWrite, [j, buf, buf.length]));
+  }
+  async complete() {
+    const hash = Buffer.alloc(65);
+    await this._use((j) => status('complete', C.jobComplete, [j, hash]), true);
+    return hex(hash);
+  }
+  fail(message) {
+    const msg = String(message || 'runner failed');
+    return this._use((j) => status('fail', C.jobFail, [j, msg]), true);
+  }
+  // Gives the instance back to the queue without a fail row (a NULL message releases it).
+  async release() {
+    if (this.closed) return;
+    try {
+      await this._use((j) => status('release', C.jobFail, [j, null]), true);
+    } catch (e) {
+      if (e.errno !== ERR_INVALID) throw e; // INVALID is the documented answer to NULL
+    }
+  }
+}
+
+const ORDERS = { newest: 0, oldest: 1 };
+const DURABILITIES = { full: 0, normal: 1 };
+
+function nativeOptions(opts) {
+  const o = opts || {};
+  const pick = (table, value, name) => {
+    if (value === undefined || value === null) return 0;
+    if (!(value in table)) throw new TypeError(`batchdb: ${name} must be one of ${Object.keys(table).join(', ')}`);
+    return table[value];
+  };
+  const uint = (value, name) => {
+    if (value === undefined || value === null) return 0;
+    if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) throw new TypeError(`batchdb: ${name} must be a non-negative integer`);
+    return value;
+  };
+  return {
+    chunk_size: uint(o.chunkSize, 'chunkSize'),
+    durability: pick(DURABILITIES, o.durability, 'durability'),
+    lease_ms: uint(o.lease, 'lease'),
+    max_attempts: uint(o.maxAttempts, 'maxAttempts'),
+    retry_errors: o.retryErrors ? 1 : 0,
+    order: pick(ORDERS, o.order, 'order'),
+  };
+}
+
+function pushOptions(opts) {
+  const o = opts || {};
+  const priority = o.priority === undefined ? 0 : o.priority;
+  const delay = o.delay === undefined ? 0 : o.delay;
+  if (!Number.isInteger(priority) || priority < -0x80000000 || priority > 0x7fffffff) throw new TypeError('batchdb: priority must be a 32-bit integer');
+  if (!Number.isInteger(delay) || delay < 0) throw new TypeError('batchdb: delay must be a non-negative integer (ms)');
+  return { priority, delay_ms: delay };
+}
+
+// The database handle. Calls on it may run concurrently (it is thread-safe in C); close()
+// waits for every call in flight, and for every child handle to be released, first.
+class Database {
+  #ptr;
+  #closed = false;
+  #inflight = new Set();
+  #children = new Set();
+  #closing = null;
+
+  constructor(ptr) {
+    this.#ptr = ptr;
+  }
+
+  // Throws a TypeError for an option out of range, before anything is opened.
+  static validate(opts) {
+    nativeOptions(opts);
+  }
+
+  static async open(file, opts) {
+    const native = nativeOptions(opts);
+    const out = [null];
+    const err = {};
+    const rc = await callAsync(C.open, [file, native, out, err]);
+    if (rc !== OK) throw new BatchdbError(rc, err.message, 'open');
+    return new Database(out[0]);
+  }
+
+  get closed() {
+    return this.#closed;
+  }
+
+  #track(p) {
+    this.#inflight.add(p);
+    const done = () => this.#inflight.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  #call(body) {
+    if (this.#closed || this.#closing) return Promise.reject(misuse('the database is closed'));
+    return this.#track(body(this.#ptr));
+  }
+
+  #child(handle) {
+    this.#children.add(handle);
+    return handle;
+  }
+
+  // Forget children that released themselves, so the set stays small.
+  #prune() {
+    for (const h of this.#children) if (h.closed) this.#children.delete(h);
+  }
+
+  async push(key, opts) {
+    if (typeof key !== 'string') throw new TypeError('batchdb: key must be a string');
+    const native = pushOptions(opts);
+    const created = Buffer.alloc(8);
+    await this.#call((db) => status('push', C.pushWith, [db, key, native, created]));
+    return i64(created);
+  }
+
+  async retry(key, created) {
+    if (typeof key !== 'string') throw new TypeError('batchdb: key must be a string');
+    const out = Buffer.alloc(8);
+    await this.#call((db) => status('retry', C.retry, [db, key, created, out]));
+    return i64(out);
+  }
+
+  async cancel(key, created) {
+    if (typeof key !== 'string') throw new TypeError('batchdb: key must be a string');
+    await this.#call((db) => status('cancel', C.cancel, [db, key, created]));
+  }
+
+  async prune(olderThanMs) {
+    const out = Buffer.alloc(8);
+    await this.#call((db) => status('prune', C.prune, [db, olderThanMs, out]));
+    return u64(out);
+  }
+
+  async gc() {
+    const out = Buffer.alloc(8);
+    await this.#call((db) => status('gc', C.gc, [db, out]));
+    return u64(out);
+  }
+
+  // true when work may be claimable, false on timeout.
+  async wait(timeoutMs) {
+    const rc = await this.#call((db) => status('wait', C.wait, [db, timeoutMs], true));
+    return rc === OK;
+  }
+
+  // Wakes waiters; a flag and a notification in C, no disk access.
+  stop() {
+    if (!this.#closed) C.stop(this.#ptr);
+  }
+
+  async writer() {
+    this.#prune();
+    const out = [null];
+    await this.#call((db) => status('create', C.writerOpen, [db, out]));
+    return this.#child(new Writer(out[0]));
+  }
+
+  async reader(hash) {
+    if (typeof hash !== 'string') throw new TypeError('batchdb: hash must be a string');
+    this.#prune();
+    const out = [null];
+    await this.#call((db) => status('get', C.readerOpen, [db, hash, out]));
+    return this.#child(new Reader(out[0]));
+  }
+
+  async list(kind) {
+    if (!Object.hasOwn(LIST_KINDS, kind)) {
+      throw new BatchdbError(ERR_INVALID, `batchdb: unknown list type ${JSON.stringify(kind)} (job, pending, result or fail)`, 'list');
+    }
+    this.#prune();
+    const out = [null];
+    await this.#call((db) => status('list', C.list, [db, LIST_KINDS[kind], out]));
+    return this.#child(new Cursor(out[0]));
+  }
+
+  // Resolves to a Job, or null when nothing is ready.
+  async claim() {
+    this.#prune();
+    const out = [null];
+    const rc = await this.#call((db) => status('claim', C.claim, [db, out], true));
+    if (rc === DONE) return null;
+    return this.#child(new Job(out[0]));
+  }
+
+  // Waits for calls in flight, releases children still open (jobs go back to pending),
+  // then closes the file. Safe to call twice.
+  close() {
+    if (!this.#closing) this.#closing = this.#close();
+    return this.#closing;
+  }
+
+  async #close() {
+    for (;;) {
+      if (this.#inflight.size) {
+        await Promise.allSettled([...this.#inflight]);
+        continue;
+      }
+      const open = [...this.#children].filter((h) => !h.closed);
+      this.#children.clear();
+      if (!open.length) break;
+      await Promise.allSettled(
+        open.map((h) => (h instanceof Writer ? h.abort() : h instanceof Job ? h.release() : h.close())),
+      );
+    }
+    this.#closed = true;
+    const ptr = this.#ptr;
+    this.#ptr = null;
+    await callAsync(C.close, [ptr]);
+  }
+}
+
+module.exports = {
+  Database,
+  BatchdbError,
+  version: () => C.version(),
+  codes: Object.fromEntries(Object.entries(CODE_NAMES).map(([k, v]) => [v, Number(k)])),
+};

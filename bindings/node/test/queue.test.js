@@ -1,0 +1,99 @@
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert');
+const { once } = require('node:events');
+const { Duplex } = require('node:stream');
+const batchdb = require('..');
+const { tmpdb, bashRunner, collect, readAll } = require('../test-helpers');
+
+test('close() while run is active: returns, and no instance stays running after reopen', async (t) => {
+  const file = tmpdb(t);
+  const compute = batchdb(file, { run: bashRunner, workers: 2, lease: 200 });
+  for (let i = 0; i < 4; i++) await compute.add().end(`sleep 0.3; echo ${i}`).promise;
+  const started = [];
+  compute.on('start', (k, c) => started.push(c));
+  const running = compute.run();
+  await once(compute, 'start');
+  await compute.close();
+  await running; // the loop ended
+  assert.ok(started.length >= 1);
+  await assert.rejects(compute.push('a'.repeat(64)), { code: 'BATCHDB_ERR_MISUSE' });
+  const [err] = await once(compute.add().end('x'), 'error');
+  assert.strictEqual(err.code, 'BATCHDB_ERR_MISUSE');
+
+  await new Promise((r) => setTimeout(r, 300)); // past the lease
+  const again = batchdb(file, { run: bashRunner, lease: 200 });
+  const pending = await collect(again.list('pending'));
+  const results = await collect(again.list('result'));
+  assert.strictEqual(pending.length + results.length, 4);
+  for (const row of pending) assert.strictEqual(row.running, false);
+  // and they still run to completion
+  await again.run({ untilEmpty: true });
+  assert.strictEqual((await collect(again.list('result'))).length, 4);
+  assert.deepStrictEqual(await collect(again.list('pending')), []);
+  await again.close();
+  await again.close(); // twice is fine
+});
+
+test('run() without untilEmpty picks up jobs added by another handle, until stop()', async (t) => {
+  const file = tmpdb(t);
+  const worker = batchdb(file, { run: bashRunner });
+  const other = batchdb(file);
+  const running = worker.run();
+  await new Promise((r) => setTimeout(r, 100));
+  const { key, created } = await other.add().end('echo from elsewhere').promise;
+  const [rkey, hash, rcreated] = await once(worker, 'result');
+  assert.deepStrictEqual([rkey, rcreated], [key, created]);
+  assert.strictEqual((await readAll(other.get(hash))).toString(), 'from elsewhere\n');
+  await worker.stop();
+  await running;
+  await worker.close();
+  await other.close();
+});
+
+test('priority, delay, cancel and prune, promise and callback forms', async (t) => {
+  const order = [];
+  const compute = batchdb(tmpdb(t), {
+    run: (key, created) => {
+      order.push(created);
+      return Duplex.from(async function* (src) {
+        for await (const c of src) yield c.toString().toUpperCase();
+      });
+    },
+  });
+  const low = await compute.add().end('low').promise;
+  const high = await compute.add({ priority: 5 }).end('high').promise;
+  const key = await compute.create().end('shared').promise;
+  const delayed = await compute.push(key, { delay: 400 });
+  const cancelled = await new Promise((resolve, reject) =>
+    compute.push(key, { priority: 9 }, (err, c) => (err ? reject(err) : resolve(c))),
+  );
+
+  const pending = await collect(compute.list('pending'));
+  const byCreated = Object.fromEntries(pending.map((r) => [r.created, r]));
+  assert.deepStrictEqual(byCreated[low.created], { job: low.key, created: low.created, running: false });
+  assert.strictEqual(byCreated[high.created].priority, 5);
+  assert.ok(!('run_at' in byCreated[high.created]));
+  assert.strictEqual(byCreated[delayed].run_at, delayed + 400);
+  assert.strictEqual(byCreated[cancelled].priority, 9);
+
+  await new Promise((resolve, reject) => compute.cancel(key, cancelled, (err) => (err ? reject(err) : resolve())));
+  await assert.rejects(compute.cancel(key, cancelled), { code: 'BATCHDB_ERR_NOT_FOUND' });
+  await assert.rejects(compute.push(key, { delay: -1 }), TypeError);
+
+  const t0 = Date.now();
+  await compute.run({ untilEmpty: true }); // waits for the delayed one too
+  assert.ok(Date.now() - t0 >= 300, 'the delayed instance was waited for');
+  assert.deepStrictEqual(order, [high.created, low.created, delayed]);
+  const results = await collect(compute.list('result'));
+  assert.strictEqual(results.length, 3);
+
+  assert.strictEqual(await compute.prune(Date.now() - 60_000), 0);
+  const removed = await new Promise((resolve, reject) =>
+    compute.prune(Date.now() + 1, (err, n) => (err ? reject(err) : resolve(n))),
+  );
+  assert.strictEqual(removed, 3);
+  assert.deepStrictEqual(await collect(compute.list('result')), []);
+  assert.ok((await compute.gc()) >= 1, 'the outputs are reclaimed');
+  await compute.close();
+});
