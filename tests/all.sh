@@ -30,3 +30,6 @@ bash tests/c/run.sh
 
 step "go: vet and tests with -race (links target/release/libbatchdb.a)"
 (cd bindings/go && go vet ./... && go test -race -count=1 ./...)
+
+step "node: npm ci (koffi, pinned) and node --test (loads target/release/libbatchdb.so)"
+(cd bindings/node && npm ci --no-audit --no-fund && npm test)

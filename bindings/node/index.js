@@ -93,22 +93,16 @@ class PayloadStream extends Writable {
 
   async #finish() {
     const compute = this.#compute;
-    const withOpts = this.#pushOpts && (this.#pushOpts.priority || this.#pushOpts.delay);
-    if (this.#push && !withOpts) {
-      const { key, created } = await this.#writer.add();
+    if (this.#push) {
+      // Stored, registered and pushed (with its priority and delay) in one transaction.
+      const { key, created } = await this.#writer.add(this.#pushOpts);
       this.key = key;
       this.created = created;
       compute.emit('create', key);
       compute.emit('push', key, created);
     } else {
-      // The C ABI has no streaming add with push options: create, then push with them.
       this.key = await this.#writer.create();
       compute.emit('create', this.key);
-      if (this.#push) {
-        const db = await compute._database();
-        this.created = await db.push(this.key, this.#pushOpts);
-        compute.emit('push', this.key, this.created);
-      }
     }
   }
 

@@ -103,6 +103,7 @@ const C = {
   writerWrite: lib.func('int32_t batchdb_writer_write(batchdb_writer *w, const uint8_t *data, size_t len, _Out_ batchdb_error *err)'),
   writerCreate: lib.func('int32_t batchdb_writer_create(batchdb_writer *w, uint8_t *key_out, _Out_ batchdb_error *err)'),
   writerAdd: lib.func('int32_t batchdb_writer_add(batchdb_writer *w, uint8_t *key_out, uint8_t *created_out, _Out_ batchdb_error *err)'),
+  writerAddWith: lib.func('int32_t batchdb_writer_add_with(batchdb_writer *w, const batchdb_push_options *opts, uint8_t *key_out, uint8_t *created_out, _Out_ batchdb_error *err)'),
   writerAbort: lib.func('void batchdb_writer_abort(batchdb_writer *w)'),
 
   readerOpen: lib.func('int32_t batchdb_reader_open(batchdb *db, const char *hash, _Out_ batchdb_reader **out, _Out_ batchdb_error *err)'),
@@ -229,10 +230,11 @@ class Writer extends Handle {
     await this._use((w) => status('create', C.writerCreate, [w, key]), true);
     return hex(key);
   }
-  async add() {
+  async add(opts) {
     const key = Buffer.alloc(65);
     const created = Buffer.alloc(8);
-    await this._use((w) => status('add', C.writerAdd, [w, key, created]), true);
+    const native = pushOptions(opts);
+    await this._use((w) => status('add', C.writerAddWith, [w, native, key, created]), true);
     return { key: hex(key), created: i64(created) };
   }
   abort() {
