@@ -8,7 +8,7 @@ use crate::hash::Hash;
 use crate::list::{Cursor, FailRow, JobRow, ListKind, ListRow, PendingRow, ResultRow, Row};
 use crate::queue::{Heartbeat, Job, Live};
 use crate::store::sqlite::{lock, Sqlite};
-use crate::store::{ClaimParams, GcReport, PushSpec, Stats, Store};
+use crate::store::{ClaimParams, Finished, GcReport, PushSpec, Stats, Store};
 use crate::{Options, PushOptions};
 use std::io::Read;
 use std::path::Path;
@@ -162,6 +162,65 @@ impl Db {
     /// [`add`](Db::add) with a priority or a delay.
     pub fn add_with(&self, payload: impl Read, opts: PushOptions) -> Result<(Hash, i64)> {
         self.write_all(payload)?.add_with(opts)
+    }
+
+    /// Adds many small payloads in ONE write transaction (one fsync at durability `full`):
+    /// each is stored, registered as a job and pushed, as [`add`](Db::add) would, and the
+    /// keys and `created` values are returned in the payloads' order. Equal payloads give one
+    /// job and one instance each. Events `create` then `push` for every payload, in order,
+    /// after the commit.
+    ///
+    /// Every payload must fit in one chunk ([`Options::chunk_size`], 256 KiB by default);
+    /// a larger one is [`Error::Invalid`] and nothing is added: stream it with
+    /// [`add`](Db::add) instead. The whole batch holds the write lock while it commits, so
+    /// keep batches to thousands of payloads, not millions.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = batchdb::Db::open(dir.path().join("q.db"), Default::default())?;
+    /// let added = db.add_batch(["a", "b", "a"])?;
+    /// assert_eq!(added.len(), 3);
+    /// assert_eq!(added[0].0, added[2].0); // same payload, same job
+    /// assert!(added[0].1 < added[1].1 && added[1].1 < added[2].1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn add_batch<I>(&self, payloads: I) -> Result<Vec<(Hash, i64)>>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        let chunk = self.inner.opts.chunk_size;
+        let mut blobs = Vec::new();
+        for (i, p) in payloads.into_iter().enumerate() {
+            let bytes = p.as_ref();
+            if bytes.len() > chunk {
+                return Err(Error::invalid(format!(
+                    "payload {i} of the batch is {} bytes, more than the chunk size {chunk}; \
+                     add it on its own with add()",
+                    bytes.len()
+                )));
+            }
+            let hash = Hash::of(bytes);
+            blobs.push(Finished {
+                stage: None,
+                next_seq: 0,
+                tail: bytes.to_vec(),
+                hash,
+                size: bytes.len() as u64,
+            });
+        }
+        if blobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<Hash> = blobs.iter().map(|b| b.hash).collect();
+        let created = self.inner.store.publish_many(blobs, PushSpec { priority: 0, delay_ms: 0 })?;
+        let added: Vec<(Hash, i64)> = keys.into_iter().zip(created).collect();
+        for &(key, created) in &added {
+            self.inner.events.emit(Event::Create { key });
+            self.inner.events.emit(Event::Push { key, created });
+        }
+        self.inner.wake_workers();
+        Ok(added)
     }
 
     /// Queues an instance of the job `key`; returns its `created`, epoch milliseconds that

@@ -33,3 +33,6 @@ step "go: vet and tests with -race (links target/release/libbatchdb.a)"
 
 step "node: npm ci (koffi, pinned) and node --test (loads target/release/libbatchdb.so)"
 (cd bindings/node && npm ci --no-audit --no-fund && npm test)
+
+step "benchmarks: smoke run of every workload (BENCHMARKS.md has the full run)"
+bash benches/run.sh --smoke

@@ -476,3 +476,52 @@ fn error_codes_map_one_to_one() {
     let codes: Vec<i32> = all.iter().map(|e| e.code()).collect();
     assert_eq!(codes, vec![-1, -2, -3, -4, -5, -6, -7, -8, -9]);
 }
+
+#[test]
+fn add_batch_adds_every_payload_in_order_with_events() {
+    use batchdb::Event;
+    use std::sync::Mutex;
+    let t = temp_path();
+    let db = open(&t.path);
+    let before = db.add(&b"before"[..]).unwrap();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    db.subscribe(move |e| sink.lock().unwrap().push(e.clone()));
+    let payloads: Vec<Vec<u8>> =
+        vec![b"one".to_vec(), b"two".to_vec(), b"one".to_vec(), Vec::new(), b"before".to_vec()];
+    let added = db.add_batch(&payloads).unwrap();
+    assert_eq!(added.len(), payloads.len());
+    for (p, (key, _)) in payloads.iter().zip(&added) {
+        assert_eq!(*key, Hash::of(p));
+    }
+    let created: Vec<i64> = added.iter().map(|a| a.1).collect();
+    assert!(created[0] > before.1);
+    assert!(created.windows(2).all(|w| w[0] < w[1]), "created increases in batch order: {created:?}");
+    // One job per distinct payload (with the one added before), one instance per payload.
+    assert_eq!(db.jobs().count(), 4);
+    let pending: Vec<_> = db.pending().collect::<Result<_, _>>().unwrap();
+    assert_eq!(pending.iter().map(|p| p.created).collect::<Vec<_>>()[1..], created[..]);
+    assert_eq!(db.stats().unwrap().blobs, 4, "duplicates are stored once");
+    let mut got = Vec::new();
+    db.get(&added[1].0).unwrap().read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"two");
+    let expected: Vec<Event> = added
+        .iter()
+        .flat_map(|&(key, created)| [Event::Create { key }, Event::Push { key, created }])
+        .collect();
+    assert_eq!(*events.lock().unwrap(), expected);
+    // A claim takes one of them: workers see the batch.
+    assert!(db.claim().unwrap().is_some());
+}
+
+#[test]
+fn add_batch_refuses_a_payload_larger_than_a_chunk_and_adds_nothing() {
+    let t = temp_path();
+    let db = open_with(&t.path, |o| o.chunk_size = 1024);
+    let err = db.add_batch([vec![1u8; 10], vec![2u8; 1025]]).unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+    assert!(err.to_string().contains("payload 1"), "{err}");
+    assert_eq!(db.jobs().count(), 0);
+    assert!(db.add_batch(Vec::<Vec<u8>>::new()).unwrap().is_empty());
+    assert_eq!(db.add_batch([vec![3u8; 1024]]).unwrap().len(), 1, "exactly one chunk is fine");
+}

@@ -136,6 +136,9 @@ pub(crate) trait Store: Send + Sync {
     /// Removes a staging area and its chunks, in small transactions.
     fn stage_clear(&self, stage: BlobId) -> Result<u64>;
     fn publish(&self, blob: Finished, register: Register) -> Result<Published>;
+    /// Publishes many unstaged blobs (`stage: None`) as jobs in one durable transaction,
+    /// pushing an instance of each with `push`; returns each instance's `created`, in order.
+    fn publish_many(&self, blobs: Vec<Finished>, push: PushSpec) -> Result<Vec<i64>>;
     fn blob(&self, hash: &Hash) -> Result<Option<(BlobId, u64)>>;
     fn chunk(&self, blob: BlobId, seq: i64) -> Result<Option<Vec<u8>>>;
 

@@ -178,6 +178,22 @@ impl Store for Sqlite {
         })
     }
 
+    fn publish_many(&self, blobs: Vec<Finished>, push: PushSpec) -> Result<Vec<i64>> {
+        self.conns.write(true, move |c| {
+            let mut created = Vec::with_capacity(blobs.len());
+            for blob in &blobs {
+                debug_assert!(blob.stage.is_none(), "publish_many takes unstaged blobs only");
+                let (id, _) = publish_blob(c, blob)?;
+                c.prepare_cached(JOB_INSERT)
+                    .sql()?
+                    .execute(params![id, blob.hash.as_bytes().as_slice()])
+                    .sql()?;
+                created.push(insert_instance(c, id, push)?);
+            }
+            Ok(created)
+        })
+    }
+
     fn blob(&self, hash: &Hash) -> Result<Option<(BlobId, u64)>> {
         self.conns.read(|c| {
             c.prepare_cached(BLOB_BY_HASH)

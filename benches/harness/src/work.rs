@@ -1,0 +1,746 @@
+//! The workloads, batchdb's side and the baseline's side of each.
+
+use crate::{baseline, pair, payload, timed, Peers, Plan, Row, Scratch};
+use batchdb::{Db, Durability, Error, Options, PushOptions, RunOptions};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+fn open(path: &Path, d: Durability) -> Db {
+    Db::open(path, Options { durability: d, ..Default::default() }).expect("open batchdb")
+}
+
+fn dname(d: Durability) -> &'static str {
+    match d {
+        Durability::Full => "full",
+        Durability::Normal => "normal",
+    }
+}
+
+fn is_full(d: Durability) -> bool {
+    d == Durability::Full
+}
+
+/// A tag that makes every measurement's payloads distinct.
+fn tag() -> u64 {
+    static N: AtomicU64 = AtomicU64::new(1);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+// ---------------------------------------------------------------------------------------------
+// P1, P2: add, one thread.
+
+fn batchdb_adds(plan: &Plan, s: &Scratch, d: Durability) -> f64 {
+    let path = s.db();
+    let db = open(&path, d);
+    let t = tag();
+    let rate = timed(plan.slice, |i| {
+        db.add(&payload(t, i)[..]).expect("add");
+    });
+    drop(db);
+    s.done(&path);
+    rate
+}
+
+fn raw_adds(plan: &Plan, s: &Scratch, d: Durability) -> f64 {
+    let path = s.db();
+    let c = baseline::open(&path, is_full(d));
+    baseline::jobs_schema(&c);
+    let t = tag();
+    let rate = timed(plan.slice, |i| baseline::insert_one(&c, &payload(t, i)));
+    drop(c);
+    s.done(&path);
+    rate
+}
+
+pub fn p1_p2(plan: &Plan, s: &Scratch, d: Durability) -> Row {
+    let (id, target) = if is_full(d) { ("P1", 0.8) } else { ("P2", 0.5) };
+    let mut row = Row::new(
+        id,
+        &format!("add, small distinct payloads, durability {}, 1 thread", dname(d)),
+        "jobs/s",
+        "1 single-row INSERT txn per job",
+        Some(target),
+    );
+    let (a, b) = pair(plan.reps, || batchdb_adds(plan, s, d), || raw_adds(plan, s, d));
+    row.batchdb = Some(a);
+    row.baseline = Some(b);
+    row
+}
+
+// ---------------------------------------------------------------------------------------------
+// P3: batch add.
+
+pub fn p3(plan: &Plan, s: &Scratch) -> Row {
+    let mut row = Row::new(
+        "P3",
+        "add_batch, 1,000 small payloads per call, durability full",
+        "jobs/s",
+        "1,000 INSERTs per txn",
+        Some(0.5),
+    );
+    let batches = (plan.batch_jobs / 1000).max(1);
+    let a = || {
+        let path = s.db();
+        let db = open(&path, Durability::Full);
+        let t = tag();
+        let all: Vec<Vec<Vec<u8>>> =
+            (0..batches).map(|b| (0..1000).map(|i| payload(t, (b * 1000 + i) as u64)).collect()).collect();
+        let start = Instant::now();
+        for b in &all {
+            db.add_batch(b).expect("add_batch");
+        }
+        let rate = (batches * 1000) as f64 / start.elapsed().as_secs_f64();
+        drop(db);
+        s.done(&path);
+        rate
+    };
+    let b = || {
+        let path = s.db();
+        let c = baseline::open(&path, true);
+        baseline::jobs_schema(&c);
+        let t = tag();
+        let all: Vec<Vec<Vec<u8>>> =
+            (0..batches).map(|b| (0..1000).map(|i| payload(t, (b * 1000 + i) as u64)).collect()).collect();
+        let start = Instant::now();
+        for b in &all {
+            baseline::insert_many(&c, b);
+        }
+        let rate = (batches * 1000) as f64 / start.elapsed().as_secs_f64();
+        drop(c);
+        s.done(&path);
+        rate
+    };
+    let (x, y) = pair(plan.reps, a, b);
+    row.batchdb = Some(x);
+    row.baseline = Some(y);
+    row
+}
+
+// ---------------------------------------------------------------------------------------------
+// P4: claim + complete with an empty output.
+
+/// Queues `n` small jobs, 1,000 per transaction.
+fn fill(db: &Db, n: usize) {
+    let t = tag();
+    let mut i = 0;
+    while i < n {
+        let k = (n - i).min(1000);
+        let batch: Vec<Vec<u8>> = (i..i + k).map(|j| payload(t, j as u64)).collect();
+        db.add_batch(&batch).expect("fill");
+        i += k;
+    }
+}
+
+/// `workers` threads claim, read the payload and complete with an empty output until `slice`
+/// passes or the queue is empty; returns (jobs/s, BUSY errors seen).
+fn batchdb_cycle(db: &Db, workers: usize, slice: Duration) -> (f64, u64) {
+    let done = AtomicU64::new(0);
+    let busy = AtomicU64::new(0);
+    let start = Instant::now();
+    std::thread::scope(|sc| {
+        for _ in 0..workers {
+            let (db, done, busy) = (db.clone(), &done, &busy);
+            sc.spawn(move || {
+                let mut buf = Vec::new();
+                while start.elapsed() < slice {
+                    let job = match db.claim() {
+                        Ok(Some(j)) => j,
+                        Ok(None) => break,
+                        Err(Error::Busy(_)) => {
+                            busy.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        Err(e) => panic!("claim: {e}"),
+                    };
+                    let mut job = job;
+                    buf.clear();
+                    job.read_to_end(&mut buf).expect("read payload");
+                    match job.complete() {
+                        Ok(_) => {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(Error::Busy(_)) => {
+                            busy.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => panic!("complete: {e}"),
+                    }
+                }
+            });
+        }
+    });
+    (done.into_inner() as f64 / start.elapsed().as_secs_f64(), busy.into_inner())
+}
+
+fn raw_cycle(path: &Path, d: Durability, workers: usize, slice: Duration) -> (f64, u64) {
+    let done = AtomicU64::new(0);
+    let busy = AtomicU64::new(0);
+    let start = Instant::now();
+    std::thread::scope(|sc| {
+        for _ in 0..workers {
+            let (done, busy) = (&done, &busy);
+            sc.spawn(move || {
+                let c = baseline::open(path, is_full(d));
+                let mut b = 0;
+                while start.elapsed() < slice {
+                    if !baseline::queue_cycle(&c, &mut b) {
+                        break;
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                busy.fetch_add(b, Ordering::Relaxed);
+            });
+        }
+    });
+    (done.into_inner() as f64 / start.elapsed().as_secs_f64(), busy.into_inner())
+}
+
+pub fn p4(plan: &Plan, s: &Scratch, d: Durability, workers: usize) -> Row {
+    let mut row = Row::new(
+        &format!("P4-{}{}", &dname(d)[..1], workers),
+        &format!("claim + complete (empty output), durability {}, {} worker(s)", dname(d), workers),
+        "jobs/s",
+        "UPDATE…RETURNING claim txn + INSERT result/DELETE txn",
+        Some(0.7),
+    );
+    let mut busy_batchdb = 0;
+    let mut busy_raw = 0;
+    let (a, b) = pair(
+        plan.reps,
+        || {
+            let path = s.db();
+            let db = open(&path, d);
+            fill(&db, plan.queue);
+            let (rate, busy) = batchdb_cycle(&db, workers, plan.slice);
+            busy_batchdb += busy;
+            drop(db);
+            s.done(&path);
+            rate
+        },
+        || {
+            let path = s.db();
+            {
+                let c = baseline::open(&path, is_full(d));
+                baseline::queue_schema(&c);
+                baseline::queue_fill(&c, plan.queue);
+            }
+            let (rate, busy) = raw_cycle(&path, d, workers, plan.slice);
+            busy_raw += busy;
+            s.done(&path);
+            rate
+        },
+    );
+    row.batchdb = Some(a);
+    row.baseline = Some(b);
+    row.extra = json!({"busy_surfaced": busy_batchdb, "baseline_busy_retries": busy_raw,
+                       "conditions_met": busy_batchdb == 0});
+    row.notes.push(format!("BUSY surfaced by batchdb: {busy_batchdb}"));
+    row
+}
+
+/// Issue 11: the claim cycle with mixed priorities and delays, against the plain cycle.
+pub fn p4m(plan: &Plan, s: &Scratch, _p4_plain: Option<f64>) -> Row {
+    let mut row = Row::new(
+        "P4m",
+        "claim + complete, mixed priorities (0–2) and 1/4 delayed 1 h, normal, 1 worker",
+        "jobs/s",
+        "plain P4 cycle (same run, same ready count)",
+        Some(0.9),
+    );
+    let n = plan.queue / 2;
+    let (a, b) = pair(
+        plan.reps,
+        || {
+            let path = s.db();
+            let db = open(&path, Durability::Normal);
+            let t = tag();
+            let total = n + n / 3;
+            let next = AtomicU64::new(0);
+            std::thread::scope(|sc| {
+                for _ in 0..4 {
+                    let (db, next) = (db.clone(), &next);
+                    sc.spawn(move || loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= total as u64 {
+                            break;
+                        }
+                        let delay = if i % 4 == 0 { Duration::from_secs(3600) } else { Duration::ZERO };
+                        let opts = PushOptions { priority: (i % 3) as i32, delay };
+                        db.add_with(&payload(t, i)[..], opts).expect("add_with");
+                    });
+                }
+            });
+            let (rate, _) = batchdb_cycle(&db, 1, plan.slice);
+            drop(db);
+            s.done(&path);
+            rate
+        },
+        || {
+            let path = s.db();
+            let db = open(&path, Durability::Normal);
+            fill(&db, n);
+            let (rate, _) = batchdb_cycle(&db, 1, plan.slice);
+            drop(db);
+            s.done(&path);
+            rate
+        },
+    );
+    row.batchdb = Some(a);
+    row.baseline = Some(b);
+    row
+}
+
+// ---------------------------------------------------------------------------------------------
+// P5: a big blob, in child processes so that each peak RSS is its own.
+
+/// The stream of P5: 1 MiB of pseudo-random bytes, with a counter in its first 8 bytes.
+struct Stream {
+    block: Vec<u8>,
+    n: u64,
+}
+
+impl Stream {
+    fn new() -> Stream {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let block = (0..1 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        Stream { block, n: 0 }
+    }
+
+    fn next(&mut self) -> &[u8] {
+        self.n += 1;
+        self.block[..8].copy_from_slice(&self.n.to_le_bytes());
+        &self.block
+    }
+}
+
+fn maxrss_kib() -> i64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct we own.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    ru.ru_maxrss
+}
+
+/// `--child KIND DIR BYTES`: one P5 side; prints JSON.
+pub fn child(args: &[String]) -> i32 {
+    let (kind, dir, size) = (&args[0], Path::new(&args[1]), args[2].parse::<u64>().expect("bytes"));
+    let mib = size as f64 / (1 << 20) as f64;
+    let mut stream = Stream::new();
+    let blocks = size >> 20;
+    let out = match kind.as_str() {
+        "p5-batchdb" => {
+            let db = open(&dir.join("big.db"), Durability::Full);
+            let t = Instant::now();
+            let mut w = db.writer();
+            for _ in 0..blocks {
+                w.write_all(stream.next()).expect("write");
+            }
+            let key = w.create().expect("create");
+            let ingest = mib / t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let mut r = db.get(&key).expect("get");
+            let mut buf = vec![0u8; 1 << 20];
+            let mut got = 0u64;
+            loop {
+                let n = r.read(&mut buf).expect("read");
+                if n == 0 {
+                    break;
+                }
+                got += n as u64;
+            }
+            assert_eq!(got, size);
+            let read = mib / t.elapsed().as_secs_f64();
+            json!({"ingest": ingest, "read": read, "maxrss_kib": maxrss_kib()})
+        }
+        "p5-raw" => {
+            let c = baseline::open(&dir.join("raw.db"), false);
+            baseline::chunks_schema(&c);
+            let chunk = 256 << 10;
+            let t = Instant::now();
+            let mut seq = 0;
+            for _ in 0..blocks {
+                for part in stream.next().chunks(chunk) {
+                    baseline::chunk_insert(&c, seq, part);
+                    seq += 1;
+                }
+            }
+            // The blob's durable publication: one small commit at synchronous FULL.
+            c.execute_batch("PRAGMA synchronous = FULL").expect("sync");
+            baseline::chunk_insert(&c, -1, b"");
+            let ingest = mib / t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let mut got = 0u64;
+            for i in 0..seq {
+                got += baseline::chunk_get(&c, i).expect("chunk").len() as u64;
+            }
+            assert_eq!(got, size);
+            let read = mib / t.elapsed().as_secs_f64();
+            json!({"ingest": ingest, "read": read, "maxrss_kib": maxrss_kib()})
+        }
+        "p5-sha" => {
+            let t = Instant::now();
+            let mut h = Sha256::new();
+            for _ in 0..blocks {
+                h.update(stream.next());
+            }
+            std::hint::black_box(h.finalize());
+            let rate = mib / t.elapsed().as_secs_f64();
+            json!({"sha256": rate, "maxrss_kib": maxrss_kib()})
+        }
+        k => {
+            eprintln!("unknown child {k}");
+            return 2;
+        }
+    };
+    println!("{out}");
+    0
+}
+
+fn run_child(s: &Scratch, kind: &str, size: u64) -> Value {
+    let dir = s.dir();
+    let exe = std::env::current_exe().expect("exe");
+    let out = Command::new(exe)
+        .args(["--child", kind, dir.to_str().unwrap(), &size.to_string()])
+        .output()
+        .expect("spawn child");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "child {kind}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("child json")
+}
+
+pub fn p5(plan: &Plan, s: &Scratch) -> Vec<Row> {
+    let size = plan.big;
+    let label = if size >= 1 << 30 { format!("{} GiB", size >> 30) } else { format!("{} MiB", size >> 20) };
+    let b = run_child(s, "p5-batchdb", size);
+    let r = run_child(s, "p5-raw", size);
+    let h = run_child(s, "p5-sha", size);
+    let sha = h["sha256"].as_f64().unwrap();
+    let rss_mib = b["maxrss_kib"].as_f64().unwrap() / 1024.0;
+    let mut rows = Vec::new();
+    for (phase, what) in [("ingest", "ingest (Writer, then create; durability full)"), ("read", "verified read")] {
+        let raw = r[phase].as_f64().unwrap();
+        let mut row = Row::new(
+            &format!("P5-{phase}"),
+            &format!("{label} blob {what}"),
+            "MiB/s",
+            &format!("min(sha256 {sha:.0}, raw chunk rows {raw:.0})"),
+            Some(0.8),
+        );
+        row.batchdb = b[phase].as_f64();
+        row.baseline = Some(sha.min(raw));
+        row.extra = json!({"sha256_mib_s": sha, "raw_chunks_mib_s": raw, "batchdb_peak_rss_mib": rss_mib,
+                           "raw_peak_rss_mib": r["maxrss_kib"].as_f64().unwrap() / 1024.0,
+                           "conditions_met": rss_mib < 64.0});
+        row.notes.push(format!("peak RSS of the batchdb child (ingest + read): {rss_mib:.1} MiB (target < 64)"));
+        rows.push(row);
+    }
+    rows
+}
+
+// ---------------------------------------------------------------------------------------------
+// P6: the P4 cycle from C.
+
+pub fn p6(plan: &Plan, s: &Scratch, peers: &Peers) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for d in [Durability::Normal, Durability::Full] {
+        let mut row = Row::new(
+            &format!("P6-C-{}", dname(d)),
+            &format!("P4 cycle (1 worker, durability {}) through the C ABI", dname(d)),
+            "jobs/s",
+            "the same cycle from Rust",
+            Some(0.95),
+        );
+        match &peers.c_cycle {
+            None => row.notes.push("C cycle program not built (benches/run.sh builds it)".into()),
+            Some(bin) => {
+                let (a, b) = pair(
+                    plan.reps,
+                    || {
+                        let path = s.db();
+                        fill(&open(&path, d), plan.queue);
+                        let out = Command::new(bin)
+                            .args([path.to_str().unwrap(), dname(d), &plan.slice.as_secs_f64().to_string()])
+                            .output()
+                            .expect("run C cycle");
+                        assert!(out.status.success(), "C cycle: {}", String::from_utf8_lossy(&out.stderr));
+                        let v: Value = serde_json::from_slice(&out.stdout).expect("C json");
+                        s.done(&path);
+                        v["jobs"].as_f64().unwrap() / v["seconds"].as_f64().unwrap()
+                    },
+                    || {
+                        let path = s.db();
+                        fill(&open(&path, d), plan.queue);
+                        let db = open(&path, d);
+                        let (rate, _) = batchdb_cycle(&db, 1, plan.slice);
+                        drop(db);
+                        s.done(&path);
+                        rate
+                    },
+                );
+                row.batchdb = Some(a);
+                row.baseline = Some(b);
+            }
+        }
+        rows.push(row);
+    }
+    for lang in ["Go", "Node"] {
+        let mut row = Row::new(
+            &format!("P6-{lang}"),
+            &format!("P4 cycle through the {lang} binding"),
+            "jobs/s",
+            "the same cycle from Rust",
+            None,
+        );
+        row.notes.push(format!("PENDING: no {lang} binding on this branch yet; slot kept for when it lands"));
+        rows.push(row);
+    }
+    rows
+}
+
+// ---------------------------------------------------------------------------------------------
+// P7: the original JavaScript batchdb.
+
+fn batchdb_add_then_run(s: &Scratch, n: usize, workers: usize) -> (f64, f64) {
+    let path = s.db();
+    let db = open(&path, Durability::Normal);
+    let t = tag();
+    let start = Instant::now();
+    for i in 0..n {
+        db.add(&payload(t, i as u64)[..]).expect("add");
+    }
+    let add = n as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let report = db
+        .run(RunOptions { workers, until_empty: true }, |job| {
+            let mut buf = Vec::new();
+            job.read_to_end(&mut buf).map(|_| ())
+        })
+        .expect("run");
+    let run = report.completed as f64 / start.elapsed().as_secs_f64();
+    assert_eq!(report.completed as usize, n);
+    drop(db);
+    s.done(&path);
+    (add, run)
+}
+
+pub fn p7(plan: &Plan, s: &Scratch, peers: &Peers) -> Vec<Row> {
+    let n = plan.original_jobs;
+    let mut add = Row::new("P7-add", &format!("add of {n} small jobs, one at a time"), "jobs/s",
+        "original JS batchdb 2.1.1 (levelup 0.19.1 + leveldown 6.1.1)", Some(10.0));
+    let mut run = Row::new("P7-run", &format!("run cycle of {n} jobs, trivial in-process runner"), "jobs/s",
+        "original JS batchdb 2.1.1 (levelup 0.19.1 + leveldown 6.1.1)", Some(10.0));
+    let (a, r) = batchdb_add_then_run(s, n, 1);
+    add.batchdb = Some(a);
+    run.batchdb = Some(r);
+    match &peers.original {
+        None => {
+            let why = peers.original_status.clone().unwrap_or_else(|| "not installed".into());
+            add.notes.push(format!("original not measured: {why}"));
+            run.notes.push(format!("original not measured: {why}"));
+        }
+        Some(dir) => {
+            let scratch = s.dir();
+            let out = Command::new("node")
+                .current_dir(dir)
+                .args(["bench.js", scratch.to_str().unwrap(), &n.to_string()])
+                .output();
+            let _ = std::fs::remove_dir_all(&scratch);
+            match out {
+                Ok(o) if o.status.success() => {
+                    let v: Value = serde_json::from_slice(&o.stdout).expect("original json");
+                    add.baseline = v["add"].as_f64();
+                    run.baseline = v["run"].as_f64();
+                }
+                Ok(o) => {
+                    let e = format!("original failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+                    add.notes.push(e.clone());
+                    run.notes.push(e);
+                }
+                Err(e) => {
+                    add.notes.push(format!("node did not start: {e}"));
+                    run.notes.push(format!("node did not start: {e}"));
+                }
+            }
+        }
+    }
+    add.notes.push("batchdb at durability normal; the original's blob store writes files without fsync".into());
+    vec![add, run]
+}
+
+// ---------------------------------------------------------------------------------------------
+// P8: effectum.
+
+pub fn p8(plan: &Plan, s: &Scratch, peers: &Peers) -> Vec<Row> {
+    let (ne, nc) = plan.effectum;
+    let name = "effectum 0.7.0 (synchronous NORMAL)";
+    let mut enq = Row::new("P8-enqueue", &format!("enqueue {ne} jobs one at a time"), "jobs/s", name, Some(3.0));
+    let mut c1 = Row::new("P8-cycle-c1", &format!("no-op job cycle, {nc} jobs, concurrency 1"), "jobs/s", name, Some(3.0));
+    let mut c4 = Row::new("P8-cycle-c4", &format!("no-op job cycle, {nc} jobs, concurrency 4"), "jobs/s", name, Some(3.0));
+    // batchdb at durability normal, as effectum.
+    {
+        let path = s.db();
+        let db = open(&path, Durability::Normal);
+        let t = tag();
+        let start = Instant::now();
+        for i in 0..ne {
+            db.add(&payload(t, i as u64)[..]).expect("add");
+        }
+        enq.batchdb = Some(ne as f64 / start.elapsed().as_secs_f64());
+        drop(db);
+        s.done(&path);
+    }
+    for (row, workers) in [(&mut c1, 1), (&mut c4, 4)] {
+        let path = s.db();
+        let db = open(&path, Durability::Normal);
+        fill(&db, nc);
+        let start = Instant::now();
+        let report = db
+            .run(RunOptions { workers, until_empty: true }, |_job| Ok::<(), std::io::Error>(()))
+            .expect("run");
+        assert_eq!(report.completed as usize, nc);
+        row.batchdb = Some(nc as f64 / start.elapsed().as_secs_f64());
+        drop(db);
+        s.done(&path);
+    }
+    match &peers.effectum {
+        None => {
+            for r in [&mut enq, &mut c1, &mut c4] {
+                r.notes.push("effectum binary not built (benches/run.sh builds it)".into());
+            }
+        }
+        Some(bin) => {
+            let dir = s.dir();
+            let out = Command::new(bin)
+                .args([dir.to_str().unwrap(), &ne.to_string(), &nc.to_string()])
+                .output()
+                .expect("run effectum");
+            let _ = std::fs::remove_dir_all(&dir);
+            assert!(out.status.success(), "effectum: {}", String::from_utf8_lossy(&out.stderr));
+            let v: Value = serde_json::from_slice(&out.stdout).expect("effectum json");
+            enq.baseline = v["enqueue"].as_f64();
+            c1.baseline = v["cycle_c1"].as_f64();
+            c4.baseline = v["cycle_c4"].as_f64();
+        }
+    }
+    vec![enq, c1, c4]
+}
+
+// ---------------------------------------------------------------------------------------------
+// P9: durable adds from 8 threads.
+
+fn threaded_adds(s: &Scratch, threads: usize, slice: Duration, d: Durability) -> (f64, bool) {
+    let path = s.db();
+    let db = open(&path, d);
+    let done = AtomicU64::new(0);
+    let start = Instant::now();
+    std::thread::scope(|sc| {
+        for _ in 0..threads {
+            let (db, done) = (db.clone(), &done);
+            sc.spawn(move || {
+                let t = tag();
+                let mut i = 0;
+                while start.elapsed() < slice {
+                    db.add(&payload(t, i)[..]).expect("add");
+                    i += 1;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let n = done.into_inner();
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    drop(db);
+    // Every returned add is in the file after reopening.
+    let reopened = open(&path, d);
+    let stats = reopened.stats().expect("stats");
+    let ok = stats.jobs == n && stats.pending == n;
+    drop(reopened);
+    s.done(&path);
+    (rate, ok)
+}
+
+pub fn p9(plan: &Plan, s: &Scratch, p1: Option<f64>) -> Row {
+    let mut row = Row::new(
+        "P9",
+        "add from 8 threads, durability full (group commit)",
+        "jobs/s",
+        "1-thread add at full (P1's workload, re-measured alongside)",
+        Some(5.0),
+    );
+    let mut all_ok = true;
+    let (a, b) = pair(
+        plan.reps,
+        || {
+            let (r, ok) = threaded_adds(s, 8, plan.slice, Durability::Full);
+            all_ok &= ok;
+            r
+        },
+        || threaded_adds(s, 1, plan.slice, Durability::Full).0,
+    );
+    row.batchdb = Some(a);
+    row.baseline = Some(b);
+    row.extra = json!({"p1_batchdb_rate": p1, "reopened_counts_match": all_ok, "conditions_met": all_ok});
+    row.notes.push(format!(
+        "still durable: every add returns after its group's commit at synchronous=FULL; after reopening, \
+         jobs and pending counts equal the adds returned: {all_ok}"
+    ));
+    row
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scaling curves.
+
+pub fn curves(plan: &Plan, s: &Scratch) -> Value {
+    let mut workers = Vec::new();
+    for w in [1usize, 2, 4, 8] {
+        let mut point = json!({"workers": w});
+        for d in [Durability::Normal, Durability::Full] {
+            let path = s.db();
+            let db = open(&path, d);
+            fill(&db, plan.queue);
+            let (rate, _) = batchdb_cycle(&db, w, plan.slice);
+            drop(db);
+            s.done(&path);
+            point[format!("cycle_{}", dname(d))] = json!(rate);
+        }
+        point["add_full"] = json!(threaded_adds(s, w, plan.slice, Durability::Full).0);
+        eprintln!("  workers {w}: {point}");
+        workers.push(point);
+    }
+    let mut sizes = Vec::new();
+    for &size in plan.sizes {
+        let path = s.db();
+        let db = open(&path, Durability::Normal);
+        let mut data = vec![0u8; size];
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for b in data.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        let rate = timed(plan.slice, |i| {
+            let n = data.len().min(8);
+            data[..n].copy_from_slice(&i.to_le_bytes()[..n]);
+            db.add(&data[..]).expect("add");
+        });
+        drop(db);
+        s.done(&path);
+        let point = json!({"bytes": size, "adds_per_s": rate, "mib_per_s": rate * size as f64 / (1 << 20) as f64});
+        eprintln!("  payload {size}: {point}");
+        sizes.push(point);
+    }
+    json!({"workers": workers, "payload": sizes,
+           "notes": "workers: claim+complete cycle (empty output) at both durabilities and add at full, \
+                     one timed slice each; payload: add at durability normal, 1 thread"})
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Every benchmark of BENCHMARKS.md in one command:
+#
+#   bash benches/run.sh            full run (about 10 minutes); writes benches/results/results.json,
+#                                  results.md (the table) and the SVG plots beside them
+#   bash benches/run.sh --smoke    every workload tiny (seconds), for CI; writes to
+#                                  ${TMPDIR:-/tmp}/batchdb-bench-smoke/ and leaves the tree alone
+#
+# Any further arguments go to the harness (e.g. --only P4,P9). It builds: the library (for
+# libbatchdb.so), the C cycle program (P6), the effectum peer (P8, its own crate), the
+# original JavaScript batchdb (P7, npm ci in benches/original), and the harness itself.
+# A peer that cannot be built is reported in the results, never invented.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+smoke=()
+if [[ "${1:-}" == "--smoke" ]]; then
+    smoke=(--smoke)
+    shift
+    out_dir="${TMPDIR:-/tmp}/batchdb-bench-smoke"
+else
+    out_dir="$root/benches/results"
+fi
+mkdir -p "$out_dir"
+peers=()
+
+echo "== building the library (release)" >&2
+cargo build --release --quiet
+lib_dir="${CARGO_TARGET_DIR:-$root/target}/release"
+
+echo "== building the C cycle program (P6)" >&2
+if cc -O2 -Wall -Wextra -I "$root/include" benches/c/cycle.c -L "$lib_dir" -lbatchdb \
+        -Wl,-rpath,"$lib_dir" -o "$out_dir/cycle-c"; then
+    peers+=(--c-cycle "$out_dir/cycle-c")
+else
+    echo "   (C cycle program did not build: P6-C is reported as not measured)" >&2
+fi
+
+echo "== building the effectum peer (P8)" >&2
+if (cd benches/effectum && cargo build --release --quiet); then
+    peers+=(--effectum "$root/benches/effectum/target/release/batchdb-bench-effectum")
+else
+    echo "   (effectum did not build: P8 is reported as not measured)" >&2
+fi
+
+echo "== installing the original JavaScript batchdb (P7)" >&2
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    peers+=(--original-status "node or npm is not installed")
+elif (cd benches/original && npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>"$out_dir/npm.log"); then
+    peers+=(--original "$root/benches/original")
+else
+    peers+=(--original-status "npm ci failed: $(tail -3 "$out_dir/npm.log" | tr '\n' ' ')")
+fi
+
+echo "== building the harness" >&2
+# In the library's target folder: it shares rusqlite's bundled SQLite build with it.
+(cd benches/harness && cargo build --release --quiet --target-dir "$root/target")
+
+echo "== running" >&2
+exec "$root/target/release/batchdb-bench" "${smoke[@]}" \
+    --out "$out_dir/results.json" --plots "$out_dir" --scratch "${TMPDIR:-/tmp}/batchdb-bench-scratch" \
+    "${peers[@]}" "$@"
