@@ -1335,7 +1335,7 @@ mod model {
 
 #[test]
 fn r6_model_based_queue() {
-    let (cases, max_ops) = if long() { (512, 60) } else { (32, 30) };
+    let (cases, max_ops) = if long() { (512, 60) } else { (64, 30) };
     let (cases, ops) = model::run(cases, max_ops);
     println!("R6 model-based test: {cases} cases, {ops} operations, 0 divergences");
 }
