@@ -58,6 +58,11 @@ impl Writer {
         self.size
     }
 
+    /// Whether storing a chunk failed: the error came from the store, not from the input.
+    pub(crate) fn has_failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
     /// Whether nothing was written yet.
     pub fn is_empty(&self) -> bool {
         self.size == 0

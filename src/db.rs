@@ -143,7 +143,10 @@ impl Db {
 
     fn write_all(&self, mut payload: impl Read) -> Result<Writer> {
         let mut w = self.writer();
-        std::io::copy(&mut payload, &mut w).map_err(|e| Error::from(e).context("reading the payload"))?;
+        std::io::copy(&mut payload, &mut w).map_err(|e| {
+            let what = if w.has_failed() { "storing the payload" } else { "reading the payload" };
+            Error::from(e).context(what)
+        })?;
         Ok(w)
     }
 

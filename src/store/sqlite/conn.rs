@@ -49,6 +49,18 @@ pub(crate) fn sql_err(e: rusqlite::Error) -> Error {
             "the database stayed locked by another process for longer than the bounded wait ({msg})"
         )),
         Some(ErrorCode::DiskFull) => Error::io(format!("disk full: {msg}")),
+        // SQLite reports a failed write as SQLITE_FULL only for ENOSPC: a file size limit
+        // (EFBIG) or a quota (EDQUOT) arrives as a bare "disk I/O error". The failed call's
+        // errno is still this thread's last one, so name the cause.
+        Some(ErrorCode::SystemIoFailure) => {
+            let os = std::io::Error::last_os_error();
+            match os.raw_os_error() {
+                Some(libc::ENOSPC | libc::EFBIG | libc::EDQUOT) => {
+                    Error::io(format!("disk full or file too large: {msg} ({os})"))
+                }
+                _ => Error::io(msg),
+            }
+        }
         Some(ErrorCode::NotADatabase) => Error::invalid(format!("not a batchdb database: {msg}")),
         Some(ErrorCode::DatabaseCorrupt) => Error::corrupt(format!("database file is damaged: {msg}")),
         Some(ErrorCode::TooBig) => Error::invalid(format!("value too large: {msg}")),

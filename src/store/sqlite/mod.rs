@@ -441,10 +441,12 @@ impl Store for Sqlite {
             after = last;
             for blob in candidates {
                 let gone = self.conns.write(false, move |c| {
-                    c.prepare_cached(BLOB_DELETE_UNREFERENCED).sql()?.execute([blob]).sql()
+                    c.prepare_cached(BLOB_UNPUBLISH_UNREFERENCED).sql()?.execute([blob]).sql()
                 })?;
                 if gone == 1 {
                     let (n, b) = self.clear_chunks(blob)?;
+                    self.conns
+                        .write(false, move |c| c.prepare_cached(STAGE_DELETE).sql()?.execute([blob]).sql())?;
                     report.blobs_removed += 1;
                     report.chunks_removed += n;
                     report.bytes_removed += b;

@@ -179,8 +179,11 @@ pub(crate) const UNREFERENCED_BLOBS: &str = "SELECT b.id FROM blob b \
        AND NOT EXISTS (SELECT 1 FROM job WHERE blob = b.id) \
        AND NOT EXISTS (SELECT 1 FROM result WHERE blob = b.id) \
      ORDER BY b.id LIMIT 256";
-pub(crate) const BLOB_DELETE_UNREFERENCED: &str = "DELETE FROM blob WHERE id = ?1 \
-     AND hash IS NOT NULL \
+/// Turns an unreferenced blob back into an abandoned staging area, whose chunks and row gc
+/// then removes: a crash part way leaves a leftover that the next gc removes, never chunks
+/// without a blob.
+pub(crate) const BLOB_UNPUBLISH_UNREFERENCED: &str = "UPDATE blob SET hash = NULL, lease_until = 0 \
+     WHERE id = ?1 AND hash IS NOT NULL \
      AND NOT EXISTS (SELECT 1 FROM job WHERE blob = ?1) \
      AND NOT EXISTS (SELECT 1 FROM result WHERE blob = ?1)";
 pub(crate) const ORPHAN_CHUNK_OWNERS: &str = "SELECT c.blob, count(*) FROM chunk c \
