@@ -695,6 +695,7 @@ fn a_worker_whose_connection_is_killed_is_rescued_and_fenced() {
 
 /// Server only: a connection killed in the middle of a transaction is an I/O error that says
 /// the connection was lost, and the write is not applied twice.
+#[cfg(feature = "postgres")]
 #[test]
 fn a_connection_lost_mid_write_is_a_clear_io_error() {
     if !on_pg() {
