@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::events::{Event, Events, SubscriptionId};
 use crate::hash::Hash;
 use crate::list::{Cursor, FailRow, JobRow, ListKind, ListRow, PendingRow, ResultRow, Row};
+use crate::location::is_postgres_url;
 use crate::queue::{Heartbeat, Job, Live};
 use crate::store::sqlite::{lock, Sqlite};
 use crate::store::{ClaimParams, Finished, GcReport, PushSpec, Stats, Store};
@@ -104,14 +105,36 @@ impl std::fmt::Debug for Db {
     }
 }
 
+/// A `postgres://` URL selects the PostgreSQL backend; anything else is an SQLite file.
+fn open_store(path: &Path, opts: &Options) -> Result<Arc<dyn Store>> {
+    if let Some(url) = path.to_str().filter(|p| is_postgres_url(p)) {
+        #[cfg(feature = "postgres")]
+        {
+            return Ok(Arc::new(crate::store::postgres::Postgres::open(url, opts.durability)?));
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            return Err(Error::invalid(format!(
+                "{}: this batchdb was built without the postgres feature (build it with --features postgres)",
+                crate::location::redact(url)
+            )));
+        }
+    }
+    Ok(Arc::new(Sqlite::open(path, opts.durability)?))
+}
+
 impl Db {
     /// Opens the database at `path`, creating it when the file is missing or empty.
     ///
     /// A file that is not SQLite, an SQLite file that is not batchdb, and a batchdb file of a
     /// newer schema are refused with [`Error::Invalid`], and left unchanged.
+    ///
+    /// A `postgres://` or `postgresql://` URL instead of a path keeps the database on a
+    /// PostgreSQL server (with the `postgres` cargo feature), in the schema `batchdb` or the
+    /// one named by a `?schema=NAME` parameter; everything else works the same.
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         opts.validate()?;
-        let store: Arc<dyn Store> = Arc::new(Sqlite::open(path.as_ref(), opts.durability)?);
+        let store = open_store(path.as_ref(), &opts)?;
         let live = Arc::new(Mutex::new(Live::default()));
         let heartbeat = if opts.heartbeat {
             Some(Heartbeat::start(store.clone(), live.clone(), opts.lease)?)

@@ -244,6 +244,9 @@ fn results_and_fails_list_by_key_then_created_across_pages() {
 
 #[test]
 fn garbage_file_is_refused_and_unchanged() {
+    if sqlite_only("a file of garbage") {
+        return;
+    }
     let t = temp_path();
     let garbage: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(&t.path, &garbage).unwrap();
@@ -256,6 +259,19 @@ fn garbage_file_is_refused_and_unchanged() {
 #[test]
 fn foreign_sqlite_file_is_refused_and_unchanged() {
     let t = temp_path();
+    if let Some(schema) = &t.pg_schema {
+        // The PostgreSQL equivalent: a schema that holds someone else's tables.
+        let url = t.path.to_str().unwrap();
+        pg::exec(url, &format!("CREATE SCHEMA {schema}; CREATE TABLE people (name TEXT)")).unwrap();
+        let err = Db::open(&t.path, Options::default()).unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+        assert!(err.to_string().contains("not a batchdb database"), "{err}");
+        assert_eq!(
+            raw_count(&t.path, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"),
+            1
+        );
+        return;
+    }
     {
         let c = rusqlite::Connection::open(&t.path).unwrap();
         c.execute_batch("CREATE TABLE people (name TEXT); INSERT INTO people VALUES ('ada');").unwrap();
@@ -271,6 +287,15 @@ fn foreign_sqlite_file_is_refused_and_unchanged() {
 fn newer_schema_is_refused_and_unchanged() {
     let t = temp_path();
     drop(open(&t.path));
+    if on_pg() {
+        let url = t.path.to_str().unwrap();
+        pg::exec(url, "UPDATE meta SET value = 999 WHERE name = 'version'").unwrap();
+        let err = Db::open(&t.path, Options::default()).unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+        assert!(err.to_string().contains("newer"), "{err}");
+        assert_eq!(raw_count(&t.path, "SELECT value FROM meta WHERE name = 'version'"), 999);
+        return;
+    }
     {
         let c = rusqlite::Connection::open(&t.path).unwrap();
         c.execute_batch("PRAGMA user_version = 999; PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
@@ -351,9 +376,7 @@ fn duplicate_content_is_stored_once() {
     let s = db.stats().unwrap();
     assert_eq!((s.blobs, s.blob_bytes), (1, 10_000));
     assert!(db.check().unwrap().is_clean(), "the surplus staged copy was cleared");
-    let raw = rusqlite::Connection::open(&t.path).unwrap();
-    let chunks: i64 = raw.query_row("SELECT count(*) FROM chunk", [], |r| r.get(0)).unwrap();
-    assert_eq!(chunks, 10, "one copy of the chunks");
+    assert_eq!(raw_count(&t.path, "SELECT count(*) FROM chunk"), 10, "one copy of the chunks");
 }
 
 #[test]
@@ -524,4 +547,42 @@ fn add_batch_refuses_a_payload_larger_than_a_chunk_and_adds_nothing() {
     assert_eq!(db.jobs().count(), 0);
     assert!(db.add_batch(Vec::<Vec<u8>>::new()).unwrap().is_empty());
     assert_eq!(db.add_batch([vec![3u8; 1024]]).unwrap().len(), 1, "exactly one chunk is fine");
+}
+
+/// Errors about a server never show the URL's password: wrong password, unreachable server,
+/// or (without the feature) a build that cannot open URLs at all.
+#[test]
+fn errors_never_show_the_password_of_a_url() {
+    let secret = "Sup3rSecretPw";
+    let mut urls = vec![format!("postgres://batchdb_pw:{secret}@127.0.0.1:1/nowhere?connect_timeout=2")];
+    if let Some(url) = pg_url() {
+        // The test server (tests/pg/run.sh) has a role batchdb_pw that needs a password.
+        let rest = url.split_once('@').map(|(_, r)| r.to_string()).unwrap_or_default();
+        urls.push(format!("postgresql://batchdb_pw:{secret}@{rest}"));
+        urls.push(format!(
+            "postgresql://{rest}{}password={secret}&user=batchdb_pw",
+            if rest.contains('?') { '&' } else { '?' }
+        ));
+    }
+    for url in urls {
+        match Db::open(&url, Options::default()) {
+            Ok(_) => println!("note: the server let batchdb_pw in without checking the password"),
+            Err(err) => {
+                println!("{err}");
+                assert!(!err.to_string().contains(secret), "password leaked: {err}");
+                assert!(!format!("{err:?}").contains(secret), "password leaked: {err:?}");
+                assert!(matches!(err, Error::Io(_) | Error::Invalid(_)), "{err:?}");
+            }
+        }
+    }
+    assert_eq!(batchdb::redact(&format!("postgres://u:{secret}@h/d")), "postgres://u:***@h/d");
+}
+
+#[cfg(not(feature = "postgres"))]
+#[test]
+fn a_postgres_url_without_the_feature_is_a_clear_error() {
+    let err = Db::open("postgres://u:pw@localhost/db", Options::default()).unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+    assert!(err.to_string().contains("built without the postgres feature"), "{err}");
+    assert!(!err.to_string().contains(":pw@"), "{err}");
 }

@@ -484,9 +484,7 @@ fn gc_removes_leftovers_of_an_interrupted_write() {
     std::thread::sleep(Duration::from_millis(150));
     let report = db.gc().unwrap();
     assert_eq!((report.stages_removed, report.chunks_removed), (1, 4), "{report:?}");
-    let raw = rusqlite::Connection::open(&t.path).unwrap();
-    let n: i64 = raw.query_row("SELECT count(*) FROM chunk", [], |r| r.get(0)).unwrap();
-    assert_eq!(n, 0);
+    assert_eq!(raw_count(&t.path, "SELECT count(*) FROM chunk"), 0);
 }
 
 #[test]
@@ -499,10 +497,7 @@ fn check_is_clean_then_reports_a_corrupt_chunk_and_an_orphan_chunk() {
     assert!(clean.is_clean(), "{:?}", clean.problems);
     assert_eq!(clean.blobs_checked, 2);
     corrupt_chunk(&t.path, &key, 2, 0);
-    {
-        let raw = rusqlite::Connection::open(&t.path).unwrap();
-        raw.execute("INSERT INTO chunk (blob, seq, data) VALUES (99999, 0, x'00')", []).unwrap();
-    }
+    insert_orphan_chunk(&t.path);
     let report = db.check().unwrap();
     assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
     assert!(report.problems.iter().any(|p| p.contains(&key.to_string())), "names the blob");
@@ -651,4 +646,89 @@ fn wait_for_work_times_out_when_idle_and_wakes_on_a_push() {
     pusher.join().unwrap();
     assert!(db.wait_for_work(Duration::from_secs(10)).unwrap(), "ready work: returns at once");
     assert!(db.claim().unwrap().is_some());
+}
+
+/// Server only: a worker whose connections the server kills while it holds a job. The job is
+/// rescued by another worker once the lease runs out, and the stale worker's late complete
+/// changes nothing.
+#[test]
+fn a_worker_whose_connection_is_killed_is_rescued_and_fenced() {
+    if !on_pg() {
+        println!("skipped: needs a PostgreSQL server (BATCHDB_TEST_PG)");
+        return;
+    }
+    let t = temp_path();
+    let schema = t.pg_schema.clone().unwrap();
+    let victim = format!("victim_{schema}");
+    let url = t.path.to_str().unwrap().to_string();
+    let opts = |o: &mut Options| {
+        o.lease = Duration::from_millis(300);
+        o.heartbeat = false;
+    };
+    let stale_db = open_with(Path::new(&format!("{url}&application_name={victim}")), opts);
+    let rescuer = open_with(&t.path, opts);
+    let (_, created) = rescuer.add(&b"killed mid-job"[..]).unwrap();
+    let mut stale = stale_db.claim().unwrap().unwrap();
+    stale.write_all(b"late answer").unwrap();
+    let killed = raw_count(
+        &t.path,
+        &format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{victim}'"
+        ),
+    );
+    assert!(killed >= 1, "the stale worker had a connection to kill");
+    assert!(rescuer.claim().unwrap().is_none(), "not rescued before its lease runs out");
+    std::thread::sleep(Duration::from_millis(400));
+    let mut fresh = rescuer.claim().unwrap().expect("rescued after the lease ran out");
+    assert_eq!((fresh.created(), fresh.attempt()), (created, 2));
+    fresh.write_all(b"right answer").unwrap();
+    let good = fresh.complete().unwrap();
+    let err = stale.complete().unwrap_err();
+    assert!(matches!(err, Error::Stale(_) | Error::Io(_)), "{err:?}");
+    println!("late complete after the kill: {err}");
+    let results: Vec<_> = rescuer.results().map(|r| r.unwrap()).collect();
+    assert_eq!(results.len(), 1);
+    assert_eq!((results[0].created, results[0].hash), (created, good));
+    assert!(matches!(rescuer.get(&Hash::of(b"late answer")), Err(Error::NotFound(_))));
+    assert!(rescuer.check().unwrap().is_clean());
+}
+
+/// Server only: a connection killed in the middle of a transaction is an I/O error that says
+/// the connection was lost, and the write is not applied twice.
+#[cfg(feature = "postgres")]
+#[test]
+fn a_connection_lost_mid_write_is_a_clear_io_error() {
+    if !on_pg() {
+        println!("skipped: needs a PostgreSQL server (BATCHDB_TEST_PG)");
+        return;
+    }
+    let t = temp_path();
+    let url = t.path.to_str().unwrap().to_string();
+    let name = format!("locked_{}", t.pg_schema.as_deref().unwrap());
+    let db = open(&t.path);
+    let key = db.create(&b"k"[..]).unwrap();
+    let victim = open(Path::new(&format!("{url}&application_name={name}")));
+    // Hold the row lock that every push takes, so that the victim's push waits inside its
+    // transaction; then kill the victim's connection.
+    let mut holder = pg::client(&url);
+    let mut tx = holder.transaction().unwrap();
+    tx.execute("SELECT value FROM meta WHERE name = 'last_created' FOR UPDATE", &[]).unwrap();
+    let pusher = std::thread::spawn(move || victim.push(&key));
+    assert!(eventually(Duration::from_secs(5), || {
+        raw_count(
+            &t.path,
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}' AND wait_event_type = 'Lock'"),
+        ) == 1
+    }));
+    raw_count(
+        &t.path,
+        &format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{name}'"
+        ),
+    );
+    let err = pusher.join().unwrap().unwrap_err();
+    tx.rollback().unwrap();
+    assert!(matches!(err, Error::Io(_)), "{err:?}");
+    assert!(err.to_string().contains("connection to PostgreSQL lost"), "{err}");
+    assert_eq!(db.pending().count(), 0, "the push was not applied");
 }

@@ -87,7 +87,7 @@ pub extern "C" fn batchdb_open(
         *out = std::ptr::null_mut();
         let path = path_arg(c_str(path))?;
         let db = Db::open(&path, options(opt_ref(opts))?)
-            .map_err(|e| e.context(format!("opening {}", path.display())))?;
+            .map_err(|e| e.context(format!("opening {}", crate::redact(&path.to_string_lossy()))))?;
         *out = into_raw(DbHandle { db, subs: Mutex::new(Vec::new()) });
         Ok(BATCHDB_OK)
     })

@@ -5,6 +5,8 @@
 //! heartbeats, waiting and events stay above it. A server-backed backend implements this
 //! trait and nothing else changes.
 
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
 use crate::error::Result;

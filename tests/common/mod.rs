@@ -6,15 +6,163 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// A fresh, empty database for one test: a file in a temporary folder by default, or, when
+/// `BATCHDB_TEST_PG` holds a PostgreSQL URL (and the suite is built with `--features
+/// postgres`), a fresh schema on that server, dropped at the end. `path` is what
+/// `Db::open` takes either way, so the same test body runs on both backends.
 pub struct TempDb {
     pub dir: tempfile::TempDir,
     pub path: PathBuf,
+    pub pg_schema: Option<String>,
+}
+
+/// The PostgreSQL server the suite runs against, if any.
+pub fn pg_url() -> Option<String> {
+    let url = std::env::var("BATCHDB_TEST_PG").ok().filter(|u| !u.is_empty())?;
+    if !cfg!(feature = "postgres") {
+        panic!("BATCHDB_TEST_PG is set, but the tests were built without --features postgres");
+    }
+    Some(url)
+}
+
+/// Whether this run tests the PostgreSQL backend.
+pub fn on_pg() -> bool {
+    pg_url().is_some()
+}
+
+/// Skips (returns true and says so) a test that only makes sense on an SQLite file.
+pub fn sqlite_only(what: &str) -> bool {
+    if on_pg() {
+        println!("skipped on PostgreSQL: {what}");
+        return true;
+    }
+    false
 }
 
 pub fn temp_path() -> TempDb {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("test.db");
-    TempDb { dir, path }
+    match pg_url() {
+        None => {
+            let path = dir.path().join("test.db");
+            TempDb { dir, path, pg_schema: None }
+        }
+        Some(url) => {
+            use std::sync::atomic::{AtomicU64, Ordering};
+            static N: AtomicU64 = AtomicU64::new(0);
+            let nanos =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+            let schema =
+                format!("t_{}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), nanos % 100_000);
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let path = PathBuf::from(format!("{url}{sep}schema={schema}"));
+            TempDb { dir, path, pg_schema: Some(schema) }
+        }
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        if let Some(schema) = &self.pg_schema {
+            if helper_role().is_none() {
+                let _ = pg::exec(
+                    &pg_url().unwrap_or_default(),
+                    &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+                );
+            }
+        }
+    }
+}
+
+/// Raw access to a test database, bypassing batchdb: SQL on the file, or on the schema.
+pub fn raw_count(path: &Path, sql: &str) -> i64 {
+    match path.to_str().filter(|p| p.starts_with("postgres")) {
+        Some(url) => pg::count(url, sql),
+        None => {
+            let c = rusqlite::Connection::open(path).expect("raw open");
+            c.query_row(sql, [], |r| r.get(0)).expect("raw count")
+        }
+    }
+}
+
+/// Adds a chunk row whose blob does not exist.
+pub fn insert_orphan_chunk(path: &Path) {
+    match path.to_str().filter(|p| p.starts_with("postgres")) {
+        Some(url) => {
+            pg::exec(url, "INSERT INTO chunk (blob, seq, data) VALUES (99999, 0, '\\x00'::bytea)").unwrap();
+        }
+        None => {
+            let raw = rusqlite::Connection::open(path).unwrap();
+            raw.execute("INSERT INTO chunk (blob, seq, data) VALUES (99999, 0, x'00')", []).unwrap();
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+pub mod pg {
+    //! A raw client for the test server. A URL's `schema` parameter becomes the search path.
+
+    fn connect(url: &str) -> Result<(postgres::Client, Option<String>), postgres::Error> {
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut schema = None;
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|kv| match kv.strip_prefix("schema=") {
+                Some(s) => {
+                    schema = Some(s.to_string());
+                    false
+                }
+                None => !kv.is_empty(),
+            })
+            .collect();
+        let url = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+        let mut c = postgres::Client::connect(&url, postgres::NoTls)?;
+        if let Some(s) = &schema {
+            c.batch_execute(&format!("SET search_path TO {s}"))?;
+        }
+        Ok((c, schema))
+    }
+
+    pub fn exec(url: &str, sql: &str) -> Result<(), postgres::Error> {
+        connect(url)?.0.batch_execute(sql)
+    }
+
+    pub fn count(url: &str, sql: &str) -> i64 {
+        connect(url).expect("raw connect").0.query_one(sql, &[]).expect("raw count").get(0)
+    }
+
+    pub fn client(url: &str) -> postgres::Client {
+        connect(url).expect("raw connect").0
+    }
+
+    /// Flips one byte of the `seq`th chunk of the blob `hash`.
+    pub fn corrupt_chunk(url: &str, hash: &batchdb::Hash, seq: i64, at: usize) {
+        let mut c = client(url);
+        let hash: &[u8] = hash.as_bytes().as_slice();
+        let row = c
+            .query_one(
+                "SELECT c.blob, c.data FROM chunk c JOIN blob b ON b.id = c.blob WHERE b.hash = $1 AND c.seq = $2",
+                &[&hash, &seq],
+            )
+            .expect("find chunk");
+        let (blob, mut data): (i64, Vec<u8>) = (row.get(0), row.get(1));
+        let i = at % data.len();
+        data[i] ^= 0x5a;
+        c.execute("UPDATE chunk SET data = $1 WHERE blob = $2 AND seq = $3", &[&data, &blob, &seq])
+            .expect("corrupt");
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+pub mod pg {
+    pub fn exec(_url: &str, _sql: &str) -> Result<(), String> {
+        Err("built without the postgres feature".into())
+    }
+    pub fn count(_url: &str, _sql: &str) -> i64 {
+        panic!("built without the postgres feature")
+    }
+    pub fn corrupt_chunk(_url: &str, _hash: &batchdb::Hash, _seq: i64, _at: usize) {
+        panic!("built without the postgres feature")
+    }
 }
 
 pub fn open(path: &Path) -> Db {
@@ -127,6 +275,9 @@ pub fn cpu_time() -> Duration {
 
 /// Flips one byte of the `seq`th chunk of the blob `hash`, bypassing batchdb.
 pub fn corrupt_chunk(path: &Path, hash: &batchdb::Hash, seq: i64, at: usize) {
+    if let Some(url) = path.to_str().filter(|p| p.starts_with("postgres")) {
+        return pg::corrupt_chunk(url, hash, seq, at);
+    }
     let c = rusqlite::Connection::open(path).expect("raw open");
     let (blob, mut data): (i64, Vec<u8>) = c
         .query_row(

@@ -124,7 +124,9 @@ fn one_line(m: &str) -> String {
 
 fn open(cli: &Cli, opts: Options) -> CliResult<Db> {
     Db::open(&cli.db, opts).map_err(|e| match e {
-        batchdb::Error::Io(m) => CliError::Msg(format!("{}: {m}", cli.db.display())),
+        batchdb::Error::Io(m) => {
+            CliError::Msg(format!("{}: {m}", batchdb::redact(&cli.db.to_string_lossy())))
+        }
         e => e.into(),
     })
 }
@@ -206,7 +208,7 @@ fn dispatch(cli: Cli) -> CliResult<i32> {
                 return Err(CliError::Msg(format!(
                     "check found {n} problem{} in {}",
                     if n == 1 { "" } else { "s" },
-                    cli.db.display()
+                    batchdb::redact(&cli.db.to_string_lossy())
                 )));
             }
             writeln!(out, "ok: {} blobs, {} bytes verified", report.blobs_checked, report.bytes_checked)

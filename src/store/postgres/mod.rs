@@ -1,0 +1,930 @@
+//! The PostgreSQL backend: the same queue and blob store, kept on a server that many machines
+//! share. Selected by opening a `postgres://` or `postgresql://` URL; built with the
+//! `postgres` cargo feature.
+//!
+//! Connections: a small pool of synchronous clients, each with its prepared statements; every
+//! [`Store`] method is one short transaction on one of them. Waiting workers are woken with
+//! `LISTEN/NOTIFY`: every transaction that changes the queue sends a notification on the
+//! schema's channel, and [`Store::change_counter`] counts the notifications that arrived on a
+//! dedicated listening connection, without a round trip.
+//!
+//! Failures: a lost connection is an [`Error::Io`] that says so. A write is never retried
+//! once its transaction has begun, so nothing is applied twice; only a `BEGIN` (or a
+//! read) that failed on a pooled connection that had died while idle is tried again on a
+//! fresh one. No message, log or stat shows the URL's password (see [`crate::redact`]).
+//!
+//! Times (`created`, leases, delays) come from the clients' clocks, as with SQLite: machines
+//! that share a server should keep their clocks in sync (NTP).
+
+pub(crate) mod schema;
+
+use schema::*;
+
+use super::{
+    BlobEntry, BlobId, ClaimParams, Claimed, Expired, Finished, GcReport, Idle, Pos, Published, PushSpec,
+    Register, Stats, Store,
+};
+use crate::clock::now_ms;
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::list::{FailRow, JobRow, ListKind, PendingRow, ResultRow, Row};
+use crate::location::{redact, scrub};
+use crate::store::sqlite::lock;
+use crate::{Durability, Order};
+use ::postgres::error::SqlState;
+use ::postgres::fallible_iterator::FallibleIterator;
+use ::postgres::types::ToSql;
+use ::postgres::{Client, Config, NoTls, Statement};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Idle connections kept for reuse.
+const POOL: usize = 8;
+/// How long opening a connection may take, unless the URL sets `connect_timeout`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a look for notifications may wait for the socket.
+const NOTIFY_WAIT: Duration = Duration::from_millis(1);
+/// The schema used when the URL does not name one.
+const DEFAULT_SCHEMA: &str = "batchdb";
+
+type Params<'a> = [&'a (dyn ToSql + Sync)];
+
+/// Where the database lives, and how to reach it.
+struct Target {
+    config: Config,
+    schema: String,
+    channel: String,
+    /// The URL as given, only to scrub its secrets from driver messages.
+    url: String,
+    /// The URL without its password, for messages.
+    shown: String,
+    durable: bool,
+}
+
+fn valid_schema(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.len() <= 48
+}
+
+impl Target {
+    fn parse(url: &str, durability: Durability) -> Result<Target> {
+        let shown = redact(url);
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut schema = DEFAULT_SCHEMA.to_string();
+        let mut kept = Vec::new();
+        for kv in query.split('&').filter(|kv| !kv.is_empty()) {
+            match kv.split_once('=') {
+                Some(("schema", v)) => schema = v.to_string(),
+                _ => kept.push(kv),
+            }
+        }
+        if !valid_schema(&schema) {
+            return Err(Error::invalid(format!(
+                "{shown}: schema name {schema:?} is not allowed (lowercase letters, digits and _, \
+                 at most 48 characters, not starting with a digit)"
+            )));
+        }
+        let rest = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+        let mut config = Config::from_str(&rest).map_err(|e| {
+            Error::invalid(format!("{shown}: not a valid PostgreSQL URL: {}", scrub(&e.to_string(), url)))
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("batchdb");
+        }
+        Ok(Target {
+            config,
+            channel: format!("batchdb_{schema}"),
+            schema,
+            url: url.to_string(),
+            shown,
+            durable: durability == Durability::Full,
+        })
+    }
+
+    /// A driver error's text with its causes, without the URL's secrets.
+    fn describe(&self, e: &::postgres::Error) -> String {
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        scrub(&text, &self.url)
+    }
+
+    /// Maps a driver error to a batchdb error; `lost` is set when the connection is unusable.
+    fn err(&self, e: ::postgres::Error, lost: &mut bool) -> Error {
+        let text = self.describe(&e);
+        if let Some(db) = e.as_db_error() {
+            let code = db.code();
+            if [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW]
+                .contains(code)
+            {
+                *lost = true;
+                return Error::io(format!("connection to PostgreSQL lost ({}): {text}", self.shown));
+            }
+            if [
+                SqlState::T_R_SERIALIZATION_FAILURE,
+                SqlState::T_R_DEADLOCK_DETECTED,
+                SqlState::LOCK_NOT_AVAILABLE,
+            ]
+            .contains(code)
+            {
+                return Error::busy(format!("PostgreSQL ({}): {text}", self.shown));
+            }
+            if *code == SqlState::DISK_FULL {
+                return Error::io(format!("disk full on the PostgreSQL server ({}): {text}", self.shown));
+            }
+            return Error::io(format!("PostgreSQL ({}): {text}", self.shown));
+        }
+        *lost = true;
+        Error::io(format!("connection to PostgreSQL lost ({}): {text}", self.shown))
+    }
+
+    fn connect(&self) -> Result<Conn> {
+        let client = self.config.connect(NoTls).map_err(|e| {
+            Error::io(format!("cannot connect to PostgreSQL at {}: {}", self.shown, self.describe(&e)))
+        })?;
+        let mut conn = Conn { client, stmts: HashMap::new(), broken: false };
+        let mut setup = set_search_path(&self.schema);
+        if !self.durable {
+            setup.push_str("; ");
+            setup.push_str(SYNC_OFF);
+        }
+        Tx { c: &mut conn, t: self }.batch(&setup)?;
+        Ok(conn)
+    }
+}
+
+struct Conn {
+    client: Client,
+    stmts: HashMap<&'static str, Statement>,
+    broken: bool,
+}
+
+/// One connection inside one transaction (or a read outside any).
+struct Tx<'a> {
+    c: &'a mut Conn,
+    t: &'a Target,
+}
+
+impl Tx<'_> {
+    fn fail(&mut self, e: ::postgres::Error) -> Error {
+        let mut lost = false;
+        let err = self.t.err(e, &mut lost);
+        if lost || self.c.client.is_closed() {
+            self.c.broken = true;
+        }
+        err
+    }
+
+    fn prep(&mut self, sql: &'static str) -> Result<Statement> {
+        if let Some(s) = self.c.stmts.get(sql) {
+            return Ok(s.clone());
+        }
+        match self.c.client.prepare(sql) {
+            Ok(s) => {
+                self.c.stmts.insert(sql, s.clone());
+                Ok(s)
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn query(&mut self, sql: &'static str, params: &Params<'_>) -> Result<Vec<::postgres::Row>> {
+        let st = self.prep(sql)?;
+        self.c.client.query(&st, params).map_err(|e| self.fail(e))
+    }
+
+    fn opt(&mut self, sql: &'static str, params: &Params<'_>) -> Result<Option<::postgres::Row>> {
+        let st = self.prep(sql)?;
+        self.c.client.query_opt(&st, params).map_err(|e| self.fail(e))
+    }
+
+    fn one(&mut self, sql: &'static str, params: &Params<'_>) -> Result<::postgres::Row> {
+        let st = self.prep(sql)?;
+        self.c.client.query_one(&st, params).map_err(|e| self.fail(e))
+    }
+
+    fn exec(&mut self, sql: &'static str, params: &Params<'_>) -> Result<u64> {
+        let st = self.prep(sql)?;
+        self.c.client.execute(&st, params).map_err(|e| self.fail(e))
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        self.c.client.batch_execute(sql).map_err(|e| self.fail(e))
+    }
+
+    /// Wakes the waiting workers of every client when this transaction commits.
+    fn notify(&mut self) -> Result<()> {
+        let channel = self.t.channel.clone();
+        self.exec(NOTIFY, &[&channel]).map(|_| ())
+    }
+}
+
+struct Listener {
+    client: Option<Client>,
+    count: i64,
+}
+
+pub(crate) struct Postgres {
+    target: Target,
+    pool: Mutex<Vec<Conn>>,
+    listener: Mutex<Listener>,
+}
+
+fn hash_of(row: &::postgres::Row, i: usize) -> Result<Hash> {
+    Hash::from_bytes(row.get::<_, &[u8]>(i))
+}
+
+/// The advisory-lock key of a hash: its first eight bytes.
+fn hash_key(h: &Hash) -> i64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.as_bytes()[..8]);
+    i64::from_be_bytes(b)
+}
+
+impl Postgres {
+    pub fn open(url: &str, durability: Durability) -> Result<Postgres> {
+        let target = Target::parse(url, durability)?;
+        let mut conn = target.connect()?;
+        setup(&mut Tx { c: &mut conn, t: &target }).map_err(|e| match e {
+            Error::Invalid(m) => Error::Invalid(m),
+            e => e.context(format!("cannot set up batchdb in {}", target.shown)),
+        })?;
+        Ok(Postgres {
+            target,
+            pool: Mutex::new(vec![conn]),
+            listener: Mutex::new(Listener { client: None, count: 0 }),
+        })
+    }
+
+    fn take(&self) -> Result<(Conn, bool)> {
+        let pooled = lock(&self.pool).pop();
+        match pooled {
+            Some(c) => Ok((c, true)),
+            None => Ok((self.target.connect()?, false)),
+        }
+    }
+
+    fn give_back(&self, conn: Conn) {
+        if !conn.broken && !conn.client.is_closed() {
+            let mut pool = lock(&self.pool);
+            if pool.len() < POOL {
+                pool.push(conn);
+            }
+        }
+    }
+
+    /// Runs `f` in one transaction opened with `begin`, and commits. A `BEGIN` that fails on
+    /// a pooled connection that died while idle is tried once more on a fresh connection:
+    /// nothing was sent yet. Anything after that is never retried.
+    fn tx<T>(&self, begin: &str, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        let (mut conn, pooled) = self.take()?;
+        if let Err(e) = (Tx { c: &mut conn, t: &self.target }).batch(begin) {
+            if !(pooled && conn.broken) {
+                return Err(e);
+            }
+            conn = self.target.connect()?;
+            Tx { c: &mut conn, t: &self.target }.batch(begin)?;
+        }
+        let out = {
+            let mut tx = Tx { c: &mut conn, t: &self.target };
+            match f(&mut tx) {
+                Ok(v) => match tx.batch(COMMIT) {
+                    Ok(()) => Ok(v),
+                    Err(e) if tx.c.broken => Err(e.context(
+                        "the commit's outcome is unknown (the change may or may not have been applied)",
+                    )),
+                    Err(e) => Err(e),
+                },
+                Err(e) => {
+                    if !tx.c.broken && tx.batch(ROLLBACK).is_err() {
+                        tx.c.broken = true;
+                    }
+                    Err(e)
+                }
+            }
+        };
+        self.give_back(conn);
+        out
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        self.tx(BEGIN, f)
+    }
+
+    /// A read outside any transaction (one statement sees one snapshot). Reads change
+    /// nothing, so one that failed on a pooled connection that had died is run again.
+    fn read<T>(&self, f: impl Fn(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        let (mut conn, pooled) = self.take()?;
+        let mut out = f(&mut Tx { c: &mut conn, t: &self.target });
+        if out.is_err() && pooled && conn.broken {
+            conn = self.target.connect()?;
+            out = f(&mut Tx { c: &mut conn, t: &self.target });
+        }
+        self.give_back(conn);
+        out
+    }
+
+    /// Deletes a blob's chunks 32 at a time, one short transaction each.
+    fn clear_chunks(&self, blob: BlobId) -> Result<(u64, u64)> {
+        let (mut chunks, mut bytes) = (0, 0);
+        loop {
+            let sizes: Vec<i64> = self.write(|t| {
+                Ok(t.query(CHUNK_DELETE_SOME, &[&blob])?.iter().map(|r| r.get::<_, i64>(0)).collect())
+            })?;
+            chunks += sizes.len() as u64;
+            bytes += sizes.iter().sum::<i64>() as u64;
+            if sizes.len() < 32 {
+                return Ok((chunks, bytes));
+            }
+        }
+    }
+}
+
+/// Creates or migrates the schema, under an advisory lock that serializes clients doing the
+/// same. A schema that holds other tables and no batchdb `meta`, or a newer version, is
+/// refused and left unchanged.
+fn setup(t: &mut Tx<'_>) -> Result<()> {
+    let shown = t.t.shown.clone();
+    let schema = t.t.schema.clone();
+    t.batch(BEGIN)?;
+    let run = |t: &mut Tx<'_>| -> Result<()> {
+        t.exec(SETUP_LOCK, &[&SETUP_LOCK_KEY])?;
+        let row = t.one(SCHEMA_HAS_META, &[&schema])?;
+        let (has_meta, objects): (bool, i64) = (row.get(0), row.get(1));
+        let version = if has_meta {
+            t.one(VERSION, &[])?.get::<_, i64>(0)
+        } else if objects > 0 {
+            return Err(Error::invalid(format!(
+                "{shown}: schema {schema} is not a batchdb database (it holds {objects} other \
+                 table(s) and no batchdb meta table); name another with ?schema=NAME"
+            )));
+        } else {
+            t.batch(&create_schema(&schema))?;
+            0
+        };
+        if version > MIGRATIONS.len() as i64 {
+            return Err(Error::invalid(format!(
+                "{shown}: schema {schema} has schema version {version}, newer than this batchdb \
+                 understands ({}); upgrade batchdb to open it",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, script) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            t.batch(script)?;
+            t.exec(SET_VERSION, &[&(i as i64 + 1)])?;
+        }
+        Ok(())
+    };
+    match run(t) {
+        Ok(()) => t.batch(COMMIT),
+        Err(e) => {
+            let _ = t.batch(ROLLBACK);
+            Err(e)
+        }
+    }
+}
+
+/// Publishes a finished blob inside the caller's transaction; returns its id and, when the
+/// content already existed, the staging area that is now surplus.
+fn publish_blob(t: &mut Tx<'_>, b: &Finished) -> Result<(BlobId, Option<BlobId>)> {
+    // Writers of the same content, and gc, take turns on this hash until commit.
+    t.exec(HASH_LOCK, &[&hash_key(&b.hash)])?;
+    let hash: &[u8] = b.hash.as_bytes().as_slice();
+    if let Some(row) = t.opt(BLOB_BY_HASH, &[&hash])? {
+        let id: BlobId = row.get(0);
+        if let Some(stage) = b.stage {
+            t.exec(STAGE_ABANDON, &[&stage])?;
+        }
+        return Ok((id, b.stage));
+    }
+    let size = b.size as i64;
+    let id = match b.stage {
+        Some(stage) => {
+            if !b.tail.is_empty() {
+                t.exec(CHUNK_INSERT, &[&stage, &b.next_seq, &b.tail])?;
+            }
+            if t.exec(STAGE_PUBLISH, &[&stage, &hash, &size])? != 1 {
+                return Err(Error::stale(format!(
+                    "blob {} was abandoned while being written (its staging lease ran out and gc removed it)",
+                    b.hash.short()
+                )));
+            }
+            stage
+        }
+        None => {
+            let id: BlobId = t.one(BLOB_INSERT, &[&hash, &size])?.get(0);
+            if !b.tail.is_empty() {
+                t.exec(CHUNK_INSERT, &[&id, &0i64, &b.tail])?;
+            }
+            id
+        }
+    };
+    Ok((id, None))
+}
+
+fn insert_instance(t: &mut Tx<'_>, job: BlobId, spec: PushSpec) -> Result<i64> {
+    let created: i64 = t.one(NEXT_CREATED, &[&now_ms()])?.get(0);
+    let (state, run_at) =
+        if spec.delay_ms > 0 { (WAITING, Some(created + spec.delay_ms)) } else { (READY, None) };
+    t.exec(INSTANCE_INSERT, &[&created, &job, &state, &(spec.priority as i64), &run_at])?;
+    t.notify()?;
+    Ok(created)
+}
+
+fn job_by_hash(t: &mut Tx<'_>, key: &Hash) -> Result<BlobId> {
+    let hash: &[u8] = key.as_bytes().as_slice();
+    t.opt(JOB_BY_HASH, &[&hash])?
+        .map(|r| r.get(0))
+        .ok_or_else(|| Error::not_found(format!("job {} not found", key.short())))
+}
+
+/// The fence: the instance must still be running under this attempt. Locks its row.
+fn fence(t: &mut Tx<'_>, created: i64, attempt: u32) -> Result<(BlobId, i64)> {
+    t.opt(FENCE, &[&created, &(attempt as i64)])?
+        .map(|r| (r.get(0), r.get::<_, Option<i64>>(1).unwrap_or(0)))
+        .ok_or_else(|| {
+            Error::stale(format!(
+                "instance {created} is no longer held by attempt {attempt}: its lease ran out and it was \
+                 re-queued, taken by another worker, or already finished"
+            ))
+        })
+}
+
+impl Store for Postgres {
+    fn stage_begin(&self, lease_ms: i64) -> Result<BlobId> {
+        self.write(|t| Ok(t.one(STAGE_BEGIN, &[&(now_ms() + lease_ms)])?.get(0)))
+    }
+
+    fn stage_write(&self, stage: BlobId, seq: i64, data: Vec<u8>, lease_ms: i64) -> Result<Vec<u8>> {
+        self.write(|t| {
+            if t.exec(STAGE_RENEW, &[&stage, &(now_ms() + lease_ms)])? != 1 {
+                return Err(Error::stale(format!(
+                    "blob write {stage} was abandoned (its staging lease ran out and gc removed it)"
+                )));
+            }
+            t.exec(CHUNK_INSERT, &[&stage, &seq, &data])?;
+            Ok(())
+        })?;
+        Ok(data)
+    }
+
+    fn stage_clear(&self, stage: BlobId) -> Result<u64> {
+        self.write(|t| t.exec(STAGE_ABANDON, &[&stage]))?;
+        let (chunks, _) = self.clear_chunks(stage)?;
+        self.write(|t| t.exec(STAGE_DELETE, &[&stage]))?;
+        Ok(chunks)
+    }
+
+    fn publish(&self, blob: Finished, register: Register) -> Result<Published> {
+        self.write(|t| {
+            let (id, duplicate_stage) = publish_blob(t, &blob)?;
+            let Register::Job { push } = register;
+            let hash: &[u8] = blob.hash.as_bytes().as_slice();
+            t.exec(JOB_INSERT, &[&id, &hash])?;
+            let created = match push {
+                Some(spec) => Some(insert_instance(t, id, spec)?),
+                None => None,
+            };
+            Ok(Published { created, duplicate_stage })
+        })
+    }
+
+    fn publish_many(&self, blobs: Vec<Finished>, push: PushSpec) -> Result<Vec<i64>> {
+        self.write(|t| {
+            let mut created = Vec::with_capacity(blobs.len());
+            for blob in &blobs {
+                debug_assert!(blob.stage.is_none(), "publish_many takes unstaged blobs only");
+                let (id, _) = publish_blob(t, blob)?;
+                let hash: &[u8] = blob.hash.as_bytes().as_slice();
+                t.exec(JOB_INSERT, &[&id, &hash])?;
+                created.push(insert_instance(t, id, push)?);
+            }
+            Ok(created)
+        })
+    }
+
+    fn blob(&self, hash: &Hash) -> Result<Option<(BlobId, u64)>> {
+        let hash: &[u8] = hash.as_bytes().as_slice();
+        self.read(|t| Ok(t.opt(BLOB_BY_HASH, &[&hash])?.map(|r| (r.get(0), r.get::<_, i64>(1) as u64))))
+    }
+
+    fn chunk(&self, blob: BlobId, seq: i64) -> Result<Option<Vec<u8>>> {
+        self.read(|t| Ok(t.opt(CHUNK_GET, &[&blob, &seq])?.map(|r| r.get(0))))
+    }
+
+    fn push(&self, key: &Hash, spec: PushSpec) -> Result<i64> {
+        self.write(|t| {
+            let job = job_by_hash(t, key)?;
+            insert_instance(t, job, spec)
+        })
+    }
+
+    fn claim(&self, p: &ClaimParams) -> Result<(Option<Claimed>, Vec<Expired>)> {
+        let (lease_ms, max_attempts, order) = (p.lease_ms, p.max_attempts as i64, p.order);
+        self.write(|t| {
+            let now = now_ms();
+            let mut expired = Vec::new();
+            let stale: Vec<(i64, i64, BlobId, Option<i64>)> =
+                t.query(EXPIRED, &[&now])?.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
+            let mut changed = !stale.is_empty();
+            for (created, attempts, job, start) in stale {
+                if attempts >= max_attempts {
+                    let message = format!("lease expired after {attempts} attempts");
+                    t.exec(FAIL_INSERT, &[&created, &job, &message, &start, &now, &attempts])?;
+                    t.exec(INSTANCE_DELETE, &[&created])?;
+                    let key = hash_of(&t.one(JOB_HASH, &[&job])?, 0)?;
+                    expired.push(Expired { key, created, message });
+                } else {
+                    t.exec(REQUEUE_NOW, &[&created])?;
+                }
+            }
+            changed |= t.exec(PROMOTE, &[&now])? > 0;
+            let sql = match order {
+                Order::NewestFirst => CLAIM_NEWEST,
+                Order::OldestFirst => CLAIM_OLDEST,
+            };
+            let taken =
+                t.opt(sql, &[&now, &lease_ms])?.map(|r| (r.get::<_, i64>(0), r.get(1), r.get::<_, i64>(2)));
+            let claimed = match taken {
+                Some((created, job, attempt)) => {
+                    let row = t.one(CLAIMED_JOB, &[&job])?;
+                    let (key, size) = (hash_of(&row, 0)?, row.get::<_, i64>(1) as u64);
+                    changed = true;
+                    Some(Claimed { key, payload: job, size, created, attempt: attempt as u32 })
+                }
+                None => None,
+            };
+            if changed {
+                // Waiting workers elsewhere learn of the new lease (and of re-queued work).
+                t.notify()?;
+            }
+            Ok((claimed, expired))
+        })
+    }
+
+    fn renew(&self, jobs: Vec<(i64, u32)>, stages: Vec<BlobId>, lease_ms: i64) -> Result<()> {
+        self.write(|t| {
+            let until = now_ms() + lease_ms;
+            for (created, attempt) in &jobs {
+                t.exec(RENEW, &[created, &(*attempt as i64), &until])?;
+            }
+            for stage in &stages {
+                t.exec(STAGE_RENEW, &[stage, &until])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn complete(&self, created: i64, attempt: u32, output: Finished) -> Result<(i64, Option<BlobId>)> {
+        self.write(|t| {
+            let (job, start) = fence(t, created, attempt)?;
+            let (blob, surplus) = publish_blob(t, &output)?;
+            let end = now_ms();
+            t.exec(RESULT_INSERT, &[&created, &job, &blob, &start, &end])?;
+            t.exec(INSTANCE_DELETE, &[&created])?;
+            t.notify()?;
+            Ok((end, surplus))
+        })
+    }
+
+    fn fail(&self, created: i64, attempt: u32, message: &str, requeue_at: Option<i64>) -> Result<i64> {
+        self.write(|t| {
+            let (job, start) = fence(t, created, attempt)?;
+            let end = now_ms();
+            match requeue_at {
+                Some(at) => {
+                    t.exec(REQUEUE_AT, &[&created, &at])?;
+                }
+                None => {
+                    t.exec(FAIL_INSERT, &[&created, &job, &message, &start, &end, &(attempt as i64)])?;
+                    t.exec(INSTANCE_DELETE, &[&created])?;
+                }
+            }
+            t.notify()?;
+            Ok(end)
+        })
+    }
+
+    fn retry(&self, key: &Hash, created: i64) -> Result<i64> {
+        let hash: &[u8] = key.as_bytes().as_slice();
+        self.write(|t| {
+            let job: BlobId = t.opt(FAIL_OF, &[&created, &hash])?.map(|r| r.get(0)).ok_or_else(|| {
+                Error::not_found(format!("no failed instance {} of job {}", created, key.short()))
+            })?;
+            t.exec(FAIL_DELETE, &[&created])?;
+            insert_instance(t, job, PushSpec { priority: 0, delay_ms: 0 })
+        })
+    }
+
+    fn cancel(&self, key: &Hash, created: i64) -> Result<()> {
+        let hash: &[u8] = key.as_bytes().as_slice();
+        self.write(|t| {
+            let state: i64 = t.opt(INSTANCE_OF, &[&created, &hash])?.map(|r| r.get(0)).ok_or_else(|| {
+                Error::not_found(format!("no pending instance {} of job {}", created, key.short()))
+            })?;
+            if state == RUNNING {
+                return Err(Error::busy(format!(
+                    "instance {} of job {} is running and cannot be cancelled",
+                    created,
+                    key.short()
+                )));
+            }
+            t.exec(INSTANCE_DELETE, &[&created])?;
+            t.notify()
+        })
+    }
+
+    fn prune(&self, older_than_ms: i64) -> Result<u64> {
+        self.write(
+            |t| Ok(t.exec(PRUNE_RESULTS, &[&older_than_ms])? + t.exec(PRUNE_FAILS, &[&older_than_ms])?),
+        )
+    }
+
+    fn idle(&self) -> Result<Idle> {
+        self.read(|t| {
+            let r = t.one(IDLE, &[])?;
+            let (any, ready, wait, lease): (bool, bool, Option<i64>, Option<i64>) =
+                (r.get(0), r.get(1), r.get(2), r.get(3));
+            let next_due = match (wait, lease) {
+                (Some(a), Some(b)) => Some(a.min(b + 1)),
+                (a, b) => a.or(b.map(|l| l + 1)),
+            };
+            Ok(Idle { any, ready, next_due })
+        })
+    }
+
+    /// The count of notifications seen on the listening connection. Draining them polls the
+    /// socket without blocking and without a round trip. If that connection is lost, the
+    /// count moves (the caller looks at the queue, where a real outage shows as an error) and
+    /// the next call listens again on a new connection.
+    fn change_counter(&self) -> Result<i64> {
+        let mut l = lock(&self.listener);
+        if l.client.is_none() {
+            let mut conn = self.target.connect()?;
+            Tx { c: &mut conn, t: &self.target }.batch(&listen(&self.target.channel))?;
+            l.client = Some(conn.client);
+            l.count += 1;
+        }
+        let mut seen = 0;
+        let mut lost = false;
+        if let Some(client) = l.client.as_mut() {
+            {
+                let mut notes = client.notifications();
+                // `iter()` alone never lets the driver look at the socket; a wait of at most
+                // a millisecond does, without a round trip to the server.
+                let mut it = notes.timeout_iter(NOTIFY_WAIT);
+                while seen < 1024 {
+                    match it.next() {
+                        Ok(Some(_)) => seen += 1,
+                        Ok(None) => break,
+                        Err(_) => {
+                            lost = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            lost |= client.is_closed();
+        }
+        l.count += seen;
+        if lost {
+            l.client = None;
+            l.count += 1;
+        }
+        Ok(l.count)
+    }
+
+    fn list(&self, kind: ListKind, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
+        self.tx(BEGIN_SNAPSHOT, |t| match kind {
+            ListKind::Job => list_jobs(t, after, limit),
+            ListKind::Pending => list_pending(t, after, limit),
+            ListKind::Result => list_results(t, after, limit),
+            ListKind::Fail => list_fails(t, after, limit),
+        })
+    }
+
+    fn gc(&self) -> Result<GcReport> {
+        let mut report = GcReport::default();
+        loop {
+            let now = now_ms();
+            let stale: Vec<BlobId> =
+                self.read(|t| Ok(t.query(STALE_STAGES, &[&now])?.iter().map(|r| r.get(0)).collect()))?;
+            if stale.is_empty() {
+                break;
+            }
+            for stage in stale {
+                // Re-checked in its own transaction: the writer may have renewed it meanwhile.
+                if self.write(|t| t.exec(STAGE_EXPIRE_IF_STALE, &[&stage, &now]))? == 1 {
+                    let (n, b) = self.clear_chunks(stage)?;
+                    self.write(|t| t.exec(STAGE_DELETE, &[&stage]))?;
+                    report.stages_removed += 1;
+                    report.chunks_removed += n;
+                    report.bytes_removed += b;
+                }
+            }
+        }
+        let mut after: BlobId = 0;
+        loop {
+            let candidates: Vec<(BlobId, Hash)> = self.read(|t| {
+                t.query(UNREFERENCED_BLOBS, &[&after])?
+                    .iter()
+                    .map(|r| Ok((r.get(0), hash_of(r, 1)?)))
+                    .collect()
+            })?;
+            let Some(&(last, _)) = candidates.last() else { break };
+            after = last;
+            for (blob, hash) in candidates {
+                // Under the hash's lock, a writer publishing the same content either already
+                // committed its reference (the delete sees it) or finds no blob and writes it.
+                let gone = self.write(|t| {
+                    t.exec(HASH_LOCK, &[&hash_key(&hash)])?;
+                    t.exec(BLOB_DELETE_UNREFERENCED, &[&blob])
+                })?;
+                if gone == 1 {
+                    let (n, b) = self.clear_chunks(blob)?;
+                    report.blobs_removed += 1;
+                    report.chunks_removed += n;
+                    report.bytes_removed += b;
+                }
+            }
+        }
+        let orphans: Vec<BlobId> =
+            self.read(|t| Ok(t.query(ORPHAN_CHUNK_OWNERS, &[])?.iter().map(|r| r.get(0)).collect()))?;
+        for owner in orphans {
+            let (n, b) = self.clear_chunks(owner)?;
+            report.chunks_removed += n;
+            report.bytes_removed += b;
+        }
+        Ok(report)
+    }
+
+    /// PostgreSQL checks its own pages; this reports orphan chunks and dangling references.
+    fn check_structure(&self) -> Result<Vec<String>> {
+        self.tx(BEGIN_SNAPSHOT, |t| {
+            let mut problems = Vec::new();
+            for r in t.query(ORPHAN_CHUNK_OWNERS, &[])? {
+                let (owner, n): (i64, i64) = (r.get(0), r.get(1));
+                problems.push(format!("{n} orphan chunk(s) of missing blob {owner} (gc removes them)"));
+            }
+            for r in t.query(DANGLING, &[])? {
+                problems.push(r.get::<_, String>(0).to_lowercase());
+            }
+            Ok(problems)
+        })
+    }
+
+    fn blobs_after(&self, after: BlobId, limit: usize) -> Result<Vec<BlobEntry>> {
+        self.read(|t| {
+            t.query(BLOBS_AFTER, &[&after, &(limit as i64)])?
+                .iter()
+                .map(|r| {
+                    Ok(BlobEntry { id: r.get(0), hash: hash_of(r, 1)?, size: r.get::<_, i64>(2) as u64 })
+                })
+                .collect()
+        })
+    }
+
+    /// `file_bytes` is the size of the schema's tables with their indexes and TOAST data;
+    /// `wal_bytes` is 0: the server's write-ahead log is shared and managed by the server.
+    fn stats(&self) -> Result<Stats> {
+        self.read(|t| {
+            let r = t.one(STATS, &[])?;
+            let n = |i: usize| r.get::<_, i64>(i).max(0) as u64;
+            Ok(Stats {
+                jobs: n(0),
+                pending: n(1),
+                running: n(2),
+                results: n(3),
+                fails: n(4),
+                blobs: n(5),
+                blob_bytes: n(6),
+                file_bytes: n(7),
+                wal_bytes: 0,
+            })
+        })
+    }
+}
+
+fn start_key(after: &Pos) -> Vec<u8> {
+    after.hash.map(|h| h.as_bytes().to_vec()).unwrap_or_default()
+}
+
+fn list_jobs(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
+    let jobs: Vec<(Hash, BlobId)> = t
+        .query(LIST_JOBS, &[&start_key(after), &(limit as i64)])?
+        .iter()
+        .map(|r| Ok((hash_of(r, 0)?, r.get(1))))
+        .collect::<Result<_>>()?;
+    let mut running: HashMap<BlobId, Vec<i64>> = HashMap::new();
+    if !jobs.is_empty() {
+        for r in t.query(RUNNING_INSTANCES, &[])? {
+            running.entry(r.get(0)).or_default().push(r.get(1));
+        }
+    }
+    Ok(jobs
+        .into_iter()
+        .map(|(key, blob)| {
+            let mut run = running.remove(&blob).unwrap_or_default();
+            run.sort_unstable();
+            (Row::Job(JobRow { key, running: run }), Pos { hash: Some(key), job: blob, created: 0 })
+        })
+        .collect())
+}
+
+fn list_pending(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
+    t.query(LIST_PENDING, &[&after.created, &(limit as i64)])?
+        .iter()
+        .map(|r| {
+            let created: i64 = r.get(0);
+            let priority = r.get::<_, i64>(3) as i32;
+            Ok((
+                Row::Pending(PendingRow {
+                    job: hash_of(r, 1)?,
+                    created,
+                    running: r.get::<_, i64>(2) == RUNNING,
+                    priority: (priority != 0).then_some(priority),
+                    run_at: r.get(4),
+                }),
+                Pos { hash: None, job: 0, created },
+            ))
+        })
+        .collect()
+}
+
+/// Results and fails are listed by (job key, created): first the rest of the current job's
+/// rows, then the rows of the jobs after it.
+fn list_results(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
+    let mut out = Vec::new();
+    if let Some(key) = after.hash {
+        for r in t.query(LIST_RESULTS_OF_JOB, &[&after.job, &after.created, &(limit as i64)])? {
+            let created = r.get(0);
+            out.push((
+                Row::Result(ResultRow {
+                    key,
+                    created,
+                    hash: hash_of(&r, 1)?,
+                    start: r.get(2),
+                    end: r.get(3),
+                }),
+                Pos { hash: Some(key), job: after.job, created },
+            ));
+        }
+    }
+    if out.len() < limit {
+        for r in t.query(LIST_RESULTS_AFTER_JOB, &[&start_key(after), &((limit - out.len()) as i64)])? {
+            let key = hash_of(&r, 0)?;
+            let created = r.get(2);
+            out.push((
+                Row::Result(ResultRow {
+                    key,
+                    created,
+                    hash: hash_of(&r, 3)?,
+                    start: r.get(4),
+                    end: r.get(5),
+                }),
+                Pos { hash: Some(key), job: r.get(1), created },
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn fail_row(key: Hash, created: i64, r: &::postgres::Row, at: usize) -> Row {
+    Row::Fail(FailRow {
+        key,
+        created,
+        message: r.get(at),
+        start: r.get::<_, Option<i64>>(at + 1).unwrap_or(0),
+        end: r.get(at + 2),
+        attempts: r.get::<_, i64>(at + 3) as u32,
+    })
+}
+
+fn list_fails(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
+    let mut out = Vec::new();
+    if let Some(key) = after.hash {
+        for r in t.query(LIST_FAILS_OF_JOB, &[&after.job, &after.created, &(limit as i64)])? {
+            let created = r.get(0);
+            out.push((fail_row(key, created, &r, 1), Pos { hash: Some(key), job: after.job, created }));
+        }
+    }
+    if out.len() < limit {
+        for r in t.query(LIST_FAILS_AFTER_JOB, &[&start_key(after), &((limit - out.len()) as i64)])? {
+            let key = hash_of(&r, 0)?;
+            let created = r.get(2);
+            out.push((fail_row(key, created, &r, 3), Pos { hash: Some(key), job: r.get(1), created }));
+        }
+    }
+    Ok(out)
+}
