@@ -36,3 +36,6 @@ step "node: npm ci (koffi, pinned) and node --test (loads target/release/libbatc
 
 step "benchmarks: smoke run of every workload (BENCHMARKS.md has the full run)"
 bash benches/run.sh --smoke
+
+step "postgres: the core and queue suites against a throwaway PostgreSQL cluster"
+bash tests/pg/run.sh
