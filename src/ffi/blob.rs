@@ -1,8 +1,8 @@
 //! Streaming writers and verifying readers.
 
-use super::db::{push_options, write_hex, DbHandle};
+use super::db::{push_options, write_added, write_hex, DbHandle};
 use super::error::{hash_arg, null};
-use super::handles::{bytes, c_str, into_raw, opt_out, opt_ref, out, read_into, take, try_mut, try_ref};
+use super::handles::{bytes, c_str, into_raw, opt_ref, out, read_into, take, try_mut, try_ref};
 use super::panic::{boundary, status};
 use super::{batchdb, batchdb_error, batchdb_push_options, batchdb_reader, batchdb_writer, BATCHDB_OK};
 use crate::{Error, Reader, Writer};
@@ -100,12 +100,7 @@ pub extern "C" fn batchdb_writer_add(
 ) -> i32 {
     status(err, || {
         let h = take(w).ok_or_else(|| null("w"))?;
-        let (key, created) = h.writer.add()?;
-        write_hex(key_out, &key);
-        if let Some(c) = opt_out(created_out) {
-            *c = created;
-        }
-        Ok(BATCHDB_OK)
+        Ok(write_added(key_out, created_out, h.writer.add()?))
     })
 }
 
@@ -127,12 +122,7 @@ pub extern "C" fn batchdb_writer_add_with(
     status(err, || {
         let h = take(w).ok_or_else(|| null("w"))?;
         let opts = push_options(opt_ref(opts))?;
-        let (key, created) = h.writer.add_with(opts)?;
-        write_hex(key_out, &key);
-        if let Some(c) = opt_out(created_out) {
-            *c = created;
-        }
-        Ok(BATCHDB_OK)
+        Ok(write_added(key_out, created_out, h.writer.add_with(opts)?))
     })
 }
 

@@ -123,6 +123,20 @@ pub(crate) fn write_hex(dst: *mut c_char, h: &crate::Hash) {
     }
 }
 
+/// Writes an add's outputs: the key to `key_out` and `created` to `created_out`, either of
+/// which may be NULL.
+pub(crate) fn write_added(
+    key_out: *mut c_char,
+    created_out: *mut i64,
+    (key, created): (crate::Hash, i64),
+) -> i32 {
+    write_hex(key_out, &key);
+    if let Some(c) = opt_out(created_out) {
+        *c = created;
+    }
+    BATCHDB_OK
+}
+
 /// Stores `len` bytes at `data` as a job payload and registers the job (event create).
 ///
 /// `data` may be NULL when `len` is 0 (an empty payload). On success the key (64 lowercase
@@ -187,12 +201,7 @@ pub extern "C" fn batchdb_add_with(
         let h = try_ref(db, "db")?;
         let payload = bytes(data, len, "data")?;
         let opts = push_options(opt_ref(opts))?;
-        let (key, created) = h.db.add_with(payload, opts)?;
-        write_hex(key_out, &key);
-        if let Some(c) = opt_out(created_out) {
-            *c = created;
-        }
-        Ok(BATCHDB_OK)
+        Ok(write_added(key_out, created_out, h.db.add_with(payload, opts)?))
     })
 }
 

@@ -169,3 +169,21 @@ pub(crate) trait Store: Send + Sync {
     fn blobs_after(&self, after: BlobId, limit: usize) -> Result<Vec<BlobEntry>>;
     fn stats(&self) -> Result<Stats>;
 }
+
+/// Job rows of one listing page, each with the `created` of its running instances (sorted),
+/// from the page's jobs and the running instances of the whole queue.
+pub(crate) fn job_rows(
+    jobs: Vec<(Hash, BlobId)>,
+    mut running: std::collections::HashMap<BlobId, Vec<i64>>,
+) -> Vec<(Row, Pos)> {
+    jobs.into_iter()
+        .map(|(key, blob)| {
+            let mut run = running.remove(&blob).unwrap_or_default();
+            run.sort_unstable();
+            (
+                Row::Job(crate::list::JobRow { key, running: run }),
+                Pos { hash: Some(key), job: blob, created: 0 },
+            )
+        })
+        .collect()
+}

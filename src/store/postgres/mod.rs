@@ -27,7 +27,7 @@ use super::{
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::list::{FailRow, JobRow, ListKind, PendingRow, ResultRow, Row};
+use crate::list::{FailRow, ListKind, PendingRow, ResultRow, Row};
 use crate::location::{redact, scrub};
 use crate::store::sqlite::lock;
 use crate::{Durability, Order};
@@ -832,14 +832,7 @@ fn list_jobs(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)
             running.entry(r.get(0)).or_default().push(r.get(1));
         }
     }
-    Ok(jobs
-        .into_iter()
-        .map(|(key, blob)| {
-            let mut run = running.remove(&blob).unwrap_or_default();
-            run.sort_unstable();
-            (Row::Job(JobRow { key, running: run }), Pos { hash: Some(key), job: blob, created: 0 })
-        })
-        .collect())
+    Ok(super::job_rows(jobs, running))
 }
 
 fn list_pending(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {

@@ -14,7 +14,7 @@ use super::{
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::list::{FailRow, JobRow, ListKind, PendingRow, ResultRow, Row};
+use crate::list::{FailRow, ListKind, PendingRow, ResultRow, Row};
 use crate::{Durability, Order};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
@@ -569,14 +569,7 @@ fn list_jobs(c: &Connection, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)
             running.entry(job).or_default().push(created);
         }
     }
-    Ok(jobs
-        .into_iter()
-        .map(|(key, blob)| {
-            let mut run = running.remove(&blob).unwrap_or_default();
-            run.sort_unstable();
-            (Row::Job(JobRow { key, running: run }), Pos { hash: Some(key), job: blob, created: 0 })
-        })
-        .collect())
+    Ok(super::job_rows(jobs, running))
 }
 
 fn list_pending(c: &Connection, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
