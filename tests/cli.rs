@@ -844,3 +844,40 @@ fn run_stops_when_the_command_cannot_start() {
     assert_eq!(pending[0]["running"], false);
     assert!(env.rows("fail").is_empty());
 }
+
+/// CPU time (user + system) that process `pid` has used so far, from /proc.
+fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // Fields after the command name, which sits in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("stat format") + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+#[test]
+fn waiting_run_idles_cheaply_and_starts_a_delayed_instance_on_time() {
+    let env = Env::new();
+    // Queued, but not due for an hour: the waiting run must sleep, not spin.
+    env.add(&["--delay", "1h", "echo much later"]);
+    let mut run =
+        env.cmd(&["run", "--", "bash"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    std::thread::sleep(Duration::from_millis(500));
+    let before = process_cpu(run.id());
+    std::thread::sleep(Duration::from_secs(3));
+    let used = process_cpu(run.id()) - before;
+    println!("idle run with a delay an hour away: {used:?} of CPU over 3 s");
+    assert!(used <= Duration::from_millis(30), "an idle run used {used:?} of CPU in 3 s (1% is 30 ms)");
+
+    let (_, created) = env.add(&["--delay", "600ms", "echo soon"]);
+    wait_until(Duration::from_secs(5), "the delayed result", || !env.rows("result").is_empty());
+    let results = env.rows("result");
+    let start = results[0]["value"]["start"].as_i64().expect("start");
+    let late = start - (created + 600);
+    println!("the delayed instance started {late} ms after its run_at");
+    assert!((0..150).contains(&late), "started {late} ms after run_at");
+
+    send_signal(&run, libc::SIGTERM);
+    wait_timeout(&mut run, Duration::from_secs(5)).expect("run exits on SIGTERM");
+}

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -976,5 +977,66 @@ func TestDroppedJobAndReaderAreReleased(t *testing.T) {
 			t.Fatalf("dropped handles not released: %d open, pending %#v", open, pending)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// cpuTime is the CPU (user + system) this process has used so far.
+func cpuTime(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func TestWaitingRunIdlesCheaplyAndStartsDelayedOnTime(t *testing.T) {
+	db := openTemp(t, nil)
+	// Queued, but not due for an hour: the waiting Run must sleep, not spin.
+	if _, _, err := db.AddWith(strings.NewReader("much later"), PushOptions{Delay: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- db.Run(ctx, RunOptions{Workers: 2}, func(ctx context.Context, j *Job) error {
+			_, err := io.Copy(j, j)
+			return err
+		})
+	}()
+	time.Sleep(300 * time.Millisecond)
+	before := cpuTime(t)
+	time.Sleep(3 * time.Second)
+	used := cpuTime(t) - before
+	t.Logf("idle Run with a delay an hour away: %v of CPU over 3 s", used)
+	if used > 30*time.Millisecond { // 1% of a core
+
+		t.Errorf("an idle Run used %v of CPU in 3 s", used)
+	}
+
+	_, created, err := db.AddWith(strings.NewReader("soon"), PushOptions{Delay: 600 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var start int64
+	for deadline := time.Now().Add(5 * time.Second); start == 0 && time.Now().Before(deadline); {
+		for r, err := range db.Results() {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Created == created {
+				start = r.Start
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	late := start - (created + 600)
+	t.Logf("the delayed instance started %d ms after its run_at", late)
+	if start == 0 || late < 0 || late >= 150 {
+		t.Errorf("the delayed instance started %d ms after its run_at (start %d)", late, start)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Run returned %v, want context.Canceled", err)
 	}
 }

@@ -97,3 +97,37 @@ test('priority, delay, cancel and prune, promise and callback forms', async (t) 
   assert.ok((await compute.gc()) >= 1, 'the outputs are reclaimed');
   await compute.close();
 });
+
+test('a waiting run idles cheaply and starts a delayed instance on time', async (t) => {
+  const compute = batchdb(tmpdb(t), {
+    run: () =>
+      Duplex.from(async function* (src) {
+        for await (const c of src) yield c;
+      }),
+  });
+  // Queued, but not due for an hour: the waiting run must sleep, not spin.
+  await compute.add({ delay: 3600000 }).end('much later').promise;
+  const running = compute.run();
+  await new Promise((r) => setTimeout(r, 300));
+  const before = process.cpuUsage();
+  await new Promise((r) => setTimeout(r, 3000));
+  const used = process.cpuUsage(before);
+  const ms = (used.user + used.system) / 1000;
+  t.diagnostic(`idle run with a delay an hour away: ${ms.toFixed(1)} ms of CPU over 3 s`);
+  assert.ok(ms < 30, `an idle run used ${ms} ms of CPU in 3 s (1% is 30 ms)`);
+
+  const { created } = await compute.add({ delay: 600 }).end('soon').promise;
+  let start = 0;
+  for (let i = 0; i < 250 && !start; i++) {
+    for (const row of await collect(compute.list('result'))) {
+      if (row.key[1] === created) start = row.value.start;
+    }
+    if (!start) await new Promise((r) => setTimeout(r, 20));
+  }
+  const late = start - (created + 600);
+  t.diagnostic(`the delayed instance started ${late} ms after its run_at`);
+  assert.ok(start && late >= 0 && late < 150, `started ${late} ms after run_at`);
+  await compute.stop();
+  await running;
+  await compute.close();
+});
