@@ -95,11 +95,11 @@ fn fencing_stops_a_stale_worker_from_changing_anything() {
 #[test]
 fn heartbeat_keeps_a_slow_job_leased() {
     let t = temp_path();
-    let db = open_with(&t.path, |o| o.lease = Duration::from_millis(150));
+    let db = open_with(&t.path, |o| o.lease = Duration::from_millis(500));
     db.add(&b"slow but alive"[..]).unwrap();
     let job = db.claim().unwrap().unwrap();
-    std::thread::sleep(Duration::from_millis(600));
-    let other = open_with(&t.path, |o| o.lease = Duration::from_millis(150));
+    std::thread::sleep(Duration::from_millis(1500)); // three leases
+    let other = open_with(&t.path, |o| o.lease = Duration::from_millis(500));
     assert!(other.claim().unwrap().is_none(), "a living job is never rescued");
     job.complete().unwrap();
     assert_eq!(db.results().count(), 1);
@@ -550,6 +550,10 @@ fn priority_beats_order_and_delay_holds_back() {
 fn a_waiting_run_wakes_for_a_delayed_instance_on_time() {
     let t = temp_path();
     let db = open(&t.path);
+    // Queued before the run starts (an empty queue would end an until_empty run at once): the
+    // run finds nothing ready and must sleep until the instance is due.
+    let (_, created) =
+        db.add_with(&b"soon"[..], PushOptions { delay: Duration::from_millis(700), priority: 0 }).unwrap();
     let ran_at = Arc::new(Mutex::new(None));
     let runner = {
         let (db, ran_at) = (db.clone(), ran_at.clone());
@@ -560,8 +564,6 @@ fn a_waiting_run_wakes_for_a_delayed_instance_on_time() {
             })
         })
     };
-    let (_, created) =
-        db.add_with(&b"soon"[..], PushOptions { delay: Duration::from_millis(700), priority: 0 }).unwrap();
     runner.join().unwrap().unwrap();
     let late = ran_at.lock().unwrap().unwrap() - (created + 700);
     println!("delayed instance started {late} ms after its run_at");
