@@ -876,7 +876,9 @@ fn waiting_run_idles_cheaply_and_starts_a_delayed_instance_on_time() {
     let start = results[0]["value"]["start"].as_i64().expect("start");
     let late = start - (created + 600);
     println!("the delayed instance started {late} ms after its run_at");
-    assert!((0..150).contains(&late), "started {late} ms after run_at");
+    // Quiet runs measure 0-6 ms; the bound leaves room for the heavy tests running beside this
+    // one, and still fails a run that polls once a second or never wakes for the delay.
+    assert!((0..500).contains(&late), "started {late} ms after run_at");
 
     send_signal(&run, libc::SIGTERM);
     wait_timeout(&mut run, Duration::from_secs(5)).expect("run exits on SIGTERM");
