@@ -501,7 +501,7 @@ pub fn p6(plan: &Plan, s: &Scratch, peers: &Peers) -> Vec<Row> {
             "the same cycle from Rust",
             None,
         );
-        row.notes.push(format!("PENDING: no {lang} binding on this branch yet; slot kept for when it lands"));
+        row.notes.push(format!("PENDING: the {lang} cycle program is not written yet (issue 8); slot kept"));
         rows.push(row);
     }
     rows
