@@ -202,6 +202,7 @@ pub struct Reader {
     chunk: Vec<u8>,
     pos: usize,
     failed: Option<Error>,
+    prefetched: Option<Vec<u8>>,
 }
 
 impl Reader {
@@ -225,7 +226,14 @@ impl Reader {
             chunk: Vec::new(),
             pos: 0,
             failed: None,
+            prefetched: None,
         }
+    }
+
+    /// Hands the reader its first chunk, already read by the caller's transaction; it is
+    /// verified like any other.
+    pub(crate) fn prefetched(&mut self, chunk: Vec<u8>) {
+        self.prefetched = Some(chunk);
     }
 
     /// The blob's hash.
@@ -259,7 +267,11 @@ impl Reader {
             }
             return Ok(false);
         }
-        let data = self.inner.store.chunk(self.blob, self.seq)?.ok_or_else(|| {
+        let stored = match self.prefetched.take() {
+            Some(chunk) if self.seq == 0 => Some(chunk),
+            _ => self.inner.store.chunk(self.blob, self.seq)?,
+        };
+        let data = stored.ok_or_else(|| {
             Error::corrupt(format!(
                 "blob {} is corrupt: chunk {} is missing ({} of {} bytes read)",
                 self.hash.short(),

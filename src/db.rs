@@ -313,7 +313,7 @@ impl Db {
         }
         let Some(c) = claimed else { return Ok(None) };
         self.inner.events.emit(Event::Start { key: c.key, created: c.created });
-        Ok(Some(Job::new(self.inner.clone(), c.key, c.created, c.attempt, c.payload, c.size)))
+        Ok(Some(Job::new(self.inner.clone(), c)))
     }
 
     /// Makes every [`run`](Db::run) of this handle, in any thread, return once its running

@@ -13,7 +13,7 @@ use crate::db::Inner;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::store::sqlite::lock;
-use crate::store::{BlobId, Store};
+use crate::store::{BlobId, Claimed, Store};
 use crate::Event;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
@@ -42,17 +42,15 @@ pub struct Job {
 }
 
 impl Job {
-    pub(crate) fn new(
-        inner: Arc<Inner>,
-        key: Hash,
-        created: i64,
-        attempt: u32,
-        payload: BlobId,
-        size: u64,
-    ) -> Job {
+    pub(crate) fn new(inner: Arc<Inner>, claimed: Claimed) -> Job {
+        let Claimed { key, payload, size, created, attempt, first_chunk } = claimed;
         inner.live_job(created, attempt, true);
+        let mut reader = Reader::at(inner.clone(), key, payload, size);
+        if let Some(chunk) = first_chunk {
+            reader.prefetched(chunk);
+        }
         Job {
-            payload: Reader::at(inner.clone(), key, payload, size),
+            payload: reader,
             output: Writer::new(inner.clone()),
             inner,
             key,

@@ -53,6 +53,9 @@ pub(crate) struct Claimed {
     pub size: u64,
     pub created: i64,
     pub attempt: u32,
+    /// The payload's first chunk, when the claim read it at no extra cost (a small payload
+    /// kept inline): the worker then reads its input without another transaction.
+    pub first_chunk: Option<Vec<u8>>,
 }
 
 /// Instances whose last lease ran out during a claim, now fail rows.
@@ -103,7 +106,7 @@ pub struct GcReport {
     pub stages_removed: u64,
     /// Chunk rows removed, of both kinds, and orphans.
     pub chunks_removed: u64,
-    /// Bytes of chunk data removed.
+    /// Bytes of blob data removed: chunk rows, and the bytes small blobs keep inline.
     pub bytes_removed: u64,
 }
 

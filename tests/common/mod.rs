@@ -279,17 +279,35 @@ pub fn corrupt_chunk(path: &Path, hash: &batchdb::Hash, seq: i64, at: usize) {
         return pg::corrupt_chunk(url, hash, seq, at);
     }
     let c = rusqlite::Connection::open(path).expect("raw open");
-    let (blob, mut data): (i64, Vec<u8>) = c
-        .query_row(
-            "SELECT c.blob, c.data FROM chunk c JOIN blob b ON b.id = c.blob WHERE b.hash = ?1 AND c.seq = ?2",
-            rusqlite::params![hash.as_bytes().as_slice(), seq],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .expect("find chunk");
+    let (blob, mut data, inline) = sqlite_piece(&c, hash, seq);
     let i = at % data.len();
     data[i] ^= 0x5a;
-    c.execute("UPDATE chunk SET data = ?1 WHERE blob = ?2 AND seq = ?3", rusqlite::params![data, blob, seq])
-        .expect("corrupt");
+    set_sqlite_piece(&c, blob, seq, inline, &data);
+}
+
+/// The stored bytes of chunk `seq` of a blob in a file: (blob id, bytes, kept inline in the
+/// blob row). A blob that fits in one chunk keeps its bytes inline.
+pub fn sqlite_piece(c: &rusqlite::Connection, hash: &batchdb::Hash, seq: i64) -> (i64, Vec<u8>, bool) {
+    c.query_row(
+        "SELECT c.blob, c.data, 0 FROM chunk c JOIN blob b ON b.id = c.blob WHERE b.hash = ?1 AND c.seq = ?2 \
+         UNION ALL SELECT id, data, 1 FROM blob WHERE hash = ?1 AND ?2 = 0 AND data IS NOT NULL",
+        rusqlite::params![hash.as_bytes().as_slice(), seq],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .expect("find chunk")
+}
+
+/// Overwrites the stored bytes of chunk `seq` of blob `blob`, bypassing batchdb.
+pub fn set_sqlite_piece(c: &rusqlite::Connection, blob: i64, seq: i64, inline: bool, data: &[u8]) {
+    let n = if inline {
+        c.execute("UPDATE blob SET data = ?1 WHERE id = ?2", rusqlite::params![data, blob])
+    } else {
+        c.execute(
+            "UPDATE chunk SET data = ?1 WHERE blob = ?2 AND seq = ?3",
+            rusqlite::params![data, blob, seq],
+        )
+    };
+    assert_eq!(n.expect("corrupt"), 1);
 }
 
 /// The text after `marker` in a helper's output; libtest may print its own words before it

@@ -561,7 +561,14 @@ impl Store for Postgres {
                     let row = t.one(CLAIMED_JOB, &[&job])?;
                     let (key, size) = (hash_of(&row, 0)?, row.get::<_, i64>(1) as u64);
                     changed = true;
-                    Some(Claimed { key, payload: job, size, created, attempt: attempt as u32 })
+                    Some(Claimed {
+                        key,
+                        payload: job,
+                        size,
+                        created,
+                        attempt: attempt as u32,
+                        first_chunk: None,
+                    })
                 }
                 None => None,
             };

@@ -7,6 +7,7 @@
 //! a commit and never compete through SQLite's busy back-off. Between processes, lock waits go
 //! through [`busy_wait`], which sleeps briefly and gives up after a bound.
 
+use super::checkpoint::Checkpointer;
 use super::schema::{APPLICATION_ID, IDENTIFY, MIGRATIONS};
 use crate::error::{Error, Result};
 use crate::Durability;
@@ -94,7 +95,8 @@ fn open_conn(path: &Path) -> Result<Connection> {
 fn configure(conn: &Connection, durability: Durability) -> Result<()> {
     conn.execute_batch(
         "PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; \
-         PRAGMA journal_size_limit = 67108864; PRAGMA wal_autocheckpoint = 1000;",
+         PRAGMA journal_size_limit = 67108864; PRAGMA wal_autocheckpoint = 4000; \
+         PRAGMA cache_size = -16384;",
     )
     .sql()?;
     set_sync(conn, durability)
@@ -175,6 +177,8 @@ struct WriterConn {
 
 /// The connections of one open database.
 pub(crate) struct Conns {
+    /// First, so that it stops before the connections close.
+    checkpointer: Checkpointer,
     pub path: PathBuf,
     durability: Durability,
     writer: Mutex<WriterConn>,
@@ -204,6 +208,7 @@ impl Conns {
         }
         configure(&conn, durability)?;
         Ok(Conns {
+            checkpointer: Checkpointer::start(path),
             path: path.to_path_buf(),
             durability,
             writer: Mutex::new(WriterConn { conn, synced_full: durability == Durability::Full }),
@@ -279,7 +284,10 @@ impl Conns {
             conn.execute_batch("COMMIT").sql()
         };
         match commit {
-            Ok(()) => finish(done),
+            Ok(()) => {
+                self.checkpointer.committed();
+                finish(done)
+            }
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
                 finish(done.into_iter().map(|(s, out)| match out {

@@ -1,5 +1,6 @@
 //! The SQLite backend: one file holds the queue and the blobs.
 
+mod checkpoint;
 mod conn;
 pub(crate) mod schema;
 
@@ -36,13 +37,16 @@ fn blob_hash(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Hash> {
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, Box::new(e)))
 }
 
-/// Publishes a finished blob inside the caller's transaction; returns its id and, when the
-/// content already existed, the staging area that is now surplus.
-fn publish_blob(c: &Connection, b: &Finished) -> Result<(BlobId, Option<BlobId>)> {
+/// Publishes a finished blob inside the caller's transaction, registered as a job when `job`;
+/// returns its id and, when the content already existed, the staging area that is now surplus.
+fn publish_blob(c: &Connection, b: &Finished, job: bool) -> Result<(BlobId, Option<BlobId>)> {
     let hash = b.hash.as_bytes().as_slice();
     let existing: Option<BlobId> =
         c.prepare_cached(BLOB_BY_HASH).sql()?.query_row([hash], |r| r.get(0)).optional().sql()?;
     if let Some(id) = existing {
+        if job {
+            c.prepare_cached(JOB_MARK).sql()?.execute([id]).sql()?;
+        }
         if let Some(stage) = b.stage {
             // Cleared by the writer after this commit, or by gc: never in this transaction,
             // which would then hold the write lock for the whole duplicate's size.
@@ -55,8 +59,11 @@ fn publish_blob(c: &Connection, b: &Finished) -> Result<(BlobId, Option<BlobId>)
             if !b.tail.is_empty() {
                 c.prepare_cached(CHUNK_INSERT).sql()?.execute(params![stage, b.next_seq, b.tail]).sql()?;
             }
-            let n =
-                c.prepare_cached(STAGE_PUBLISH).sql()?.execute(params![stage, hash, b.size as i64]).sql()?;
+            let n = c
+                .prepare_cached(STAGE_PUBLISH)
+                .sql()?
+                .execute(params![stage, hash, b.size as i64, job])
+                .sql()?;
             if n != 1 {
                 return Err(Error::stale(format!(
                     "blob {} was abandoned while being written (its staging lease ran out and gc removed it)",
@@ -66,15 +73,20 @@ fn publish_blob(c: &Connection, b: &Finished) -> Result<(BlobId, Option<BlobId>)
             stage
         }
         None => {
-            c.prepare_cached(BLOB_INSERT).sql()?.execute(params![hash, b.size as i64]).sql()?;
-            let id = c.last_insert_rowid();
-            if !b.tail.is_empty() {
-                c.prepare_cached(CHUNK_INSERT).sql()?.execute(params![id, 0, b.tail]).sql()?;
-            }
+            let id = next_blob(c)?;
+            let data = (!b.tail.is_empty()).then_some(&b.tail);
+            c.prepare_cached(BLOB_INSERT)
+                .sql()?
+                .execute(params![id, hash, b.size as i64, job, data])
+                .sql()?;
             id
         }
     };
     Ok((id, None))
+}
+
+fn next_blob(c: &Connection) -> Result<BlobId> {
+    c.prepare_cached(NEXT_BLOB).sql()?.query_row([], |r| r.get(0)).sql()
 }
 
 fn next_created(c: &Connection) -> Result<i64> {
@@ -137,8 +149,9 @@ impl Sqlite {
 impl Store for Sqlite {
     fn stage_begin(&self, lease_ms: i64) -> Result<BlobId> {
         self.conns.write(false, move |c| {
-            c.prepare_cached(STAGE_BEGIN).sql()?.execute([now_ms() + lease_ms]).sql()?;
-            Ok(c.last_insert_rowid())
+            let id = next_blob(c)?;
+            c.prepare_cached(STAGE_BEGIN).sql()?.execute([id, now_ms() + lease_ms]).sql()?;
+            Ok(id)
         })
     }
 
@@ -164,12 +177,8 @@ impl Store for Sqlite {
 
     fn publish(&self, blob: Finished, register: Register) -> Result<Published> {
         self.conns.write(true, move |c| {
-            let (id, duplicate_stage) = publish_blob(c, &blob)?;
             let Register::Job { push } = register;
-            c.prepare_cached(JOB_INSERT)
-                .sql()?
-                .execute(params![id, blob.hash.as_bytes().as_slice()])
-                .sql()?;
+            let (id, duplicate_stage) = publish_blob(c, &blob, true)?;
             let created = match push {
                 Some(spec) => Some(insert_instance(c, id, spec)?),
                 None => None,
@@ -183,11 +192,7 @@ impl Store for Sqlite {
             let mut created = Vec::with_capacity(blobs.len());
             for blob in &blobs {
                 debug_assert!(blob.stage.is_none(), "publish_many takes unstaged blobs only");
-                let (id, _) = publish_blob(c, blob)?;
-                c.prepare_cached(JOB_INSERT)
-                    .sql()?
-                    .execute(params![id, blob.hash.as_bytes().as_slice()])
-                    .sql()?;
+                let (id, _) = publish_blob(c, blob, true)?;
                 created.push(insert_instance(c, id, push)?);
             }
             Ok(created)
@@ -256,12 +261,12 @@ impl Store for Sqlite {
                 .sql()?;
             let claimed = match taken {
                 Some((created, job, attempt)) => {
-                    let (key, size) = c
+                    let (key, size, first_chunk) = c
                         .prepare_cached(CLAIMED_JOB)
                         .sql()?
-                        .query_row([job], |r| Ok((blob_hash(r, 0)?, r.get::<_, i64>(1)? as u64)))
+                        .query_row([job], |r| Ok((blob_hash(r, 0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)))
                         .sql()?;
-                    Some(Claimed { key, payload: job, size, created, attempt: attempt as u32 })
+                    Some(Claimed { key, payload: job, size, created, attempt: attempt as u32, first_chunk })
                 }
                 None => None,
             };
@@ -285,7 +290,7 @@ impl Store for Sqlite {
     fn complete(&self, created: i64, attempt: u32, output: Finished) -> Result<(i64, Option<BlobId>)> {
         self.conns.write(true, move |c| {
             let (job, start): (BlobId, i64) = fence(c, created, attempt)?;
-            let (blob, surplus) = publish_blob(c, &output)?;
+            let (blob, surplus) = publish_blob(c, &output, false)?;
             let end = now_ms();
             c.prepare_cached(RESULT_INSERT).sql()?.execute(params![created, job, blob, start, end]).sql()?;
             c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
@@ -440,16 +445,20 @@ impl Store for Sqlite {
             let Some(&last) = candidates.last() else { break };
             after = last;
             for blob in candidates {
-                let gone = self.conns.write(false, move |c| {
-                    c.prepare_cached(BLOB_UNPUBLISH_UNREFERENCED).sql()?.execute([blob]).sql()
+                let inline: Option<i64> = self.conns.write(false, move |c| {
+                    c.prepare_cached(BLOB_UNPUBLISH_UNREFERENCED)
+                        .sql()?
+                        .query_row([blob], |r| r.get(0))
+                        .optional()
+                        .sql()
                 })?;
-                if gone == 1 {
+                if let Some(inline) = inline {
                     let (n, b) = self.clear_chunks(blob)?;
                     self.conns
                         .write(false, move |c| c.prepare_cached(STAGE_DELETE).sql()?.execute([blob]).sql())?;
                     report.blobs_removed += 1;
                     report.chunks_removed += n;
-                    report.bytes_removed += b;
+                    report.bytes_removed += b + inline as u64;
                 }
             }
         }

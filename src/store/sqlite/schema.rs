@@ -1,20 +1,26 @@
 //! The tables, their migrations, and every SQL statement of the SQLite backend.
 //!
 //! ```text
-//!  blob ──< chunk            blob(id, hash NULL while staging, size, lease_until)
+//!  blob ──< chunk            blob(id, hash NULL while staging, size, job, lease_until, data)
 //!   │                        chunk(blob, seq, data)
-//!   ├── job                  job(blob, hash)                 one per distinct payload
-//!   │    └──< instance       instance(created, job, state, priority, run_at,
+//!   ├──< instance            instance(created, job, state, priority, run_at,
 //!   │                                 attempts, lease_until, start)
 //!   ├──< result              result(created, job, blob, started, ended)
 //!   │                        fail(created, job, message, started, ended, attempts)
-//!  meta(name, value)         last_created
+//!  meta(name, value)         last_created, last_blob
 //! ```
 //!
+//! Every row an `add` writes lands on as few pages as possible, because a commit's cost is
+//! the pages it appends to the log: a job is a blob with `job = 1` (no table or hash index of
+//! its own), a blob that fits in one chunk keeps its bytes inline in `data` (no chunk rows),
+//! and blob ids come from the same `meta` page as `created` (no `sqlite_sequence`).
+//! Ids are never reused, so a writer whose staging lease ran out can never write into a
+//! newer blob's staging area.
+//!
 //! Queue rows are keyed by `created`, an integer unique in the file, so that inserts append.
-//! Hashes are 32-byte blobs, indexed only where a lookup needs them. A blob is written under a
-//! staging row (`hash IS NULL`) and published by one small `UPDATE` that sets its hash: chunk
-//! data is never copied or rewritten.
+//! Hashes are 32-byte blobs, indexed only where a lookup needs them. A large blob is written
+//! under a staging row (`hash IS NULL`) and published by one small `UPDATE` that sets its
+//! hash: chunk data is never copied or rewritten.
 
 /// `PRAGMA application_id` of a batchdb file: "BDB!".
 pub(crate) const APPLICATION_ID: i32 = 0x4244_4221;
@@ -22,22 +28,20 @@ pub(crate) const APPLICATION_ID: i32 = 0x4244_4221;
 /// Each entry migrates from version `i` to `i + 1`; `user_version` is the count applied.
 pub(crate) const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-INSERT INTO meta (name, value) VALUES ('last_created', 0);
+INSERT INTO meta (name, value) VALUES ('last_created', 0), ('last_blob', 0);
 CREATE TABLE blob (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          INTEGER PRIMARY KEY,
     hash        BLOB UNIQUE,
     size        INTEGER NOT NULL DEFAULT 0,
-    lease_until INTEGER
+    job         INTEGER NOT NULL DEFAULT 0,
+    lease_until INTEGER,
+    data        BLOB
 );
 CREATE TABLE chunk (
     blob INTEGER NOT NULL,
     seq  INTEGER NOT NULL,
     data BLOB NOT NULL,
     PRIMARY KEY (blob, seq)
-);
-CREATE TABLE job (
-    blob INTEGER PRIMARY KEY,
-    hash BLOB NOT NULL UNIQUE
 );
 CREATE TABLE instance (
     created     INTEGER PRIMARY KEY,
@@ -82,7 +86,10 @@ pub(crate) const IDENTIFY: &str = "SELECT (SELECT application_id FROM pragma_app
      (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)";
 
 // Blobs.
-pub(crate) const STAGE_BEGIN: &str = "INSERT INTO blob (hash, size, lease_until) VALUES (NULL, 0, ?1)";
+pub(crate) const NEXT_BLOB: &str =
+    "UPDATE meta SET value = value + 1 WHERE name = 'last_blob' RETURNING value";
+pub(crate) const STAGE_BEGIN: &str =
+    "INSERT INTO blob (id, hash, size, lease_until) VALUES (?1, NULL, 0, ?2)";
 pub(crate) const STAGE_RENEW: &str = "UPDATE blob SET lease_until = ?2 WHERE id = ?1 AND hash IS NULL";
 pub(crate) const CHUNK_INSERT: &str = "INSERT INTO chunk (blob, seq, data) VALUES (?1, ?2, ?3)";
 pub(crate) const CHUNK_DELETE_SOME: &str =
@@ -91,17 +98,21 @@ pub(crate) const CHUNK_DELETE_SOME: &str =
 pub(crate) const STAGE_DELETE: &str = "DELETE FROM blob WHERE id = ?1 AND hash IS NULL";
 pub(crate) const STAGE_ABANDON: &str = "UPDATE blob SET lease_until = 0 WHERE id = ?1 AND hash IS NULL";
 pub(crate) const BLOB_BY_HASH: &str = "SELECT id, size FROM blob WHERE hash = ?1";
-pub(crate) const BLOB_INSERT: &str = "INSERT INTO blob (hash, size) VALUES (?1, ?2)";
+/// A blob that fits in one chunk, its bytes inline (NULL when empty).
+pub(crate) const BLOB_INSERT: &str =
+    "INSERT INTO blob (id, hash, size, job, data) VALUES (?1, ?2, ?3, ?4, ?5)";
 pub(crate) const STAGE_PUBLISH: &str =
-    "UPDATE blob SET hash = ?2, size = ?3, lease_until = NULL WHERE id = ?1 AND hash IS NULL";
-pub(crate) const CHUNK_GET: &str = "SELECT data FROM chunk WHERE blob = ?1 AND seq = ?2";
+    "UPDATE blob SET hash = ?2, size = ?3, job = ?4, lease_until = NULL WHERE id = ?1 AND hash IS NULL";
+/// Chunk 0 of a small blob is its inline data.
+pub(crate) const CHUNK_GET: &str = "SELECT data FROM blob WHERE id = ?1 AND ?2 = 0 AND data IS NOT NULL \
+     UNION ALL SELECT data FROM chunk WHERE blob = ?1 AND seq = ?2 LIMIT 1";
 
 // Jobs and instances.
-pub(crate) const JOB_INSERT: &str = "INSERT OR IGNORE INTO job (blob, hash) VALUES (?1, ?2)";
-pub(crate) const JOB_BY_HASH: &str = "SELECT blob FROM job WHERE hash = ?1";
-pub(crate) const JOB_HASH: &str = "SELECT hash FROM job WHERE blob = ?1";
-pub(crate) const CLAIMED_JOB: &str =
-    "SELECT j.hash, b.size FROM job j JOIN blob b ON b.id = j.blob WHERE j.blob = ?1";
+/// Registers an existing blob as a job; a no-op (and no page written) when it is one.
+pub(crate) const JOB_MARK: &str = "UPDATE blob SET job = 1 WHERE id = ?1 AND job = 0";
+pub(crate) const JOB_BY_HASH: &str = "SELECT id FROM blob WHERE hash = ?1 AND job = 1";
+pub(crate) const JOB_HASH: &str = "SELECT hash FROM blob WHERE id = ?1";
+pub(crate) const CLAIMED_JOB: &str = "SELECT hash, size, data FROM blob WHERE id = ?1";
 pub(crate) const NEXT_CREATED: &str =
     "UPDATE meta SET value = max(value + 1, ?1) WHERE name = 'last_created' RETURNING value";
 pub(crate) const INSTANCE_INSERT: &str =
@@ -135,10 +146,10 @@ pub(crate) const RESULT_INSERT: &str =
     "INSERT INTO result (created, job, blob, started, ended) VALUES (?1, ?2, ?3, ?4, ?5)";
 pub(crate) const FAIL_INSERT: &str = "INSERT INTO fail (created, job, message, started, ended, attempts) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-pub(crate) const FAIL_OF: &str = "SELECT f.job FROM fail f JOIN job j ON j.blob = f.job \
+pub(crate) const FAIL_OF: &str = "SELECT f.job FROM fail f JOIN blob j ON j.id = f.job \
      WHERE f.created = ?1 AND j.hash = ?2";
 pub(crate) const FAIL_DELETE: &str = "DELETE FROM fail WHERE created = ?1";
-pub(crate) const INSTANCE_OF: &str = "SELECT i.state FROM instance i JOIN job j ON j.blob = i.job \
+pub(crate) const INSTANCE_OF: &str = "SELECT i.state FROM instance i JOIN blob j ON j.id = i.job \
      WHERE i.created = ?1 AND j.hash = ?2";
 pub(crate) const PRUNE_RESULTS: &str = "DELETE FROM result WHERE ended < ?1";
 pub(crate) const PRUNE_FAILS: &str = "DELETE FROM fail WHERE ended < ?1";
@@ -148,23 +159,23 @@ pub(crate) const IDLE: &str = "SELECT EXISTS (SELECT 1 FROM instance), \
      (SELECT min(lease_until) FROM instance WHERE state = 1)";
 
 // Listing, by keyset pagination.
-pub(crate) const LIST_JOBS: &str = "SELECT hash, blob FROM job WHERE hash > ?1 ORDER BY hash LIMIT ?2";
+pub(crate) const LIST_JOBS: &str =
+    "SELECT hash, id FROM blob WHERE hash > ?1 AND job = 1 ORDER BY hash LIMIT ?2";
 pub(crate) const RUNNING_INSTANCES: &str = "SELECT job, created FROM instance WHERE state = 1";
 pub(crate) const LIST_PENDING: &str = "SELECT i.created, j.hash, i.state, i.priority, i.run_at \
-     FROM instance i JOIN job j ON j.blob = i.job \
+     FROM instance i JOIN blob j ON j.id = i.job \
      WHERE i.created > ?1 ORDER BY i.created LIMIT ?2";
 pub(crate) const LIST_RESULTS_OF_JOB: &str = "SELECT r.created, b.hash, r.started, r.ended \
      FROM result r JOIN blob b ON b.id = r.blob \
      WHERE r.job = ?1 AND r.created > ?2 ORDER BY r.created LIMIT ?3";
-pub(crate) const LIST_RESULTS_AFTER_JOB: &str =
-    "SELECT j.hash, j.blob, r.created, b.hash, r.started, r.ended \
-     FROM job j JOIN result r ON r.job = j.blob JOIN blob b ON b.id = r.blob \
+pub(crate) const LIST_RESULTS_AFTER_JOB: &str = "SELECT j.hash, j.id, r.created, b.hash, r.started, r.ended \
+     FROM blob j JOIN result r ON r.job = j.id JOIN blob b ON b.id = r.blob \
      WHERE j.hash > ?1 ORDER BY j.hash, r.created LIMIT ?2";
 pub(crate) const LIST_FAILS_OF_JOB: &str = "SELECT created, message, started, ended, attempts \
      FROM fail WHERE job = ?1 AND created > ?2 ORDER BY created LIMIT ?3";
 pub(crate) const LIST_FAILS_AFTER_JOB: &str =
-    "SELECT j.hash, j.blob, f.created, f.message, f.started, f.ended, f.attempts \
-     FROM job j JOIN fail f ON f.job = j.blob \
+    "SELECT j.hash, j.id, f.created, f.message, f.started, f.ended, f.attempts \
+     FROM blob j JOIN fail f ON f.job = j.id \
      WHERE j.hash > ?1 ORDER BY j.hash, f.created LIMIT ?2";
 
 // Maintenance.
@@ -175,33 +186,32 @@ pub(crate) const DATA_VERSION: &str = "PRAGMA data_version";
 pub(crate) const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
 pub(crate) const STALE_STAGES: &str = "SELECT id FROM blob WHERE hash IS NULL AND lease_until < ?1 LIMIT 256";
 pub(crate) const UNREFERENCED_BLOBS: &str = "SELECT b.id FROM blob b \
-     WHERE b.id > ?1 AND b.hash IS NOT NULL \
-       AND NOT EXISTS (SELECT 1 FROM job WHERE blob = b.id) \
+     WHERE b.id > ?1 AND b.hash IS NOT NULL AND b.job = 0 \
        AND NOT EXISTS (SELECT 1 FROM result WHERE blob = b.id) \
      ORDER BY b.id LIMIT 256";
 /// Turns an unreferenced blob back into an abandoned staging area, whose chunks and row gc
 /// then removes: a crash part way leaves a leftover that the next gc removes, never chunks
 /// without a blob.
 pub(crate) const BLOB_UNPUBLISH_UNREFERENCED: &str = "UPDATE blob SET hash = NULL, lease_until = 0 \
-     WHERE id = ?1 AND hash IS NOT NULL \
-     AND NOT EXISTS (SELECT 1 FROM job WHERE blob = ?1) \
-     AND NOT EXISTS (SELECT 1 FROM result WHERE blob = ?1)";
+     WHERE id = ?1 AND hash IS NOT NULL AND job = 0 \
+     AND NOT EXISTS (SELECT 1 FROM result WHERE blob = ?1) \
+     RETURNING coalesce(length(data), 0)";
 pub(crate) const ORPHAN_CHUNK_OWNERS: &str = "SELECT c.blob, count(*) FROM chunk c \
      LEFT JOIN blob b ON b.id = c.blob WHERE b.id IS NULL GROUP BY c.blob";
 pub(crate) const DANGLING: &str = "\
-     SELECT 'job ' || hex(hash) || ' has no payload blob' FROM job \
-       WHERE NOT EXISTS (SELECT 1 FROM blob WHERE id = job.blob AND hash IS NOT NULL) \
-     UNION ALL SELECT 'instance ' || created || ' refers to a missing job' FROM instance \
-       WHERE NOT EXISTS (SELECT 1 FROM job WHERE blob = instance.job) \
+     SELECT 'instance ' || created || ' refers to a missing job' FROM instance \
+       WHERE NOT EXISTS (SELECT 1 FROM blob WHERE id = instance.job AND job = 1) \
      UNION ALL SELECT 'result ' || created || ' refers to a missing job' FROM result \
-       WHERE NOT EXISTS (SELECT 1 FROM job WHERE blob = result.job) \
+       WHERE NOT EXISTS (SELECT 1 FROM blob WHERE id = result.job AND job = 1) \
      UNION ALL SELECT 'result ' || created || ' refers to a missing output blob' FROM result \
        WHERE NOT EXISTS (SELECT 1 FROM blob WHERE id = result.blob AND hash IS NOT NULL) \
      UNION ALL SELECT 'fail ' || created || ' refers to a missing job' FROM fail \
-       WHERE NOT EXISTS (SELECT 1 FROM job WHERE blob = fail.job)";
+       WHERE NOT EXISTS (SELECT 1 FROM blob WHERE id = fail.job AND job = 1) \
+     UNION ALL SELECT 'blob ' || id || ' has both inline data and chunks' FROM blob \
+       WHERE data IS NOT NULL AND EXISTS (SELECT 1 FROM chunk WHERE chunk.blob = blob.id)";
 pub(crate) const BLOBS_AFTER: &str =
     "SELECT id, hash, size FROM blob WHERE id > ?1 AND hash IS NOT NULL ORDER BY id LIMIT ?2";
-pub(crate) const STATS: &str = "SELECT (SELECT count(*) FROM job), \
+pub(crate) const STATS: &str = "SELECT (SELECT count(*) FROM blob WHERE job = 1), \
      (SELECT count(*) FROM instance WHERE state <> 1), \
      (SELECT count(*) FROM instance WHERE state = 1), \
      (SELECT count(*) FROM result), (SELECT count(*) FROM fail), \
