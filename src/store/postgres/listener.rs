@@ -247,7 +247,8 @@ fn run(shared: &Shared, dial: &Dial) {
                 pause = Duration::ZERO;
             }
         }
-        if rt.block_on(shared.until_stopped(tokio::time::sleep(pause))).is_none() {
+        // The timer is made inside the runtime: it needs the runtime's clock.
+        if rt.block_on(async { shared.until_stopped(tokio::time::sleep(pause)).await }).is_none() {
             return;
         }
     }
