@@ -40,6 +40,8 @@ const FIRST_LISTEN_WAIT: Duration = Duration::from_secs(30);
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_RETRIES: u32 = 3;
+/// How long closing the database waits for the listener's pending work (see `run`).
+const LOOKUP_WAIT: Duration = Duration::from_millis(100);
 
 #[derive(Default)]
 struct State {
@@ -230,6 +232,13 @@ fn run(shared: &Shared, dial: &Dial) {
             return;
         }
     };
+    listen_until_stopped(&rt, shared, dial);
+    // A host name lookup still running in the runtime's blocking pool (a DNS server that does
+    // not answer) must not hold up closing the database; it ends on its own.
+    rt.shutdown_timeout(LOOKUP_WAIT);
+}
+
+fn listen_until_stopped(rt: &tokio::runtime::Runtime, shared: &Shared, dial: &Dial) {
     let mut listened_before = false;
     let mut pause = Duration::ZERO;
     loop {
