@@ -17,12 +17,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+/// A generation that moves on every wake-up, with the condition variable that waiters sleep on.
+/// Shared with the PostgreSQL listener's thread, which must not keep the whole database alive.
+#[derive(Default)]
+struct Wake {
+    generation: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl Wake {
+    fn bump(&self) {
+        *lock(&self.generation) += 1;
+        self.cv.notify_all();
+    }
+}
+
 pub(crate) struct Inner {
     pub store: Arc<dyn Store>,
     pub opts: Options,
     pub events: Events,
     live: Arc<Mutex<Live>>,
-    wake: (Mutex<u64>, Condvar),
+    wake: Arc<Wake>,
     stop_epoch: AtomicU64,
     _heartbeat: Option<Heartbeat>,
 }
@@ -48,21 +63,21 @@ impl Inner {
 
     /// Wakes every worker of this process waiting for work.
     pub fn wake_workers(&self) {
-        let (m, cv) = &self.wake;
-        *lock(m) += 1;
-        cv.notify_all();
+        self.wake.bump();
     }
 
     pub fn wake_generation(&self) -> u64 {
-        *lock(&self.wake.0)
+        *lock(&self.wake.generation)
     }
 
     /// Waits until the wake generation moves past `seen`, or `timeout`; true if it moved.
     pub fn wait_wake(&self, seen: u64, timeout: Duration) -> bool {
-        let (m, cv) = &self.wake;
-        let guard = lock(m);
-        let (guard, _) =
-            cv.wait_timeout_while(guard, timeout, |g| *g == seen).unwrap_or_else(|e| e.into_inner());
+        let guard = lock(&self.wake.generation);
+        let (guard, _) = self
+            .wake
+            .cv
+            .wait_timeout_while(guard, timeout, |g| *g == seen)
+            .unwrap_or_else(|e| e.into_inner());
         *guard != seen
     }
 
@@ -106,14 +121,18 @@ impl std::fmt::Debug for Db {
 }
 
 /// A `postgres://` URL selects the PostgreSQL backend; anything else is an SQLite file.
-fn open_store(path: &Path, opts: &Options) -> Result<Arc<dyn Store>> {
+/// `wake` is for a store that wakes waiters itself (see [`Store::wakes_waiters`]).
+fn open_store(path: &Path, opts: &Options, wake: &Arc<Wake>) -> Result<Arc<dyn Store>> {
     if let Some(url) = path.to_str().filter(|p| is_postgres_url(p)) {
         #[cfg(feature = "postgres")]
         {
-            return Ok(Arc::new(crate::store::postgres::Postgres::open(url, opts.durability)?));
+            let wake = wake.clone();
+            let wake: crate::store::postgres::Wake = Arc::new(move || wake.bump());
+            return Ok(Arc::new(crate::store::postgres::Postgres::open(url, opts.durability, wake)?));
         }
         #[cfg(not(feature = "postgres"))]
         {
+            let _ = wake;
             return Err(Error::invalid(format!(
                 "{}: this batchdb was built without the postgres feature (build it with --features postgres)",
                 crate::location::redact(url)
@@ -134,7 +153,8 @@ impl Db {
     /// one named by a `?schema=NAME` parameter; everything else works the same.
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         opts.validate()?;
-        let store = open_store(path.as_ref(), &opts)?;
+        let wake = Arc::new(Wake::default());
+        let store = open_store(path.as_ref(), &opts, &wake)?;
         let live = Arc::new(Mutex::new(Live::default()));
         let heartbeat = if opts.heartbeat {
             Some(Heartbeat::start(store.clone(), live.clone(), opts.lease)?)
@@ -147,7 +167,7 @@ impl Db {
                 opts,
                 events: Events::default(),
                 live,
-                wake: (Mutex::new(0), Condvar::new()),
+                wake,
                 stop_epoch: AtomicU64::new(0),
                 _heartbeat: heartbeat,
             }),

@@ -15,6 +15,10 @@ use std::time::Duration;
 /// How often a waiting worker looks for commits of other processes. A look is one
 /// `PRAGMA data_version`: an idle run stays far below 1% of a core.
 const POLL: Duration = Duration::from_millis(100);
+/// The longest single sleep of a waiter whose store wakes it on every commit elsewhere
+/// (PostgreSQL). The condition variable needs some bound; at one look at a counter a minute it
+/// costs nothing.
+const WOKEN_MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// What a [`Db::run`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -183,8 +187,11 @@ impl Db {
             if limit.is_some_and(|l| slept >= l) {
                 return Ok(false);
             }
+            // Read before sleeping: a store that stops waking waiters (its connection was lost)
+            // wakes them once as it stops, and that moves the generation past `seen`.
+            let cap = if inner.store.wakes_waiters() { WOKEN_MAX_SLEEP } else { POLL };
             let step =
-                [due, limit].into_iter().flatten().map(|d| d.saturating_sub(slept)).fold(POLL, Duration::min);
+                [due, limit].into_iter().flatten().map(|d| d.saturating_sub(slept)).fold(cap, Duration::min);
             if inner.wait_wake(seen, step) {
                 return Ok(true);
             }

@@ -161,6 +161,12 @@ pub(crate) trait Store: Send + Sync {
     fn idle(&self) -> Result<Idle>;
     /// A number that changes whenever another process commits.
     fn change_counter(&self) -> Result<i64>;
+    /// True while the store itself wakes the database's waiters on every commit of another
+    /// process (PostgreSQL's listener): they may then sleep until woken or due. Otherwise they
+    /// poll [`change_counter`](Store::change_counter).
+    fn wakes_waiters(&self) -> bool {
+        false
+    }
 
     // Listing.
     fn list(&self, kind: ListKind, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>>;

@@ -5,8 +5,8 @@
 //! Connections: a small pool of synchronous clients, each with its prepared statements; every
 //! [`Store`] method is one short transaction on one of them. Waiting workers are woken with
 //! `LISTEN/NOTIFY`: every transaction that changes the queue sends a notification on the
-//! schema's channel, and [`Store::change_counter`] counts the notifications that arrived on a
-//! dedicated listening connection, without a round trip.
+//! schema's channel, and one thread per open database ([`listener`]) waits for them on a
+//! dedicated connection and wakes the waiters, who otherwise sleep without polling.
 //!
 //! Failures: a lost connection is an [`Error::Io`] that says so. A write is never retried
 //! once its transaction has begun, so nothing is applied twice; only a `BEGIN` (or a
@@ -16,7 +16,10 @@
 //! Times (`created`, leases, delays) come from the clients' clocks, as with SQLite: machines
 //! that share a server should keep their clocks in sync (NTP).
 
+mod listener;
 pub(crate) mod schema;
+
+pub(crate) use listener::Wake;
 
 use schema::*;
 
@@ -32,9 +35,9 @@ use crate::location::{redact, scrub};
 use crate::store::sqlite::lock;
 use crate::{Durability, Order};
 use ::postgres::error::SqlState;
-use ::postgres::fallible_iterator::FallibleIterator;
 use ::postgres::types::ToSql;
 use ::postgres::{Client, Config, NoTls, Statement};
+use listener::Listener;
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -44,8 +47,6 @@ use std::time::Duration;
 const POOL: usize = 8;
 /// How long opening a connection may take, unless the URL sets `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a look for notifications may wait for the socket.
-const NOTIFY_WAIT: Duration = Duration::from_millis(1);
 /// The schema used when the URL does not name one.
 const DEFAULT_SCHEMA: &str = "batchdb";
 
@@ -54,6 +55,8 @@ type Params<'a> = [&'a (dyn ToSql + Sync)];
 /// Where the database lives, and how to reach it.
 struct Target {
     config: Config,
+    /// The same, for the listener's asynchronous client.
+    listen_config: tokio_postgres::Config,
     schema: String,
     channel: String,
     /// The URL as given, only to scrub its secrets from driver messages.
@@ -89,7 +92,7 @@ impl Target {
             )));
         }
         let rest = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
-        let mut config = Config::from_str(&rest).map_err(|e| {
+        let mut config = tokio_postgres::Config::from_str(&rest).map_err(|e| {
             Error::invalid(format!("{shown}: not a valid PostgreSQL URL: {}", scrub(&e.to_string(), url)))
         })?;
         if config.get_connect_timeout().is_none() {
@@ -99,7 +102,8 @@ impl Target {
             config.application_name("batchdb");
         }
         Ok(Target {
-            config,
+            config: Config::from(config.clone()),
+            listen_config: config,
             channel: format!("batchdb_{schema}"),
             schema,
             url: url.to_string(),
@@ -110,14 +114,7 @@ impl Target {
 
     /// A driver error's text with its causes, without the URL's secrets.
     fn describe(&self, e: &::postgres::Error) -> String {
-        let mut text = e.to_string();
-        let mut cause = std::error::Error::source(e);
-        while let Some(c) = cause {
-            text.push_str(": ");
-            text.push_str(&c.to_string());
-            cause = c.source();
-        }
-        scrub(&text, &self.url)
+        describe(e, &self.url)
     }
 
     /// Maps a driver error to a batchdb error; `lost` is set when the connection is unusable.
@@ -162,6 +159,18 @@ impl Target {
         Tx { c: &mut conn, t: self }.batch(&setup)?;
         Ok(conn)
     }
+}
+
+/// A driver error's text with its causes, without the secrets of `url`.
+fn describe(e: &::postgres::Error, url: &str) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    scrub(&text, url)
 }
 
 struct Conn {
@@ -230,15 +239,10 @@ impl Tx<'_> {
     }
 }
 
-struct Listener {
-    client: Option<Client>,
-    count: i64,
-}
-
 pub(crate) struct Postgres {
     target: Target,
     pool: Mutex<Vec<Conn>>,
-    listener: Mutex<Listener>,
+    listener: Listener,
 }
 
 fn hash_of(row: &::postgres::Row, i: usize) -> Result<Hash> {
@@ -253,18 +257,17 @@ fn hash_key(h: &Hash) -> i64 {
 }
 
 impl Postgres {
-    pub fn open(url: &str, durability: Durability) -> Result<Postgres> {
+    /// `wake` is called from the listener's thread whenever another process (or this one) may
+    /// have changed the queue.
+    pub fn open(url: &str, durability: Durability, wake: Wake) -> Result<Postgres> {
         let target = Target::parse(url, durability)?;
         let mut conn = target.connect()?;
         setup(&mut Tx { c: &mut conn, t: &target }).map_err(|e| match e {
             Error::Invalid(m) => Error::Invalid(m),
             e => e.context(format!("cannot set up batchdb in {}", target.shown)),
         })?;
-        Ok(Postgres {
-            target,
-            pool: Mutex::new(vec![conn]),
-            listener: Mutex::new(Listener { client: None, count: 0 }),
-        })
+        let listener = Listener::new(&target, wake);
+        Ok(Postgres { target, pool: Mutex::new(vec![conn]), listener })
     }
 
     fn take(&self) -> Result<(Conn, bool)> {
@@ -671,45 +674,13 @@ impl Store for Postgres {
         })
     }
 
-    /// The count of notifications seen on the listening connection. Draining them polls the
-    /// socket without blocking and without a round trip. If that connection is lost, the
-    /// count moves (the caller looks at the queue, where a real outage shows as an error) and
-    /// the next call listens again on a new connection.
+    /// The count kept by the listener, without I/O; the first call starts the listener.
     fn change_counter(&self) -> Result<i64> {
-        let mut l = lock(&self.listener);
-        if l.client.is_none() {
-            let mut conn = self.target.connect()?;
-            Tx { c: &mut conn, t: &self.target }.batch(&listen(&self.target.channel))?;
-            l.client = Some(conn.client);
-            l.count += 1;
-        }
-        let mut seen = 0;
-        let mut lost = false;
-        if let Some(client) = l.client.as_mut() {
-            {
-                let mut notes = client.notifications();
-                // `iter()` alone never lets the driver look at the socket; a wait of at most
-                // a millisecond does, without a round trip to the server.
-                let mut it = notes.timeout_iter(NOTIFY_WAIT);
-                while seen < 1024 {
-                    match it.next() {
-                        Ok(Some(_)) => seen += 1,
-                        Ok(None) => break,
-                        Err(_) => {
-                            lost = true;
-                            break;
-                        }
-                    }
-                }
-            }
-            lost |= client.is_closed();
-        }
-        l.count += seen;
-        if lost {
-            l.client = None;
-            l.count += 1;
-        }
-        Ok(l.count)
+        self.listener.count()
+    }
+
+    fn wakes_waiters(&self) -> bool {
+        self.listener.listening()
     }
 
     fn list(&self, kind: ListKind, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
