@@ -15,7 +15,8 @@
 #
 # Usage: tests/c/run.sh [--lib DIR] [--passes valgrind,asan,plain] [--out DIR]
 #   --lib DIR     (or BATCHDB_C_LIB) link the libbatchdb.so/.a already built in DIR, instead of
-#                 running `cargo build --release --lib` and using target/release;
+#                 running `cargo build --release --lib` and using target/release (with
+#                 BATCHDB_TEST_PG set: built with --features postgres into target/pg/release);
 #   --passes LIST (or BATCHDB_C_PASSES) the passes to run, comma-separated; default all three;
 #   --out DIR     (or BATCHDB_C_OUT) where programs and logs go; default target/ctest.
 # Runs from anywhere; exits non-zero on any failure.
@@ -47,7 +48,13 @@ mkdir -p "$out"
 CC="${CC:-cc}"
 CFLAGS=(-std=c11 -Wall -Wextra -Wpedantic -Werror -g -I"$root/include")
 
-if [ -z "$lib" ]; then
+if [ -z "$lib" ] && [ -n "${BATCHDB_TEST_PG:-}" ]; then
+    # The default build has no PostgreSQL backend; keep target/release the default build.
+    lib="$root/target/pg/release"
+    echo "== cargo build --release --features postgres (into target/pg)"
+    CARGO_TARGET_DIR="$root/target/pg" cargo build --release --lib --features postgres \
+        || { echo "c: 0 passed, 1 failed"; exit 1; }
+elif [ -z "$lib" ]; then
     lib="$root/target/release"
     echo "== cargo build --release (library and header)"
     cargo build --release --lib || { echo "c: 0 passed, 1 failed"; exit 1; }
