@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test suite of batchdb, as README.md gives it: formatting and lints, the Rust suites,
-# the C suite under valgrind and ASan/UBSan, the Go suite with -race, and the Node suite.
+# the C suite under valgrind, ASan/UBSan and plain (with its timing tests), the Go suite with
+# -race, and the Node suite.
 # Installs what a fresh machine lacks (valgrind; koffi through npm ci). Exits non-zero on the
 # first failing suite.
 #
@@ -25,7 +26,7 @@ fi
 step "rust: tests"
 cargo test
 
-step "c: tests under valgrind and ASan/UBSan"
+step "c: tests under valgrind, ASan/UBSan, and plain -O2 with the timing programs"
 bash tests/c/run.sh
 
 step "go: vet and tests with -race (links target/release/libbatchdb.a)"

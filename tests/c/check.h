@@ -1,5 +1,10 @@
-/* A tiny test harness for the batchdb C tests: CHECK macros, one temp database per test,
- * and PASS/FAIL lines that tests/c/run.sh counts. */
+/* A tiny test harness for the batchdb C tests: CHECK macros, one fresh database per test,
+ * and PASS/FAIL/SKIP lines that tests/c/run.sh counts.
+ *
+ * The database is a file in a temporary folder, or, when BATCHDB_TEST_PG holds a PostgreSQL
+ * URL (and the library was built with --features postgres), a fresh schema on that server:
+ * the same test body runs on both backends. Schemas are not dropped (no SQL client here);
+ * tests/pg/run.sh throws its whole cluster away. */
 #ifndef BATCHDB_TEST_CHECK_H
 #define BATCHDB_TEST_CHECK_H
 
@@ -36,9 +41,41 @@ static const char *message_of(const batchdb_error *err) { return err != NULL ? e
 
 #define CHECK_OK(expr, errp) CHECK_RC(expr, BATCHDB_OK, errp)
 
-/* A fresh directory per test, removed afterwards. */
+/* The PostgreSQL server the tests run against, or NULL for files. */
+static inline const char *pg_url(void) {
+    const char *url = getenv("BATCHDB_TEST_PG");
+    return url != NULL && url[0] != '\0' ? url : NULL;
+}
+
+static inline int on_pg(void) { return pg_url() != NULL; }
+
+static const char *current_test = "main";
+static const char *skip_reason;
+
+/* Ends the current test as skipped; only for what cannot apply to this backend. */
+static inline void skip_test(const char *why) { skip_reason = why; }
+
+/* A fresh directory per test, removed afterwards; on PostgreSQL, test_db is a URL instead. */
 static char test_dir[64];
-static char test_db[128];
+static char test_db[1024];
+
+/* A schema name batchdb accepts (lowercase, digits, _, at most 48 characters), unique per
+ * call: c_<test>_<pid>_<n>. */
+static inline void fresh_schema(char out[49]) {
+    static int made;
+    char suffix[32];
+    snprintf(suffix, sizeof suffix, "_%ld_%d", (long)getpid(), made++);
+    const char *name = current_test;
+    if (strncmp(name, "test_", 5) == 0) name += 5;
+    size_t room = 48 - 2 - strlen(suffix), n = 0;
+    out[0] = 'c';
+    out[1] = '_';
+    for (; name[n] != '\0' && n < room; n++) {
+        char ch = name[n];
+        out[2 + n] = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ? ch : '_';
+    }
+    snprintf(out + 2 + n, 49 - 2 - n, "%s", suffix);
+}
 
 static const char *fresh_path(const char *name) {
     strcpy(test_dir, "/tmp/batchdb-ctest-XXXXXX");
@@ -46,7 +83,18 @@ static const char *fresh_path(const char *name) {
         perror("mkdtemp");
         exit(2);
     }
-    snprintf(test_db, sizeof test_db, "%s/%s", test_dir, name);
+    const char *url = pg_url();
+    if (url == NULL) {
+        snprintf(test_db, sizeof test_db, "%s/%s", test_dir, name);
+    } else {
+        char schema[49];
+        fresh_schema(schema);
+        int n = snprintf(test_db, sizeof test_db, "%s%cschema=%s", url, strchr(url, '?') ? '&' : '?', schema);
+        if (n < 0 || (size_t)n >= sizeof test_db) {
+            fprintf(stderr, "BATCHDB_TEST_PG is too long\n");
+            exit(2);
+        }
+    }
     return test_db;
 }
 
@@ -63,13 +111,17 @@ static int tests_failed;
 #define RUN(test)                                                                         \
     do {                                                                                  \
         int before_ = check_failures;                                                     \
+        current_test = #test;                                                             \
+        skip_reason = NULL;                                                               \
         test();                                                                           \
         remove_dir();                                                                     \
-        if (check_failures == before_) {                                                  \
-            printf("PASS %s\n", #test);                                                   \
-        } else {                                                                          \
+        if (check_failures != before_) {                                                  \
             printf("FAIL %s\n", #test);                                                   \
             tests_failed++;                                                               \
+        } else if (skip_reason != NULL) {                                                 \
+            printf("SKIP %s: %s\n", #test, skip_reason);                                  \
+        } else {                                                                          \
+            printf("PASS %s\n", #test);                                                   \
         }                                                                                 \
         fflush(stdout);                                                                   \
     } while (0)

@@ -82,7 +82,24 @@ static void test_open_and_options(void) {
     batchdb_close(NULL);
 }
 
+/* PostgreSQL's counterpart of a garbage file: a schema full of other tables. pg_catalog is
+ * one on every server, and refusing it must not need to write anything. */
+static void not_a_batchdb_schema(void) {
+    char url[1100];
+    const char *base = pg_url();
+    snprintf(url, sizeof url, "%s%cschema=pg_catalog", base, strchr(base, '?') ? '&' : '?');
+    batchdb *db = NULL;
+    batchdb_error err;
+    CHECK_RC(batchdb_open(url, NULL, &db, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(db == NULL);
+    CHECK(strstr(err.message, "not a batchdb database") != NULL);
+}
+
 static void test_not_a_batchdb_file(void) {
+    if (on_pg()) {
+        not_a_batchdb_schema();
+        return;
+    }
     const char *path = fresh_path("garbage.db");
     unsigned char garbage[4096], back[4096 + 1];
     for (size_t i = 0; i < sizeof garbage; i++) garbage[i] = (unsigned char)(i * 37 + 11);

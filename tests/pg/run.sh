@@ -103,9 +103,31 @@ else
     CLI_STATUS=1
 fi
 
+# The C suite (tests/c/run.sh: valgrind, ASan/UBSan, and the plain -O2 pass with the timing
+# programs) against the same server, a fresh schema per test. The library is built with the
+# feature into target/pg, so that target/release keeps the default build that the C, Go and
+# Node suites link.
+C_LOG="$TMP/c-suite.log"
+C_STATUS=0
+if CARGO_TARGET_DIR=target/pg cargo build --release --lib --features postgres 2>&1; then
+    BATCHDB_TEST_PG="$URL" bash tests/c/run.sh --lib target/pg/release --out target/pg/ctest \
+        --passes "${BATCHDB_PG_C_PASSES:-valgrind,asan,plain}" 2>&1 | tee "$C_LOG"
+    C_STATUS=${PIPESTATUS[0]}
+else
+    echo "tests/pg/run.sh: the library did not build with --features postgres"
+    C_STATUS=1
+fi
+c_line=$(grep -E '^c: [0-9]+ passed, [0-9]+ failed' "$C_LOG" 2>/dev/null | tail -1)
+c_passed=$(echo "$c_line" | awk '{print $2+0}')
+c_failed=$(echo "$c_line" | awk '{print $4+0}')
+if [ "$C_STATUS" -ne 0 ] && [ "$c_failed" -eq 0 ]; then c_failed=1; fi
+
 passed=$(grep -Eo '[0-9]+ passed' "$LOG" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$LOG" | awk '{s+=$1} END {print s+0}')
 if [ "$STATUS" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 if [ "$CLI_STATUS" -ne 0 ]; then failed=$((failed + 1)); else passed=$((passed + 1)); fi
+passed=$((passed + c_passed))
+failed=$((failed + c_failed))
+echo "pg: of which the C suite: $c_passed passed, $c_failed failed"
 echo "pg: $passed passed, $failed failed"
-[ "$STATUS" -eq 0 ] && [ "$CLI_STATUS" -eq 0 ]
+[ "$STATUS" -eq 0 ] && [ "$CLI_STATUS" -eq 0 ] && [ "$C_STATUS" -eq 0 ]
