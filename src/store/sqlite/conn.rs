@@ -2,9 +2,11 @@
 //! group-committing writer, and the pool of readers.
 //!
 //! All writes of a process go through one connection. Callers queue their write as a closure;
-//! whoever holds the connection runs every queued closure in one `BEGIN IMMEDIATE`
-//! transaction (each under its own savepoint) and commits once, so concurrent callers share
-//! a commit and never compete through SQLite's busy back-off. Between processes, lock waits go
+//! one caller at a time leads: it runs every queued closure in one `BEGIN IMMEDIATE`
+//! transaction (each under its own savepoint) and commits once, while the others wait for
+//! their result on a condition variable, so concurrent callers share a commit and never
+//! compete through SQLite's busy back-off. A caller whose write a leader committed returns
+//! at once; it never queues behind the next leader's fsync. Between processes, lock waits go
 //! through [`busy_wait`], which sleeps briefly and gives up after a bound.
 
 use super::checkpoint::Checkpointer;
@@ -15,7 +17,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// How many busy-handler rounds a lock wait may take: about 30 s of short sleeps.
@@ -170,6 +172,13 @@ struct Queued {
     slot: Slot,
 }
 
+#[derive(Default)]
+struct Pending {
+    queue: Vec<Queued>,
+    /// A caller is running a batch.
+    leading: bool,
+}
+
 struct WriterConn {
     conn: Connection,
     synced_full: bool,
@@ -182,7 +191,9 @@ pub(crate) struct Conns {
     pub path: PathBuf,
     durability: Durability,
     writer: Mutex<WriterConn>,
-    queue: Mutex<Vec<Queued>>,
+    pending: Mutex<Pending>,
+    /// Signalled when a leader finishes a batch.
+    led: Condvar,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -212,7 +223,8 @@ impl Conns {
             path: path.to_path_buf(),
             durability,
             writer: Mutex::new(WriterConn { conn, synced_full: durability == Durability::Full }),
-            queue: Mutex::new(Vec::new()),
+            pending: Mutex::new(Pending::default()),
+            led: Condvar::new(),
             readers: Mutex::new(Vec::new()),
         })
     }
@@ -228,18 +240,26 @@ impl Conns {
     {
         let slot: Slot = Arc::new(Mutex::new(None));
         let f: WriteFn = Box::new(move |c| f(c).map(|v| Box::new(v) as Output));
-        lock(&self.queue).push(Queued { f, durable, slot: slot.clone() });
+        let mut p = lock(&self.pending);
+        p.queue.push(Queued { f, durable, slot: slot.clone() });
         loop {
-            let mut w = lock(&self.writer);
+            // The leader fills slots before it takes `pending` again to signal, so a slot
+            // seen empty here is filled only after this thread waits.
             if let Some(out) = lock(&slot).take() {
                 return out.map(|b| *b.downcast::<T>().expect("write output type"));
             }
-            let batch: Vec<Queued> = {
-                let mut q = lock(&self.queue);
-                let n = q.len().min(MAX_BATCH);
-                q.drain(..n).collect()
-            };
-            self.run_batch(&mut w, batch);
+            if p.leading {
+                p = self.led.wait(p).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            p.leading = true;
+            let n = p.queue.len().min(MAX_BATCH);
+            let batch: Vec<Queued> = p.queue.drain(..n).collect();
+            drop(p);
+            let lead = Lead(self);
+            self.run_batch(&mut lock(&self.writer), batch);
+            drop(lead);
+            p = lock(&self.pending);
         }
     }
 
@@ -324,6 +344,17 @@ impl Conns {
     pub fn with_writer<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let w = lock(&self.writer);
         f(&w.conn)
+    }
+}
+
+/// Ends a caller's turn as leader, also when a batch unwinds, so that the others never wait
+/// for a leader that is gone.
+struct Lead<'a>(&'a Conns);
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.pending).leading = false;
+        self.0.led.notify_all();
     }
 }
 

@@ -5,7 +5,7 @@
 //!   │                        chunk(blob, seq, data)
 //!   ├──< instance            instance(created, job, state, priority, run_at,
 //!   │                                 attempts, lease_until, start)
-//!   ├──< result              result(created, job, blob, started, ended)
+//!   ├──< result              result(job, created, blob, started, ended)
 //!   │                        fail(created, job, message, started, ended, attempts)
 //!  meta(name, value)         last_created, last_blob
 //! ```
@@ -17,7 +17,9 @@
 //! Ids are never reused, so a writer whose staging lease ran out can never write into a
 //! newer blob's staging area.
 //!
-//! Queue rows are keyed by `created`, an integer unique in the file, so that inserts append.
+//! Queue rows are keyed by `created`, an integer unique in the file, so that inserts append;
+//! results are clustered by (job, created), the order they are listed in, so that a
+//! completion writes one row and no separate index entry for it.
 //! Hashes are 32-byte blobs, indexed only where a lookup needs them. A large blob is written
 //! under a staging row (`hash IS NULL`) and published by one small `UPDATE` that sets its
 //! hash: chunk data is never copied or rewritten.
@@ -57,13 +59,13 @@ CREATE INDEX instance_ready ON instance (priority, created) WHERE state = 0;
 CREATE INDEX instance_running ON instance (lease_until) WHERE state = 1;
 CREATE INDEX instance_waiting ON instance (run_at) WHERE state = 2;
 CREATE TABLE result (
-    created INTEGER PRIMARY KEY,
     job     INTEGER NOT NULL,
+    created INTEGER NOT NULL,
     blob    INTEGER NOT NULL,
     started INTEGER NOT NULL,
-    ended   INTEGER NOT NULL
-);
-CREATE INDEX result_job ON result (job, created);
+    ended   INTEGER NOT NULL,
+    PRIMARY KEY (job, created)
+) WITHOUT ROWID;
 CREATE INDEX result_blob ON result (blob);
 CREATE TABLE fail (
     created  INTEGER PRIMARY KEY,
