@@ -7,8 +7,10 @@
 #                                  ${TMPDIR:-/tmp}/batchdb-bench-smoke/ and leaves the tree alone
 #
 # Any further arguments go to the harness (e.g. --only P4,P9). It builds: the library (for
-# libbatchdb.so), the C cycle program (P6), the effectum peer (P8, its own crate), the
-# original JavaScript batchdb (P7, npm ci in benches/original), and the harness itself.
+# libbatchdb.so and libbatchdb.a), the C and Go cycle programs (P6, benches/c and benches/go),
+# the Node binding's dependencies for benches/node/cycle.js (P6, npm ci in bindings/node), the
+# effectum peer (P8, its own crate), the original JavaScript batchdb (P7, npm ci in
+# benches/original), and the harness itself.
 # A peer that cannot be built is reported in the results, never invented.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,6 +37,26 @@ if cc -O2 -Wall -Wextra -I "$root/include" benches/c/cycle.c -L "$lib_dir" -lbat
     peers+=(--c-cycle "$out_dir/cycle-c")
 else
     echo "   (C cycle program did not build: P6-C is reported as not measured)" >&2
+fi
+
+echo "== building the Go cycle program (P6)" >&2
+# cgo links target/release/libbatchdb.a (bindings/go's LDFLAGS), built just above.
+if ! command -v go >/dev/null; then
+    peers+=(--go-cycle-status "go is not installed")
+elif (cd benches/go && go build -o "$out_dir/cycle-go" . 2>"$out_dir/go-build.log"); then
+    peers+=(--go-cycle "$out_dir/cycle-go")
+else
+    peers+=(--go-cycle-status "go build failed: $(tail -3 "$out_dir/go-build.log" | tr '\n' ' ')")
+fi
+
+echo "== installing the Node binding's dependencies (P6)" >&2
+# The binding loads target/release/libbatchdb.so; koffi comes from npm ci (bindings/node).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    peers+=(--node-cycle-status "node or npm is not installed")
+elif (cd bindings/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>"$out_dir/npm-node.log"); then
+    peers+=(--node-cycle "$root/benches/node/cycle.js")
+else
+    peers+=(--node-cycle-status "npm ci in bindings/node failed: $(tail -3 "$out_dir/npm-node.log" | tr '\n' ' ')")
 fi
 
 echo "== building the effectum peer (P8)" >&2

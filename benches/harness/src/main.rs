@@ -136,6 +136,12 @@ impl Row {
 /// Paths of the peers, prepared by benches/run.sh.
 pub struct Peers {
     pub c_cycle: Option<PathBuf>,
+    /// P6: the Go cycle program (a binary), or why there is none.
+    pub go_cycle: Option<PathBuf>,
+    pub go_status: Option<String>,
+    /// P6: the Node cycle script (run with `node`), or why there is none.
+    pub node_cycle: Option<PathBuf>,
+    pub node_status: Option<String>,
     pub effectum: Option<PathBuf>,
     pub original: Option<PathBuf>,
     pub original_status: Option<String>,
@@ -265,10 +271,8 @@ fn markdown(rows: &[Row]) -> String {
             met
         );
     }
-    let notes: Vec<String> = rows
-        .iter()
-        .flat_map(|r| r.notes.iter().map(move |n| format!("- {}: {}", r.id, n)))
-        .collect();
+    let notes: Vec<String> =
+        rows.iter().flat_map(|r| r.notes.iter().map(move |n| format!("- {}: {}", r.id, n))).collect();
     if !notes.is_empty() {
         s += "\n";
         s += &notes.join("\n");
@@ -280,7 +284,8 @@ fn markdown(rows: &[Row]) -> String {
 fn usage() -> ! {
     eprintln!(
         "usage: batchdb-bench [--smoke] [--out FILE.json] [--plots DIR] [--scratch DIR] \
-         [--only ID,ID] [--c-cycle BIN] [--effectum BIN] [--original DIR] [--original-status TEXT]"
+         [--only ID,ID] [--c-cycle BIN] [--go-cycle BIN] [--go-cycle-status TEXT] \
+         [--node-cycle FILE.js] [--node-cycle-status TEXT] [--effectum BIN] [--original DIR] [--original-status TEXT]"
     );
     std::process::exit(2)
 }
@@ -295,7 +300,16 @@ fn main() {
     let mut plots: Option<PathBuf> = None;
     let mut scratch = std::env::temp_dir().join("batchdb-bench");
     let mut only: Option<Vec<String>> = None;
-    let mut peers = Peers { c_cycle: None, effectum: None, original: None, original_status: None };
+    let mut peers = Peers {
+        c_cycle: None,
+        go_cycle: None,
+        go_status: None,
+        node_cycle: None,
+        node_status: None,
+        effectum: None,
+        original: None,
+        original_status: None,
+    };
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().unwrap_or_else(|| usage());
@@ -306,6 +320,10 @@ fn main() {
             "--scratch" => scratch = val().into(),
             "--only" => only = Some(val().split(',').map(str::to_string).collect()),
             "--c-cycle" => peers.c_cycle = Some(val().into()),
+            "--go-cycle" => peers.go_cycle = Some(val().into()),
+            "--go-cycle-status" => peers.go_status = Some(val()),
+            "--node-cycle" => peers.node_cycle = Some(val().into()),
+            "--node-cycle-status" => peers.node_status = Some(val()),
             "--effectum" => peers.effectum = Some(val().into()),
             "--original" => peers.original = Some(val().into()),
             "--original-status" => peers.original_status = Some(val()),
