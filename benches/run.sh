@@ -10,7 +10,10 @@
 # libbatchdb.so and libbatchdb.a), the C and Go cycle programs (P6, benches/c and benches/go),
 # the Node binding's dependencies for benches/node/cycle.js (P6, npm ci in bindings/node), the
 # effectum peer (P8, its own crate), the original JavaScript batchdb (P7, npm ci in
-# benches/original), and the harness itself.
+# benches/original), and the harness itself (with its postgres feature, for P10). For P10 it
+# starts a throwaway PostgreSQL server with fsync on (tests/pg/cluster.sh, installing Debian's
+# postgresql when root and missing; port $BATCHDB_BENCH_PG_PORT, default 54339) and stops it
+# on exit.
 # A peer that cannot be built is reported in the results, never invented.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -76,10 +79,34 @@ else
 fi
 
 echo "== building the harness" >&2
-# In the library's target folder: it shares rusqlite's bundled SQLite build with it.
-(cd benches/harness && cargo build --release --quiet --target-dir "$root/target")
+# In the library's target folder: it shares rusqlite's bundled SQLite build with it. With its
+# postgres feature (P10) when that builds, else without, and P10 says why.
+pg_feature=1
+if ! (cd benches/harness && cargo build --release --quiet --features postgres --target-dir "$root/target" \
+        2>"$out_dir/harness-pg-build.log"); then
+    pg_feature=0
+    (cd benches/harness && cargo build --release --quiet --target-dir "$root/target")
+fi
+
+echo "== starting a PostgreSQL server, fsync on (P10)" >&2
+# A throwaway cluster (tests/pg/cluster.sh; stopped and removed on exit), on its own port so
+# that it never meets tests/pg/run.sh's. fsync on: the figures must include real durability.
+if [[ $pg_feature == 0 ]]; then
+    peers+=(--pg-status "the harness did not build with its postgres feature: $(tail -3 "$out_dir/harness-pg-build.log" | tr '\n' ' ')")
+else
+    PG_WHO=benches/run.sh
+    PG_FSYNC=on
+    PG_PORT=${BATCHDB_BENCH_PG_PORT:-54339}
+    source tests/pg/cluster.sh
+    if pg_cluster_start; then
+        peers+=(--pg "$PG_URL")
+    else
+        peers+=(--pg-status "PostgreSQL could not be started: $PG_ERROR")
+    fi
+fi
 
 echo "== running" >&2
-exec "$root/target/release/batchdb-bench" "${smoke[@]}" \
+# Not exec: the EXIT trap must still stop the PostgreSQL server afterwards.
+"$root/target/release/batchdb-bench" "${smoke[@]}" \
     --out "$out_dir/results.json" --plots "$out_dir" --scratch "${TMPDIR:-/tmp}/batchdb-bench-scratch" \
     "${peers[@]}" "$@"

@@ -9,6 +9,7 @@
 //! `bash benches/run.sh [--smoke]` builds the peers and runs this binary; see BENCHMARKS.md.
 
 mod baseline;
+mod pg;
 mod plot;
 mod work;
 
@@ -37,6 +38,8 @@ pub struct Plan {
     pub effectum: (usize, usize),
     /// Payload sizes of the scaling curve.
     pub sizes: &'static [usize],
+    /// P10: instances queued on PostgreSQL before each timed cycle.
+    pub pg_queue: usize,
 }
 
 impl Plan {
@@ -52,6 +55,7 @@ impl Plan {
                 original_jobs: 50,
                 effectum: (100, 200),
                 sizes: &[100, 10 << 10, 1 << 20],
+                pg_queue: 100,
             }
         } else {
             Plan {
@@ -64,6 +68,7 @@ impl Plan {
                 original_jobs: 1_000,
                 effectum: (1_000, 2_000),
                 sizes: &[100, 1 << 10, 10 << 10, 100 << 10, 1 << 20, 8 << 20, 64 << 20],
+                pg_queue: 8_000,
             }
         }
     }
@@ -285,7 +290,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: batchdb-bench [--smoke] [--out FILE.json] [--plots DIR] [--scratch DIR] \
          [--only ID,ID] [--c-cycle BIN] [--go-cycle BIN] [--go-cycle-status TEXT] \
-         [--node-cycle FILE.js] [--node-cycle-status TEXT] [--effectum BIN] [--original DIR] [--original-status TEXT]"
+         [--node-cycle FILE.js] [--node-cycle-status TEXT] [--pg URL] [--pg-status TEXT] [--effectum BIN] [--original DIR] [--original-status TEXT]"
     );
     std::process::exit(2)
 }
@@ -300,6 +305,8 @@ fn main() {
     let mut plots: Option<PathBuf> = None;
     let mut scratch = std::env::temp_dir().join("batchdb-bench");
     let mut only: Option<Vec<String>> = None;
+    let mut pg_url: Option<String> = None;
+    let mut pg_status: Option<String> = None;
     let mut peers = Peers {
         c_cycle: None,
         go_cycle: None,
@@ -324,6 +331,8 @@ fn main() {
             "--go-cycle-status" => peers.go_status = Some(val()),
             "--node-cycle" => peers.node_cycle = Some(val().into()),
             "--node-cycle-status" => peers.node_status = Some(val()),
+            "--pg" => pg_url = Some(val()),
+            "--pg-status" => pg_status = Some(val()),
             "--effectum" => peers.effectum = Some(val().into()),
             "--original" => peers.original = Some(val().into()),
             "--original-status" => peers.original_status = Some(val()),
@@ -334,7 +343,15 @@ fn main() {
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch).expect("scratch dir");
     let s = Scratch { root: scratch.clone(), n: Default::default() };
-    let want = |id: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| id.starts_with(x.as_str())));
+    // `--only P4` selects P4 (all its rows), not P40; `--only P1` does not select P10.
+    let want = |id: &str| {
+        only.as_ref().is_none_or(|o| {
+            o.iter().any(|x| {
+                id.strip_prefix(x.as_str())
+                    .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_digit()))
+            })
+        })
+    };
     let started = Instant::now();
     let mut rows: Vec<Row> = Vec::new();
     let mut curves = json!({});
@@ -401,6 +418,11 @@ fn main() {
     }
     if want("P9") {
         log(work::p9(&plan, &s, p1_rate), &mut rows);
+    }
+    if want("P10") {
+        for r in pg::p10(&plan, pg_url.as_deref(), pg_status.as_deref()) {
+            log(r, &mut rows);
+        }
     }
     if want("C") {
         curves = work::curves(&plan, &s);

@@ -26,7 +26,7 @@ fn is_full(d: Durability) -> bool {
 }
 
 /// A tag that makes every measurement's payloads distinct.
-fn tag() -> u64 {
+pub(crate) fn tag() -> u64 {
     static N: AtomicU64 = AtomicU64::new(1);
     N.fetch_add(1, Ordering::Relaxed)
 }
@@ -125,7 +125,7 @@ pub fn p3(plan: &Plan, s: &Scratch) -> Row {
 // P4: claim + complete with an empty output.
 
 /// Queues `n` small jobs, 1,000 per transaction.
-fn fill(db: &Db, n: usize) {
+pub(crate) fn fill(db: &Db, n: usize) {
     let t = tag();
     let mut i = 0;
     while i < n {
@@ -138,7 +138,7 @@ fn fill(db: &Db, n: usize) {
 
 /// `workers` threads claim, read the payload and complete with an empty output until `slice`
 /// passes or the queue is empty; returns (jobs/s, BUSY errors seen).
-fn batchdb_cycle(db: &Db, workers: usize, slice: Duration) -> (f64, u64) {
+pub(crate) fn batchdb_cycle(db: &Db, workers: usize, slice: Duration) -> (f64, u64) {
     let done = AtomicU64::new(0);
     let busy = AtomicU64::new(0);
     let start = Instant::now();
