@@ -9,73 +9,27 @@
 # without having run the suite.
 #
 # The cluster runs with fsync=off (it is thrown away): durability is not what this measures.
+# Starting and stopping it is tests/pg/cluster.sh, shared with benches/run.sh (P10).
 # Extra arguments go to cargo test, e.g. `tests/pg/run.sh -- --test-threads=1`.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
-PORT=${BATCHDB_PG_PORT:-54329}
 fail() {
     echo "tests/pg/run.sh: FAILED: $*" >&2
     echo "pg: 0 passed, 1 failed"
     exit 1
 }
 
-find_bin() {
-    for d in /usr/lib/postgresql/*/bin /usr/local/bin /usr/bin; do
-        if [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && [ -x "$d/postgres" -o -x "$(dirname "$d")/bin/postgres" ]; then
-            echo "$d"
-            return 0
-        fi
-    done
-    return 1
-}
-
-BIN=$(find_bin)
-if [ -z "$BIN" ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "tests/pg/run.sh: no PostgreSQL server found; installing Debian's postgresql package" >&2
-        apt-get update -qq >/dev/null 2>&1
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null 2>&1 \
-            || fail "apt-get install postgresql did not work"
-        BIN=$(find_bin)
-    fi
-fi
-[ -n "$BIN" ] || fail "no PostgreSQL server (initdb, pg_ctl) on this machine, and it could not be installed"
-PSQL=$(command -v psql || echo "$BIN/psql")
-echo "tests/pg/run.sh: PostgreSQL from $BIN ($("$BIN/pg_ctl" --version))"
-
-TMP=$(mktemp -d /tmp/batchdb-pg.XXXXXX) || fail "mktemp"
-chmod 755 "$TMP"
-AS=()
-if [ "$(id -u)" = 0 ]; then
-    # PostgreSQL refuses to run as root.
-    id postgres >/dev/null 2>&1 || useradd --system --no-create-home --shell /bin/sh postgres \
-        || fail "cannot create the postgres user"
-    chown postgres "$TMP"
-    if command -v runuser >/dev/null; then AS=(runuser -u postgres --); else AS=(su postgres -s /bin/sh -c); fi
-fi
-as_pg() {
-    if [ ${#AS[@]} -eq 0 ]; then "$@"; elif [ "${AS[0]}" = su ]; then "${AS[@]}" "$(printf '%q ' "$@")"; else "${AS[@]}" "$@"; fi
-}
-
-DATA="$TMP/data"
-cleanup() {
-    as_pg "$BIN/pg_ctl" -D "$DATA" -m immediate stop >/dev/null 2>&1
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-as_pg "$BIN/initdb" -D "$DATA" -U postgres --auth=trust --no-sync >"$TMP/initdb.log" 2>&1 \
-    || { cat "$TMP/initdb.log" >&2; fail "initdb"; }
-# Loopback only; the role batchdb_pw must give its password (the redaction test tries a wrong one).
-cat >"$DATA/pg_hba.conf" <<HBA
-local all all trust
-host all batchdb_pw 127.0.0.1/32 scram-sha-256
-host all all 127.0.0.1/32 trust
-HBA
-as_pg "$BIN/pg_ctl" -D "$DATA" -l "$TMP/server.log" -w -t 60 start \
-    -o "-p $PORT -k $TMP -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" >/dev/null \
-    || { cat "$TMP/server.log" >&2; fail "the server did not start on 127.0.0.1:$PORT"; }
+# Install (when needed), initdb and start; stopped and removed on exit (tests/pg/cluster.sh).
+# The role batchdb_pw must give its password (the redaction test tries a wrong one).
+PG_WHO=tests/pg/run.sh
+PG_FSYNC=off
+PG_HBA_EXTRA="host all batchdb_pw 127.0.0.1/32 scram-sha-256"
+source tests/pg/cluster.sh
+pg_cluster_start || fail "$PG_ERROR"
+# The names the rest of this script uses.
+PORT=$PG_PORT PSQL=$PG_PSQL BIN=$PG_BIN TMP=$PG_TMP DATA=$PG_DATA
+as_pg() { pg_as "$@"; }
 
 "$PSQL" -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres -d postgres <<SQL || fail "creating the test roles"
 CREATE ROLE batchdb_test LOGIN;

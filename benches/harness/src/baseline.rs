@@ -93,7 +93,10 @@ pub fn queue_cycle(c: &Connection, busy: &mut u64) -> bool {
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 fn claim(c: &Connection) -> rusqlite::Result<Option<(i64, Vec<u8>)>> {

@@ -9,6 +9,7 @@
 //! `bash benches/run.sh [--smoke]` builds the peers and runs this binary; see BENCHMARKS.md.
 
 mod baseline;
+mod pg;
 mod plot;
 mod work;
 
@@ -37,6 +38,8 @@ pub struct Plan {
     pub effectum: (usize, usize),
     /// Payload sizes of the scaling curve.
     pub sizes: &'static [usize],
+    /// P10: instances queued on PostgreSQL before each timed cycle.
+    pub pg_queue: usize,
 }
 
 impl Plan {
@@ -52,6 +55,7 @@ impl Plan {
                 original_jobs: 50,
                 effectum: (100, 200),
                 sizes: &[100, 10 << 10, 1 << 20],
+                pg_queue: 100,
             }
         } else {
             Plan {
@@ -64,6 +68,7 @@ impl Plan {
                 original_jobs: 1_000,
                 effectum: (1_000, 2_000),
                 sizes: &[100, 1 << 10, 10 << 10, 100 << 10, 1 << 20, 8 << 20, 64 << 20],
+                pg_queue: 8_000,
             }
         }
     }
@@ -136,6 +141,12 @@ impl Row {
 /// Paths of the peers, prepared by benches/run.sh.
 pub struct Peers {
     pub c_cycle: Option<PathBuf>,
+    /// P6: the Go cycle program (a binary), or why there is none.
+    pub go_cycle: Option<PathBuf>,
+    pub go_status: Option<String>,
+    /// P6: the Node cycle script (run with `node`), or why there is none.
+    pub node_cycle: Option<PathBuf>,
+    pub node_status: Option<String>,
     pub effectum: Option<PathBuf>,
     pub original: Option<PathBuf>,
     pub original_status: Option<String>,
@@ -265,10 +276,8 @@ fn markdown(rows: &[Row]) -> String {
             met
         );
     }
-    let notes: Vec<String> = rows
-        .iter()
-        .flat_map(|r| r.notes.iter().map(move |n| format!("- {}: {}", r.id, n)))
-        .collect();
+    let notes: Vec<String> =
+        rows.iter().flat_map(|r| r.notes.iter().map(move |n| format!("- {}: {}", r.id, n))).collect();
     if !notes.is_empty() {
         s += "\n";
         s += &notes.join("\n");
@@ -280,7 +289,8 @@ fn markdown(rows: &[Row]) -> String {
 fn usage() -> ! {
     eprintln!(
         "usage: batchdb-bench [--smoke] [--out FILE.json] [--plots DIR] [--scratch DIR] \
-         [--only ID,ID] [--c-cycle BIN] [--effectum BIN] [--original DIR] [--original-status TEXT]"
+         [--only ID,ID] [--c-cycle BIN] [--go-cycle BIN] [--go-cycle-status TEXT] \
+         [--node-cycle FILE.js] [--node-cycle-status TEXT] [--pg URL] [--pg-status TEXT] [--effectum BIN] [--original DIR] [--original-status TEXT]"
     );
     std::process::exit(2)
 }
@@ -295,7 +305,18 @@ fn main() {
     let mut plots: Option<PathBuf> = None;
     let mut scratch = std::env::temp_dir().join("batchdb-bench");
     let mut only: Option<Vec<String>> = None;
-    let mut peers = Peers { c_cycle: None, effectum: None, original: None, original_status: None };
+    let mut pg_url: Option<String> = None;
+    let mut pg_status: Option<String> = None;
+    let mut peers = Peers {
+        c_cycle: None,
+        go_cycle: None,
+        go_status: None,
+        node_cycle: None,
+        node_status: None,
+        effectum: None,
+        original: None,
+        original_status: None,
+    };
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().unwrap_or_else(|| usage());
@@ -306,6 +327,12 @@ fn main() {
             "--scratch" => scratch = val().into(),
             "--only" => only = Some(val().split(',').map(str::to_string).collect()),
             "--c-cycle" => peers.c_cycle = Some(val().into()),
+            "--go-cycle" => peers.go_cycle = Some(val().into()),
+            "--go-cycle-status" => peers.go_status = Some(val()),
+            "--node-cycle" => peers.node_cycle = Some(val().into()),
+            "--node-cycle-status" => peers.node_status = Some(val()),
+            "--pg" => pg_url = Some(val()),
+            "--pg-status" => pg_status = Some(val()),
             "--effectum" => peers.effectum = Some(val().into()),
             "--original" => peers.original = Some(val().into()),
             "--original-status" => peers.original_status = Some(val()),
@@ -316,7 +343,15 @@ fn main() {
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch).expect("scratch dir");
     let s = Scratch { root: scratch.clone(), n: Default::default() };
-    let want = |id: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| id.starts_with(x.as_str())));
+    // `--only P4` selects P4 (all its rows), not P40; `--only P1` does not select P10.
+    let want = |id: &str| {
+        only.as_ref().is_none_or(|o| {
+            o.iter().any(|x| {
+                id.strip_prefix(x.as_str())
+                    .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_digit()))
+            })
+        })
+    };
     let started = Instant::now();
     let mut rows: Vec<Row> = Vec::new();
     let mut curves = json!({});
@@ -383,6 +418,11 @@ fn main() {
     }
     if want("P9") {
         log(work::p9(&plan, &s, p1_rate), &mut rows);
+    }
+    if want("P10") {
+        for r in pg::p10(&plan, pg_url.as_deref(), pg_status.as_deref()) {
+            log(r, &mut rows);
+        }
     }
     if want("C") {
         curves = work::curves(&plan, &s);

@@ -26,7 +26,7 @@ fn is_full(d: Durability) -> bool {
 }
 
 /// A tag that makes every measurement's payloads distinct.
-fn tag() -> u64 {
+pub(crate) fn tag() -> u64 {
     static N: AtomicU64 = AtomicU64::new(1);
     N.fetch_add(1, Ordering::Relaxed)
 }
@@ -125,7 +125,7 @@ pub fn p3(plan: &Plan, s: &Scratch) -> Row {
 // P4: claim + complete with an empty output.
 
 /// Queues `n` small jobs, 1,000 per transaction.
-fn fill(db: &Db, n: usize) {
+pub(crate) fn fill(db: &Db, n: usize) {
     let t = tag();
     let mut i = 0;
     while i < n {
@@ -138,7 +138,7 @@ fn fill(db: &Db, n: usize) {
 
 /// `workers` threads claim, read the payload and complete with an empty output until `slice`
 /// passes or the queue is empty; returns (jobs/s, BUSY errors seen).
-fn batchdb_cycle(db: &Db, workers: usize, slice: Duration) -> (f64, u64) {
+pub(crate) fn batchdb_cycle(db: &Db, workers: usize, slice: Duration) -> (f64, u64) {
     let done = AtomicU64::new(0);
     let busy = AtomicU64::new(0);
     let start = Instant::now();
@@ -427,7 +427,9 @@ pub fn p5(plan: &Plan, s: &Scratch) -> Vec<Row> {
     let sha = h["sha256"].as_f64().unwrap();
     let rss_mib = b["maxrss_kib"].as_f64().unwrap() / 1024.0;
     let mut rows = Vec::new();
-    for (phase, what) in [("ingest", "ingest (Writer, then create; durability full)"), ("read", "verified read")] {
+    for (phase, what) in
+        [("ingest", "ingest (Writer, then create; durability full)"), ("read", "verified read")]
+    {
         let raw = r[phase].as_f64().unwrap();
         let mut row = Row::new(
             &format!("P5-{phase}"),
@@ -441,68 +443,112 @@ pub fn p5(plan: &Plan, s: &Scratch) -> Vec<Row> {
         row.extra = json!({"sha256_mib_s": sha, "raw_chunks_mib_s": raw, "batchdb_peak_rss_mib": rss_mib,
                            "raw_peak_rss_mib": r["maxrss_kib"].as_f64().unwrap() / 1024.0,
                            "conditions_met": rss_mib < 64.0});
-        row.notes.push(format!("peak RSS of the batchdb child (ingest + read): {rss_mib:.1} MiB (target < 64)"));
+        row.notes
+            .push(format!("peak RSS of the batchdb child (ingest + read): {rss_mib:.1} MiB (target < 64)"));
         rows.push(row);
     }
     rows
 }
 
 // ---------------------------------------------------------------------------------------------
-// P6: the P4 cycle from C.
+// P6: the P4 cycle from C, Go and Node.
+
+/// One binding's cycle program: how to start it, or why it was not built.
+struct CycleProgram<'a> {
+    lang: &'static str,
+    /// The program and its leading arguments; `DB full|normal SECONDS` follow.
+    command: Option<Vec<String>>,
+    missing: String,
+    workload: &'a str,
+    target: f64,
+}
+
+/// Runs `command DB DURABILITY SECONDS` on a freshly filled database; jobs/s from its
+/// `{"jobs": N, "seconds": S}`.
+fn external_cycle(plan: &Plan, s: &Scratch, d: Durability, lang: &str, command: &[String]) -> f64 {
+    let path = s.db();
+    fill(&open(&path, d), plan.queue);
+    let out = Command::new(&command[0])
+        .args(&command[1..])
+        .args([path.to_str().unwrap(), dname(d), &plan.slice.as_secs_f64().to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("run {lang} cycle {}: {e}", command[0]));
+    assert!(out.status.success(), "{lang} cycle: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{lang} cycle printed {:?}: {e}", String::from_utf8_lossy(&out.stdout)));
+    s.done(&path);
+    let jobs = v["jobs"].as_f64().expect("jobs");
+    assert!(jobs > 0.0, "{lang} cycle completed no job");
+    jobs / v["seconds"].as_f64().expect("seconds")
+}
 
 pub fn p6(plan: &Plan, s: &Scratch, peers: &Peers) -> Vec<Row> {
+    let programs = [
+        CycleProgram {
+            lang: "C",
+            command: peers.c_cycle.as_ref().map(|b| vec![b.display().to_string()]),
+            missing: "C cycle program not built (benches/run.sh builds it)".into(),
+            workload: "through the C ABI",
+            target: 0.95,
+        },
+        CycleProgram {
+            lang: "Go",
+            command: peers.go_cycle.as_ref().map(|b| vec![b.display().to_string()]),
+            missing: peers
+                .go_status
+                .clone()
+                .unwrap_or_else(|| "Go cycle program not built (benches/run.sh builds it)".into()),
+            workload: "through the Go binding (Claim, Read, Complete)",
+            target: 0.8,
+        },
+        CycleProgram {
+            lang: "Node",
+            command: peers.node_cycle.as_ref().map(|js| vec!["node".into(), js.display().to_string()]),
+            missing: peers
+                .node_status
+                .clone()
+                .unwrap_or_else(|| "Node cycle program not set up (benches/run.sh does it)".into()),
+            workload: "through the Node binding: run() with a trivial runner (it has no public claim), \
+                       counting result events",
+            target: 0.5,
+        },
+    ];
     let mut rows = Vec::new();
-    for d in [Durability::Normal, Durability::Full] {
-        let mut row = Row::new(
-            &format!("P6-C-{}", dname(d)),
-            &format!("P4 cycle (1 worker, durability {}) through the C ABI", dname(d)),
-            "jobs/s",
-            "the same cycle from Rust",
-            Some(0.95),
-        );
-        match &peers.c_cycle {
-            None => row.notes.push("C cycle program not built (benches/run.sh builds it)".into()),
-            Some(bin) => {
-                let (a, b) = pair(
-                    plan.reps,
-                    || {
-                        let path = s.db();
-                        fill(&open(&path, d), plan.queue);
-                        let out = Command::new(bin)
-                            .args([path.to_str().unwrap(), dname(d), &plan.slice.as_secs_f64().to_string()])
-                            .output()
-                            .expect("run C cycle");
-                        assert!(out.status.success(), "C cycle: {}", String::from_utf8_lossy(&out.stderr));
-                        let v: Value = serde_json::from_slice(&out.stdout).expect("C json");
-                        s.done(&path);
-                        v["jobs"].as_f64().unwrap() / v["seconds"].as_f64().unwrap()
-                    },
-                    || {
-                        let path = s.db();
-                        fill(&open(&path, d), plan.queue);
-                        let db = open(&path, d);
-                        let (rate, _) = batchdb_cycle(&db, 1, plan.slice);
-                        drop(db);
-                        s.done(&path);
-                        rate
-                    },
-                );
-                row.batchdb = Some(a);
-                row.baseline = Some(b);
+    for p in &programs {
+        for d in [Durability::Normal, Durability::Full] {
+            let mut row = Row::new(
+                &format!("P6-{}-{}", p.lang, dname(d)),
+                &format!("P4 cycle (1 worker, durability {}) {}", dname(d), p.workload),
+                "jobs/s",
+                "the same cycle from Rust",
+                Some(p.target),
+            );
+            match &p.command {
+                None => row.notes.push(format!("not measured: {}", p.missing)),
+                Some(command) => {
+                    let (a, b) = pair(
+                        plan.reps,
+                        || external_cycle(plan, s, d, p.lang, command),
+                        || {
+                            let path = s.db();
+                            fill(&open(&path, d), plan.queue);
+                            let db = open(&path, d);
+                            let (rate, _) = batchdb_cycle(&db, 1, plan.slice);
+                            drop(db);
+                            s.done(&path);
+                            rate
+                        },
+                    );
+                    row.batchdb = Some(a);
+                    row.baseline = Some(b);
+                    row.notes.push(format!(
+                        "{} runs in a fresh process on a fresh fill of {} jobs, against an in-process Rust loop",
+                        p.lang, plan.queue
+                    ));
+                }
             }
+            rows.push(row);
         }
-        rows.push(row);
-    }
-    for lang in ["Go", "Node"] {
-        let mut row = Row::new(
-            &format!("P6-{lang}"),
-            &format!("P4 cycle through the {lang} binding"),
-            "jobs/s",
-            "the same cycle from Rust",
-            None,
-        );
-        row.notes.push(format!("PENDING: the {lang} cycle program is not written yet (issue 8); slot kept"));
-        rows.push(row);
     }
     rows
 }
@@ -535,10 +581,20 @@ fn batchdb_add_then_run(s: &Scratch, n: usize, workers: usize) -> (f64, f64) {
 
 pub fn p7(plan: &Plan, s: &Scratch, peers: &Peers) -> Vec<Row> {
     let n = plan.original_jobs;
-    let mut add = Row::new("P7-add", &format!("add of {n} small jobs, one at a time"), "jobs/s",
-        "original JS batchdb 2.1.1 (levelup 0.19.1 + leveldown 6.1.1)", Some(10.0));
-    let mut run = Row::new("P7-run", &format!("run cycle of {n} jobs, trivial in-process runner"), "jobs/s",
-        "original JS batchdb 2.1.1 (levelup 0.19.1 + leveldown 6.1.1)", Some(10.0));
+    let mut add = Row::new(
+        "P7-add",
+        &format!("add of {n} small jobs, one at a time"),
+        "jobs/s",
+        "original JS batchdb 2.1.1 (levelup 0.19.1 + leveldown 6.1.1)",
+        Some(10.0),
+    );
+    let mut run = Row::new(
+        "P7-run",
+        &format!("run cycle of {n} jobs, trivial in-process runner"),
+        "jobs/s",
+        "original JS batchdb 2.1.1 (levelup 0.19.1 + leveldown 6.1.1)",
+        Some(10.0),
+    );
     let (a, r) = batchdb_add_then_run(s, n, 1);
     add.batchdb = Some(a);
     run.batchdb = Some(r);
@@ -573,7 +629,8 @@ pub fn p7(plan: &Plan, s: &Scratch, peers: &Peers) -> Vec<Row> {
             }
         }
     }
-    add.notes.push("batchdb at durability normal; the original's blob store writes files without fsync".into());
+    add.notes
+        .push("batchdb at durability normal; the original's blob store writes files without fsync".into());
     vec![add, run]
 }
 
@@ -583,9 +640,22 @@ pub fn p7(plan: &Plan, s: &Scratch, peers: &Peers) -> Vec<Row> {
 pub fn p8(plan: &Plan, s: &Scratch, peers: &Peers) -> Vec<Row> {
     let (ne, nc) = plan.effectum;
     let name = "effectum 0.7.0 (synchronous NORMAL)";
-    let mut enq = Row::new("P8-enqueue", &format!("enqueue {ne} jobs one at a time"), "jobs/s", name, Some(3.0));
-    let mut c1 = Row::new("P8-cycle-c1", &format!("no-op job cycle, {nc} jobs, concurrency 1"), "jobs/s", name, Some(3.0));
-    let mut c4 = Row::new("P8-cycle-c4", &format!("no-op job cycle, {nc} jobs, concurrency 4"), "jobs/s", name, Some(3.0));
+    let mut enq =
+        Row::new("P8-enqueue", &format!("enqueue {ne} jobs one at a time"), "jobs/s", name, Some(3.0));
+    let mut c1 = Row::new(
+        "P8-cycle-c1",
+        &format!("no-op job cycle, {nc} jobs, concurrency 1"),
+        "jobs/s",
+        name,
+        Some(3.0),
+    );
+    let mut c4 = Row::new(
+        "P8-cycle-c4",
+        &format!("no-op job cycle, {nc} jobs, concurrency 4"),
+        "jobs/s",
+        name,
+        Some(3.0),
+    );
     // batchdb at durability normal, as effectum.
     {
         let path = s.db();
@@ -736,7 +806,8 @@ pub fn curves(plan: &Plan, s: &Scratch) -> Value {
         });
         drop(db);
         s.done(&path);
-        let point = json!({"bytes": size, "adds_per_s": rate, "mib_per_s": rate * size as f64 / (1 << 20) as f64});
+        let point =
+            json!({"bytes": size, "adds_per_s": rate, "mib_per_s": rate * size as f64 / (1 << 20) as f64});
         eprintln!("  payload {size}: {point}");
         sizes.push(point);
     }
