@@ -105,6 +105,10 @@ pub(crate) fn listen(channel: &str) -> String {
 }
 pub(crate) const SYNC_OFF: &str = "SET synchronous_commit TO off";
 pub(crate) const NOTIFY: &str = "SELECT pg_notify($1, '')";
+/// Notifies only when the queue has just become empty: what a waiting `until_empty` run
+/// needs to hear of a completion elsewhere.
+pub(crate) const NOTIFY_IF_DRAINED: &str =
+    "SELECT pg_notify($1, '') WHERE NOT EXISTS (SELECT 1 FROM instance)";
 
 // Transactions.
 pub(crate) const BEGIN: &str = "BEGIN";

@@ -40,7 +40,33 @@ fn blob_hash(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Hash> {
 /// Publishes a finished blob inside the caller's transaction, registered as a job when `job`;
 /// returns its id and, when the content already existed, the staging area that is now surplus.
 fn publish_blob(c: &Connection, b: &Finished, job: bool) -> Result<(BlobId, Option<BlobId>)> {
+    let id = match b.stage {
+        None => next_blob(c, 1)?,
+        Some(_) => 0,
+    };
+    publish_blob_as(c, b, job, id)
+}
+
+/// [`publish_blob`], with the id an unstaged blob takes if its content is new.
+fn publish_blob_as(
+    c: &Connection,
+    b: &Finished,
+    job: bool,
+    new_id: BlobId,
+) -> Result<(BlobId, Option<BlobId>)> {
     let hash = b.hash.as_bytes().as_slice();
+    if b.stage.is_none() {
+        // New content is the common case: one statement, and the lookup only on a conflict.
+        let data = (!b.tail.is_empty()).then_some(&b.tail);
+        let n = c
+            .prepare_cached(BLOB_INSERT_NEW)
+            .sql()?
+            .execute(params![new_id, hash, b.size as i64, job, data])
+            .sql()?;
+        if n == 1 {
+            return Ok((new_id, None));
+        }
+    }
     let existing: Option<BlobId> =
         c.prepare_cached(BLOB_BY_HASH).sql()?.query_row([hash], |r| r.get(0)).optional().sql()?;
     if let Some(id) = existing {
@@ -54,47 +80,43 @@ fn publish_blob(c: &Connection, b: &Finished, job: bool) -> Result<(BlobId, Opti
         }
         return Ok((id, b.stage));
     }
-    let id = match b.stage {
-        Some(stage) => {
-            if !b.tail.is_empty() {
-                c.prepare_cached(CHUNK_INSERT).sql()?.execute(params![stage, b.next_seq, b.tail]).sql()?;
-            }
-            let n = c
-                .prepare_cached(STAGE_PUBLISH)
-                .sql()?
-                .execute(params![stage, hash, b.size as i64, job])
-                .sql()?;
-            if n != 1 {
-                return Err(Error::stale(format!(
-                    "blob {} was abandoned while being written (its staging lease ran out and gc removed it)",
-                    b.hash.short()
-                )));
-            }
-            stage
-        }
-        None => {
-            let id = next_blob(c)?;
-            let data = (!b.tail.is_empty()).then_some(&b.tail);
-            c.prepare_cached(BLOB_INSERT)
-                .sql()?
-                .execute(params![id, hash, b.size as i64, job, data])
-                .sql()?;
-            id
-        }
+    let Some(stage) = b.stage else {
+        // The insert above found the hash taken, in this same transaction.
+        return Err(Error::corrupt(format!("blob {} is indexed but its row is missing", b.hash.short())));
     };
-    Ok((id, None))
+    if !b.tail.is_empty() {
+        c.prepare_cached(CHUNK_INSERT).sql()?.execute(params![stage, b.next_seq, b.tail]).sql()?;
+    }
+    let n = c.prepare_cached(STAGE_PUBLISH).sql()?.execute(params![stage, hash, b.size as i64, job]).sql()?;
+    if n != 1 {
+        return Err(Error::stale(format!(
+            "blob {} was abandoned while being written (its staging lease ran out and gc removed it)",
+            b.hash.short()
+        )));
+    }
+    Ok((stage, None))
 }
 
-fn next_blob(c: &Connection) -> Result<BlobId> {
-    c.prepare_cached(NEXT_BLOB).sql()?.query_row([], |r| r.get(0)).sql()
+/// Takes `n` new blob ids; returns the first.
+fn next_blob(c: &Connection, n: i64) -> Result<BlobId> {
+    c.prepare_cached(NEXT_BLOB).sql()?.query_row([n], |r| r.get::<_, i64>(0)).sql().map(|last| last - n + 1)
 }
 
-fn next_created(c: &Connection) -> Result<i64> {
-    c.prepare_cached(NEXT_CREATED).sql()?.query_row([now_ms()], |r| r.get(0)).sql()
+/// Takes `n` consecutive `created` values; returns the first.
+fn next_created(c: &Connection, n: i64) -> Result<i64> {
+    c.prepare_cached(NEXT_CREATED)
+        .sql()?
+        .query_row([now_ms(), n], |r| r.get::<_, i64>(0))
+        .sql()
+        .map(|last| last - n + 1)
 }
 
 fn insert_instance(c: &Connection, job: BlobId, spec: PushSpec) -> Result<i64> {
-    let created = next_created(c)?;
+    let created = next_created(c, 1)?;
+    insert_instance_as(c, job, spec, created)
+}
+
+fn insert_instance_as(c: &Connection, job: BlobId, spec: PushSpec, created: i64) -> Result<i64> {
     let (state, run_at) =
         if spec.delay_ms > 0 { (WAITING, Some(created + spec.delay_ms)) } else { (READY, None) };
     c.prepare_cached(INSTANCE_INSERT)
@@ -149,7 +171,7 @@ impl Sqlite {
 impl Store for Sqlite {
     fn stage_begin(&self, lease_ms: i64) -> Result<BlobId> {
         self.conns.write(false, move |c| {
-            let id = next_blob(c)?;
+            let id = next_blob(c, 1)?;
             c.prepare_cached(STAGE_BEGIN).sql()?.execute([id, now_ms() + lease_ms]).sql()?;
             Ok(id)
         })
@@ -189,11 +211,14 @@ impl Store for Sqlite {
 
     fn publish_many(&self, blobs: Vec<Finished>, push: PushSpec) -> Result<Vec<i64>> {
         self.conns.write(true, move |c| {
+            // Ids and `created` values for the whole batch in one update each.
+            let n = blobs.len() as i64;
+            let (first_id, first_created) = (next_blob(c, n)?, next_created(c, n)?);
             let mut created = Vec::with_capacity(blobs.len());
-            for blob in &blobs {
+            for (i, blob) in (0..).zip(&blobs) {
                 debug_assert!(blob.stage.is_none(), "publish_many takes unstaged blobs only");
-                let (id, _) = publish_blob(c, blob, true)?;
-                created.push(insert_instance(c, id, push)?);
+                let (id, _) = publish_blob_as(c, blob, true, first_id + i)?;
+                created.push(insert_instance_as(c, id, push, first_created + i)?);
             }
             Ok(created)
         })

@@ -89,7 +89,7 @@ pub(crate) const IDENTIFY: &str = "SELECT (SELECT application_id FROM pragma_app
 
 // Blobs.
 pub(crate) const NEXT_BLOB: &str =
-    "UPDATE meta SET value = value + 1 WHERE name = 'last_blob' RETURNING value";
+    "UPDATE meta SET value = value + ?1 WHERE name = 'last_blob' RETURNING value";
 pub(crate) const STAGE_BEGIN: &str =
     "INSERT INTO blob (id, hash, size, lease_until) VALUES (?1, NULL, 0, ?2)";
 pub(crate) const STAGE_RENEW: &str = "UPDATE blob SET lease_until = ?2 WHERE id = ?1 AND hash IS NULL";
@@ -100,9 +100,10 @@ pub(crate) const CHUNK_DELETE_SOME: &str =
 pub(crate) const STAGE_DELETE: &str = "DELETE FROM blob WHERE id = ?1 AND hash IS NULL";
 pub(crate) const STAGE_ABANDON: &str = "UPDATE blob SET lease_until = 0 WHERE id = ?1 AND hash IS NULL";
 pub(crate) const BLOB_BY_HASH: &str = "SELECT id, size FROM blob WHERE hash = ?1";
-/// A blob that fits in one chunk, its bytes inline (NULL when empty).
-pub(crate) const BLOB_INSERT: &str =
-    "INSERT INTO blob (id, hash, size, job, data) VALUES (?1, ?2, ?3, ?4, ?5)";
+/// A blob that fits in one chunk, its bytes inline (NULL when empty), unless its content is
+/// stored already.
+pub(crate) const BLOB_INSERT_NEW: &str = "INSERT INTO blob (id, hash, size, job, data) \
+     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (hash) DO NOTHING";
 pub(crate) const STAGE_PUBLISH: &str =
     "UPDATE blob SET hash = ?2, size = ?3, job = ?4, lease_until = NULL WHERE id = ?1 AND hash IS NULL";
 /// Chunk 0 of a small blob is its inline data.
@@ -116,7 +117,7 @@ pub(crate) const JOB_BY_HASH: &str = "SELECT id FROM blob WHERE hash = ?1 AND jo
 pub(crate) const JOB_HASH: &str = "SELECT hash FROM blob WHERE id = ?1";
 pub(crate) const CLAIMED_JOB: &str = "SELECT hash, size, data FROM blob WHERE id = ?1";
 pub(crate) const NEXT_CREATED: &str =
-    "UPDATE meta SET value = max(value + 1, ?1) WHERE name = 'last_created' RETURNING value";
+    "UPDATE meta SET value = max(value + 1, ?1) + ?2 - 1 WHERE name = 'last_created' RETURNING value";
 pub(crate) const INSTANCE_INSERT: &str =
     "INSERT INTO instance (created, job, state, priority, run_at) VALUES (?1, ?2, ?3, ?4, ?5)";
 
