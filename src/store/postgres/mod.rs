@@ -339,6 +339,14 @@ impl Postgres {
         self.tx(BEGIN, f)
     }
 
+    /// A write whose commit does not wait for the server's WAL flush: claims, lease renewals
+    /// and staged chunks, as on SQLite. PostgreSQL flushes its WAL in order, so the next
+    /// durable commit of any client makes them durable too; a crash before it loses at most
+    /// a claim (the instance is pending again) or part of an unpublished blob.
+    fn write_lazy<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        self.tx(BEGIN_LAZY, f)
+    }
+
     /// A read outside any transaction (one statement sees one snapshot). Reads change
     /// nothing, so one that failed on a pooled connection that had died is run again.
     fn read<T>(&self, f: impl Fn(&mut Tx<'_>) -> Result<T>) -> Result<T> {
@@ -480,11 +488,11 @@ fn fence(t: &mut Tx<'_>, created: i64, attempt: u32) -> Result<(BlobId, i64)> {
 
 impl Store for Postgres {
     fn stage_begin(&self, lease_ms: i64) -> Result<BlobId> {
-        self.write(|t| Ok(t.one(STAGE_BEGIN, &[&(now_ms() + lease_ms)])?.get(0)))
+        self.write_lazy(|t| Ok(t.one(STAGE_BEGIN, &[&(now_ms() + lease_ms)])?.get(0)))
     }
 
     fn stage_write(&self, stage: BlobId, seq: i64, data: Vec<u8>, lease_ms: i64) -> Result<Vec<u8>> {
-        self.write(|t| {
+        self.write_lazy(|t| {
             if t.exec(STAGE_RENEW, &[&stage, &(now_ms() + lease_ms)])? != 1 {
                 return Err(Error::stale(format!(
                     "blob write {stage} was abandoned (its staging lease ran out and gc removed it)"
@@ -549,7 +557,7 @@ impl Store for Postgres {
 
     fn claim(&self, p: &ClaimParams) -> Result<(Option<Claimed>, Vec<Expired>)> {
         let (lease_ms, max_attempts, order) = (p.lease_ms, p.max_attempts as i64, p.order);
-        self.write(|t| {
+        self.write_lazy(|t| {
             let now = now_ms();
             let mut expired = Vec::new();
             let stale: Vec<(i64, i64, BlobId, Option<i64>)> =
@@ -600,7 +608,7 @@ impl Store for Postgres {
     }
 
     fn renew(&self, jobs: Vec<(i64, u32)>, stages: Vec<BlobId>, lease_ms: i64) -> Result<()> {
-        self.write(|t| {
+        self.write_lazy(|t| {
             let until = now_ms() + lease_ms;
             for (created, attempt) in &jobs {
                 t.exec(RENEW, &[created, &(*attempt as i64), &until])?;

@@ -112,6 +112,7 @@ pub(crate) const NOTIFY_IF_DRAINED: &str =
 
 // Transactions.
 pub(crate) const BEGIN: &str = "BEGIN";
+pub(crate) const BEGIN_LAZY: &str = "BEGIN; SET LOCAL synchronous_commit TO off";
 pub(crate) const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 pub(crate) const COMMIT: &str = "COMMIT";
 pub(crate) const ROLLBACK: &str = "ROLLBACK";
