@@ -1325,8 +1325,8 @@ fn r6_model_based_queue() {
 // ---------------------------------------------------------------------------------------
 
 /// The library sets journal_size_limit = 64 MiB and checkpoints in the background, with
-/// wal_autocheckpoint = 4000 pages as the backstop; under a
-/// steady load the WAL must stay below this.
+/// wal_autocheckpoint = 2000 pages as the backstop; under a steady load the WAL must stay
+/// below this.
 const WAL_LIMIT: u64 = 64 << 20;
 
 #[test]

@@ -9,7 +9,7 @@ pub fn open(path: &Path, full: bool) -> Connection {
     c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)).expect("wal");
     c.execute_batch(&format!(
         "PRAGMA synchronous = {}; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; \
-         PRAGMA journal_size_limit = 67108864; PRAGMA wal_autocheckpoint = 4000; \
+         PRAGMA journal_size_limit = 67108864; PRAGMA wal_autocheckpoint = 2000; \
          PRAGMA cache_size = -16384;",
         if full { "FULL" } else { "NORMAL" }
     ))

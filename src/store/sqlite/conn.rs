@@ -97,7 +97,7 @@ fn open_conn(path: &Path) -> Result<Connection> {
 fn configure(conn: &Connection, durability: Durability) -> Result<()> {
     conn.execute_batch(
         "PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY; \
-         PRAGMA journal_size_limit = 67108864; PRAGMA wal_autocheckpoint = 4000; \
+         PRAGMA journal_size_limit = 67108864; PRAGMA wal_autocheckpoint = 2000; \
          PRAGMA cache_size = -16384;",
     )
     .sql()?;
