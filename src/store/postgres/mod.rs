@@ -423,8 +423,11 @@ fn setup(t: &mut Tx<'_>) -> Result<()> {
 /// Publishes a finished blob inside the caller's transaction; returns its id and, when the
 /// content already existed, the staging area that is now surplus.
 fn publish_blob(t: &mut Tx<'_>, b: &Finished) -> Result<(BlobId, Option<BlobId>)> {
-    // Writers of the same content, and gc, take turns on this hash until commit.
-    t.exec(HASH_LOCK, &[&hash_key(&b.hash)])?;
+    // gc, and writers of staged content, take turns on this hash until commit. Unstaged
+    // writers share the lock: many workers completing with the same (say empty) output must
+    // not queue behind each other's commits.
+    let lock = if b.stage.is_some() { HASH_LOCK } else { HASH_LOCK_SHARED };
+    t.exec(lock, &[&hash_key(&b.hash)])?;
     let hash: &[u8] = b.hash.as_bytes().as_slice();
     if let Some(row) = t.opt(BLOB_BY_HASH, &[&hash])? {
         let id: BlobId = row.get(0);
@@ -447,13 +450,17 @@ fn publish_blob(t: &mut Tx<'_>, b: &Finished) -> Result<(BlobId, Option<BlobId>)
             }
             stage
         }
-        None => {
-            let id: BlobId = t.one(BLOB_INSERT, &[&hash, &size])?.get(0);
-            if !b.tail.is_empty() {
-                t.exec(CHUNK_INSERT, &[&id, &0i64, &b.tail])?;
+        None => match t.opt(BLOB_INSERT_NEW, &[&hash, &size])? {
+            Some(row) => {
+                let id: BlobId = row.get(0);
+                if !b.tail.is_empty() {
+                    t.exec(CHUNK_INSERT, &[&id, &0i64, &b.tail])?;
+                }
+                id
             }
-            id
-        }
+            // Another writer committed the same content meanwhile (the insert waited for it).
+            None => t.one(BLOB_BY_HASH, &[&hash])?.get(0),
+        },
     };
     Ok((id, None))
 }
@@ -478,12 +485,14 @@ fn job_by_hash(t: &mut Tx<'_>, key: &Hash) -> Result<BlobId> {
 fn fence(t: &mut Tx<'_>, created: i64, attempt: u32) -> Result<(BlobId, i64)> {
     t.opt(FENCE, &[&created, &(attempt as i64)])?
         .map(|r| (r.get(0), r.get::<_, Option<i64>>(1).unwrap_or(0)))
-        .ok_or_else(|| {
-            Error::stale(format!(
-                "instance {created} is no longer held by attempt {attempt}: its lease ran out and it was \
-                 re-queued, taken by another worker, or already finished"
-            ))
-        })
+        .ok_or_else(|| stale(created, attempt))
+}
+
+fn stale(created: i64, attempt: u32) -> Error {
+    Error::stale(format!(
+        "instance {created} is no longer held by attempt {attempt}: its lease ran out and it was \
+         re-queued, taken by another worker, or already finished"
+    ))
 }
 
 impl Store for Postgres {
@@ -580,21 +589,15 @@ impl Store for Postgres {
                 Order::NewestFirst => CLAIM_NEWEST,
                 Order::OldestFirst => CLAIM_OLDEST,
             };
-            let taken =
-                t.opt(sql, &[&now, &lease_ms])?.map(|r| (r.get::<_, i64>(0), r.get(1), r.get::<_, i64>(2)));
-            let claimed = match taken {
-                Some((created, job, attempt)) => {
-                    let row = t.one(CLAIMED_JOB, &[&job])?;
-                    let (key, size) = (hash_of(&row, 0)?, row.get::<_, i64>(1) as u64);
-                    Some(Claimed {
-                        key,
-                        payload: job,
-                        size,
-                        created,
-                        attempt: attempt as u32,
-                        first_chunk: None,
-                    })
-                }
+            let claimed = match t.opt(sql, &[&now, &lease_ms])? {
+                Some(row) => Some(Claimed {
+                    created: row.get(0),
+                    payload: row.get(1),
+                    attempt: row.get::<_, i64>(2) as u32,
+                    key: hash_of(&row, 3)?,
+                    size: row.get::<_, i64>(4) as u64,
+                    first_chunk: row.get(5),
+                }),
                 None => None,
             };
             if changed {
@@ -622,12 +625,13 @@ impl Store for Postgres {
 
     fn complete(&self, created: i64, attempt: u32, output: Finished) -> Result<(i64, Option<BlobId>)> {
         self.write(|t| {
-            let (job, start) = fence(t, created, attempt)?;
             let (blob, surplus) = publish_blob(t, &output)?;
             let end = now_ms();
-            t.exec(RESULT_INSERT, &[&created, &job, &blob, &start, &end])?;
-            t.exec(INSTANCE_DELETE, &[&created])?;
-            t.notify_if_drained()?;
+            let channel = t.t.channel.clone();
+            if t.opt(COMPLETE, &[&created, &(attempt as i64), &blob, &end, &channel])?.is_none() {
+                // Rolled back with the output's publication.
+                return Err(stale(created, attempt));
+            }
             Ok((end, surplus))
         })
     }

@@ -119,6 +119,9 @@ pub(crate) const ROLLBACK: &str = "ROLLBACK";
 
 // Blobs.
 pub(crate) const HASH_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
+/// Taken by writers that publish small content without staging: they may run together (a
+/// duplicate insert resolves through `ON CONFLICT`), and only gc excludes them.
+pub(crate) const HASH_LOCK_SHARED: &str = "SELECT pg_advisory_xact_lock_shared($1)";
 pub(crate) const STAGE_BEGIN: &str =
     "INSERT INTO blob (hash, size, lease_until) VALUES (NULL, 0, $1) RETURNING id";
 pub(crate) const STAGE_RENEW: &str = "UPDATE blob SET lease_until = $2 WHERE id = $1 AND hash IS NULL";
@@ -129,7 +132,8 @@ pub(crate) const CHUNK_DELETE_SOME: &str = "DELETE FROM chunk WHERE blob = $1 AN
 pub(crate) const STAGE_DELETE: &str = "DELETE FROM blob WHERE id = $1 AND hash IS NULL";
 pub(crate) const STAGE_ABANDON: &str = "UPDATE blob SET lease_until = 0 WHERE id = $1 AND hash IS NULL";
 pub(crate) const BLOB_BY_HASH: &str = "SELECT id, size FROM blob WHERE hash = $1";
-pub(crate) const BLOB_INSERT: &str = "INSERT INTO blob (hash, size) VALUES ($1, $2) RETURNING id";
+pub(crate) const BLOB_INSERT_NEW: &str =
+    "INSERT INTO blob (hash, size) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING RETURNING id";
 pub(crate) const STAGE_PUBLISH: &str =
     "UPDATE blob SET hash = $2, size = $3, lease_until = NULL WHERE id = $1 AND hash IS NULL";
 pub(crate) const CHUNK_GET: &str = "SELECT data FROM chunk WHERE blob = $1 AND seq = $2";
@@ -138,8 +142,6 @@ pub(crate) const CHUNK_GET: &str = "SELECT data FROM chunk WHERE blob = $1 AND s
 pub(crate) const JOB_INSERT: &str = "INSERT INTO job (blob, hash) VALUES ($1, $2) ON CONFLICT DO NOTHING";
 pub(crate) const JOB_BY_HASH: &str = "SELECT blob FROM job WHERE hash = $1";
 pub(crate) const JOB_HASH: &str = "SELECT hash FROM job WHERE blob = $1";
-pub(crate) const CLAIMED_JOB: &str =
-    "SELECT j.hash, b.size FROM job j JOIN blob b ON b.id = j.blob WHERE j.blob = $1";
 /// The row lock on `last_created` serializes pushes until they commit: values are unique and
 /// increase in commit order across every client of the server.
 pub(crate) const NEXT_CREATED: &str =
@@ -153,26 +155,44 @@ pub(crate) const EXPIRED: &str = "SELECT created, attempts, job, start FROM inst
 pub(crate) const REQUEUE_NOW: &str = "UPDATE instance SET state = 0, lease_until = NULL WHERE created = $1";
 pub(crate) const PROMOTE: &str = "UPDATE instance SET state = 0 WHERE created IN \
      (SELECT created FROM instance WHERE state = 2 AND run_at <= $1 FOR UPDATE SKIP LOCKED)";
-pub(crate) const CLAIM_NEWEST: &str = "UPDATE instance \
-     SET state = 1, attempts = attempts + 1, lease_until = $1::bigint + $2::bigint, start = $1 \
-     WHERE created = (SELECT created FROM instance WHERE state = 0 \
-         ORDER BY priority DESC, created DESC LIMIT 1 FOR UPDATE SKIP LOCKED) \
-     RETURNING created, job, attempts";
-pub(crate) const CLAIM_OLDEST: &str = "UPDATE instance \
-     SET state = 1, attempts = attempts + 1, lease_until = $1::bigint + $2::bigint, start = $1 \
-     WHERE created = (SELECT created FROM instance WHERE state = 0 \
-         ORDER BY priority DESC, created ASC LIMIT 1 FOR UPDATE SKIP LOCKED) \
-     RETURNING created, job, attempts";
+/// Takes the next instance and returns it with its key, size and first chunk: one round
+/// trip, where a worker's cycle is otherwise bound by round trips.
+macro_rules! claim {
+    ($order:literal) => {
+        concat!(
+            "WITH c AS (UPDATE instance \
+                 SET state = 1, attempts = attempts + 1, lease_until = $1::bigint + $2::bigint, start = $1 \
+                 WHERE created = (SELECT created FROM instance WHERE state = 0 \
+                     ORDER BY priority DESC, created ",
+            $order,
+            " LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                 RETURNING created, job, attempts) \
+             SELECT c.created, c.job, c.attempts, j.hash, b.size, \
+                 (SELECT data FROM chunk WHERE chunk.blob = c.job AND seq = 0) \
+             FROM c JOIN job j ON j.blob = c.job JOIN blob b ON b.id = c.job"
+        )
+    };
+}
+pub(crate) const CLAIM_NEWEST: &str = claim!("DESC");
+pub(crate) const CLAIM_OLDEST: &str = claim!("ASC");
 pub(crate) const RENEW: &str = "UPDATE instance SET lease_until = $3 \
      WHERE created = $1 AND attempts = $2 AND state = 1";
 /// The fence, locking the row so that a concurrent claim skips it instead of expiring it.
 pub(crate) const FENCE: &str =
     "SELECT job, start FROM instance WHERE created = $1 AND attempts = $2 AND state = 1 FOR UPDATE";
 pub(crate) const INSTANCE_DELETE: &str = "DELETE FROM instance WHERE created = $1";
+/// Completes an instance in one round trip: the fence (the delete matches only while this
+/// attempt holds the lease, and locks the row like [`FENCE`]), the result row, and a
+/// notification when no other instance is left (see `Tx::notify`). Returns no row when the
+/// fence fails.
+pub(crate) const COMPLETE: &str = "WITH d AS (DELETE FROM instance \
+         WHERE created = $1 AND attempts = $2 AND state = 1 RETURNING job, start), \
+     r AS (INSERT INTO result (created, job, blob, started, ended) \
+         SELECT $1, job, $3, coalesce(start, 0), $4 FROM d RETURNING created) \
+     SELECT r.created, CASE WHEN NOT EXISTS (SELECT 1 FROM instance WHERE created <> $1) \
+         THEN pg_notify($5, '') END FROM r";
 pub(crate) const REQUEUE_AT: &str =
     "UPDATE instance SET state = 2, run_at = $2, lease_until = NULL WHERE created = $1";
-pub(crate) const RESULT_INSERT: &str =
-    "INSERT INTO result (created, job, blob, started, ended) VALUES ($1, $2, $3, $4, $5)";
 pub(crate) const FAIL_INSERT: &str = "INSERT INTO fail (created, job, message, started, ended, attempts) \
      VALUES ($1, $2, $3, $4, $5, $6)";
 pub(crate) const FAIL_OF: &str = "SELECT f.job FROM fail f JOIN job j ON j.blob = f.job \
