@@ -10,7 +10,10 @@
 //! through [`busy_wait`], which sleeps briefly and gives up after a bound.
 
 use super::checkpoint::Checkpointer;
-use super::schema::{APPLICATION_ID, IDENTIFY, MIGRATIONS};
+use super::schema::{
+    APPLICATION_ID, IDENTIFY, MIGRATIONS, OP_BEGIN, OP_RELEASE, OP_ROLLBACK, SYNC_FULL, SYNC_NORMAL,
+    TX_BEGIN, TX_COMMIT, TX_ROLLBACK,
+};
 use crate::error::{Error, Result};
 use crate::Durability;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
@@ -90,7 +93,7 @@ fn open_conn(path: &Path) -> Result<Connection> {
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| sql_err(e).context(format!("cannot open {}", path.display())))?;
     conn.busy_handler(Some(busy_wait)).sql()?;
-    conn.set_prepared_statement_cache_capacity(64);
+    conn.set_prepared_statement_cache_capacity(96);
     Ok(conn)
 }
 
@@ -105,11 +108,18 @@ fn configure(conn: &Connection, durability: Durability) -> Result<()> {
 }
 
 fn set_sync(conn: &Connection, durability: Durability) -> Result<()> {
-    let level = match durability {
-        Durability::Full => "FULL",
-        Durability::Normal => "NORMAL",
-    };
-    conn.execute_batch(&format!("PRAGMA synchronous = {level}")).sql()
+    exec(
+        conn,
+        match durability {
+            Durability::Full => SYNC_FULL,
+            Durability::Normal => SYNC_NORMAL,
+        },
+    )
+}
+
+/// Runs one statement without results through the statement cache.
+fn exec(conn: &Connection, sql: &str) -> Result<()> {
+    conn.prepare_cached(sql).sql()?.execute([]).sql().map(|_| ())
 }
 
 /// Checks that `conn` is an empty file or a batchdb database this version can read, before
@@ -143,7 +153,7 @@ fn identify(conn: &Connection, path: &Path) -> Result<bool> {
 }
 
 fn migrate(conn: &Connection) -> Result<()> {
-    conn.execute_batch("BEGIN IMMEDIATE").sql()?;
+    conn.execute_batch(TX_BEGIN).sql()?;
     let run = || -> Result<()> {
         // Re-read inside the lock: another process may have migrated meanwhile.
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).sql()?;
@@ -154,9 +164,9 @@ fn migrate(conn: &Connection) -> Result<()> {
         conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}")).sql()
     };
     match run() {
-        Ok(()) => conn.execute_batch("COMMIT").sql(),
+        Ok(()) => conn.execute_batch(TX_COMMIT).sql(),
         Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = conn.execute_batch(TX_ROLLBACK);
             Err(e)
         }
     }
@@ -273,14 +283,14 @@ impl Conns {
             w.synced_full = durable;
         }
         let conn = &w.conn;
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").sql() {
+        if let Err(e) = exec(conn, TX_BEGIN) {
             return finish(batch.into_iter().map(|q| (q.slot, Err(e.clone()))));
         }
         let single = batch.len() == 1;
         let mut done = Vec::with_capacity(batch.len());
         for q in batch {
             if !single {
-                if let Err(e) = conn.execute_batch("SAVEPOINT op").sql() {
+                if let Err(e) = exec(conn, OP_BEGIN) {
                     done.push((q.slot, Err(e)));
                     continue;
                 }
@@ -289,8 +299,8 @@ impl Conns {
                 Err(Error::Panic(format!("internal error in a write: {}", panic_text(&p))))
             });
             if !single {
-                let end = if out.is_ok() { "RELEASE op" } else { "ROLLBACK TO op; RELEASE op" };
-                if let Err(e) = conn.execute_batch(end).sql() {
+                let undo = if out.is_ok() { Ok(()) } else { exec(conn, OP_ROLLBACK) };
+                if let Err(e) = undo.and_then(|()| exec(conn, OP_RELEASE)) {
                     done.push((q.slot, Err(e)));
                     continue;
                 }
@@ -298,18 +308,14 @@ impl Conns {
             done.push((q.slot, out));
         }
         let all_failed_single = single && done[0].1.is_err();
-        let commit = if all_failed_single {
-            conn.execute_batch("ROLLBACK").sql()
-        } else {
-            conn.execute_batch("COMMIT").sql()
-        };
+        let commit = exec(conn, if all_failed_single { TX_ROLLBACK } else { TX_COMMIT });
         match commit {
             Ok(()) => {
                 self.checkpointer.committed();
                 finish(done)
             }
             Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = exec(conn, TX_ROLLBACK);
                 finish(done.into_iter().map(|(s, out)| match out {
                     Ok(_) => (s, Err(e.clone())),
                     Err(err) => (s, Err(err)),

@@ -83,6 +83,16 @@ pub(crate) const READY: i64 = 0;
 pub(crate) const RUNNING: i64 = 1;
 pub(crate) const WAITING: i64 = 2;
 
+// Transactions of the writer: prepared once, since every write runs them.
+pub(crate) const TX_BEGIN: &str = "BEGIN IMMEDIATE";
+pub(crate) const TX_COMMIT: &str = "COMMIT";
+pub(crate) const TX_ROLLBACK: &str = "ROLLBACK";
+pub(crate) const OP_BEGIN: &str = "SAVEPOINT op";
+pub(crate) const OP_RELEASE: &str = "RELEASE op";
+pub(crate) const OP_ROLLBACK: &str = "ROLLBACK TO op";
+pub(crate) const SYNC_FULL: &str = "PRAGMA synchronous = FULL";
+pub(crate) const SYNC_NORMAL: &str = "PRAGMA synchronous = NORMAL";
+
 // Identity.
 pub(crate) const IDENTIFY: &str = "SELECT (SELECT application_id FROM pragma_application_id), \
      (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)";
