@@ -82,13 +82,16 @@ else
 fi
 
 echo "== building the harness" >&2
-# In the library's target folder: it shares rusqlite's bundled SQLite build with it. With its
-# postgres feature (P10) when that builds, else without, and P10 says why.
+# In its own target folder: the library's rlib has no hash in its file name (the crate is also a
+# cdylib and a staticlib), so a build of the library without the postgres feature in the shared
+# folder would silently replace the one the harness links with it (P10 then fails to open).
+# With its postgres feature (P10) when that builds, else without, and P10 says why.
+harness_target="$root/target/bench"
 pg_feature=1
-if ! (cd benches/harness && cargo build --release --quiet --features postgres --target-dir "$root/target" \
+if ! (cd benches/harness && cargo build --release --quiet --features postgres --target-dir "$harness_target" \
         2>"$build_dir/harness-pg-build.log"); then
     pg_feature=0
-    (cd benches/harness && cargo build --release --quiet --target-dir "$root/target")
+    (cd benches/harness && cargo build --release --quiet --target-dir "$harness_target")
 fi
 
 echo "== starting a PostgreSQL server, fsync on (P10)" >&2
@@ -110,6 +113,6 @@ fi
 
 echo "== running" >&2
 # Not exec: the EXIT trap must still stop the PostgreSQL server afterwards.
-"$root/target/release/batchdb-bench" "${smoke[@]}" \
+"$harness_target/release/batchdb-bench" "${smoke[@]}" \
     --out "$out_dir/results.json" --plots "$out_dir" --scratch "${TMPDIR:-/tmp}/batchdb-bench-scratch" \
     "${peers[@]}" "$@"

@@ -138,6 +138,18 @@ pub(crate) fn fill(db: &Db, n: usize) {
 
 /// `workers` threads claim, read the payload and complete with an empty output until `slice`
 /// passes or the queue is empty; returns (jobs/s, BUSY errors seen).
+/// The plain cycle from Rust, 1 worker, on a fresh file filled with `n` jobs: what the mixed
+/// cycle (P4m) and the bindings (P6) are compared with.
+fn rust_cycle(plan: &Plan, s: &Scratch, d: Durability, n: usize) -> f64 {
+    let path = s.db();
+    let db = open(&path, d);
+    fill(&db, n);
+    let (rate, _) = batchdb_cycle(&db, 1, plan.slice);
+    drop(db);
+    s.done(&path);
+    rate
+}
+
 pub(crate) fn batchdb_cycle(db: &Db, workers: usize, slice: Duration) -> (f64, u64) {
     let done = AtomicU64::new(0);
     let busy = AtomicU64::new(0);
@@ -279,15 +291,7 @@ pub fn p4m(plan: &Plan, s: &Scratch, _p4_plain: Option<f64>) -> Row {
             s.done(&path);
             rate
         },
-        || {
-            let path = s.db();
-            let db = open(&path, Durability::Normal);
-            fill(&db, n);
-            let (rate, _) = batchdb_cycle(&db, 1, plan.slice);
-            drop(db);
-            s.done(&path);
-            rate
-        },
+        || rust_cycle(plan, s, Durability::Normal, n),
     );
     row.batchdb = Some(a);
     row.baseline = Some(b);
@@ -529,15 +533,7 @@ pub fn p6(plan: &Plan, s: &Scratch, peers: &Peers) -> Vec<Row> {
                     let (a, b) = pair(
                         plan.reps,
                         || external_cycle(plan, s, d, p.lang, command),
-                        || {
-                            let path = s.db();
-                            fill(&open(&path, d), plan.queue);
-                            let db = open(&path, d);
-                            let (rate, _) = batchdb_cycle(&db, 1, plan.slice);
-                            drop(db);
-                            s.done(&path);
-                            rate
-                        },
+                        || rust_cycle(plan, s, d, plan.queue),
                     );
                     row.batchdb = Some(a);
                     row.baseline = Some(b);
