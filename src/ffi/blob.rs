@@ -2,7 +2,7 @@
 
 use super::db::{push_options, write_added, write_hex, DbHandle};
 use super::error::{hash_arg, null};
-use super::handles::{bytes, c_str, into_raw, opt_ref, out, read_into, take, try_mut, try_ref};
+use super::handles::{bytes, c_str, handle_out, into_raw, opt_ref, read_into, take, try_mut, try_ref};
 use super::panic::{boundary, status};
 use super::{batchdb, batchdb_error, batchdb_push_options, batchdb_reader, batchdb_writer, BATCHDB_OK};
 use crate::{Error, Reader, Writer};
@@ -38,8 +38,7 @@ pub extern "C" fn batchdb_writer_open(
     err: *mut batchdb_error,
 ) -> i32 {
     status(err, || {
-        let out = self::out(out, "out")?;
-        *out = std::ptr::null_mut();
+        let out = handle_out(out)?;
         let h: &DbHandle = try_ref(db, "db")?;
         *out = into_raw(WriterHandle { writer: h.db.writer() });
         Ok(BATCHDB_OK)
@@ -189,8 +188,7 @@ pub extern "C" fn batchdb_reader_open(
     err: *mut batchdb_error,
 ) -> i32 {
     status(err, || {
-        let out = self::out(out, "out")?;
-        *out = std::ptr::null_mut();
+        let out = handle_out(out)?;
         let h = try_ref(db, "db")?;
         let hash = hash_arg(c_str(hash), "hash")?;
         *out = into_raw(ReaderHandle { reader: h.db.get(&hash)? });

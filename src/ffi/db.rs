@@ -2,7 +2,7 @@
 
 use super::error::{flag, hash_arg, hex65, null};
 use super::events::{unsubscribe_all, Subscription};
-use super::handles::{bytes, c_str, into_raw, opt_array, opt_out, opt_ref, out, take, try_ref};
+use super::handles::{bytes, c_str, handle_out, into_raw, opt_array, opt_ref, take, try_ref, write_opt};
 use super::panic::{boundary, status};
 use super::{batchdb, batchdb_error, batchdb_options, batchdb_push_options, BATCHDB_OK};
 use crate::{Db, Durability, Error, Options, Order, PushOptions};
@@ -83,8 +83,7 @@ pub extern "C" fn batchdb_open(
     err: *mut batchdb_error,
 ) -> i32 {
     status(err, || {
-        let out = self::out(out, "out")?;
-        *out = std::ptr::null_mut();
+        let out = handle_out(out)?;
         let path = path_arg(c_str(path))?;
         let db = Db::open(&path, options(opt_ref(opts))?)
             .map_err(|e| e.context(format!("opening {}", crate::redact(&path.to_string_lossy()))))?;
@@ -131,9 +130,7 @@ pub(crate) fn write_added(
     (key, created): (crate::Hash, i64),
 ) -> i32 {
     write_hex(key_out, &key);
-    if let Some(c) = opt_out(created_out) {
-        *c = created;
-    }
+    write_opt(created_out, created);
     BATCHDB_OK
 }
 
@@ -240,9 +237,7 @@ pub extern "C" fn batchdb_push_with(
         let key = hash_arg(c_str(key), "key")?;
         let opts = push_options(opt_ref(opts))?;
         let created = h.db.push_with(&key, opts)?;
-        if let Some(c) = opt_out(created_out) {
-            *c = created;
-        }
+        write_opt(created_out, created);
         Ok(BATCHDB_OK)
     })
 }
@@ -265,9 +260,7 @@ pub extern "C" fn batchdb_retry(
         let h = try_ref(db, "db")?;
         let key = hash_arg(c_str(key), "key")?;
         let new = h.db.retry(&key, created)?;
-        if let Some(c) = opt_out(created_out) {
-            *c = new;
-        }
+        write_opt(created_out, new);
         Ok(BATCHDB_OK)
     })
 }
@@ -309,9 +302,7 @@ pub extern "C" fn batchdb_prune(
     status(err, || {
         let h = try_ref(db, "db")?;
         let n = h.db.prune(older_than_ms)?;
-        if let Some(o) = opt_out(rows_removed) {
-            *o = n;
-        }
+        write_opt(rows_removed, n);
         Ok(BATCHDB_OK)
     })
 }
@@ -327,9 +318,7 @@ pub extern "C" fn batchdb_gc(db: *mut batchdb, blobs_removed: *mut u64, err: *mu
     status(err, || {
         let h = try_ref(db, "db")?;
         let report = h.db.gc()?;
-        if let Some(o) = opt_out(blobs_removed) {
-            *o = report.blobs_removed;
-        }
+        write_opt(blobs_removed, report.blobs_removed);
         Ok(BATCHDB_OK)
     })
 }

@@ -111,10 +111,20 @@ pub(crate) fn out<'a, T>(ptr: *mut T, what: &str) -> Result<&'a mut T, Error> {
     unsafe { ptr.as_mut() }.ok_or_else(|| null(what))
 }
 
-/// An optional out-parameter: None for NULL (the caller does not want the value).
-pub(crate) fn opt_out<'a, T>(ptr: *mut T) -> Option<&'a mut T> {
+/// A required out-parameter for a new handle, set to NULL at once so that the caller never
+/// sees a stale pointer when the call fails.
+pub(crate) fn handle_out<'a, T>(ptr: *mut *mut T) -> Result<&'a mut *mut T, Error> {
+    let out = out(ptr, "out")?;
+    *out = std::ptr::null_mut();
+    Ok(out)
+}
+
+/// Writes `value` to an optional out-parameter; NULL means the caller does not want it.
+pub(crate) fn write_opt<T>(ptr: *mut T, value: T) {
     // SAFETY: as in `out`.
-    unsafe { ptr.as_mut() }
+    if let Some(o) = unsafe { ptr.as_mut() } {
+        *o = value;
+    }
 }
 
 /// An optional input struct (options): None for NULL, meaning the defaults.

@@ -2,7 +2,7 @@
 
 use super::db::write_hex;
 use super::error::{hex65, null};
-use super::handles::{borrowed, bytes, c_str, into_raw, out, read_into, take, try_mut, try_ref};
+use super::handles::{borrowed, bytes, c_str, handle_out, into_raw, read_into, take, try_mut, try_ref};
 use super::panic::{boundary, status};
 use super::{batchdb, batchdb_error, batchdb_job, BATCHDB_DONE, BATCHDB_OK};
 use crate::{Error, Job};
@@ -70,8 +70,7 @@ pub extern "C" fn batchdb_claim(
     err: *mut batchdb_error,
 ) -> i32 {
     status(err, || {
-        let out = self::out(out, "out")?;
-        *out = std::ptr::null_mut();
+        let out = handle_out(out)?;
         let h = try_ref(db, "db")?;
         match h.db.claim()? {
             None => Ok(BATCHDB_DONE),

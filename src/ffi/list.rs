@@ -1,7 +1,7 @@
 //! Cursors over jobs, pending instances, results and failures.
 
 use super::error::{c_string, hex65};
-use super::handles::{into_raw, out, take, try_mut, try_ref};
+use super::handles::{handle_out, into_raw, out, take, try_mut, try_ref};
 use super::panic::{boundary, status};
 use super::{batchdb, batchdb_cursor, batchdb_error, BATCHDB_DONE, BATCHDB_OK};
 use super::{BATCHDB_LIST_FAIL, BATCHDB_LIST_JOB, BATCHDB_LIST_PENDING, BATCHDB_LIST_RESULT};
@@ -63,8 +63,7 @@ pub extern "C" fn batchdb_list(
     err: *mut batchdb_error,
 ) -> i32 {
     status(err, || {
-        let out = self::out(out, "out")?;
-        *out = std::ptr::null_mut();
+        let out = handle_out(out)?;
         let h = try_ref(db, "db")?;
         let kind = match kind {
             BATCHDB_LIST_JOB => ListKind::Job,
