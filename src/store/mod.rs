@@ -133,6 +133,50 @@ pub struct Stats {
     pub wal_bytes: u64,
 }
 
+/// The errors both backends report, worded once so that a message never depends on where the
+/// queue lives.
+pub(crate) mod fail {
+    use crate::error::Error;
+    use crate::hash::Hash;
+
+    pub fn job_not_found(key: &Hash) -> Error {
+        Error::not_found(format!("job {} not found", key.short()))
+    }
+
+    pub fn no_failed_instance(key: &Hash, created: i64) -> Error {
+        Error::not_found(format!("no failed instance {} of job {}", created, key.short()))
+    }
+
+    pub fn no_pending_instance(key: &Hash, created: i64) -> Error {
+        Error::not_found(format!("no pending instance {} of job {}", created, key.short()))
+    }
+
+    pub fn instance_running(key: &Hash, created: i64) -> Error {
+        Error::busy(format!("instance {} of job {} is running and cannot be cancelled", created, key.short()))
+    }
+
+    /// The fence failed: `(created, attempt)` no longer holds the lease.
+    pub fn not_held(created: i64, attempt: u32) -> Error {
+        Error::stale(format!(
+            "instance {created} is no longer held by attempt {attempt}: its lease ran out and it was \
+             re-queued, taken by another worker, or already finished"
+        ))
+    }
+
+    pub fn stage_gone(stage: super::BlobId) -> Error {
+        Error::stale(format!(
+            "blob write {stage} was abandoned (its staging lease ran out and gc removed it)"
+        ))
+    }
+
+    pub fn publish_gone(hash: &Hash) -> Error {
+        Error::stale(format!(
+            "blob {} was abandoned while being written (its staging lease ran out and gc removed it)",
+            hash.short()
+        ))
+    }
+}
+
 pub(crate) trait Store: Send + Sync {
     // Blobs.
     fn stage_begin(&self, lease_ms: i64) -> Result<BlobId>;

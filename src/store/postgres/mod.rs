@@ -25,8 +25,8 @@ pub(crate) use listener::Wake;
 use schema::*;
 
 use super::{
-    BlobEntry, BlobId, ClaimParams, Claimed, Expired, Finished, GcReport, Idle, Pos, Published, PushSpec,
-    Register, Stats, Store,
+    fail, BlobEntry, BlobId, ClaimParams, Claimed, Expired, Finished, GcReport, Idle, Pos, Published,
+    PushSpec, Register, Stats, Store,
 };
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -443,10 +443,7 @@ fn publish_blob(t: &mut Tx<'_>, b: &Finished) -> Result<(BlobId, Option<BlobId>)
                 t.exec(CHUNK_INSERT, &[&stage, &b.next_seq, &b.tail])?;
             }
             if t.exec(STAGE_PUBLISH, &[&stage, &hash, &size])? != 1 {
-                return Err(Error::stale(format!(
-                    "blob {} was abandoned while being written (its staging lease ran out and gc removed it)",
-                    b.hash.short()
-                )));
+                return Err(fail::publish_gone(&b.hash));
             }
             stage
         }
@@ -476,23 +473,14 @@ fn insert_instance(t: &mut Tx<'_>, job: BlobId, spec: PushSpec) -> Result<i64> {
 
 fn job_by_hash(t: &mut Tx<'_>, key: &Hash) -> Result<BlobId> {
     let hash: &[u8] = key.as_bytes().as_slice();
-    t.opt(JOB_BY_HASH, &[&hash])?
-        .map(|r| r.get(0))
-        .ok_or_else(|| Error::not_found(format!("job {} not found", key.short())))
+    t.opt(JOB_BY_HASH, &[&hash])?.map(|r| r.get(0)).ok_or_else(|| fail::job_not_found(key))
 }
 
 /// The fence: the instance must still be running under this attempt. Locks its row.
 fn fence(t: &mut Tx<'_>, created: i64, attempt: u32) -> Result<(BlobId, i64)> {
     t.opt(FENCE, &[&created, &(attempt as i64)])?
         .map(|r| (r.get(0), r.get::<_, Option<i64>>(1).unwrap_or(0)))
-        .ok_or_else(|| stale(created, attempt))
-}
-
-fn stale(created: i64, attempt: u32) -> Error {
-    Error::stale(format!(
-        "instance {created} is no longer held by attempt {attempt}: its lease ran out and it was \
-         re-queued, taken by another worker, or already finished"
-    ))
+        .ok_or_else(|| fail::not_held(created, attempt))
 }
 
 impl Store for Postgres {
@@ -503,9 +491,7 @@ impl Store for Postgres {
     fn stage_write(&self, stage: BlobId, seq: i64, data: Vec<u8>, lease_ms: i64) -> Result<Vec<u8>> {
         self.write_lazy(|t| {
             if t.exec(STAGE_RENEW, &[&stage, &(now_ms() + lease_ms)])? != 1 {
-                return Err(Error::stale(format!(
-                    "blob write {stage} was abandoned (its staging lease ran out and gc removed it)"
-                )));
+                return Err(fail::stage_gone(stage));
             }
             t.exec(CHUNK_INSERT, &[&stage, &seq, &data])?;
             Ok(())
@@ -630,7 +616,7 @@ impl Store for Postgres {
             let channel = t.t.channel.clone();
             if t.opt(COMPLETE, &[&created, &(attempt as i64), &blob, &end, &channel])?.is_none() {
                 // Rolled back with the output's publication.
-                return Err(stale(created, attempt));
+                return Err(fail::not_held(created, attempt));
             }
             Ok((end, surplus))
         })
@@ -658,9 +644,10 @@ impl Store for Postgres {
     fn retry(&self, key: &Hash, created: i64) -> Result<i64> {
         let hash: &[u8] = key.as_bytes().as_slice();
         self.write(|t| {
-            let job: BlobId = t.opt(FAIL_OF, &[&created, &hash])?.map(|r| r.get(0)).ok_or_else(|| {
-                Error::not_found(format!("no failed instance {} of job {}", created, key.short()))
-            })?;
+            let job: BlobId = t
+                .opt(FAIL_OF, &[&created, &hash])?
+                .map(|r| r.get(0))
+                .ok_or_else(|| fail::no_failed_instance(key, created))?;
             t.exec(FAIL_DELETE, &[&created])?;
             insert_instance(t, job, PushSpec { priority: 0, delay_ms: 0 })
         })
@@ -669,15 +656,12 @@ impl Store for Postgres {
     fn cancel(&self, key: &Hash, created: i64) -> Result<()> {
         let hash: &[u8] = key.as_bytes().as_slice();
         self.write(|t| {
-            let state: i64 = t.opt(INSTANCE_OF, &[&created, &hash])?.map(|r| r.get(0)).ok_or_else(|| {
-                Error::not_found(format!("no pending instance {} of job {}", created, key.short()))
-            })?;
+            let state: i64 = t
+                .opt(INSTANCE_OF, &[&created, &hash])?
+                .map(|r| r.get(0))
+                .ok_or_else(|| fail::no_pending_instance(key, created))?;
             if state == RUNNING {
-                return Err(Error::busy(format!(
-                    "instance {} of job {} is running and cannot be cancelled",
-                    created,
-                    key.short()
-                )));
+                return Err(fail::instance_running(key, created));
             }
             t.exec(INSTANCE_DELETE, &[&created])?;
             t.notify_if_drained()

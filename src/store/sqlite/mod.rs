@@ -9,11 +9,11 @@ use conn::{Conns, SqlResult};
 use schema::*;
 
 use super::{
-    BlobEntry, BlobId, ClaimParams, Claimed, Expired, Finished, GcReport, Idle, Pos, Published, PushSpec,
-    Register, Stats, Store,
+    fail, BlobEntry, BlobId, ClaimParams, Claimed, Expired, Finished, GcReport, Idle, Pos, Published,
+    PushSpec, Register, Stats, Store,
 };
 use crate::clock::now_ms;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hash::Hash;
 use crate::list::{FailRow, ListKind, PendingRow, ResultRow, Row};
 use crate::{Durability, Order};
@@ -39,34 +39,11 @@ fn blob_hash(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Hash> {
 
 /// Publishes a finished blob inside the caller's transaction, registered as a job when `job`;
 /// returns its id and, when the content already existed, the staging area that is now surplus.
+///
+/// Looks the content up first: a duplicate (say, the empty output of many jobs) then writes
+/// nothing, where taking an id first would dirty the `meta` page on every completion.
 fn publish_blob(c: &Connection, b: &Finished, job: bool) -> Result<(BlobId, Option<BlobId>)> {
-    let id = match b.stage {
-        None => next_blob(c, 1)?,
-        Some(_) => 0,
-    };
-    publish_blob_as(c, b, job, id)
-}
-
-/// [`publish_blob`], with the id an unstaged blob takes if its content is new.
-fn publish_blob_as(
-    c: &Connection,
-    b: &Finished,
-    job: bool,
-    new_id: BlobId,
-) -> Result<(BlobId, Option<BlobId>)> {
     let hash = b.hash.as_bytes().as_slice();
-    if b.stage.is_none() {
-        // New content is the common case: one statement, and the lookup only on a conflict.
-        let data = (!b.tail.is_empty()).then_some(&b.tail);
-        let n = c
-            .prepare_cached(BLOB_INSERT_NEW)
-            .sql()?
-            .execute(params![new_id, hash, b.size as i64, job, data])
-            .sql()?;
-        if n == 1 {
-            return Ok((new_id, None));
-        }
-    }
     let existing: Option<BlobId> =
         c.prepare_cached(BLOB_BY_HASH).sql()?.query_row([hash], |r| r.get(0)).optional().sql()?;
     if let Some(id) = existing {
@@ -81,20 +58,30 @@ fn publish_blob_as(
         return Ok((id, b.stage));
     }
     let Some(stage) = b.stage else {
-        // The insert above found the hash taken, in this same transaction.
-        return Err(Error::corrupt(format!("blob {} is indexed but its row is missing", b.hash.short())));
+        let id = next_blob(c, 1)?;
+        insert_small(c, b, job, id)?;
+        return Ok((id, None));
     };
     if !b.tail.is_empty() {
         c.prepare_cached(CHUNK_INSERT).sql()?.execute(params![stage, b.next_seq, b.tail]).sql()?;
     }
     let n = c.prepare_cached(STAGE_PUBLISH).sql()?.execute(params![stage, hash, b.size as i64, job]).sql()?;
     if n != 1 {
-        return Err(Error::stale(format!(
-            "blob {} was abandoned while being written (its staging lease ran out and gc removed it)",
-            b.hash.short()
-        )));
+        return Err(fail::publish_gone(&b.hash));
     }
     Ok((stage, None))
+}
+
+/// Inserts an unstaged blob under `id` with its bytes inline; false when its content is
+/// stored already (nothing was written).
+fn insert_small(c: &Connection, b: &Finished, job: bool, id: BlobId) -> Result<bool> {
+    let data = (!b.tail.is_empty()).then_some(&b.tail);
+    let n = c
+        .prepare_cached(BLOB_INSERT_NEW)
+        .sql()?
+        .execute(params![id, b.hash.as_bytes().as_slice(), b.size as i64, job, data])
+        .sql()?;
+    Ok(n == 1)
 }
 
 /// Takes `n` new blob ids; returns the first.
@@ -132,7 +119,7 @@ fn job_by_hash(c: &Connection, key: &Hash) -> Result<BlobId> {
         .query_row([key.as_bytes().as_slice()], |r| r.get(0))
         .optional()
         .sql()?
-        .ok_or_else(|| Error::not_found(format!("job {} not found", key.short())))
+        .ok_or_else(|| fail::job_not_found(key))
 }
 
 fn job_hash(c: &Connection, job: BlobId) -> Result<Hash> {
@@ -181,9 +168,7 @@ impl Store for Sqlite {
         self.conns.write(false, move |c| {
             let alive = c.prepare_cached(STAGE_RENEW).sql()?.execute([stage, now_ms() + lease_ms]).sql()?;
             if alive != 1 {
-                return Err(Error::stale(format!(
-                    "blob write {stage} was abandoned (its staging lease ran out and gc removed it)"
-                )));
+                return Err(fail::stage_gone(stage));
             }
             c.prepare_cached(CHUNK_INSERT).sql()?.execute(params![stage, seq, data]).sql()?;
             Ok(data)
@@ -217,7 +202,13 @@ impl Store for Sqlite {
             let mut created = Vec::with_capacity(blobs.len());
             for (i, blob) in (0..).zip(&blobs) {
                 debug_assert!(blob.stage.is_none(), "publish_many takes unstaged blobs only");
-                let (id, _) = publish_blob_as(c, blob, true, first_id + i)?;
+                // New content is the common case in a batch: one statement each, and the
+                // lookup only for a duplicate (whose preallocated id then goes unused).
+                let id = if insert_small(c, blob, true, first_id + i)? {
+                    first_id + i
+                } else {
+                    publish_blob(c, blob, true)?.0
+                };
                 created.push(insert_instance_as(c, id, push, first_created + i)?);
             }
             Ok(created)
@@ -353,9 +344,7 @@ impl Store for Sqlite {
                 .query_row(params![created, key.as_bytes().as_slice()], |r| r.get(0))
                 .optional()
                 .sql()?
-                .ok_or_else(|| {
-                    Error::not_found(format!("no failed instance {} of job {}", created, key.short()))
-                })?;
+                .ok_or_else(|| fail::no_failed_instance(&key, created))?;
             c.prepare_cached(FAIL_DELETE).sql()?.execute([created]).sql()?;
             insert_instance(c, job, PushSpec { priority: 0, delay_ms: 0 })
         })
@@ -370,15 +359,9 @@ impl Store for Sqlite {
                 .query_row(params![created, key.as_bytes().as_slice()], |r| r.get(0))
                 .optional()
                 .sql()?
-                .ok_or_else(|| {
-                    Error::not_found(format!("no pending instance {} of job {}", created, key.short()))
-                })?;
+                .ok_or_else(|| fail::no_pending_instance(&key, created))?;
             if state == RUNNING {
-                return Err(Error::busy(format!(
-                    "instance {} of job {} is running and cannot be cancelled",
-                    created,
-                    key.short()
-                )));
+                return Err(fail::instance_running(&key, created));
             }
             c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
             Ok(())
@@ -578,12 +561,7 @@ fn fence(c: &Connection, created: i64, attempt: u32) -> Result<(BlobId, i64)> {
         .query_row(params![created, attempt], |r| Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0))))
         .optional()
         .sql()?
-        .ok_or_else(|| {
-            Error::stale(format!(
-                "instance {created} is no longer held by attempt {attempt}: its lease ran out and it was \
-                 re-queued, taken by another worker, or already finished"
-            ))
-        })
+        .ok_or_else(|| fail::not_held(created, attempt))
 }
 
 fn list_jobs(c: &Connection, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
