@@ -577,6 +577,29 @@ fn a_waiting_run_wakes_for_a_delayed_instance_on_time() {
 }
 
 #[test]
+fn an_until_empty_run_ends_soon_after_another_handle_finishes_the_last_instance() {
+    let t = temp_path();
+    let holder = open(&t.path);
+    holder.add(&b"held elsewhere"[..]).unwrap();
+    let job = holder.claim().unwrap().expect("claimed");
+    // Another handle (on PostgreSQL, other connections) waits for that running instance: it
+    // must hear of the completion, not sleep until the 30 s lease would run out.
+    let waiter = open(&t.path);
+    let run = std::thread::spawn(move || {
+        waiter.run(RunOptions { workers: 1, until_empty: true }, |_| Ok::<_, Error>(())).unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!run.is_finished(), "the run ended while an instance was still running");
+    job.complete().unwrap();
+    let done = Instant::now();
+    let report = run.join().unwrap();
+    let took = done.elapsed();
+    println!("until_empty run ended {took:?} after the last instance completed elsewhere");
+    assert_eq!(report.completed, 0, "{report:?}");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+}
+
+#[test]
 fn prune_then_gc_frees_pruned_blobs_only() {
     let t = temp_path();
     let db = open(&t.path);
