@@ -135,24 +135,33 @@ fn lists_stay_correct_while_other_threads_write() {
     for i in 0..700 {
         before.push(db.add(format!("job {i}").as_bytes()).unwrap());
     }
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicUsize::new(0));
     let writer = {
-        let (db, stop) = (db.clone(), stop.clone());
+        let (db, stop, written) = (db.clone(), stop.clone(), written.clone());
         std::thread::spawn(move || {
             let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            while !stop.load(Ordering::SeqCst) {
                 db.add(format!("late {i}").as_bytes()).unwrap();
                 i += 1;
+                written.store(i, Ordering::SeqCst);
             }
             i
         })
     };
-    // Page through slowly, so that writes land between pages.
+    // Every 100 of the rows present from the start, wait until the writer has added another
+    // row, so that writes land between pages however the threads are scheduled. (Past them
+    // the listing must outrun the writer, whose rows it sees too, or it would never end.)
     let mut seen_pending = Vec::new();
     for row in db.pending() {
         seen_pending.push(row.unwrap().created);
-        if seen_pending.len() % 100 == 0 {
-            std::thread::sleep(Duration::from_millis(5));
+        if seen_pending.len() % 100 == 0 && seen_pending.len() <= before.len() {
+            let had = written.load(Ordering::SeqCst);
+            assert!(
+                eventually(Duration::from_secs(10), || written.load(Ordering::SeqCst) > had),
+                "writer stalled"
+            );
         }
     }
     let mut seen_jobs = Vec::new();

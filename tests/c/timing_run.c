@@ -93,13 +93,13 @@ static int64_t lateness(struct waiting_run *r, int64_t created) {
     return atomic_load(&r->started_ms) - (created + DELAY_MS);
 }
 
-/* Quiet machines measure 0-6 ms (the goal is within about 100 ms); 500 leaves room for a
- * loaded one and still fails a run that polls once a second or never wakes for the delay.
- * Starting before run_at (negative) breaks the delay itself. */
+/* Quiet machines measure 0-6 ms (the goal is within about 100 ms); 1000 leaves a loaded
+ * machine a second of scheduling delay and still fails a run that polls every few seconds or
+ * never wakes for the delay. Starting before run_at (negative) breaks the delay itself. */
 static void check_on_time(const char *what, int64_t late) {
     printf("%s: started %lld ms after its run_at\n", what, (long long)late);
     CHECK(late >= 0);
-    CHECK(late < 500);
+    CHECK(late < 1000);
 }
 
 /* The run is already waiting on an empty queue when the delayed instance is added: the add
@@ -116,7 +116,10 @@ static void test_waiting_run_starts_an_added_delayed_instance_on_time(void) {
     int64_t created = 0;
     CHECK_OK(batchdb_add_with(db, (const uint8_t *)"soon", 4, &delayed, NULL, &created, &err), &err);
     wait_ms(DELAY_MS / 2);
-    CHECK(atomic_load(&r.calls) == 0);
+    /* Not started before run_at: asserted only while the clock is still short of it (a slow
+     * add on a loaded machine may have used up the delay already). */
+    int calls = atomic_load(&r.calls);
+    if (now_ms() < created + DELAY_MS) CHECK(calls == 0);
     finish_run(&r, DELAY_MS + 5000);
 
     check_on_time("added while the run waited", lateness(&r, created));
@@ -174,7 +177,8 @@ static void test_idle_run_sleeps_and_stop_ends_it(void) {
     printf("idle run with 2 workers: %.1f ms of CPU over 3 s (limit %lld ms); batchdb_stop returned it in %lld ms\n",
            (double)used_us / 1000.0, (long long)(limit_us / 1000), (long long)stop_took);
     CHECK(used_us < limit_us);
-    CHECK(stop_took < 2000);
+    /* A few ms measured; a run that waited out its sleep would take an hour. */
+    CHECK(stop_took < 5000);
     CHECK(atomic_load(&r.calls) == 0);
     CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 1);
     batchdb_close(db);

@@ -317,3 +317,8 @@ pub fn after_marker(output: &[u8], marker: &str) -> String {
     let at = text.find(marker).unwrap_or_else(|| panic!("no {marker:?} in helper output: {text}"));
     text[at + marker.len()..].lines().next().unwrap_or("").to_string()
 }
+
+/// Milliseconds since the Unix epoch: the clock the library stamps rows with.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}

@@ -126,9 +126,9 @@ test('a waiting run idles cheaply and starts a delayed instance on time', async 
   }
   const late = start - (created + 600);
   t.diagnostic(`the delayed instance started ${late} ms after its run_at`);
-  // Quiet runs measure 0-6 ms; the bound leaves room for a loaded CI machine (test files run
-  // in parallel), and still fails a run that polls once a second or never wakes for the delay.
-  assert.ok(start && late >= 0 && late < 500, `started ${late} ms after run_at`);
+  // Quiet runs measure 0-6 ms; the bound leaves a loaded machine (test files run in parallel)
+  // a second, and still fails a run that polls every few seconds or never wakes for the delay.
+  assert.ok(start && late >= 0 && late < 1000, `started ${late} ms after run_at`);
   await compute.stop();
   await running;
   await compute.close();
