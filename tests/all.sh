@@ -29,8 +29,11 @@ cargo test
 step "c: tests under valgrind, ASan/UBSan, and plain -O2 with the timing programs"
 bash tests/c/run.sh
 
-step "go: vet and tests with -race (links target/release/libbatchdb.a)"
-(cd bindings/go && go vet ./... && go test -race -count=1 ./...)
+step "go: vet and tests with -race (-tags batchdb_dev links target/release/libbatchdb.a)"
+(cd bindings/go && go vet -tags batchdb_dev ./... && go test -tags batchdb_dev -race -count=1 ./...)
+
+step "go: an outside module builds against an installed batchdb (temp PREFIX and GOPROXY)"
+bash tests/go-install.sh
 
 step "node: npm ci (koffi, pinned) and node --test (loads target/release/libbatchdb.so)"
 (cd bindings/node && npm ci --no-audit --no-fund && npm test)
