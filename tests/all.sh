@@ -32,6 +32,11 @@ bash tests/c/run.sh
 step "go: vet and tests with -race (-tags batchdb_dev links target/release/libbatchdb.a)"
 (cd bindings/go && go vet -tags batchdb_dev ./... && go test -tags batchdb_dev -race -count=1 ./...)
 
+step "go: 20 s of fuzzing on each row decoder (RELIABILITY.md has the long runs)"
+for target in FuzzRowJSON FuzzRowsFromC; do
+    (cd bindings/go && go test -tags batchdb_dev -run "^$target\$" -fuzz "^$target\$" -fuzztime=20s .)
+done
+
 step "go: an outside module builds against an installed batchdb (temp PREFIX and GOPROXY)"
 bash tests/go-install.sh
 
