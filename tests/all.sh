@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test suite of batchdb, as README.md gives it: formatting and lints, the Rust suites,
 # the C suite under valgrind, ASan/UBSan and plain (with its timing tests), the Go suite with
-# -race, and the Node suite.
+# -race (plus brief fuzzing, and a build against an installed library), and the Node suite.
 # Installs what a fresh machine lacks (valgrind; koffi through npm ci). Exits non-zero on the
 # first failing suite.
 #
