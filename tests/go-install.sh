@@ -19,6 +19,14 @@ tmp="$(mktemp -d)"
 trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
 fail() { echo "go-install: $*" >&2; exit 1; }
 
+# pkg-config is what the installed mode rests on; a fresh machine may lack it.
+if ! command -v pkg-config >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get install -y pkg-config >/dev/null || { apt-get update >/dev/null && apt-get install -y pkg-config >/dev/null; }
+    fi
+    command -v pkg-config >/dev/null 2>&1 || fail "pkg-config is missing (install it, or run as root)"
+fi
+
 bash "$root/scripts/install.sh" "$tmp/shared" >/dev/null
 bash "$root/scripts/install.sh" --static "$tmp/static" >/dev/null
 
@@ -28,7 +36,54 @@ proxy="$tmp/proxy/$module/@v"
 mkdir -p "$proxy" "$tmp/stage/$module@$version"
 (cd "$root/bindings/go" && git ls-files -z . | xargs -0 cp --parents -t "$tmp/stage/$module@$version")
 [ -f "$tmp/stage/$module@$version/go.mod" ] || fail "bindings/go has no committed go.mod"
-(cd "$tmp/stage" && zip -q -X -r "$proxy/$version.zip" "$module@$version")
+# Zipped with Go's archive/zip, so that no zip tool is needed.
+cat >"$tmp/mkzip.go" <<'EOF'
+package main
+
+import (
+	"archive/zip"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// mkzip DIR OUT: a zip of DIR's files, named by their paths relative to DIR.
+func main() {
+	out, err := os.Create(os.Args[2])
+	check(err)
+	w := zip.NewWriter(out)
+	check(filepath.WalkDir(os.Args[1], func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(os.Args[1], path)
+		if err != nil {
+			return err
+		}
+		f, err := w.Create(filepath.ToSlash(rel))
+		if err != nil {
+			return err
+		}
+		in, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		_, err = io.Copy(f, in)
+		return err
+	}))
+	check(w.Close())
+	check(out.Close())
+}
+
+func check(err error) {
+	if err != nil {
+		panic(err)
+	}
+}
+EOF
+(cd "$tmp" && go run mkzip.go "$tmp/stage" "$proxy/$version.zip")
 cp "$root/bindings/go/go.mod" "$proxy/$version.mod"
 printf '{"Version":"%s","Time":"2026-01-01T00:00:00Z"}\n' "$version" >"$proxy/$version.info"
 printf '%s\n' "$version" >"$proxy/list"
