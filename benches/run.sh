@@ -46,10 +46,10 @@ else
 fi
 
 echo "== building the Go cycle program (P6)" >&2
-# cgo links target/release/libbatchdb.a (bindings/go's LDFLAGS), built just above.
+# cgo links target/release/libbatchdb.a (bindings/go with -tags batchdb_dev), built just above.
 if ! command -v go >/dev/null; then
     peers+=(--go-cycle-status "go is not installed")
-elif (cd benches/go && go build -o "$build_dir/cycle-go" . 2>"$build_dir/go-build.log"); then
+elif (cd benches/go && go build -tags batchdb_dev -o "$build_dir/cycle-go" . 2>"$build_dir/go-build.log"); then
     peers+=(--go-cycle "$build_dir/cycle-go")
 else
     peers+=(--go-cycle-status "go build failed: $(tail -3 "$build_dir/go-build.log" | tr '\n' ' ')")

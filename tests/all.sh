@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test suite of batchdb, as README.md gives it: formatting and lints, the Rust suites,
 # the C suite under valgrind, ASan/UBSan and plain (with its timing tests), the Go suite with
-# -race, and the Node suite.
+# -race (plus brief fuzzing, and a build against an installed library), and the Node suite.
 # Installs what a fresh machine lacks (valgrind; koffi through npm ci). Exits non-zero on the
 # first failing suite.
 #
@@ -29,8 +29,16 @@ cargo test
 step "c: tests under valgrind, ASan/UBSan, and plain -O2 with the timing programs"
 bash tests/c/run.sh
 
-step "go: vet and tests with -race (links target/release/libbatchdb.a)"
-(cd bindings/go && go vet ./... && go test -race -count=1 ./...)
+step "go: vet and tests with -race (-tags batchdb_dev links target/release/libbatchdb.a)"
+(cd bindings/go && go vet -tags batchdb_dev ./... && go test -tags batchdb_dev -race -count=1 ./...)
+
+step "go: 20 s of fuzzing on each row decoder (RELIABILITY.md has the long runs)"
+for target in FuzzRowJSON FuzzRowsFromC; do
+    (cd bindings/go && go test -tags batchdb_dev -run "^$target\$" -fuzz "^$target\$" -fuzztime=20s .)
+done
+
+step "go: an outside module builds against an installed batchdb (temp PREFIX and GOPROXY)"
+bash tests/go-install.sh
 
 step "node: npm ci (koffi, pinned) and node --test (loads target/release/libbatchdb.so)"
 (cd bindings/node && npm ci --no-audit --no-fund && npm test)

@@ -1,8 +1,12 @@
 package batchdb
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../include
-#cgo LDFLAGS: ${SRCDIR}/../../target/release/libbatchdb.a -lm -ldl -lpthread
+// By default the library comes from an installed batchdb (scripts/install.sh PREFIX), found by
+// pkg-config, so that a module outside the checkout needs no flags. Inside the checkout,
+// -tags batchdb_dev links the static library that `cargo build --release` just built.
+#cgo !batchdb_dev pkg-config: --static batchdb
+#cgo batchdb_dev CFLAGS: -I${SRCDIR}/../../include
+#cgo batchdb_dev LDFLAGS: ${SRCDIR}/../../target/release/libbatchdb.a -lm -ldl -lpthread
 #include <stdlib.h>
 #include "batchdb.h"
 */

@@ -9,11 +9,17 @@
 //
 // # Building
 //
-// The package links the static library built by Cargo, so build it first, from the
-// repository root:
+// By default the package builds against an installed batchdb, found with
+// `pkg-config --static batchdb`: run scripts/install.sh PREFIX from a checkout (set
+// PKG_CONFIG_PATH=PREFIX/lib/pkgconfig for a prefix that pkg-config does not search). It links
+// PREFIX/lib/libbatchdb.so, or the archive when the prefix has no shared library
+// (scripts/install.sh --static PREFIX).
+//
+// Inside the checkout, the batchdb_dev build tag links the static library that Cargo just
+// built instead; from the repository root:
 //
 //	cargo build --release
-//	cd bindings/go && go test -race ./...
+//	cd bindings/go && go test -tags batchdb_dev -race ./...
 //
 // cgo must be enabled (the default with a C compiler installed).
 //

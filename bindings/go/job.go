@@ -168,15 +168,20 @@ func (j *Job) Complete() (hash string, err error) {
 // Fail fails the instance with message: a fail row, or with Options.RetryErrors and
 // attempts left, back to pending after a backoff. ErrStale means this worker lost its lease.
 // On a job lent to a Run callback it returns ErrMisuse and does nothing: return an error
-// from the callback instead.
+// from the callback instead. A message holding a NUL byte (which C would cut it at) is
+// ErrInvalid and changes nothing; invalid UTF-8 in it is replaced.
 func (j *Job) Fail(message string) error {
+	// Checked before take: a refused message leaves the job claimed and usable.
+	cmsg, err := cString("Fail", message)
+	if err != nil {
+		return err
+	}
+	defer C.free(unsafe.Pointer(cmsg))
 	s, err := j.take("Fail")
 	if err != nil {
 		return err
 	}
 	defer s.db.unregister(s)
-	cmsg := C.CString(message)
-	defer C.free(unsafe.Pointer(cmsg))
 	var e C.batchdb_error
 	rc := C.batchdb_job_fail(s.p, cmsg, &e) // consumes the job, even on failure
 	s.p = nil

@@ -6,6 +6,7 @@ package batchdb
 import "C"
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"iter"
@@ -53,6 +54,47 @@ type FailRow struct {
 	Attempts int
 }
 
+// The decoders accept exactly the contract's shapes: every field present (priority and
+// run_at are optional), with its JSON type, matched by exact name (encoding/json alone would
+// take "KEY" for "key" and fill a missing field with zero). Anything else is an error, never a
+// half-filled row; a null row leaves the value unchanged, as encoding/json's convention has it.
+// FuzzRowJSON holds them to that.
+
+// members splits a JSON object into its members; null members count as absent. It returns nil
+// and no error for null.
+func members(b []byte, row string) (map[string]json.RawMessage, error) {
+	if isNull(b) {
+		return nil, nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("batchdb: %s: %w", row, err)
+	}
+	for name, v := range m {
+		if isNull(v) {
+			delete(m, name)
+		}
+	}
+	return m, nil
+}
+
+func isNull(b []byte) bool { return string(bytes.TrimSpace(b)) == "null" }
+
+// member decodes m[name] into dst; a missing member is an error unless optional.
+func member[T any](m map[string]json.RawMessage, row, name string, dst *T, optional bool) error {
+	v, ok := m[name]
+	if !ok {
+		if optional {
+			return nil
+		}
+		return fmt.Errorf("batchdb: %s: missing %q", row, name)
+	}
+	if err := json.Unmarshal(v, dst); err != nil {
+		return fmt.Errorf("batchdb: %s: %q: %w", row, name, err)
+	}
+	return nil
+}
+
 type jobJSON struct {
 	Key     string  `json:"key"`
 	Running []int64 `json:"running"`
@@ -67,16 +109,31 @@ func (r JobRow) MarshalJSON() ([]byte, error) {
 	return json.Marshal(jobJSON{r.Key, running})
 }
 
-// UnmarshalJSON decodes the shape that MarshalJSON writes.
+// UnmarshalJSON decodes the shape that MarshalJSON writes; Running is [] (not nil) when empty.
 func (r *JobRow) UnmarshalJSON(b []byte) error {
-	var j jobJSON
-	if err := json.Unmarshal(b, &j); err != nil {
+	m, err := members(b, "job row")
+	if m == nil {
 		return err
 	}
-	if j.Running == nil {
-		j.Running = []int64{}
+	var j JobRow
+	var running []json.RawMessage
+	if err := member(m, "job row", "key", &j.Key, false); err != nil {
+		return err
 	}
-	*r = JobRow{Key: j.Key, Running: j.Running}
+	if err := member(m, "job row", "running", &running, false); err != nil {
+		return err
+	}
+	j.Running = make([]int64, len(running))
+	for i, c := range running {
+		// encoding/json would read null as 0.
+		if isNull(c) {
+			return fmt.Errorf("batchdb: job row: \"running\"[%d] is null", i)
+		}
+		if err := json.Unmarshal(c, &j.Running[i]); err != nil {
+			return fmt.Errorf("batchdb: job row: \"running\"[%d]: %w", i, err)
+		}
+	}
+	*r = j
 	return nil
 }
 
@@ -95,11 +152,24 @@ func (r PendingRow) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes the shape that MarshalJSON writes.
 func (r *PendingRow) UnmarshalJSON(b []byte) error {
-	var j pendingJSON
-	if err := json.Unmarshal(b, &j); err != nil {
+	const row = "pending row"
+	m, err := members(b, row)
+	if m == nil {
 		return err
 	}
-	*r = PendingRow(j)
+	var p PendingRow
+	for _, err := range []error{
+		member(m, row, "job", &p.Job, false),
+		member(m, row, "created", &p.Created, false),
+		member(m, row, "running", &p.Running, false),
+		member(m, row, "priority", &p.Priority, true),
+		member(m, row, "run_at", &p.RunAt, true),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	*r = p
 	return nil
 }
 
@@ -113,18 +183,33 @@ func (k instanceKey) MarshalJSON() ([]byte, error) {
 	return json.Marshal([]any{k.Job, k.Created})
 }
 
-func (k *instanceKey) UnmarshalJSON(b []byte) error {
-	var pair []json.RawMessage
-	if err := json.Unmarshal(b, &pair); err != nil {
-		return err
+// instance decodes the "key" pair and the "value" members of a result or fail row.
+func instance(b []byte, row string) (k instanceKey, value map[string]json.RawMessage, err error) {
+	m, err := members(b, row)
+	if m == nil {
+		return k, nil, err
 	}
-	if len(pair) != 2 {
-		return fmt.Errorf("batchdb: key must be [job, created], got %d elements", len(pair))
+	var pair []json.RawMessage
+	if err := member(m, row, "key", &pair, false); err != nil {
+		return k, nil, err
+	}
+	if len(pair) != 2 || isNull(pair[0]) || isNull(pair[1]) {
+		return k, nil, fmt.Errorf("batchdb: %s: \"key\" must be [job, created], got %d elements", row, len(pair))
 	}
 	if err := json.Unmarshal(pair[0], &k.Job); err != nil {
-		return err
+		return k, nil, fmt.Errorf("batchdb: %s: \"key\" job: %w", row, err)
 	}
-	return json.Unmarshal(pair[1], &k.Created)
+	if err := json.Unmarshal(pair[1], &k.Created); err != nil {
+		return k, nil, fmt.Errorf("batchdb: %s: \"key\" created: %w", row, err)
+	}
+	var v json.RawMessage
+	if err := member(m, row, "value", &v, false); err != nil {
+		return k, nil, err
+	}
+	if value, err = members(v, row+" value"); err == nil && value == nil {
+		err = fmt.Errorf("batchdb: %s: missing %q", row, "value")
+	}
+	return k, value, err
 }
 
 type resultValue struct {
@@ -144,13 +229,30 @@ func (r ResultRow) MarshalJSON() ([]byte, error) {
 	return json.Marshal(resultJSON{instanceKey{r.Job, r.Created}, resultValue{r.Hash, r.Start, r.End, r.Created}})
 }
 
-// UnmarshalJSON decodes the shape that MarshalJSON writes.
+// UnmarshalJSON decodes the shape that MarshalJSON writes. The value's "created" must equal
+// the key's.
 func (r *ResultRow) UnmarshalJSON(b []byte) error {
-	var j resultJSON
-	if err := json.Unmarshal(b, &j); err != nil {
+	const row = "result row"
+	k, v, err := instance(b, row)
+	if v == nil {
 		return err
 	}
-	*r = ResultRow{Job: j.Key.Job, Created: j.Key.Created, Hash: j.Value.Hash, Start: j.Value.Start, End: j.Value.End}
+	res := ResultRow{Job: k.Job, Created: k.Created}
+	var created int64
+	for _, err := range []error{
+		member(v, row, "hash", &res.Hash, false),
+		member(v, row, "start", &res.Start, false),
+		member(v, row, "end", &res.End, false),
+		member(v, row, "created", &created, false),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	if created != k.Created {
+		return fmt.Errorf("batchdb: %s: value created %d differs from key created %d", row, created, k.Created)
+	}
+	*r = res
 	return nil
 }
 
@@ -173,11 +275,23 @@ func (r FailRow) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes the shape that MarshalJSON writes.
 func (r *FailRow) UnmarshalJSON(b []byte) error {
-	var j failJSON
-	if err := json.Unmarshal(b, &j); err != nil {
+	const row = "fail row"
+	k, v, err := instance(b, row)
+	if v == nil {
 		return err
 	}
-	*r = FailRow{Job: j.Key.Job, Created: j.Key.Created, Message: j.Value.Message, Start: j.Value.Start, End: j.Value.End, Attempts: j.Value.Attempts}
+	f := FailRow{Job: k.Job, Created: k.Created}
+	for _, err := range []error{
+		member(v, row, "message", &f.Message, false),
+		member(v, row, "start", &f.Start, false),
+		member(v, row, "end", &f.End, false),
+		member(v, row, "attempts", &f.Attempts, false),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	*r = f
 	return nil
 }
 
