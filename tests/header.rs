@@ -1,7 +1,58 @@
-//! The committed `include/batchdb.h` must be what cbindgen generates from `src/ffi/` now.
-//! `BATCHDB_BLESS=1 cargo test --test header` rewrites it.
+//! The one place that makes `include/batchdb.h`: the committed header must be what cbindgen
+//! generates from `src/ffi/` now, and `BATCHDB_BLESS=1 cargo test --test header` rewrites it.
+//! (No build script writes it, so a build can never hide a stale header from this test.)
 
-include!("../src/ffi/header_gen.rs");
+/// The header's opening comment: the conventions list that opens `src/ffi/mod.rs`, from its
+/// "Conventions" line to the end of the module comment, with Markdown's backticks dropped.
+fn conventions(crate_dir: &std::path::Path) -> Result<String, String> {
+    let module = std::fs::read_to_string(crate_dir.join("src/ffi/mod.rs")).map_err(|e| e.to_string())?;
+    let doc: Vec<&str> = module
+        .lines()
+        .map_while(|l| l.strip_prefix("//!"))
+        .map(|l| l.strip_prefix(' ').unwrap_or(l))
+        .skip_while(|l| !l.starts_with("Conventions for every function"))
+        .collect();
+    if doc.is_empty() {
+        return Err("src/ffi/mod.rs has no \"Conventions for every function\" list".into());
+    }
+    let mut text = String::from(
+        "/*\n * batchdb: an embedded job queue and content-addressed blob store in one SQLite file.\n *\n",
+    );
+    for line in doc {
+        let line = line.replace('`', "");
+        let line = line.strip_prefix("- ").map(|l| format!(" - {l}")).unwrap_or(line);
+        let line = line.strip_prefix("  ").map(|l| format!("   {l}")).unwrap_or(line);
+        if line.is_empty() {
+            text.push_str(" *\n");
+        } else {
+            text.push_str(&format!(" * {line}\n"));
+        }
+    }
+    text.push_str(" */");
+    Ok(text)
+}
+
+/// Generates the C header from `src/ffi/` with the settings of `cbindgen.toml`.
+fn generate_header(crate_dir: &std::path::Path) -> Result<String, String> {
+    let mut config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))?;
+    config.header = Some(conventions(crate_dir)?);
+    let bindings = cbindgen::Builder::new()
+        .with_config(config)
+        .with_src(crate_dir.join("src/lib.rs"))
+        .generate()
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    bindings.write(&mut out);
+    let text = String::from_utf8(out).map_err(|e| e.to_string())?;
+    // `#define X -1` breaks expressions such as `a-X`; parenthesize negative constants.
+    Ok(text
+        .lines()
+        .map(|line| match line.strip_prefix("#define ").and_then(|rest| rest.split_once(" -")) {
+            Some((name, value)) => format!("#define {name} (-{value})\n"),
+            None => format!("{line}\n"),
+        })
+        .collect())
+}
 
 #[test]
 fn header_is_current() {

@@ -3,19 +3,26 @@
 //! Every export runs inside the panic boundary of [`panic`], takes only C types (integers,
 //! pointers, `#[repr(C)]` structs), reports failures through [`error`], and reaches its
 //! handles only through the casts in [`handles`]. The header is generated from this module
-//! by cbindgen (see `build.rs`); the `///` comments here are its manual.
+//! by cbindgen in `tests/header.rs`, which fails when the committed header is stale
+//! (`BATCHDB_BLESS=1 cargo test --test header` rewrites it); the `///` comments here are its
+//! manual, and the list below opens it.
 //!
-//! Conventions that hold for every function of the header:
+//! Conventions for every function below:
 //!
-//! - A fallible function returns a status code (`BATCHDB_OK`, `BATCHDB_DONE` or a negative
-//!   `BATCHDB_ERR_*`) and takes `batchdb_error *err` last. `err` may be NULL. On failure it is
-//!   filled with the code and a NUL-terminated UTF-8 message; on success it is left untouched.
-//! - No Rust panic crosses the boundary: a panic is reported as `BATCHDB_ERR_PANIC`.
-//! - NULL where a handle or a required pointer is expected is `BATCHDB_ERR_INVALID`, and
-//!   nothing is changed. Free, close and abort functions accept NULL and do nothing.
+//! - A fallible function returns a status code: `BATCHDB_OK` (0), `BATCHDB_DONE` (1, not an
+//!   error), or a negative `BATCHDB_ERR_*` code.
+//! - It takes `batchdb_error *err` last. `err` may be NULL; on failure it is filled with the
+//!   code and a NUL-terminated UTF-8 message; on success it is left untouched.
+//! - No Rust panic crosses this boundary: it is reported as `BATCHDB_ERR_PANIC`.
+//! - NULL where a handle or required pointer is expected is `BATCHDB_ERR_INVALID` and changes
+//!   nothing. Optional out-parameters (`key_out`, `created_out`, ...) may be NULL. Free, close
+//!   and abort functions accept NULL and do nothing.
 //! - Kinds, orders and flags are `int32_t`; a value out of range is `BATCHDB_ERR_INVALID`.
 //! - A `batchdb *` may be used from many threads at once. Writers, readers, cursors and jobs
 //!   may move between threads but must be used by one thread at a time.
+//! - Keys and hashes are 64 lowercase hex characters; outputs go to caller-owned `char[65]`.
+//!
+//! Link with `-lbatchdb` (see `batchdb.pc`: `pkg-config --cflags --libs batchdb`).
 #![allow(non_camel_case_types)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
