@@ -45,7 +45,7 @@ if [ $busy -eq 1 ]; then
     # Another checkout of this commit, rebuilt from scratch over and over in its own folder
     # and process group (so that stop_load ends cargo and every rustc under it).
     other="$out/other-checkout"
-    git clone -q --no-hardlinks "$root" "$other" || { echo "repeat: cannot clone for --busy" >&2; exit 1; }
+    git -c advice.detachedHead=false clone -q --no-hardlinks "$root" "$other" || { echo "repeat: cannot clone for --busy" >&2; exit 1; }
     set -m
     (
         cd "$other"
