@@ -6,10 +6,9 @@ use crate::error::{Error, Result};
 use crate::events::{Event, Events, SubscriptionId};
 use crate::hash::Hash;
 use crate::list::{Cursor, FailRow, JobRow, ListKind, ListRow, PendingRow, ResultRow, Row};
-use crate::location::is_postgres_url;
 use crate::queue::{Heartbeat, Job, Live};
-use crate::store::sqlite::{lock, Sqlite};
 use crate::store::{ClaimParams, Finished, GcReport, PushSpec, Stats, Store};
+use crate::sync::lock;
 use crate::{Options, PushOptions};
 use std::io::Read;
 use std::path::Path;
@@ -120,28 +119,6 @@ impl std::fmt::Debug for Db {
     }
 }
 
-/// A `postgres://` URL selects the PostgreSQL backend; anything else is an SQLite file.
-/// `wake` is for a store that wakes waiters itself (see [`Store::wakes_waiters`]).
-fn open_store(path: &Path, opts: &Options, wake: &Arc<Wake>) -> Result<Arc<dyn Store>> {
-    if let Some(url) = path.to_str().filter(|p| is_postgres_url(p)) {
-        #[cfg(feature = "postgres")]
-        {
-            let wake = wake.clone();
-            let wake: crate::store::postgres::Wake = Arc::new(move || wake.bump());
-            return Ok(Arc::new(crate::store::postgres::Postgres::open(url, opts.durability, wake)?));
-        }
-        #[cfg(not(feature = "postgres"))]
-        {
-            let _ = wake;
-            return Err(Error::invalid(format!(
-                "{}: this batchdb was built without the postgres feature (build it with --features postgres)",
-                crate::location::redact(url)
-            )));
-        }
-    }
-    Ok(Arc::new(Sqlite::open(path, opts.durability)?))
-}
-
 impl Db {
     /// Opens the database at `path`, creating it when the file is missing or empty.
     ///
@@ -154,7 +131,10 @@ impl Db {
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         opts.validate()?;
         let wake = Arc::new(Wake::default());
-        let store = open_store(path.as_ref(), &opts, &wake)?;
+        let store = {
+            let wake = wake.clone();
+            crate::store::open(path.as_ref(), opts.durability, Arc::new(move || wake.bump()))?
+        };
         let live = Arc::new(Mutex::new(Live::default()));
         let heartbeat = if opts.heartbeat {
             Some(Heartbeat::start(store.clone(), live.clone(), opts.lease)?)

@@ -47,6 +47,7 @@ mod options;
 mod queue;
 mod run;
 mod store;
+mod sync;
 
 pub use blob::{Reader, Writer};
 pub use check::CheckReport;

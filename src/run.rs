@@ -4,7 +4,7 @@
 use crate::clock::{jitter, now_ms};
 use crate::error::{Error, Result};
 use crate::queue::Job;
-use crate::store::sqlite::panic_text;
+use crate::sync::panic_text;
 use crate::{Db, RunOptions};
 use std::fmt::Display;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -7,7 +7,7 @@ use super::panic::status;
 use super::BATCHDB_EVENT_START;
 use super::{batchdb, batchdb_error, BATCHDB_OK};
 use super::{BATCHDB_EVENT_CREATE, BATCHDB_EVENT_FAIL, BATCHDB_EVENT_PUSH, BATCHDB_EVENT_RESULT};
-use crate::store::sqlite::lock;
+use crate::sync::lock;
 use crate::{Error, Event, SubscriptionId};
 use std::cell::Cell;
 use std::ffi::{c_char, c_void, CString};

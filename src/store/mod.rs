@@ -12,7 +12,33 @@ pub(crate) mod sqlite;
 use crate::error::Result;
 use crate::hash::Hash;
 use crate::list::{ListKind, Row};
-use crate::Order;
+use crate::location::is_postgres_url;
+use crate::{Durability, Order};
+use std::path::Path;
+use std::sync::Arc;
+
+/// How a store that learns of changes itself (see [`Store::wakes_waiters`]) wakes the
+/// process's waiting workers.
+pub(crate) type WakeFn = Arc<dyn Fn() + Send + Sync>;
+
+/// Opens the backend that `path` names: a `postgres://` (or `postgresql://`) URL selects the
+/// PostgreSQL backend; anything else is an SQLite file. The one place that names a backend.
+pub(crate) fn open(path: &Path, durability: Durability, wake: WakeFn) -> Result<Arc<dyn Store>> {
+    if let Some(url) = path.to_str().filter(|p| is_postgres_url(p)) {
+        #[cfg(feature = "postgres")]
+        return Ok(Arc::new(postgres::Postgres::open(url, durability, wake)?));
+        #[cfg(not(feature = "postgres"))]
+        {
+            let _ = wake;
+            return Err(crate::error::Error::invalid(format!(
+                "{}: this batchdb was built without the postgres feature (build it with --features postgres)",
+                crate::location::redact(url)
+            )));
+        }
+    }
+    let _ = wake; // a file's waiters look for changes themselves
+    Ok(Arc::new(sqlite::Sqlite::open(path, durability)?))
+}
 
 /// The row id of a published or staging blob.
 pub(crate) type BlobId = i64;

@@ -11,7 +11,7 @@
 
 use super::{describe, listen, Target};
 use crate::error::{Error, Result};
-use crate::store::sqlite::lock;
+use crate::sync::lock;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -23,7 +23,7 @@ use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::{AsyncMessage, Config, Connection, NoTls, Socket};
 
 /// Called whenever other processes may have changed the queue.
-pub(crate) type Wake = Arc<dyn Fn() + Send + Sync>;
+pub(crate) type Wake = crate::store::WakeFn;
 
 /// The first pause before trying again after an attempt to listen failed, doubled on each
 /// failure up to [`RETRY_MAX`]. A connection that was lost after it listened is replaced at

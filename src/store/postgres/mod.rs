@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::list::{FailRow, ListKind, PendingRow, ResultRow, Row};
 use crate::location::{redact, scrub};
-use crate::store::sqlite::lock;
+use crate::sync::lock;
 use crate::{Durability, Order};
 use ::postgres::error::SqlState;
 use ::postgres::types::ToSql;

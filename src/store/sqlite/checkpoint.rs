@@ -10,8 +10,8 @@
 //! passive checkpoint never waits for a lock. The writer keeps a high auto-checkpoint as a
 //! backstop, so the log stays bounded even when this thread falls behind.
 
-use super::conn::lock;
 use super::schema::CHECKPOINT;
+use crate::sync::lock;
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

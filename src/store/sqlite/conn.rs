@@ -15,12 +15,13 @@ use super::schema::{
     TX_BEGIN, TX_COMMIT, TX_ROLLBACK,
 };
 use crate::error::{Error, Result};
+use crate::sync::{lock, panic_text};
 use crate::Durability;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// How many busy-handler rounds a lock wait may take: about 30 s of short sleeps.
@@ -29,12 +30,6 @@ const BUSY_ROUNDS: i32 = 6_000;
 const READER_POOL: usize = 8;
 /// Writes run together in one transaction, at most.
 const MAX_BATCH: usize = 256;
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of our locks leaves the data consistent (every critical
-    // section is a whole SQL statement or a Vec push), so poisoning is not fatal.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The busy handler: short, jittered sleeps, so that waiting processes take turns instead of
 /// one sleeping for a long back-off while another commits again and again.
@@ -367,15 +362,5 @@ impl Drop for Lead<'_> {
 fn finish(done: impl IntoIterator<Item = (Slot, Result<Output>)>) {
     for (slot, out) in done {
         *lock(&slot) = Some(out);
-    }
-}
-
-pub(crate) fn panic_text(p: &Box<dyn Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic".to_string()
     }
 }

@@ -4,7 +4,6 @@ mod checkpoint;
 mod conn;
 pub(crate) mod schema;
 
-pub(crate) use conn::{lock, panic_text};
 use conn::{Conns, SqlResult};
 use schema::*;
 
