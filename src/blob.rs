@@ -5,11 +5,12 @@
 //! commit when the writer finishes. A [`Reader`] fetches one chunk at a time and checks the
 //! hash before it hands out the last byte.
 
-use crate::db::Inner;
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::hash::Hash;
+use crate::options::PushOptions;
+use crate::shared::Shared;
 use crate::store::{BlobId, Finished, PushSpec, Register};
-use crate::{Event, PushOptions};
 use sha2::{Digest, Sha256};
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -30,7 +31,7 @@ use std::sync::Arc;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Writer {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
     hasher: Sha256,
     buf: Vec<u8>,
     stage: Option<BlobId>,
@@ -40,7 +41,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(inner: Arc<Inner>) -> Writer {
+    pub(crate) fn new(inner: Arc<Shared>) -> Writer {
         let cap = inner.opts.chunk_size;
         Writer {
             inner,
@@ -192,7 +193,7 @@ impl Drop for Writer {
 /// Reads a blob as a stream, one chunk in memory at a time. The bytes are checked against
 /// the hash before the last of them is returned; a mismatch is [`Error::Corrupt`].
 pub struct Reader {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
     hash: Hash,
     blob: BlobId,
     size: u64,
@@ -206,7 +207,7 @@ pub struct Reader {
 }
 
 impl Reader {
-    pub(crate) fn open(inner: Arc<Inner>, hash: &Hash) -> Result<Reader> {
+    pub(crate) fn open(inner: Arc<Shared>, hash: &Hash) -> Result<Reader> {
         let (blob, size) = inner
             .store
             .blob(hash)?
@@ -214,7 +215,7 @@ impl Reader {
         Ok(Reader::at(inner, *hash, blob, size))
     }
 
-    pub(crate) fn at(inner: Arc<Inner>, hash: Hash, blob: BlobId, size: u64) -> Reader {
+    pub(crate) fn at(inner: Arc<Shared>, hash: Hash, blob: BlobId, size: u64) -> Reader {
         Reader {
             inner,
             hash,

@@ -2,8 +2,8 @@
 //! references.
 
 use crate::blob::Reader;
+use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::Db;
 
 /// Blobs re-hashed per page.
 const PAGE: usize = 128;

@@ -3,87 +3,16 @@
 
 use crate::blob::{Reader, Writer};
 use crate::error::{Error, Result};
-use crate::events::{Event, Events, SubscriptionId};
+use crate::events::{Event, SubscriptionId};
 use crate::hash::Hash;
 use crate::list::{Cursor, FailRow, JobRow, ListKind, ListRow, PendingRow, ResultRow, Row};
-use crate::queue::{Heartbeat, Job, Live};
-use crate::store::{ClaimParams, Finished, GcReport, PushSpec, Stats, Store};
-use crate::sync::lock;
-use crate::{Options, PushOptions};
+use crate::options::{Options, PushOptions};
+use crate::queue::Job;
+use crate::shared::Shared;
+use crate::store::{ClaimParams, Finished, GcReport, PushSpec, Stats};
 use std::io::Read;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
-
-/// A generation that moves on every wake-up, with the condition variable that waiters sleep on.
-/// Shared with the PostgreSQL listener's thread, which must not keep the whole database alive.
-#[derive(Default)]
-struct Wake {
-    generation: Mutex<u64>,
-    cv: Condvar,
-}
-
-impl Wake {
-    fn bump(&self) {
-        *lock(&self.generation) += 1;
-        self.cv.notify_all();
-    }
-}
-
-pub(crate) struct Inner {
-    pub store: Arc<dyn Store>,
-    pub opts: Options,
-    pub events: Events,
-    live: Arc<Mutex<Live>>,
-    wake: Arc<Wake>,
-    stop_epoch: AtomicU64,
-    _heartbeat: Option<Heartbeat>,
-}
-
-impl Inner {
-    pub fn live_job(&self, created: i64, attempt: u32, held: bool) {
-        let mut live = lock(&self.live);
-        if held {
-            live.jobs.insert(created, attempt);
-        } else {
-            live.jobs.remove(&created);
-        }
-    }
-
-    pub fn live_stage(&self, stage: i64, held: bool) {
-        let mut live = lock(&self.live);
-        if held {
-            live.stages.insert(stage);
-        } else {
-            live.stages.remove(&stage);
-        }
-    }
-
-    /// Wakes every worker of this process waiting for work.
-    pub fn wake_workers(&self) {
-        self.wake.bump();
-    }
-
-    pub fn wake_generation(&self) -> u64 {
-        *lock(&self.wake.generation)
-    }
-
-    /// Waits until the wake generation moves past `seen`, or `timeout`; true if it moved.
-    pub fn wait_wake(&self, seen: u64, timeout: Duration) -> bool {
-        let guard = lock(&self.wake.generation);
-        let (guard, _) = self
-            .wake
-            .cv
-            .wait_timeout_while(guard, timeout, |g| *g == seen)
-            .unwrap_or_else(|e| e.into_inner());
-        *guard != seen
-    }
-
-    pub fn stop_epoch(&self) -> u64 {
-        self.stop_epoch.load(Ordering::SeqCst)
-    }
-}
+use std::sync::Arc;
 
 /// An open batchdb database: a job queue and a blob store in one SQLite file.
 ///
@@ -110,7 +39,7 @@ impl Inner {
 /// ```
 #[derive(Clone)]
 pub struct Db {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) inner: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Db {
@@ -129,29 +58,7 @@ impl Db {
     /// PostgreSQL server (with the `postgres` cargo feature), in the schema `batchdb` or the
     /// one named by a `?schema=NAME` parameter; everything else works the same.
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
-        opts.validate()?;
-        let wake = Arc::new(Wake::default());
-        let store = {
-            let wake = wake.clone();
-            crate::store::open(path.as_ref(), opts.durability, Arc::new(move || wake.bump()))?
-        };
-        let live = Arc::new(Mutex::new(Live::default()));
-        let heartbeat = if opts.heartbeat {
-            Some(Heartbeat::start(store.clone(), live.clone(), opts.lease)?)
-        } else {
-            None
-        };
-        Ok(Db {
-            inner: Arc::new(Inner {
-                store,
-                opts,
-                events: Events::default(),
-                live,
-                wake,
-                stop_epoch: AtomicU64::new(0),
-                _heartbeat: heartbeat,
-            }),
-        })
+        Ok(Db { inner: Arc::new(Shared::open(path.as_ref(), opts)?) })
     }
 
     /// The options this handle was opened with.
@@ -319,8 +226,7 @@ impl Db {
     /// Makes every [`run`](Db::run) of this handle, in any thread, return once its running
     /// jobs are finished.
     pub fn stop(&self) {
-        self.inner.stop_epoch.fetch_add(1, Ordering::SeqCst);
-        self.inner.wake_workers();
+        self.inner.stop_runs();
     }
 
     /// Re-queues a failed instance as a new instance and removes its fail row; returns the

@@ -41,11 +41,13 @@ mod events;
 #[allow(unsafe_code)]
 pub mod ffi;
 mod hash;
+mod lease;
 mod list;
 mod location;
 mod options;
 mod queue;
 mod run;
+mod shared;
 mod store;
 mod sync;
 

@@ -4,9 +4,9 @@
 //! transaction, and no transaction stays open between pages or while the caller holds a row.
 //! A row present for the whole iteration is seen exactly once, even while others write.
 
-use crate::db::Inner;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
+use crate::shared::Shared;
 use crate::store::Pos;
 use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;
@@ -219,7 +219,7 @@ typed_row!(FailRow, Fail);
 /// # Ok::<(), batchdb::Error>(())
 /// ```
 pub struct Cursor<T = Row> {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
     kind: ListKind,
     pos: Pos,
     page: VecDeque<(Row, Pos)>,
@@ -228,7 +228,7 @@ pub struct Cursor<T = Row> {
 }
 
 impl<T: ListRow> Cursor<T> {
-    pub(crate) fn new(inner: Arc<Inner>, kind: ListKind) -> Cursor<T> {
+    pub(crate) fn new(inner: Arc<Shared>, kind: ListKind) -> Cursor<T> {
         debug_assert!(T::KIND.is_none() || T::KIND == Some(kind));
         Cursor { inner, kind, pos: Pos::default(), page: VecDeque::new(), done: false, _row: PhantomData }
     }

@@ -9,17 +9,13 @@
 
 use crate::blob::{Reader, Writer};
 use crate::clock::now_ms;
-use crate::db::Inner;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::events::Event;
 use crate::hash::Hash;
-use crate::store::{BlobId, Claimed, Store};
-use crate::sync::lock;
-use crate::Event;
-use std::collections::{HashMap, HashSet};
+use crate::shared::Shared;
+use crate::store::Claimed;
 use std::io::{self, Read, Write};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::Arc;
 
 /// Backoff of a re-queued runner error: 1 s doubling per attempt, at most an hour.
 fn backoff_ms(attempt: u32) -> i64 {
@@ -32,7 +28,7 @@ fn backoff_ms(attempt: u32) -> i64 {
 /// Dropping a job without either releases it: it goes back to pending at once while
 /// attempts remain, and becomes a fail row after the last one.
 pub struct Job {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
     key: Hash,
     created: i64,
     attempt: u32,
@@ -42,7 +38,7 @@ pub struct Job {
 }
 
 impl Job {
-    pub(crate) fn new(inner: Arc<Inner>, claimed: Claimed) -> Job {
+    pub(crate) fn new(inner: Arc<Shared>, claimed: Claimed) -> Job {
         let Claimed { key, payload, size, created, attempt, first_chunk } = claimed;
         inner.live_job(created, attempt, true);
         let mut reader = Reader::at(inner.clone(), key, payload, size);
@@ -157,69 +153,5 @@ impl std::fmt::Debug for Job {
             .field("created", &self.created)
             .field("attempt", &self.attempt)
             .finish()
-    }
-}
-
-/// What this process holds and must keep leased.
-#[derive(Default)]
-pub(crate) struct Live {
-    pub jobs: HashMap<i64, u32>,
-    pub stages: HashSet<BlobId>,
-}
-
-/// The background thread that renews leases. It holds only the store and the live set, never
-/// the database handle, so the handle's drop can stop and join it.
-pub(crate) struct Heartbeat {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Heartbeat {
-    pub fn start(store: Arc<dyn Store>, live: Arc<Mutex<Live>>, lease: Duration) -> Result<Heartbeat> {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let flag = stop.clone();
-        let lease_ms = lease.as_millis() as i64;
-        let period = lease / 3;
-        let thread = std::thread::Builder::new()
-            .name("batchdb-heartbeat".into())
-            .spawn(move || loop {
-                {
-                    let (m, cv) = &*flag;
-                    let guard = lock(m);
-                    let (guard, _) = cv
-                        .wait_timeout_while(guard, period, |stopped| !*stopped)
-                        .unwrap_or_else(|e| e.into_inner());
-                    if *guard {
-                        return;
-                    }
-                }
-                let (jobs, stages) = {
-                    let l = lock(&live);
-                    (
-                        l.jobs.iter().map(|(c, a)| (*c, *a)).collect::<Vec<_>>(),
-                        l.stages.iter().copied().collect::<Vec<_>>(),
-                    )
-                };
-                if !jobs.is_empty() || !stages.is_empty() {
-                    // A failed renewal is retried next period; if the lease runs out, fencing
-                    // keeps the outcome correct.
-                    let _ = store.renew(jobs, stages, lease_ms);
-                }
-            })
-            .map_err(|e| Error::io(format!("cannot start the heartbeat thread: {e}")))?;
-        Ok(Heartbeat { stop, thread: Some(thread) })
-    }
-}
-
-impl Drop for Heartbeat {
-    fn drop(&mut self) {
-        let (m, cv) = &*self.stop;
-        *lock(m) = true;
-        cv.notify_all();
-        if let Some(t) = self.thread.take() {
-            if t.thread().id() != std::thread::current().id() {
-                let _ = t.join();
-            }
-        }
     }
 }

@@ -2,10 +2,11 @@
 //! spinning when there is nothing to do.
 
 use crate::clock::{jitter, now_ms};
+use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::options::RunOptions;
 use crate::queue::Job;
 use crate::sync::panic_text;
-use crate::{Db, RunOptions};
 use std::fmt::Display;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

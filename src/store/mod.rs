@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::hash::Hash;
 use crate::list::{ListKind, Row};
 use crate::location::is_postgres_url;
-use crate::{Durability, Order};
+use crate::options::{Durability, Order};
 use std::path::Path;
 use std::sync::Arc;
 

@@ -15,8 +15,8 @@ use super::schema::{
     TX_BEGIN, TX_COMMIT, TX_ROLLBACK,
 };
 use crate::error::{Error, Result};
+use crate::options::Durability;
 use crate::sync::{lock, panic_text};
-use crate::Durability;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};

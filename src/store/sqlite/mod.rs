@@ -15,7 +15,7 @@ use crate::clock::now_ms;
 use crate::error::Result;
 use crate::hash::Hash;
 use crate::list::{FailRow, ListKind, PendingRow, ResultRow, Row};
-use crate::{Durability, Order};
+use crate::options::{Durability, Order};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::path::Path;
