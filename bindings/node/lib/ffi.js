@@ -7,25 +7,22 @@ const fs = require('node:fs');
 const path = require('node:path');
 const koffi = require('koffi');
 
-const LIB_NAMES = {
-  linux: 'libbatchdb.so',
-  darwin: 'libbatchdb.dylib',
-  win32: 'batchdb.dll',
-};
+const { LIB_NAMES, platformDir } = require('./platform');
 
+// BATCHDB_LIB, else a build of the repository this package sits in (so that a checkout never
+// loads a stale packed copy), else the library the tarball carries for this platform.
 function findLibrary() {
   if (process.env.BATCHDB_LIB) return process.env.BATCHDB_LIB;
   const name = LIB_NAMES[process.platform] || 'libbatchdb.so';
   const pkg = path.join(__dirname, '..');
-  const candidates = [
-    path.join(pkg, 'native', name), // shipped with the package
-    path.join(pkg, name),
-    path.join(pkg, '..', '..', 'target', 'release', name), // built in this repository
-  ];
+  const repo = path.join(pkg, '..', '..');
+  const candidates = [];
+  if (fs.existsSync(path.join(repo, 'include', 'batchdb.h'))) candidates.push(path.join(repo, 'target', 'release', name));
+  candidates.push(path.join(pkg, 'native', platformDir(), name)); // shipped with the package
   for (const c of candidates) if (fs.existsSync(c)) return c;
   throw new Error(
-    `batchdb: cannot find ${name}; looked in ${candidates.join(', ')}. ` +
-      'Build it with `cargo build --release` or set BATCHDB_LIB.',
+    `batchdb: no ${name} for ${platformDir()}; looked in ${candidates.join(', ')}. ` +
+      'Install the package built for this platform, build it with `cargo build --release`, or set BATCHDB_LIB.',
   );
 }
 
