@@ -11,8 +11,10 @@ const WAIT_MS = 500;
 // Without keepAlive, an idle run waits in slices this long with a gap between them that does not
 // hold the event loop, so a process with nothing else to do exits within one slice.
 const IDLE_SLICE_MS = 250;
-// Output chunks queued for the database before the runner's stream is paused.
+// Output pieces queued for the database before the runner's stream is paused.
 const OUTPUT_HIGH_WATER = 16;
+// Output bytes gathered before they are written to the job (fewer calls into C).
+const OUTPUT_FLUSH = 64 * 1024;
 const noop = () => {};
 
 // Calls `cb(err, ...values)` outside the promise chain when given, else returns the promise.
@@ -252,8 +254,8 @@ function stopStream(s, err) {
   }
 }
 
-// Feeds the payload into the runner's stream and stores what it outputs. Resolves once its
-// output has ended and every byte is written to the job; rejects on an 'error' event (either
+// Feeds the payload into the runner's stream and stores what it outputs. Resolves, once its
+// output has ended, to the output's last bytes (under OUTPUT_FLUSH), which are for complete(); rejects on an 'error' event (either
 // side of a duplexer re-emits there), a stream destroyed before its output ended, a chunk that
 // is not bytes, or a failed write. `ctl.cancel(err)` rejects it from outside.
 function pump(job, s, ctl) {
@@ -265,7 +267,7 @@ function pump(job, s, ctl) {
     let writes = Promise.resolve();
     let wakeInput = null; // resolves the feeder's wait for 'drain'
 
-    const settle = (err) => {
+    const settle = (err, tail) => {
       if (settled) return;
       settled = true;
       s.removeListener('data', onData);
@@ -274,9 +276,13 @@ function pump(job, s, ctl) {
       s.removeListener('drain', onDrain);
       if (wakeInput) wakeInput();
       if (err) reject(err);
-      else resolve();
+      else resolve(tail);
     };
     const onError = (e) => settle(asError(e, "batchdb: the runner's stream emitted an error"));
+    // Output is gathered here and written in pieces of OUTPUT_FLUSH bytes; what is left at the
+    // end goes to the database with the complete call itself (one call into C for a small one).
+    let held = [];
+    let heldBytes = 0;
     const onData = (chunk) => {
       if (settled) return;
       const buf = toBuffer(chunk);
@@ -285,6 +291,12 @@ function pump(job, s, ctl) {
         return;
       }
       if (!buf.length) return;
+      held.push(buf);
+      heldBytes += buf.length;
+      if (heldBytes < OUTPUT_FLUSH) return;
+      const piece = held.length === 1 ? held[0] : Buffer.concat(held, heldBytes);
+      held = [];
+      heldBytes = 0;
       queued++;
       if (queued >= OUTPUT_HIGH_WATER && !paused && typeof s.pause === 'function') {
         paused = true;
@@ -292,7 +304,7 @@ function pump(job, s, ctl) {
       }
       writes = writes.then(async () => {
         if (settled) return;
-        await job.write(buf);
+        await job.write(piece);
         queued--;
         if (paused && queued < OUTPUT_HIGH_WATER / 2 && !settled) {
           paused = false;
@@ -304,7 +316,7 @@ function pump(job, s, ctl) {
     const onEnd = () => {
       if (outputEnded) return;
       outputEnded = true;
-      writes.then(() => settle(), onError);
+      writes.then(() => settle(null, held.length === 1 ? held[0] : Buffer.concat(held, heldBytes)), onError);
     };
     const onClose = () => {
       // Some duplexers re-emit a side's 'close' early: only a stream that says it was destroyed
@@ -559,28 +571,49 @@ class Compute extends EventEmitter {
     // untilEmpty ends by itself, so its waits may hold the event loop like keepAlive's.
     const hold = untilEmpty || keepAlive;
     const worker = async () => {
-      while (!this.#stopping) {
-        let job;
-        try {
-          job = await db.claim();
-        } catch (err) {
-          if (err.code === 'BATCHDB_ERR_BUSY') {
-            await this.#waitForWork(db, hold);
-            continue;
+      // While a job completes, the next claim is already under way (two calls into C at once):
+      // it is started only when the queue was busy, i.e. after a claim that found a job.
+      let next = null;
+      const claimNext = () => {
+        if (!this.#stopping && !next) next = db.claim().then((job) => ({ job }), (err) => ({ err }));
+      };
+      try {
+        while (!this.#stopping) {
+          let job;
+          try {
+            const early = next;
+            next = null;
+            if (early) {
+              const r = await early;
+              if (r.err) throw r.err;
+              job = r.job;
+            } else {
+              job = await db.claim();
+            }
+          } catch (err) {
+            if (err.code === 'BATCHDB_ERR_BUSY') {
+              await this.#waitForWork(db, hold);
+              continue;
+            }
+            if (this.#stopping) return;
+            throw err;
           }
-          if (this.#stopping) return;
-          throw err;
+          if (this.#stopping) {
+            if (job) await job.release();
+            return;
+          }
+          if (job) {
+            await this.#drive(job, claimNext);
+          } else if (untilEmpty && (await this.#empty(db))) {
+            return;
+          } else {
+            await this.#waitForWork(db, hold);
+          }
         }
-        if (this.#stopping) {
-          if (job) await job.release();
-          return;
-        }
-        if (job) {
-          await this.#drive(job);
-        } else if (untilEmpty && (await this.#empty(db))) {
-          return;
-        } else {
-          await this.#waitForWork(db, hold);
+      } finally {
+        if (next) {
+          const r = await next;
+          if (r.job) await r.job.release().catch(noop);
         }
       }
     };
@@ -623,7 +656,7 @@ class Compute extends EventEmitter {
   }
 
   // Runs one claimed instance through the runner's stream.
-  async #drive(job) {
+  async #drive(job, beforeComplete) {
     const { key, created } = job;
     let stream = null;
     const ctl = {
@@ -652,14 +685,16 @@ class Compute extends EventEmitter {
         }
         stream = ret;
         if (ctl.aborted) throw new Error('batchdb: closed while the job ran');
+        let tail;
         try {
-          await pump(job, stream, ctl);
+          tail = await pump(job, stream, ctl);
         } catch (e) {
           stopStream(stream);
           throw e;
         }
         if (ctl.aborted) throw new Error('batchdb: closed while the job ran');
-        hash = await job.complete();
+        beforeComplete();
+        hash = await job.complete(tail);
       } catch (err) {
         if (ctl.aborted) {
           await job.release().catch(noop);

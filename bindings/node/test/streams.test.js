@@ -204,11 +204,9 @@ test('a runner returning nothing, a string, an object or a non-byte chunk, or th
 });
 
 test('fail rows have the original shape; start, end and attempts are there, not enumerable', async (t) => {
-  const { added, failRows } = await runAll(t, () => {
-    const d = through();
-    setImmediate(() => d.emit('error', new Error('yo')));
-    return d;
-  }, ['x']);
+  const { added, failRows } = await runAll(t, () => through(function () {
+    this.emit('error', new Error('yo'));
+  }), ['x']);
   assert.strictEqual(failRows.length, 1);
   const row = failRows[0];
   assert.deepStrictEqual(row, { key: [added[0].key, added[0].created], value: { message: 'yo' } });
