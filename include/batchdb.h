@@ -803,6 +803,29 @@ int32_t batchdb_job_complete_with(struct batchdb_job *j,
                                   struct batchdb_error *err);
 
 /**
+ * `batchdb_job_complete_with`, then `batchdb_claim_read` on `db`, in one call: a worker loop
+ * in a binding that crosses into C at a cost finishes one small job and takes the next in a
+ * single crossing.
+ *
+ * The complete is what counts: on its failure this returns its error (`j` is consumed all the
+ * same, as by `batchdb_job_complete_with`) and claims nothing. Once it succeeded this returns
+ * `BATCHDB_OK`, and `*next_out` holds the next job (the start of whose payload is in `buf`,
+ * `*n_out` bytes, as from `batchdb_claim_read`) or NULL when none was claimed: nothing was
+ * ready, or the claim failed, which the caller sees again on its next `batchdb_claim`.
+ * `BATCHDB_ERR_INVALID`, changing nothing, for a NULL `db`/`buf`/`n_out`/`next_out` or `cap` 0.
+ */
+int32_t batchdb_job_complete_claim(struct batchdb *db,
+                                   struct batchdb_job *j,
+                                   const uint8_t *data,
+                                   size_t len,
+                                   char *hash_out,
+                                   uint8_t *buf,
+                                   size_t cap,
+                                   size_t *n_out,
+                                   struct batchdb_job **next_out,
+                                   struct batchdb_error *err);
+
+/**
  * Fails the instance with `message` (NUL-terminated; invalid UTF-8 is replaced): a fail row
  * and event fail, or, with `retry_errors` and attempts left, back to pending after a backoff.
  *

@@ -571,39 +571,31 @@ class Compute extends EventEmitter {
     // untilEmpty ends by itself, so its waits may hold the event loop like keepAlive's.
     const hold = untilEmpty || keepAlive;
     const worker = async () => {
-      // While a job completes, the next claim is already under way (two calls into C at once):
-      // it is started only when the queue was busy, i.e. after a claim that found a job.
-      let next = null;
-      const claimNext = () => {
-        if (!this.#stopping && !next) next = db.claim().then((job) => ({ job }), (err) => ({ err }));
-      };
+      // A job's complete also claims the next one (one call into C per small job): that job is
+      // carried into the next turn of the loop.
+      let carry = null;
       try {
         while (!this.#stopping) {
-          let job;
-          try {
-            const early = next;
-            next = null;
-            if (early) {
-              const r = await early;
-              if (r.err) throw r.err;
-              job = r.job;
-            } else {
+          let job = carry;
+          carry = null;
+          if (!job) {
+            try {
               job = await db.claim();
+            } catch (err) {
+              if (err.code === 'BATCHDB_ERR_BUSY') {
+                await this.#waitForWork(db, hold);
+                continue;
+              }
+              if (this.#stopping) return;
+              throw err;
             }
-          } catch (err) {
-            if (err.code === 'BATCHDB_ERR_BUSY') {
-              await this.#waitForWork(db, hold);
-              continue;
-            }
-            if (this.#stopping) return;
-            throw err;
           }
           if (this.#stopping) {
             if (job) await job.release();
             return;
           }
           if (job) {
-            await this.#drive(job, claimNext);
+            carry = await this.#drive(job, db);
           } else if (untilEmpty && (await this.#empty(db))) {
             return;
           } else {
@@ -611,10 +603,7 @@ class Compute extends EventEmitter {
           }
         }
       } finally {
-        if (next) {
-          const r = await next;
-          if (r.job) await r.job.release().catch(noop);
-        }
+        if (carry) await carry.release().catch(noop);
       }
     };
     await Promise.all(Array.from({ length: this.#workers }, worker));
@@ -655,8 +644,9 @@ class Compute extends EventEmitter {
     return this.#waitPromise;
   }
 
-  // Runs one claimed instance through the runner's stream.
-  async #drive(job, beforeComplete) {
+  // Runs one claimed instance through the runner's stream. Resolves to the next instance when
+  // its complete claimed one, else null.
+  async #drive(job, db) {
     const { key, created } = job;
     let stream = null;
     const ctl = {
@@ -673,6 +663,7 @@ class Compute extends EventEmitter {
     try {
       this.emit('start', key, created);
       let hash;
+      let next = null;
       try {
         let ret;
         try {
@@ -693,31 +684,31 @@ class Compute extends EventEmitter {
           throw e;
         }
         if (ctl.aborted) throw new Error('batchdb: closed while the job ran');
-        beforeComplete();
-        hash = await job.complete(tail);
+        ({ hash, next } = await db.completeClaim(job, tail));
       } catch (err) {
         if (ctl.aborted) {
           await job.release().catch(noop);
-          return;
+          return null;
         }
         const fail = err instanceof Error ? err : new Error(String(err));
         if (job.closed) {
           // complete itself failed (e.g. the lease was lost): nothing more to record here.
           if (this.listenerCount('error')) this.emit('error', fail);
-          return;
+          return null;
         }
         try {
           await job.fail(fail.message || 'runner failed');
         } catch (e) {
           if (this.listenerCount('error')) this.emit('error', e);
-          return;
+          return null;
         }
         fail.job = key;
         fail.created = created;
         this.emit('fail', fail);
-        return;
+        return null;
       }
       this.emit('result', key, hash, created);
+      return next;
     } finally {
       this.#jobs.delete(ctl);
     }

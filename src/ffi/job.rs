@@ -227,6 +227,48 @@ pub extern "C" fn batchdb_job_complete_with(
     })
 }
 
+/// `batchdb_job_complete_with`, then `batchdb_claim_read` on `db`, in one call: a worker loop
+/// in a binding that crosses into C at a cost finishes one small job and takes the next in a
+/// single crossing.
+///
+/// The complete is what counts: on its failure this returns its error (`j` is consumed all the
+/// same, as by `batchdb_job_complete_with`) and claims nothing. Once it succeeded this returns
+/// `BATCHDB_OK`, and `*next_out` holds the next job (the start of whose payload is in `buf`,
+/// `*n_out` bytes, as from `batchdb_claim_read`) or NULL when none was claimed: nothing was
+/// ready, or the claim failed, which the caller sees again on its next `batchdb_claim`.
+/// `BATCHDB_ERR_INVALID`, changing nothing, for a NULL `db`/`buf`/`n_out`/`next_out` or `cap` 0.
+#[no_mangle]
+pub extern "C" fn batchdb_job_complete_claim(
+    db: *mut batchdb,
+    j: *mut batchdb_job,
+    data: *const u8,
+    len: usize,
+    hash_out: *mut c_char,
+    buf: *mut u8,
+    cap: usize,
+    n_out: *mut usize,
+    next_out: *mut *mut batchdb_job,
+    err: *mut batchdb_error,
+) -> i32 {
+    let rc = status(err, || {
+        handle_out(next_out)?;
+        *out(n_out, "n_out")? = 0;
+        bytes_mut(buf, cap, "buf")?;
+        try_ref(db, "db")?;
+        Ok(BATCHDB_OK)
+    });
+    if rc != BATCHDB_OK {
+        return rc;
+    }
+    let rc = batchdb_job_complete_with(j, data, len, hash_out, err);
+    if rc != BATCHDB_OK {
+        return rc;
+    }
+    // The claim's own errors are not this call's: the result is recorded either way.
+    let _ = batchdb_claim_read(db, buf, cap, n_out, next_out, std::ptr::null_mut());
+    BATCHDB_OK
+}
+
 /// Fails the instance with `message` (NUL-terminated; invalid UTF-8 is replaced): a fail row
 /// and event fail, or, with `retry_errors` and attempts left, back to pending after a backoff.
 ///

@@ -564,6 +564,59 @@ static void test_claim_read_complete_with(void) {
     batchdb_close(db);
 }
 
+/* batchdb_job_complete_claim: complete one job and claim the next in one call. */
+static void test_complete_claim(void) {
+    batchdb_options opts;
+    memset(&opts, 0, sizeof opts);
+    opts.order = BATCHDB_ORDER_OLDEST;
+    batchdb *db = open_fresh(&opts);
+    batchdb_error err;
+    batchdb_job *j = NULL, *next = (batchdb_job *)1;
+    uint8_t buf[64];
+    size_t n = 99;
+    char k1[65], k2[65], hash[65], expect[65];
+    int64_t c1, c2;
+
+    CHECK_OK(batchdb_add(db, bytes("first"), 5, k1, &c1, &err), &err);
+    CHECK_OK(batchdb_add(db, bytes("second"), 6, k2, &c2, &err), &err);
+    CHECK_OK(batchdb_claim_read(db, buf, sizeof buf, &n, &j, &err), &err);
+    CHECK(n == 5 && batchdb_job_created(j) == c1);
+
+    /* Bad arguments change nothing: the job is still held and usable. */
+    CHECK_RC(batchdb_job_complete_claim(NULL, j, NULL, 0, hash, buf, sizeof buf, &n, &next, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_job_complete_claim(db, j, NULL, 0, hash, NULL, sizeof buf, &n, &next, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_job_complete_claim(db, j, NULL, 0, hash, buf, 0, &n, &next, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_job_complete_claim(db, j, NULL, 0, hash, buf, sizeof buf, NULL, &next, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_job_complete_claim(db, j, NULL, 0, hash, buf, sizeof buf, &n, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 0);
+
+    /* Completes the first with its output, and hands back the second with its payload. */
+    CHECK_OK(batchdb_job_complete_claim(db, j, bytes("FIRST"), 5, hash, buf, sizeof buf, &n, &next, &err), &err);
+    CHECK_OK(batchdb_create(db, bytes("FIRST"), 5, expect, &err), &err);
+    CHECK(strcmp(hash, expect) == 0);
+    CHECK(next != NULL && batchdb_job_created(next) == c2 && strcmp(batchdb_job_key(next), k2) == 0);
+    CHECK(n == 6 && memcmp(buf, "second", 6) == 0);
+    CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 1 && count_rows(db, BATCHDB_LIST_PENDING) == 1);
+
+    /* The last one: completed, and nothing left to claim. */
+    j = next;
+    next = (batchdb_job *)1;
+    n = 99;
+    CHECK_OK(batchdb_job_complete_claim(db, j, NULL, 0, hash, buf, sizeof buf, &n, &next, &err), &err);
+    CHECK(next == NULL && n == 0);
+    CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 2 && count_rows(db, BATCHDB_LIST_PENDING) == 0);
+
+    /* A failed complete (NULL data with a length) claims nothing; the instance is pending again. */
+    CHECK_OK(batchdb_push(db, k1, &c1, &err), &err);
+    CHECK_OK(batchdb_push(db, k2, &c2, &err), &err);
+    CHECK_OK(batchdb_claim_read(db, buf, sizeof buf, &n, &j, &err), &err);
+    next = (batchdb_job *)1;
+    CHECK_RC(batchdb_job_complete_claim(db, j, NULL, 3, hash, buf, sizeof buf, &n, &next, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(next == NULL);
+    CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 2 && count_rows(db, BATCHDB_LIST_PENDING) == 2);
+    batchdb_close(db);
+}
+
 static void test_run_and_events(void) {
     batchdb *db = open_fresh(NULL);
     batchdb_error err;
@@ -904,6 +957,7 @@ int main(void) {
     RUN(test_wait);
     RUN(test_claim_complete_fail);
     RUN(test_claim_read_complete_with);
+    RUN(test_complete_claim);
     RUN(test_run_and_events);
     RUN(test_run_until_stopped);
     RUN(test_retry);

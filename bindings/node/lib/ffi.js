@@ -114,6 +114,7 @@ const C = {
   jobRead: lib.func('int32_t batchdb_job_read(batchdb_job *j, uint8_t *buf, size_t cap, uint8_t *n_out, uint8_t *err)'),
   jobWrite: lib.func('int32_t batchdb_job_write(batchdb_job *j, const uint8_t *data, size_t len, uint8_t *err)'),
   jobComplete: lib.func('int32_t batchdb_job_complete(batchdb_job *j, uint8_t *hash_out, uint8_t *err)'),
+  jobCompleteClaim: lib.func('int32_t batchdb_job_complete_claim(batchdb *db, batchdb_job *j, const uint8_t *data, size_t len, uint8_t *hash_out, uint8_t *buf, size_t cap, uint8_t *n_out, _Out_ batchdb_job **next_out, uint8_t *err)'),
   jobCompleteWith: lib.func('int32_t batchdb_job_complete_with(batchdb_job *j, const uint8_t *data, size_t len, uint8_t *hash_out, uint8_t *err)'),
   jobFail: lib.func('int32_t batchdb_job_fail(batchdb_job *j, const char *message, uint8_t *err)'),
 };
@@ -511,6 +512,26 @@ class Database {
     if (rc === DONE) return null;
     const got = u64(n);
     return this.#child(new Job(out[0], buf.subarray(0, got), got < headCap));
+  }
+
+  // Completes `job` (with `tail`, its output's last bytes) and claims the next instance, in one
+  // call into C. Resolves to {hash, next}: `next` is a Job, or null when none was claimed.
+  async completeClaim(job, tail) {
+    this.#prune();
+    const hash = Buffer.alloc(65);
+    const buf = Buffer.allocUnsafe(CLAIM_HEAD);
+    const n = Buffer.alloc(8);
+    const out = [null];
+    const data = tail && tail.length ? tail : null;
+    await this.#call((db) =>
+      job._use((j) => status('complete', C.jobCompleteClaim, [db, j, data, data ? data.length : 0, hash, buf, CLAIM_HEAD, n, out]), true),
+    );
+    let next = null;
+    if (out[0]) {
+      const got = u64(n);
+      next = this.#child(new Job(out[0], buf.subarray(0, got), got < CLAIM_HEAD));
+    }
+    return { hash: hex(hash), next };
   }
 
   // Waits for calls in flight, releases children still open (jobs go back to pending),
