@@ -379,6 +379,7 @@ class Compute extends EventEmitter {
   #jobs = new Set();
   #keepAlive;
   #commitTail = Promise.resolve();
+  #endGap = null;
 
   constructor(file, opts = {}) {
     super();
@@ -532,6 +533,7 @@ class Compute extends EventEmitter {
   /** Stops claiming; jobs in flight finish first. Resolves when run() has returned. */
   stop(cb) {
     this.#stopping = true;
+    if (this.#endGap) this.#endGap();
     const p = this.#dbPromise.then(
       async (db) => {
         db.stop();
@@ -548,8 +550,9 @@ class Compute extends EventEmitter {
    */
   close(cb) {
     if (!this.#closing) {
+      this.#stopping = true;
+      if (this.#endGap) this.#endGap();
       this.#closing = (async () => {
-        this.#stopping = true;
         let db;
         try {
           db = await this.#dbPromise;
@@ -631,10 +634,21 @@ class Compute extends EventEmitter {
       const slice = hold
         ? db.wait(WAIT_MS)
         : db.wait(IDLE_SLICE_MS).then((woke) =>
-            woke
+            woke || this.#stopping
               ? woke
               : new Promise((resolve) => {
-                  setTimeout(() => resolve(woke), 0).unref();
+                  const gap = setTimeout(() => {
+                    this.#endGap = null;
+                    resolve(woke);
+                  }, 0);
+                  gap.unref();
+                  // stop() and close() end the gap at once: their promises must not wait on
+                  // a timer that does not keep the process alive.
+                  this.#endGap = () => {
+                    clearTimeout(gap);
+                    this.#endGap = null;
+                    resolve(woke);
+                  };
                 }),
           );
       this.#waitPromise = slice.finally(() => {
