@@ -717,6 +717,26 @@ int32_t batchdb_claim(struct batchdb *db,
                       struct batchdb_error *err);
 
 /**
+ * `batchdb_claim` and the first `batchdb_job_read`s in one call, so that a binding that
+ * crosses into C at a cost (Node's koffi, through a thread pool) claims a small job in one
+ * crossing: up to `cap` bytes of the claimed payload go to `buf`, their count to `*n_out`.
+ * When `*n_out < cap` the whole payload was read and verified against the key (the next
+ * `batchdb_job_read` would give 0); otherwise read the rest with `batchdb_job_read`.
+ *
+ * Returns `BATCHDB_OK` with the job in `*out` (owned, as from `batchdb_claim`); `BATCHDB_DONE`
+ * with `*out` NULL and `*n_out` 0 when nothing is ready; `BATCHDB_ERR_INVALID` (NULL
+ * `db`/`out`/`buf`/`n_out`, `cap` 0); `BATCHDB_ERR_CORRUPT` or `BATCHDB_ERR_IO` when the
+ * payload cannot be read, with `*out` NULL: the instance is then released back to pending as
+ * a job handle freed unfinished is. Thread-safe, like `batchdb_claim`.
+ */
+int32_t batchdb_claim_read(struct batchdb *db,
+                           uint8_t *buf,
+                           size_t cap,
+                           size_t *n_out,
+                           struct batchdb_job **out_job,
+                           struct batchdb_error *err);
+
+/**
  * The job's key: 64 hex characters, NUL-terminated, owned by the job handle and valid as long
  * as it is (until it is consumed, or the run callback it was lent to returns). NULL for a
  * NULL job.
@@ -766,6 +786,45 @@ int32_t batchdb_job_write(struct batchdb_job *j,
 int32_t batchdb_job_complete(struct batchdb_job *j,
                              char *hash_out,
                              struct batchdb_error *err);
+
+/**
+ * `batchdb_job_write` of `len` bytes at `data` (NULL when `len` is 0), then
+ * `batchdb_job_complete`, in one call: a binding that crosses into C at a cost completes a job
+ * with a small output in one crossing.
+ *
+ * Consumes `j` like `batchdb_job_complete`, also when the write fails or `data` is NULL with
+ * `len` > 0 (`BATCHDB_ERR_INVALID`): the instance then goes back to pending, as a job freed
+ * unfinished does. Returns what `batchdb_job_write` and `batchdb_job_complete` return;
+ * `BATCHDB_ERR_MISUSE`, changing nothing, on a job lent to a `batchdb_run` callback.
+ */
+int32_t batchdb_job_complete_with(struct batchdb_job *j,
+                                  const uint8_t *data,
+                                  size_t len,
+                                  char *hash_out,
+                                  struct batchdb_error *err);
+
+/**
+ * `batchdb_job_complete_with`, then `batchdb_claim_read` on `db`, in one call: a worker loop
+ * in a binding that crosses into C at a cost finishes one small job and takes the next in a
+ * single crossing.
+ *
+ * The complete is what counts: on its failure this returns its error (`j` is consumed all the
+ * same, as by `batchdb_job_complete_with`) and claims nothing. Once it succeeded this returns
+ * `BATCHDB_OK`, and `*next_out` holds the next job (the start of whose payload is in `buf`,
+ * `*n_out` bytes, as from `batchdb_claim_read`) or NULL when none was claimed: nothing was
+ * ready, or the claim failed, which the caller sees again on its next `batchdb_claim`.
+ * `BATCHDB_ERR_INVALID`, changing nothing, for a NULL `db`/`buf`/`n_out`/`next_out` or `cap` 0.
+ */
+int32_t batchdb_job_complete_claim(struct batchdb *db,
+                                   struct batchdb_job *j,
+                                   const uint8_t *data,
+                                   size_t len,
+                                   char *hash_out,
+                                   uint8_t *buf,
+                                   size_t cap,
+                                   size_t *n_out,
+                                   struct batchdb_job **next_out,
+                                   struct batchdb_error *err);
 
 /**
  * Fails the instance with `message` (NUL-terminated; invalid UTF-8 is replaced): a fail row

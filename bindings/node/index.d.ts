@@ -6,8 +6,20 @@ declare namespace batchdb {
   /** A job's key or a result's id: the lowercase hex SHA-256 of the bytes (64 characters). */
   type Hash = string;
 
-  /** Runs one instance: the payload is written into the returned stream, its output is the result. */
-  type Runner = (key: Hash, created: number) => Duplex | Readable;
+  /**
+   * Any stream the original batchdb took: an event emitter with pipe(). Classic (streams1)
+   * ones such as duplexer@0.1 or through@2, streams2 ones (duplexer2, through2@0.6), Node's own.
+   */
+  interface StreamLike {
+    on(event: string | symbol, listener: (...args: any[]) => void): unknown;
+    pipe(...args: any[]): unknown;
+  }
+
+  /**
+   * Runs one instance: the payload is written into the returned stream (when it is writable),
+   * its output is the result; an 'error' on it fails the instance.
+   */
+  type Runner = (key: Hash, created: number) => Duplex | Readable | StreamLike;
 
   interface Options {
     /** The runner used by run(). */
@@ -28,6 +40,11 @@ declare namespace batchdb {
     durability?: 'full' | 'normal';
     /** Bytes per stored chunk, 1024 to 16777216. Default 262144. */
     chunkSize?: number;
+    /**
+     * Let a waiting run() keep the process alive (a dedicated worker waiting for jobs from other
+     * processes). Default false: as in the original, an idle run() lets the process exit.
+     */
+    keepAlive?: boolean;
   }
 
   interface PushOptions {
@@ -40,6 +57,8 @@ declare namespace batchdb {
   interface RunOptions {
     /** Resolve once nothing is pending, delayed or running, instead of waiting for new work. */
     untilEmpty?: boolean;
+    /** Overrides the constructor's keepAlive for this run. */
+    keepAlive?: boolean;
   }
 
   interface JobRow {
@@ -61,7 +80,11 @@ declare namespace batchdb {
   }
   interface FailRow {
     key: [Hash, number];
-    value: { message: string; start: number; end: number; attempts: number };
+    /**
+     * The original's {message}. start, end (epoch ms) and attempts are non-enumerable: readable
+     * by name, unseen by deep equality, Object.keys and JSON.stringify.
+     */
+    value: { message: string; readonly start: number; readonly end: number; readonly attempts: number };
   }
   interface Rows {
     job: JobRow;
@@ -125,6 +148,7 @@ declare namespace batchdb {
 
     list<T extends ListType>(type: T): RowStream<Rows[T]>;
 
+    /** Throws a TypeError when the constructor was given no runner (opts.run). */
     run(opts?: RunOptions): Promise<void>;
     run(cb: Callback<void>): void;
     run(opts: RunOptions, cb: Callback<void>): void;

@@ -8,6 +8,13 @@ const ffi = require('./lib/ffi');
 const { BatchdbError } = ffi;
 const READ_CHUNK = 256 * 1024;
 const WAIT_MS = 500;
+// Without keepAlive, an idle run waits in slices this long with a gap between them that does not
+// hold the event loop, so a process with nothing else to do exits within one slice.
+const IDLE_SLICE_MS = 250;
+// Output pieces queued for the database before the runner's stream is paused.
+const OUTPUT_HIGH_WATER = 16;
+// Output bytes gathered before they are written to the job (fewer calls into C).
+const OUTPUT_FLUSH = 64 * 1024;
 const noop = () => {};
 
 // Calls `cb(err, ...values)` outside the promise chain when given, else returns the promise.
@@ -32,6 +39,7 @@ class PayloadStream extends Writable {
   #pushOpts;
   #writer = null;
   #promise = null;
+  #turn = null; // {prev, done}: commits of one Compute happen in the order end() was called
   key = undefined;
   created = undefined;
 
@@ -71,6 +79,13 @@ class PayloadStream extends Writable {
     return this.#promise;
   }
 
+  // Takes this stream's place in the commit order when the user ends it, so that the `create` and
+  // `push` events (and the `created` times) of add().end(a); add().end(b) come in that order.
+  end(...args) {
+    if (!this.#turn && !this.destroyed && !this.writableEnded) this.#turn = this.#compute._commitTurn();
+    return super.end(...args);
+  }
+
   _construct(done) {
     this.#compute._database().then((db) => db.writer()).then((w) => {
       this.#writer = w;
@@ -88,7 +103,12 @@ class PayloadStream extends Writable {
   }
 
   _final(done) {
-    this.#finish().then(() => done(), done);
+    const turn = this.#turn || this.#compute._commitTurn();
+    this.#turn = turn;
+    turn.prev
+      .then(() => this.#finish())
+      .finally(turn.done)
+      .then(() => done(), done);
   }
 
   async #finish() {
@@ -107,6 +127,7 @@ class PayloadStream extends Writable {
   }
 
   _destroy(err, done) {
+    if (this.#turn && !this.writableFinished) this.#turn.done();
     const w = this.#writer;
     if (w && !w.closed) w.abort().then(() => done(err), () => done(err));
     else done(err);
@@ -146,6 +167,21 @@ class BlobStream extends Readable {
   }
 }
 
+// The original's fail row is {key, value: {message}}, and its users compare it whole (its own
+// test deep-equals the value with {message}). start, end and attempts stay readable as
+// row.value.start etc., but are not enumerable: deep equality, Object.keys, JSON.stringify
+// and console.log see the original's shape.
+const FAIL_EXTRAS = ['start', 'end', 'attempts'];
+function hideFailExtras(row) {
+  const v = row.value;
+  if (v && typeof v === 'object') {
+    for (const k of FAIL_EXTRAS) {
+      if (Object.hasOwn(v, k)) Object.defineProperty(v, k, { enumerable: false });
+    }
+  }
+  return row;
+}
+
 // A readable object stream of the rows of one list.
 class RowStream extends Readable {
   #compute;
@@ -167,7 +203,7 @@ class RowStream extends Readable {
 
   _read() {
     this.#cursor.next().then(
-      (row) => this.push(row),
+      (row) => this.push(this.#type === 'fail' && row ? hideFailExtras(row) : row),
       (err) => this.destroy(err),
     );
   }
@@ -179,23 +215,157 @@ class RowStream extends Readable {
   }
 }
 
-// Waits until `stream` can take more data, or has failed or closed.
-function drained(stream) {
-  return new Promise((resolve) => {
-    const done = () => {
-      stream.off('drain', done);
-      stream.off('close', done);
-      stream.off('error', done);
-      resolve();
-    };
-    stream.on('drain', done);
-    stream.on('close', done);
-    stream.on('error', done);
-  });
+// The runner's stream: anything the original accepted, i.e. an event emitter with pipe():
+// classic (streams1) streams such as duplexer@0.1 or through@2, streams2 ones (readable-stream,
+// duplexer2, through2) and Node's own streams.
+function isStream(s) {
+  return s !== null && typeof s === 'object' && typeof s.on === 'function' && typeof s.pipe === 'function';
 }
 
-function isWritable(s) {
-  return typeof s.write === 'function' && !s.destroyed && !s.writableEnded;
+function describe(v) {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'object') return `an object without ${typeof v.on !== 'function' ? 'on()' : 'pipe()'}`;
+  if (typeof v === 'string') return `a string (${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v)})`;
+  return typeof v === 'undefined' ? 'undefined' : `a ${typeof v}`;
+}
+
+function asError(e, fallback) {
+  if (e instanceof Error) return e;
+  if (e === undefined || e === null) return new Error(fallback);
+  return new Error(typeof e === 'string' ? e : `${fallback}: ${String(e)}`);
+}
+
+function toBuffer(chunk) {
+  if (Buffer.isBuffer(chunk)) return chunk;
+  if (typeof chunk === 'string') return Buffer.from(chunk);
+  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  return null;
+}
+
+// Ends a runner's stream that is no longer wanted: destroy() where it has one, else end() its
+// writable side, so that a child process behind it sees end of input and exits.
+function stopStream(s, err) {
+  try {
+    if (typeof s.destroy === 'function') s.destroy(err);
+    else if (typeof s.end === 'function' && s.writable !== false) s.end();
+  } catch {
+    // a stream that throws while being torn down has nothing more to give
+  }
+}
+
+// Feeds the payload into the runner's stream and stores what it outputs. Resolves, once its
+// output has ended, to the output's last bytes (under OUTPUT_FLUSH), which are for complete(); rejects on an 'error' event (either
+// side of a duplexer re-emits there), a stream destroyed before its output ended, a chunk that
+// is not bytes, or a failed write. `ctl.cancel(err)` rejects it from outside.
+function pump(job, s, ctl) {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    let outputEnded = false;
+    let paused = false;
+    let queued = 0;
+    let writes = Promise.resolve();
+    let wakeInput = null; // resolves the feeder's wait for 'drain'
+
+    const settle = (err, tail) => {
+      if (settled) return;
+      settled = true;
+      s.removeListener('data', onData);
+      s.removeListener('end', onEnd);
+      s.removeListener('close', onClose);
+      s.removeListener('drain', onDrain);
+      if (wakeInput) wakeInput();
+      if (err) reject(err);
+      else resolve(tail);
+    };
+    const onError = (e) => settle(asError(e, "batchdb: the runner's stream emitted an error"));
+    // Output is gathered here and written in pieces of OUTPUT_FLUSH bytes; what is left at the
+    // end goes to the database with the complete call itself (one call into C for a small one).
+    let held = [];
+    let heldBytes = 0;
+    const onData = (chunk) => {
+      if (settled) return;
+      const buf = toBuffer(chunk);
+      if (!buf) {
+        settle(new TypeError(`batchdb: the runner's stream emitted ${describe(chunk)}, not bytes or a string`));
+        return;
+      }
+      if (!buf.length) return;
+      held.push(buf);
+      heldBytes += buf.length;
+      if (heldBytes < OUTPUT_FLUSH) return;
+      const piece = held.length === 1 ? held[0] : Buffer.concat(held, heldBytes);
+      held = [];
+      heldBytes = 0;
+      queued++;
+      if (queued >= OUTPUT_HIGH_WATER && !paused && typeof s.pause === 'function') {
+        paused = true;
+        s.pause();
+      }
+      writes = writes.then(async () => {
+        if (settled) return;
+        await job.write(piece);
+        queued--;
+        if (paused && queued < OUTPUT_HIGH_WATER / 2 && !settled) {
+          paused = false;
+          s.resume();
+        }
+      });
+      writes.catch(onError);
+    };
+    const onEnd = () => {
+      if (outputEnded) return;
+      outputEnded = true;
+      writes.then(() => settle(null, held.length === 1 ? held[0] : Buffer.concat(held, heldBytes)), onError);
+    };
+    const onClose = () => {
+      // Some duplexers re-emit a side's 'close' early: only a stream that says it was destroyed
+      // before its output ended (given a turn for a racing 'end') has failed.
+      setImmediate(() => {
+        if (!outputEnded && s.destroyed === true) {
+          settle(new Error("batchdb: the runner's stream was closed before its output ended"));
+        }
+      });
+    };
+    const onDrain = () => {
+      if (wakeInput) wakeInput();
+    };
+
+    ctl.cancel = (err) => settle(err);
+    s.on('error', noop); // stays after the instance is done: a late error must not crash the process
+    s.on('error', onError);
+    s.on('data', onData);
+    s.on('end', onEnd);
+    s.on('close', onClose);
+    s.on('drain', onDrain);
+    if (typeof s.resume === 'function' && s.readable !== false && !s.readableFlowing) {
+      try {
+        s.resume(); // streams2: 'data' alone may not start the flow (readable-stream 1.0)
+      } catch {
+        // classic streams need no resume
+      }
+    }
+
+    // The input side: the payload, chunk by chunk, honouring write()'s backpressure.
+    if (typeof s.write !== 'function' || s.writable === false) return;
+    (async () => {
+      for (;;) {
+        if (settled || outputEnded) return;
+        const buf = await job.read(READ_CHUNK);
+        if (settled || outputEnded) return;
+        if (!buf.length) {
+          s.end();
+          return;
+        }
+        if (s.write(buf) === false) {
+          await new Promise((r) => {
+            wakeInput = r;
+          });
+          wakeInput = null;
+        }
+      }
+    })().catch(onError);
+  });
 }
 
 class Compute extends EventEmitter {
@@ -207,6 +377,9 @@ class Compute extends EventEmitter {
   #runPromise = null;
   #waitPromise = null;
   #jobs = new Set();
+  #keepAlive;
+  #commitTail = Promise.resolve();
+  #endGap = null;
 
   constructor(file, opts = {}) {
     super();
@@ -216,8 +389,10 @@ class Compute extends EventEmitter {
     if (opts.run !== undefined && typeof opts.run !== 'function') throw new TypeError('batchdb: opts.run must be a function');
     const workers = opts.workers === undefined ? 1 : opts.workers;
     if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new TypeError('batchdb: opts.workers must be an integer from 1 to 256');
+    if (opts.keepAlive !== undefined && typeof opts.keepAlive !== 'boolean') throw new TypeError('batchdb: opts.keepAlive must be a boolean');
     this.#runner = opts.run;
     this.#workers = workers;
+    this.#keepAlive = Boolean(opts.keepAlive);
     ffi.Database.validate(opts);
     this.#dbPromise = ffi.Database.open(file, opts);
     this.#dbPromise.catch(noop); // reported by every call, and by `ready`
@@ -226,6 +401,20 @@ class Compute extends EventEmitter {
   /** Resolves to this instance once the file is open; rejects with the open error. */
   get ready() {
     return this.#dbPromise.then(() => this);
+  }
+
+  /**
+   * @internal A place in this instance's commit order: `prev` settles when the commit before it
+   * is done, `done()` lets the next one go.
+   */
+  _commitTurn() {
+    let done;
+    const mine = new Promise((resolve) => {
+      done = resolve;
+    });
+    const prev = this.#commitTail;
+    this.#commitTail = mine;
+    return { prev, done };
   }
 
   /** @internal the open database handle, or a rejection when closed or not open. */
@@ -304,20 +493,33 @@ class Compute extends EventEmitter {
 
   /**
    * Processes the queue with opts.run. Without untilEmpty it waits for new work (also from
-   * other processes) until stop() or close(); with it, it resolves once nothing is pending or
-   * running. Resolves when the loop ends; rejects when the queue cannot be read.
+   * other processes) until stop() or close(); that waiting does not keep the process alive
+   * unless keepAlive is set (here or in the constructor's opts). With untilEmpty it resolves
+   * once nothing is pending or running. Resolves when the loop ends; rejects when the queue
+   * cannot be read. Without a runner it throws a TypeError (or calls `cb` with it).
    */
   run(options = {}, cb) {
     if (typeof options === 'function') {
       cb = options;
       options = {};
     }
+    if (options === null || options === undefined) options = {};
+    if (typeof options !== 'object') throw new TypeError('batchdb: run() takes an options object');
+    if (options.keepAlive !== undefined && typeof options.keepAlive !== 'boolean') {
+      throw new TypeError('batchdb: keepAlive must be a boolean');
+    }
     if (!this.#runPromise) {
       if (typeof this.#runner !== 'function') {
-        return settle(Promise.reject(new TypeError('batchdb: run() needs opts.run, the runner')), cb);
+        const err = new TypeError('batchdb: run() needs a runner: batchdb(path, { run: function (key, created) { return stream } })');
+        if (typeof cb === 'function') {
+          process.nextTick(() => cb(err));
+          return undefined;
+        }
+        throw err;
       }
       this.#stopping = false;
-      const p = this.#runLoop(Boolean(options && options.untilEmpty)).finally(() => {
+      const keepAlive = options.keepAlive === undefined ? this.#keepAlive : options.keepAlive;
+      const p = this.#runLoop(Boolean(options.untilEmpty), keepAlive).finally(() => {
         this.#runPromise = null;
       });
       p.catch((err) => {
@@ -331,6 +533,7 @@ class Compute extends EventEmitter {
   /** Stops claiming; jobs in flight finish first. Resolves when run() has returned. */
   stop(cb) {
     this.#stopping = true;
+    if (this.#endGap) this.#endGap();
     const p = this.#dbPromise.then(
       async (db) => {
         db.stop();
@@ -347,8 +550,9 @@ class Compute extends EventEmitter {
    */
   close(cb) {
     if (!this.#closing) {
+      this.#stopping = true;
+      if (this.#endGap) this.#endGap();
       this.#closing = (async () => {
-        this.#stopping = true;
         let db;
         try {
           db = await this.#dbPromise;
@@ -365,32 +569,44 @@ class Compute extends EventEmitter {
     return settle(this.#closing, cb);
   }
 
-  async #runLoop(untilEmpty) {
+  async #runLoop(untilEmpty, keepAlive) {
     const db = await this._database();
+    // untilEmpty ends by itself, so its waits may hold the event loop like keepAlive's.
+    const hold = untilEmpty || keepAlive;
     const worker = async () => {
-      while (!this.#stopping) {
-        let job;
-        try {
-          job = await db.claim();
-        } catch (err) {
-          if (err.code === 'BATCHDB_ERR_BUSY') {
-            await this.#waitForWork(db);
-            continue;
+      // A job's complete also claims the next one (one call into C per small job): that job is
+      // carried into the next turn of the loop.
+      let carry = null;
+      try {
+        while (!this.#stopping) {
+          let job = carry;
+          carry = null;
+          if (!job) {
+            try {
+              job = await db.claim();
+            } catch (err) {
+              if (err.code === 'BATCHDB_ERR_BUSY') {
+                await this.#waitForWork(db, hold);
+                continue;
+              }
+              if (this.#stopping) return;
+              throw err;
+            }
           }
-          if (this.#stopping) return;
-          throw err;
+          if (this.#stopping) {
+            if (job) await job.release();
+            return;
+          }
+          if (job) {
+            carry = await this.#drive(job, db);
+          } else if (untilEmpty && (await this.#empty(db))) {
+            return;
+          } else {
+            await this.#waitForWork(db, hold);
+          }
         }
-        if (this.#stopping) {
-          if (job) await job.release();
-          return;
-        }
-        if (job) {
-          await this.#drive(job);
-        } else if (untilEmpty && (await this.#empty(db))) {
-          return;
-        } else {
-          await this.#waitForWork(db);
-        }
+      } finally {
+        if (carry) await carry.release().catch(noop);
       }
     };
     await Promise.all(Array.from({ length: this.#workers }, worker));
@@ -406,89 +622,109 @@ class Compute extends EventEmitter {
     }
   }
 
-  // One waiter per instance, shared by the idle workers.
-  #waitForWork(db) {
+  // One waiter per instance, shared by the idle workers. batchdb_wait returns at once when work
+  // is claimable, and wakes on new work from any process and when a delay ends. With `hold` it
+  // waits in one call; without, it waits in short slices separated by an unref'd timer, so that
+  // the event loop sees, between two slices, that nothing but this wait is left and the process
+  // exits, as the original's did.
+  #waitForWork(db, hold) {
     if (!this.#waitPromise) {
-      this.#waitPromise = db.wait(WAIT_MS).finally(() => {
+      // The gap only follows a slice that timed out (false): after a wake-up (true) work may be
+      // claimable and the loop must not be left empty before the claim is made.
+      const slice = hold
+        ? db.wait(WAIT_MS)
+        : db.wait(IDLE_SLICE_MS).then((woke) =>
+            woke || this.#stopping
+              ? woke
+              : new Promise((resolve) => {
+                  const gap = setTimeout(() => {
+                    this.#endGap = null;
+                    resolve(woke);
+                  }, 0);
+                  gap.unref();
+                  // stop() and close() end the gap at once: their promises must not wait on
+                  // a timer that does not keep the process alive.
+                  this.#endGap = () => {
+                    clearTimeout(gap);
+                    this.#endGap = null;
+                    resolve(woke);
+                  };
+                }),
+          );
+      this.#waitPromise = slice.finally(() => {
         this.#waitPromise = null;
       });
     }
     return this.#waitPromise;
   }
 
-  // Runs one claimed instance through the runner's duplex stream.
-  async #drive(job) {
+  // Runs one claimed instance through the runner's stream. Resolves to the next instance when
+  // its complete claimed one, else null.
+  async #drive(job, db) {
     const { key, created } = job;
-    let duplex = null;
+    let stream = null;
     const ctl = {
       aborted: false,
+      cancel: null,
       abort() {
         this.aborted = true;
-        if (duplex) duplex.destroy(new Error('batchdb: closed while the job ran'));
+        const err = new Error('batchdb: closed while the job ran');
+        if (this.cancel) this.cancel(err);
+        if (stream) stopStream(stream, err);
       },
     };
     this.#jobs.add(ctl);
     try {
       this.emit('start', key, created);
       let hash;
+      let next = null;
       try {
-        duplex = this.#runner(key, created);
-        if (!duplex || typeof duplex.on !== 'function' || typeof duplex[Symbol.asyncIterator] !== 'function') {
-          throw new TypeError('batchdb: opts.run must return a duplex (or readable) stream');
+        let ret;
+        try {
+          ret = this.#runner(key, created);
+        } catch (e) {
+          throw asError(e, 'batchdb: opts.run threw');
         }
-        duplex.on('error', noop); // errors are seen by the loops below
-        if (ctl.aborted) throw new Error('batchdb: closed while the job ran');
-        const state = { outputDone: false };
-        const input = this.#feed(job, duplex, state);
-        input.catch((err) => duplex.destroy(err));
-        for await (const chunk of duplex) {
-          const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-          if (buf.length) await job.write(buf);
+        if (!isStream(ret)) {
+          throw new TypeError(`batchdb: opts.run must return a stream (a duplex, or a readable), not ${describe(ret)}`);
         }
-        state.outputDone = true;
-        await input.catch(noop);
+        stream = ret;
         if (ctl.aborted) throw new Error('batchdb: closed while the job ran');
-        hash = await job.complete();
+        let tail;
+        try {
+          tail = await pump(job, stream, ctl);
+        } catch (e) {
+          stopStream(stream);
+          throw e;
+        }
+        if (ctl.aborted) throw new Error('batchdb: closed while the job ran');
+        ({ hash, next } = await db.completeClaim(job, tail));
       } catch (err) {
         if (ctl.aborted) {
           await job.release().catch(noop);
-          return;
+          return null;
         }
         const fail = err instanceof Error ? err : new Error(String(err));
         if (job.closed) {
           // complete itself failed (e.g. the lease was lost): nothing more to record here.
           if (this.listenerCount('error')) this.emit('error', fail);
-          return;
+          return null;
         }
         try {
-          await job.fail(fail.message);
+          await job.fail(fail.message || 'runner failed');
         } catch (e) {
           if (this.listenerCount('error')) this.emit('error', e);
-          return;
+          return null;
         }
         fail.job = key;
         fail.created = created;
         this.emit('fail', fail);
-        return;
+        return null;
       }
       this.emit('result', key, hash, created);
+      return next;
     } finally {
       this.#jobs.delete(ctl);
-    }
-  }
-
-  // Streams the payload into the runner, respecting its backpressure.
-  async #feed(job, duplex, state) {
-    if (typeof duplex.write !== 'function') return;
-    for (;;) {
-      if (state.outputDone || !isWritable(duplex)) return;
-      const buf = await job.read(READ_CHUNK);
-      if (state.outputDone || !isWritable(duplex)) return;
-      if (!buf.length) {
-        duplex.end();
-        return;
-      }
-      if (!duplex.write(buf)) await drained(duplex);
     }
   }
 }

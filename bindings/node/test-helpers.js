@@ -3,7 +3,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
-const { Duplex } = require('node:stream');
+const duplexer = require('duplexer');
 
 function tmpdb(t) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'batchdb-node-'));
@@ -14,7 +14,7 @@ function tmpdb(t) {
 // The runner of the original's README: bash reads the payload, its stdout is the result.
 function bashRunner() {
   const ps = spawn('bash');
-  return Duplex.from({ writable: ps.stdin, readable: ps.stdout });
+  return duplexer(ps.stdin, ps.stdout);
 }
 
 async function collect(stream) {
@@ -29,4 +29,39 @@ async function readAll(stream) {
   return Buffer.concat(chunks);
 }
 
-module.exports = { tmpdb, bashRunner, collect, readAll };
+
+
+// The Node example of the repository's README.md, with its database path replaced by `file`.
+function readmeExample(file) {
+  const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('\n## Node\n'));
+  const m = /```js\n([\s\S]*?)```/.exec(section);
+  if (!m || !m[1].includes("'/tmp/compute.db'")) throw new Error('README.md: no Node example opening /tmp/compute.db');
+  return m[1].replace("'/tmp/compute.db'", JSON.stringify(file));
+}
+
+// Runs `node script ...args` in `cwd`; resolves to {code, signal, out, err} once it exits by itself,
+// rejects when it has not after `deadlineMs`. `onOut(text, child)` sees stdout as it comes.
+function runNode(script, { args = [], cwd, env, deadlineMs = 60000, onOut } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script, ...args], { cwd, env: env || process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c) => {
+      out += c;
+      if (onOut) onOut(out, child);
+    });
+    child.stderr.on('data', (c) => (err += c));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${script} did not exit by itself within ${deadlineMs} ms\nstdout:\n${out}\nstderr:\n${err}`));
+    }, deadlineMs);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, out, err });
+    });
+  });
+}
+
+module.exports = { tmpdb, bashRunner, collect, readAll, readmeExample, runNode };

@@ -2,12 +2,14 @@
 
 use super::db::write_hex;
 use super::error::{hex65, null};
-use super::handles::{borrowed, bytes, c_str, handle_out, into_raw, read_into, take, try_mut, try_ref};
+use super::handles::{
+    borrowed, bytes, bytes_mut, c_str, handle_out, into_raw, out, read_into, take, try_mut, try_ref,
+};
 use super::panic::{boundary, status};
 use super::{batchdb, batchdb_error, batchdb_job, BATCHDB_DONE, BATCHDB_OK};
 use crate::{Error, Job};
 use std::ffi::c_char;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::ptr::NonNull;
 
 /// What a `batchdb_job *` points to: a job from `batchdb_claim`, or one lent to a run callback.
@@ -79,6 +81,49 @@ pub extern "C" fn batchdb_claim(
                 Ok(BATCHDB_OK)
             }
         }
+    })
+}
+
+/// `batchdb_claim` and the first `batchdb_job_read`s in one call, so that a binding that
+/// crosses into C at a cost (Node's koffi, through a thread pool) claims a small job in one
+/// crossing: up to `cap` bytes of the claimed payload go to `buf`, their count to `*n_out`.
+/// When `*n_out < cap` the whole payload was read and verified against the key (the next
+/// `batchdb_job_read` would give 0); otherwise read the rest with `batchdb_job_read`.
+///
+/// Returns `BATCHDB_OK` with the job in `*out` (owned, as from `batchdb_claim`); `BATCHDB_DONE`
+/// with `*out` NULL and `*n_out` 0 when nothing is ready; `BATCHDB_ERR_INVALID` (NULL
+/// `db`/`out`/`buf`/`n_out`, `cap` 0); `BATCHDB_ERR_CORRUPT` or `BATCHDB_ERR_IO` when the
+/// payload cannot be read, with `*out` NULL: the instance is then released back to pending as
+/// a job handle freed unfinished is. Thread-safe, like `batchdb_claim`.
+#[no_mangle]
+pub extern "C" fn batchdb_claim_read(
+    db: *mut batchdb,
+    buf: *mut u8,
+    cap: usize,
+    n_out: *mut usize,
+    out_job: *mut *mut batchdb_job,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let out_job = handle_out(out_job)?;
+        let n_out = out(n_out, "n_out")?;
+        *n_out = 0;
+        let buf = bytes_mut(buf, cap, "buf")?;
+        let h = try_ref(db, "db")?;
+        let Some(mut job) = h.db.claim()? else {
+            return Ok(BATCHDB_DONE);
+        };
+        // On an error here `job` is dropped, which hands the instance back to pending.
+        let mut n = 0;
+        while n < buf.len() {
+            match job.read(&mut buf[n..]).map_err(Error::from)? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        *n_out = n;
+        *out_job = into_raw(JobHandle { key: hex65(&job.key()), slot: Slot::Owned(Box::new(job)) });
+        Ok(BATCHDB_OK)
     })
 }
 
@@ -154,6 +199,74 @@ pub extern "C" fn batchdb_job_complete(
         write_hex(hash_out, &hash);
         Ok(BATCHDB_OK)
     })
+}
+
+/// `batchdb_job_write` of `len` bytes at `data` (NULL when `len` is 0), then
+/// `batchdb_job_complete`, in one call: a binding that crosses into C at a cost completes a job
+/// with a small output in one crossing.
+///
+/// Consumes `j` like `batchdb_job_complete`, also when the write fails or `data` is NULL with
+/// `len` > 0 (`BATCHDB_ERR_INVALID`): the instance then goes back to pending, as a job freed
+/// unfinished does. Returns what `batchdb_job_write` and `batchdb_job_complete` return;
+/// `BATCHDB_ERR_MISUSE`, changing nothing, on a job lent to a `batchdb_run` callback.
+#[no_mangle]
+pub extern "C" fn batchdb_job_complete_with(
+    j: *mut batchdb_job,
+    data: *const u8,
+    len: usize,
+    hash_out: *mut c_char,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let data = bytes(data, len, "data");
+        let mut job = consume(j)?;
+        job.write_all(data?).map_err(Error::from)?;
+        let hash = job.complete()?;
+        write_hex(hash_out, &hash);
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// `batchdb_job_complete_with`, then `batchdb_claim_read` on `db`, in one call: a worker loop
+/// in a binding that crosses into C at a cost finishes one small job and takes the next in a
+/// single crossing.
+///
+/// The complete is what counts: on its failure this returns its error (`j` is consumed all the
+/// same, as by `batchdb_job_complete_with`) and claims nothing. Once it succeeded this returns
+/// `BATCHDB_OK`, and `*next_out` holds the next job (the start of whose payload is in `buf`,
+/// `*n_out` bytes, as from `batchdb_claim_read`) or NULL when none was claimed: nothing was
+/// ready, or the claim failed, which the caller sees again on its next `batchdb_claim`.
+/// `BATCHDB_ERR_INVALID`, changing nothing, for a NULL `db`/`buf`/`n_out`/`next_out` or `cap` 0.
+#[no_mangle]
+pub extern "C" fn batchdb_job_complete_claim(
+    db: *mut batchdb,
+    j: *mut batchdb_job,
+    data: *const u8,
+    len: usize,
+    hash_out: *mut c_char,
+    buf: *mut u8,
+    cap: usize,
+    n_out: *mut usize,
+    next_out: *mut *mut batchdb_job,
+    err: *mut batchdb_error,
+) -> i32 {
+    let rc = status(err, || {
+        handle_out(next_out)?;
+        *out(n_out, "n_out")? = 0;
+        bytes_mut(buf, cap, "buf")?;
+        try_ref(db, "db")?;
+        Ok(BATCHDB_OK)
+    });
+    if rc != BATCHDB_OK {
+        return rc;
+    }
+    let rc = batchdb_job_complete_with(j, data, len, hash_out, err);
+    if rc != BATCHDB_OK {
+        return rc;
+    }
+    // The claim's own errors are not this call's: the result is recorded either way.
+    let _ = batchdb_claim_read(db, buf, cap, n_out, next_out, std::ptr::null_mut());
+    BATCHDB_OK
 }
 
 /// Fails the instance with `message` (NUL-terminated; invalid UTF-8 is replaced): a fail row

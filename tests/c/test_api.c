@@ -503,6 +503,120 @@ static void on_event(void *userdata, const batchdb_event *ev) {
     atomic_fetch_add(&c->kind[ev->kind], 1);
 }
 
+/* batchdb_claim_read and batchdb_job_complete_with: a claim that brings the payload's start,
+ * and a complete that takes the output's end, each in one call. */
+static void test_claim_read_complete_with(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    batchdb_job *j = (batchdb_job *)1;
+    uint8_t buf[64];
+    size_t n = 99;
+    char key[65], hash[65], expect[65];
+    int64_t created;
+
+    CHECK_RC(batchdb_claim_read(db, buf, sizeof buf, &n, &j, &err), BATCHDB_DONE, &err);
+    CHECK(j == NULL && n == 0);
+
+    CHECK_OK(batchdb_add(db, bytes("hello world"), 11, key, &created, &err), &err);
+    /* Bad arguments claim nothing. */
+    CHECK_RC(batchdb_claim_read(NULL, buf, sizeof buf, &n, &j, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_claim_read(db, NULL, sizeof buf, &n, &j, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_claim_read(db, buf, 0, &n, &j, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_claim_read(db, buf, sizeof buf, NULL, &j, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_claim_read(db, buf, sizeof buf, &n, NULL, &err), BATCHDB_ERR_INVALID, &err);
+
+    /* The whole payload fits: n < cap, and the next read is the (verified) end. */
+    CHECK_OK(batchdb_claim_read(db, buf, sizeof buf, &n, &j, &err), &err);
+    CHECK(j != NULL && strcmp(batchdb_job_key(j), key) == 0 && batchdb_job_created(j) == created);
+    CHECK(n == 11 && memcmp(buf, "hello world", 11) == 0);
+    size_t more = 99;
+    CHECK_OK(batchdb_job_read(j, buf, sizeof buf, &more, &err), &err);
+    CHECK(more == 0);
+    CHECK_OK(batchdb_job_write(j, bytes("HELLO "), 6, &err), &err);
+    CHECK_OK(batchdb_job_complete_with(j, bytes("WORLD"), 5, hash, &err), &err);
+    CHECK_OK(batchdb_create(db, bytes("HELLO WORLD"), 11, expect, &err), &err);
+    CHECK(strcmp(hash, expect) == 0);
+    CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 1 && count_rows(db, BATCHDB_LIST_PENDING) == 0);
+
+    /* A payload longer than cap: the rest through batchdb_job_read; no output at all. */
+    CHECK_OK(batchdb_add(db, bytes("abcdefghij"), 10, key, &created, &err), &err);
+    CHECK_OK(batchdb_claim_read(db, buf, 4, &n, &j, &err), &err);
+    CHECK(n == 4 && memcmp(buf, "abcd", 4) == 0);
+    size_t total = n;
+    do {
+        CHECK_OK(batchdb_job_read(j, buf + total, sizeof buf - total, &more, &err), &err);
+        total += more;
+    } while (more != 0);
+    CHECK(total == 10 && memcmp(buf, "abcdefghij", 10) == 0);
+    CHECK_OK(batchdb_job_complete_with(j, NULL, 0, hash, &err), &err);
+    CHECK(strcmp(hash, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855") == 0);
+
+    /* NULL data with a length: invalid, the job is consumed and its instance is pending again. */
+    CHECK_OK(batchdb_push(db, key, &created, &err), &err);
+    CHECK_OK(batchdb_claim_read(db, buf, sizeof buf, &n, &j, &err), &err);
+    CHECK_RC(batchdb_job_complete_with(j, NULL, 3, hash, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 2 && count_rows(db, BATCHDB_LIST_PENDING) == 1);
+    CHECK_OK(batchdb_claim_read(db, buf, sizeof buf, &n, &j, &err), &err);
+    CHECK(n == 10 && batchdb_job_created(j) == created);
+    CHECK_OK(batchdb_job_complete_with(j, bytes("x"), 1, NULL, &err), &err);
+    CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 3 && count_rows(db, BATCHDB_LIST_PENDING) == 0);
+    CHECK_RC(batchdb_job_complete_with(NULL, NULL, 0, hash, &err), BATCHDB_ERR_INVALID, &err);
+    batchdb_close(db);
+}
+
+/* batchdb_job_complete_claim: complete one job and claim the next in one call. */
+static void test_complete_claim(void) {
+    batchdb_options opts;
+    memset(&opts, 0, sizeof opts);
+    opts.order = BATCHDB_ORDER_OLDEST;
+    batchdb *db = open_fresh(&opts);
+    batchdb_error err;
+    batchdb_job *j = NULL, *next = (batchdb_job *)1;
+    uint8_t buf[64];
+    size_t n = 99;
+    char k1[65], k2[65], hash[65], expect[65];
+    int64_t c1, c2;
+
+    CHECK_OK(batchdb_add(db, bytes("first"), 5, k1, &c1, &err), &err);
+    CHECK_OK(batchdb_add(db, bytes("second"), 6, k2, &c2, &err), &err);
+    CHECK_OK(batchdb_claim_read(db, buf, sizeof buf, &n, &j, &err), &err);
+    CHECK(n == 5 && batchdb_job_created(j) == c1);
+
+    /* Bad arguments change nothing: the job is still held and usable. */
+    CHECK_RC(batchdb_job_complete_claim(NULL, j, NULL, 0, hash, buf, sizeof buf, &n, &next, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_job_complete_claim(db, j, NULL, 0, hash, NULL, sizeof buf, &n, &next, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_job_complete_claim(db, j, NULL, 0, hash, buf, 0, &n, &next, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_job_complete_claim(db, j, NULL, 0, hash, buf, sizeof buf, NULL, &next, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_job_complete_claim(db, j, NULL, 0, hash, buf, sizeof buf, &n, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 0);
+
+    /* Completes the first with its output, and hands back the second with its payload. */
+    CHECK_OK(batchdb_job_complete_claim(db, j, bytes("FIRST"), 5, hash, buf, sizeof buf, &n, &next, &err), &err);
+    CHECK_OK(batchdb_create(db, bytes("FIRST"), 5, expect, &err), &err);
+    CHECK(strcmp(hash, expect) == 0);
+    CHECK(next != NULL && batchdb_job_created(next) == c2 && strcmp(batchdb_job_key(next), k2) == 0);
+    CHECK(n == 6 && memcmp(buf, "second", 6) == 0);
+    CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 1 && count_rows(db, BATCHDB_LIST_PENDING) == 1);
+
+    /* The last one: completed, and nothing left to claim. */
+    j = next;
+    next = (batchdb_job *)1;
+    n = 99;
+    CHECK_OK(batchdb_job_complete_claim(db, j, NULL, 0, hash, buf, sizeof buf, &n, &next, &err), &err);
+    CHECK(next == NULL && n == 0);
+    CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 2 && count_rows(db, BATCHDB_LIST_PENDING) == 0);
+
+    /* A failed complete (NULL data with a length) claims nothing; the instance is pending again. */
+    CHECK_OK(batchdb_push(db, k1, &c1, &err), &err);
+    CHECK_OK(batchdb_push(db, k2, &c2, &err), &err);
+    CHECK_OK(batchdb_claim_read(db, buf, sizeof buf, &n, &j, &err), &err);
+    next = (batchdb_job *)1;
+    CHECK_RC(batchdb_job_complete_claim(db, j, NULL, 3, hash, buf, sizeof buf, &n, &next, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(next == NULL);
+    CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 2 && count_rows(db, BATCHDB_LIST_PENDING) == 2);
+    batchdb_close(db);
+}
+
 static void test_run_and_events(void) {
     batchdb *db = open_fresh(NULL);
     batchdb_error err;
@@ -842,6 +956,8 @@ int main(void) {
     RUN(test_list);
     RUN(test_wait);
     RUN(test_claim_complete_fail);
+    RUN(test_claim_read_complete_with);
+    RUN(test_complete_claim);
     RUN(test_run_and_events);
     RUN(test_run_until_stopped);
     RUN(test_retry);

@@ -7,25 +7,22 @@ const fs = require('node:fs');
 const path = require('node:path');
 const koffi = require('koffi');
 
-const LIB_NAMES = {
-  linux: 'libbatchdb.so',
-  darwin: 'libbatchdb.dylib',
-  win32: 'batchdb.dll',
-};
+const { LIB_NAMES, platformDir } = require('./platform');
 
+// BATCHDB_LIB, else a build of the repository this package sits in (so that a checkout never
+// loads a stale packed copy), else the library the tarball carries for this platform.
 function findLibrary() {
   if (process.env.BATCHDB_LIB) return process.env.BATCHDB_LIB;
   const name = LIB_NAMES[process.platform] || 'libbatchdb.so';
   const pkg = path.join(__dirname, '..');
-  const candidates = [
-    path.join(pkg, 'native', name), // shipped with the package
-    path.join(pkg, name),
-    path.join(pkg, '..', '..', 'target', 'release', name), // built in this repository
-  ];
+  const repo = path.join(pkg, '..', '..');
+  const candidates = [];
+  if (fs.existsSync(path.join(repo, 'include', 'batchdb.h'))) candidates.push(path.join(repo, 'target', 'release', name));
+  candidates.push(path.join(pkg, 'native', platformDir(), name)); // shipped with the package
   for (const c of candidates) if (fs.existsSync(c)) return c;
   throw new Error(
-    `batchdb: cannot find ${name}; looked in ${candidates.join(', ')}. ` +
-      'Build it with `cargo build --release` or set BATCHDB_LIB.',
+    `batchdb: no ${name} for ${platformDir()}; looked in ${candidates.join(', ')}. ` +
+      'Install the package built for this platform, build it with `cargo build --release`, or set BATCHDB_LIB.',
   );
 }
 
@@ -56,10 +53,6 @@ koffi.opaque('batchdb_reader');
 koffi.opaque('batchdb_cursor');
 koffi.opaque('batchdb_job');
 
-koffi.struct('batchdb_error', {
-  code: 'int32_t',
-  message: koffi.array('char', 512, 'String'),
-});
 koffi.struct('batchdb_options', {
   chunk_size: 'uint32_t',
   durability: 'int32_t',
@@ -88,39 +81,42 @@ koffi.struct('batchdb_row', {
 // Keys, hashes and int64 outputs go through plain Buffers: the C side writes into them
 // and we decode after the call, which works the same for sync and async calls.
 const C = {
-  open: lib.func('int32_t batchdb_open(const char *path, const batchdb_options *opts, _Out_ batchdb **out, _Out_ batchdb_error *err)'),
+  open: lib.func('int32_t batchdb_open(const char *path, const batchdb_options *opts, _Out_ batchdb **out, uint8_t *err)'),
   close: lib.func('void batchdb_close(batchdb *db)'),
   stop: lib.func('void batchdb_stop(batchdb *db)'),
-  wait: lib.func('int32_t batchdb_wait(batchdb *db, uint32_t timeout_ms, _Out_ batchdb_error *err)'),
-  pushWith: lib.func('int32_t batchdb_push_with(batchdb *db, const char *key, const batchdb_push_options *opts, uint8_t *created_out, _Out_ batchdb_error *err)'),
-  retry: lib.func('int32_t batchdb_retry(batchdb *db, const char *key, int64_t created, uint8_t *created_out, _Out_ batchdb_error *err)'),
-  cancel: lib.func('int32_t batchdb_cancel(batchdb *db, const char *key, int64_t created, _Out_ batchdb_error *err)'),
-  prune: lib.func('int32_t batchdb_prune(batchdb *db, int64_t older_than_ms, uint8_t *rows_removed, _Out_ batchdb_error *err)'),
-  gc: lib.func('int32_t batchdb_gc(batchdb *db, uint8_t *blobs_removed, _Out_ batchdb_error *err)'),
+  wait: lib.func('int32_t batchdb_wait(batchdb *db, uint32_t timeout_ms, uint8_t *err)'),
+  pushWith: lib.func('int32_t batchdb_push_with(batchdb *db, const char *key, const batchdb_push_options *opts, uint8_t *created_out, uint8_t *err)'),
+  retry: lib.func('int32_t batchdb_retry(batchdb *db, const char *key, int64_t created, uint8_t *created_out, uint8_t *err)'),
+  cancel: lib.func('int32_t batchdb_cancel(batchdb *db, const char *key, int64_t created, uint8_t *err)'),
+  prune: lib.func('int32_t batchdb_prune(batchdb *db, int64_t older_than_ms, uint8_t *rows_removed, uint8_t *err)'),
+  gc: lib.func('int32_t batchdb_gc(batchdb *db, uint8_t *blobs_removed, uint8_t *err)'),
   version: lib.func('const char *batchdb_version()'),
 
-  writerOpen: lib.func('int32_t batchdb_writer_open(batchdb *db, _Out_ batchdb_writer **out, _Out_ batchdb_error *err)'),
-  writerWrite: lib.func('int32_t batchdb_writer_write(batchdb_writer *w, const uint8_t *data, size_t len, _Out_ batchdb_error *err)'),
-  writerCreate: lib.func('int32_t batchdb_writer_create(batchdb_writer *w, uint8_t *key_out, _Out_ batchdb_error *err)'),
-  writerAdd: lib.func('int32_t batchdb_writer_add(batchdb_writer *w, uint8_t *key_out, uint8_t *created_out, _Out_ batchdb_error *err)'),
-  writerAddWith: lib.func('int32_t batchdb_writer_add_with(batchdb_writer *w, const batchdb_push_options *opts, uint8_t *key_out, uint8_t *created_out, _Out_ batchdb_error *err)'),
+  writerOpen: lib.func('int32_t batchdb_writer_open(batchdb *db, _Out_ batchdb_writer **out, uint8_t *err)'),
+  writerWrite: lib.func('int32_t batchdb_writer_write(batchdb_writer *w, const uint8_t *data, size_t len, uint8_t *err)'),
+  writerCreate: lib.func('int32_t batchdb_writer_create(batchdb_writer *w, uint8_t *key_out, uint8_t *err)'),
+  writerAdd: lib.func('int32_t batchdb_writer_add(batchdb_writer *w, uint8_t *key_out, uint8_t *created_out, uint8_t *err)'),
+  writerAddWith: lib.func('int32_t batchdb_writer_add_with(batchdb_writer *w, const batchdb_push_options *opts, uint8_t *key_out, uint8_t *created_out, uint8_t *err)'),
   writerAbort: lib.func('void batchdb_writer_abort(batchdb_writer *w)'),
 
-  readerOpen: lib.func('int32_t batchdb_reader_open(batchdb *db, const char *hash, _Out_ batchdb_reader **out, _Out_ batchdb_error *err)'),
-  readerRead: lib.func('int32_t batchdb_reader_read(batchdb_reader *r, uint8_t *buf, size_t cap, uint8_t *n_out, _Out_ batchdb_error *err)'),
+  readerOpen: lib.func('int32_t batchdb_reader_open(batchdb *db, const char *hash, _Out_ batchdb_reader **out, uint8_t *err)'),
+  readerRead: lib.func('int32_t batchdb_reader_read(batchdb_reader *r, uint8_t *buf, size_t cap, uint8_t *n_out, uint8_t *err)'),
   readerClose: lib.func('void batchdb_reader_close(batchdb_reader *r)'),
 
-  list: lib.func('int32_t batchdb_list(batchdb *db, int32_t kind, _Out_ batchdb_cursor **out, _Out_ batchdb_error *err)'),
-  cursorNext: lib.func('int32_t batchdb_cursor_next(batchdb_cursor *c, _Out_ batchdb_row *row, _Out_ batchdb_error *err)'),
+  list: lib.func('int32_t batchdb_list(batchdb *db, int32_t kind, _Out_ batchdb_cursor **out, uint8_t *err)'),
+  cursorNext: lib.func('int32_t batchdb_cursor_next(batchdb_cursor *c, _Out_ batchdb_row *row, uint8_t *err)'),
   cursorFree: lib.func('void batchdb_cursor_free(batchdb_cursor *c)'),
 
-  claim: lib.func('int32_t batchdb_claim(batchdb *db, _Out_ batchdb_job **out, _Out_ batchdb_error *err)'),
+  claim: lib.func('int32_t batchdb_claim(batchdb *db, _Out_ batchdb_job **out, uint8_t *err)'),
+  claimRead: lib.func('int32_t batchdb_claim_read(batchdb *db, uint8_t *buf, size_t cap, uint8_t *n_out, _Out_ batchdb_job **out, uint8_t *err)'),
   jobKey: lib.func('const char *batchdb_job_key(const batchdb_job *j)'),
   jobCreated: lib.func('int64_t batchdb_job_created(const batchdb_job *j)'),
-  jobRead: lib.func('int32_t batchdb_job_read(batchdb_job *j, uint8_t *buf, size_t cap, uint8_t *n_out, _Out_ batchdb_error *err)'),
-  jobWrite: lib.func('int32_t batchdb_job_write(batchdb_job *j, const uint8_t *data, size_t len, _Out_ batchdb_error *err)'),
-  jobComplete: lib.func('int32_t batchdb_job_complete(batchdb_job *j, uint8_t *hash_out, _Out_ batchdb_error *err)'),
-  jobFail: lib.func('int32_t batchdb_job_fail(batchdb_job *j, const char *message, _Out_ batchdb_error *err)'),
+  jobRead: lib.func('int32_t batchdb_job_read(batchdb_job *j, uint8_t *buf, size_t cap, uint8_t *n_out, uint8_t *err)'),
+  jobWrite: lib.func('int32_t batchdb_job_write(batchdb_job *j, const uint8_t *data, size_t len, uint8_t *err)'),
+  jobComplete: lib.func('int32_t batchdb_job_complete(batchdb_job *j, uint8_t *hash_out, uint8_t *err)'),
+  jobCompleteClaim: lib.func('int32_t batchdb_job_complete_claim(batchdb *db, batchdb_job *j, const uint8_t *data, size_t len, uint8_t *hash_out, uint8_t *buf, size_t cap, uint8_t *n_out, _Out_ batchdb_job **next_out, uint8_t *err)'),
+  jobCompleteWith: lib.func('int32_t batchdb_job_complete_with(batchdb_job *j, const uint8_t *data, size_t len, uint8_t *hash_out, uint8_t *err)'),
+  jobFail: lib.func('int32_t batchdb_job_fail(batchdb_job *j, const char *message, uint8_t *err)'),
 };
 
 class BatchdbError extends Error {
@@ -165,12 +161,21 @@ function callAsync(fn, args) {
   });
 }
 
+// The C error (struct batchdb_error: int32_t code, char message[512]) goes into a plain
+// Buffer, decoded only when a call failed: koffi would otherwise turn the 512 bytes into a JS
+// string after every call.
+const ERROR_SIZE = 4 + 512;
+function errorMessage(buf) {
+  const end = buf.indexOf(0, 4);
+  return buf.toString('utf8', 4, end < 0 ? ERROR_SIZE : end);
+}
+
 // Runs one fallible C call asynchronously; `args` excludes the trailing error object.
 async function status(op, fn, args, allowDone = false) {
-  const err = {};
+  const err = Buffer.allocUnsafe(ERROR_SIZE);
   const rc = await callAsync(fn, [...args, err]);
   if (rc === OK || (allowDone && rc === DONE)) return rc;
-  throw new BatchdbError(rc, err.message, op);
+  throw new BatchdbError(rc, errorMessage(err), op);
 }
 
 const hex = (buf) => buf.toString('latin1', 0, 64);
@@ -280,11 +285,15 @@ class Cursor extends Handle {
 class Job extends Handle {
   #key;
   #created;
-  constructor(ptr) {
+  #head; // payload bytes read by the claim itself, not yet handed out
+  #headIsAll;
+  constructor(ptr, head = null, headIsAll = false) {
     super(ptr, 'job');
     // Plain field reads of the handle, no disk access.
     this.#key = C.jobKey(ptr);
     this.#created = Number(C.jobCreated(ptr));
+    this.#head = head;
+    this.#headIsAll = headIsAll;
   }
   get key() {
     return this.#key;
@@ -292,7 +301,15 @@ class Job extends Handle {
   get created() {
     return this.#created;
   }
+  // Resolves to the next bytes of the payload, an empty Buffer at the end (verified). What the
+  // claim already read comes first, without a call into C.
   async read(cap) {
+    if (this.#head) {
+      const head = this.#head;
+      this.#head = null;
+      if (head.length) return head;
+    }
+    if (this.#headIsAll) return Buffer.alloc(0);
     const buf = Buffer.allocUnsafe(cap);
     const n = Buffer.alloc(8);
     await this._use((j) => status('run', C.jobRead, [j, buf, cap, n]));
@@ -301,9 +318,14 @@ class Job extends Handle {
   write(buf) {
     return this._use((j) => status('run', C.jobWrite, [j, buf, buf.length]));
   }
-  async complete() {
+  // Records the result; `tail`, output not yet written, is written in the same call.
+  async complete(tail) {
     const hash = Buffer.alloc(65);
-    await this._use((j) => status('complete', C.jobComplete, [j, hash]), true);
+    if (tail && tail.length) {
+      await this._use((j) => status('complete', C.jobCompleteWith, [j, tail, tail.length, hash]), true);
+    } else {
+      await this._use((j) => status('complete', C.jobComplete, [j, hash]), true);
+    }
     return hex(hash);
   }
   fail(message) {
@@ -320,6 +342,9 @@ class Job extends Handle {
     }
   }
 }
+
+// Payload bytes a claim reads along with the job.
+const CLAIM_HEAD = 16 * 1024;
 
 const ORDERS = { newest: 0, oldest: 1 };
 const DURABILITIES = { full: 0, normal: 1 };
@@ -376,9 +401,9 @@ class Database {
   static async open(file, opts) {
     const native = nativeOptions(opts);
     const out = [null];
-    const err = {};
+    const err = Buffer.alloc(ERROR_SIZE);
     const rc = await callAsync(C.open, [file, native, out, err]);
-    if (rc !== OK) throw new BatchdbError(rc, err.message, 'open');
+    if (rc !== OK) throw new BatchdbError(rc, errorMessage(err), 'open');
     return new Database(out[0]);
   }
 
@@ -476,13 +501,37 @@ class Database {
     return this.#child(new Cursor(out[0]));
   }
 
-  // Resolves to a Job, or null when nothing is ready.
-  async claim() {
+  // Resolves to a Job, or null when nothing is ready. The claim reads up to `headCap` bytes of
+  // the payload in the same call into C, so a small job's payload costs no further call.
+  async claim(headCap = CLAIM_HEAD) {
     this.#prune();
     const out = [null];
-    const rc = await this.#call((db) => status('claim', C.claim, [db, out], true));
+    const buf = Buffer.allocUnsafe(headCap);
+    const n = Buffer.alloc(8);
+    const rc = await this.#call((db) => status('claim', C.claimRead, [db, buf, headCap, n, out], true));
     if (rc === DONE) return null;
-    return this.#child(new Job(out[0]));
+    const got = u64(n);
+    return this.#child(new Job(out[0], buf.subarray(0, got), got < headCap));
+  }
+
+  // Completes `job` (with `tail`, its output's last bytes) and claims the next instance, in one
+  // call into C. Resolves to {hash, next}: `next` is a Job, or null when none was claimed.
+  async completeClaim(job, tail) {
+    this.#prune();
+    const hash = Buffer.alloc(65);
+    const buf = Buffer.allocUnsafe(CLAIM_HEAD);
+    const n = Buffer.alloc(8);
+    const out = [null];
+    const data = tail && tail.length ? tail : null;
+    await this.#call((db) =>
+      job._use((j) => status('complete', C.jobCompleteClaim, [db, j, data, data ? data.length : 0, hash, buf, CLAIM_HEAD, n, out]), true),
+    );
+    let next = null;
+    if (out[0]) {
+      const got = u64(n);
+      next = this.#child(new Job(out[0], buf.subarray(0, got), got < CLAIM_HEAD));
+    }
+    return { hash: hex(hash), next };
   }
 
   // Waits for calls in flight, releases children still open (jobs go back to pending),

@@ -35,11 +35,12 @@ test('close() while run is active: returns, and no instance stays running after 
   await again.close(); // twice is fine
 });
 
-test('run() without untilEmpty picks up jobs added by another handle, until stop()', async (t) => {
+test('run({ keepAlive: true }) picks up jobs added by another handle, until stop()', async (t) => {
   const file = tmpdb(t);
   const worker = batchdb(file, { run: bashRunner });
   const other = batchdb(file);
-  const running = worker.run();
+  // Nothing else holds this process's event loop while the worker waits: keepAlive says to.
+  const running = worker.run({ keepAlive: true });
   await new Promise((r) => setTimeout(r, 100));
   const { key, created } = await other.add().end('echo from elsewhere').promise;
   const [rkey, hash, rcreated] = await once(worker, 'result');
@@ -100,6 +101,7 @@ test('priority, delay, cancel and prune, promise and callback forms', async (t) 
 
 test('a waiting run idles cheaply and starts a delayed instance on time', async (t) => {
   const compute = batchdb(tmpdb(t), {
+    keepAlive: true, // a dedicated worker: its waiting holds the event loop
     run: () =>
       Duplex.from(async function* (src) {
         for await (const c of src) yield c;

@@ -4,7 +4,7 @@ const test = require('node:test');
 const assert = require('node:assert');
 const { once } = require('node:events');
 const { spawn } = require('node:child_process');
-const { Duplex } = require('node:stream');
+const duplexer = require('duplexer'); // npm duplexer@0.1, as the original's README uses
 const batchdb = require('..');
 const { tmpdb, collect, readAll } = require('../test-helpers');
 
@@ -50,14 +50,13 @@ test('adding a job, twice: same key, two instances; then pending, run, results',
     await compute.close();
   }
 
-  // run.js, with a Duplex.from in place of the duplexer module
+  // run.js, as written
   {
     const results = [];
     const outputs = [];
-    var spawn_ = spawn;
     function run(key) {
-      var ps = spawn_('bash');
-      return Duplex.from({ writable: ps.stdin, readable: ps.stdout });
+      var ps = spawn('bash');
+      return duplexer(ps.stdin, ps.stdout);
     }
     var compute = batchdb(file, { path: '/tmp/compute.blobs', run: run });
     compute.on('result', function (key, id, created) {

@@ -30,6 +30,9 @@ async function main(): Promise<void> {
   const n: number = await compute.prune(new Date());
   const g: number = await compute.gc();
   await compute.run({ untilEmpty: true });
+  await compute.run({ keepAlive: true });
+  const classic = batchdb('/tmp/c.db', { keepAlive: false, run: () => ({ on: () => undefined, pipe: () => undefined }) });
+  classic.run();
   await compute.close();
   const other = await batchdb.open('/tmp/other.db');
   other.close(() => {});
