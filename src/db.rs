@@ -8,7 +8,7 @@ use crate::hash::Hash;
 use crate::list::{Cursor, FailRow, JobRow, ListKind, ListRow, PendingRow, ResultRow, Row};
 use crate::location::is_postgres_url;
 use crate::queue::{Heartbeat, Job, Live};
-use crate::store::sqlite::{lock, Sqlite};
+use crate::store::sqlite::{lock, Access, Sqlite};
 use crate::store::{ClaimParams, Finished, GcReport, PushSpec, Stats, Store};
 use crate::{Options, PushOptions};
 use std::io::Read;
@@ -122,7 +122,7 @@ impl std::fmt::Debug for Db {
 
 /// A `postgres://` URL selects the PostgreSQL backend; anything else is an SQLite file.
 /// `wake` is for a store that wakes waiters itself (see [`Store::wakes_waiters`]).
-fn open_store(path: &Path, opts: &Options, wake: &Arc<Wake>) -> Result<Arc<dyn Store>> {
+fn open_store(path: &Path, opts: &Options, wake: &Arc<Wake>, access: Access) -> Result<Arc<dyn Store>> {
     if let Some(url) = path.to_str().filter(|p| is_postgres_url(p)) {
         #[cfg(feature = "postgres")]
         {
@@ -139,7 +139,7 @@ fn open_store(path: &Path, opts: &Options, wake: &Arc<Wake>) -> Result<Arc<dyn S
             )));
         }
     }
-    Ok(Arc::new(Sqlite::open(path, opts.durability)?))
+    Ok(Arc::new(Sqlite::open(path, opts.durability, access)?))
 }
 
 impl Db {
@@ -152,11 +152,46 @@ impl Db {
     /// PostgreSQL server (with the `postgres` cargo feature), in the schema `batchdb` or the
     /// one named by a `?schema=NAME` parameter; everything else works the same.
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        Db::open_as(path.as_ref(), opts, Access::Create)
+    }
+
+    /// Opens an existing database to read and write it, as [`open`](Db::open) does, but
+    /// never creates one: a missing file is [`Error::NotFound`] and stays missing. An empty
+    /// file still becomes a new database. A file this user may not write is
+    /// [`Error::Io`], refused before SQLite creates anything beside it.
+    ///
+    /// On PostgreSQL this is [`open`](Db::open): the server, not batchdb, creates databases,
+    /// and batchdb's schema is created in it on first open.
+    pub fn open_existing(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        Db::open_as(path.as_ref(), opts, Access::Existing)
+    }
+
+    /// Opens an existing database to read it only: lists, [`get`](Db::get),
+    /// [`check`](Db::check) and [`stats`](Db::stats) work; every change is
+    /// [`Error::Misuse`]. Nothing is created, migrated or written: a missing file is
+    /// [`Error::NotFound`], an empty one too, and a file of an older schema is
+    /// [`Error::Invalid`] (a handle that writes upgrades it).
+    ///
+    /// A user who may not write the file creates no file beside it either (SQLite's `-wal`
+    /// and `-shm` would otherwise be created owned by that user, and in a shared sticky folder
+    /// the database's owner could then neither use nor delete them). While a writer has the
+    /// database open, its `-wal` and `-shm` are read as they are; while none has, the file is
+    /// read as immutable, and a read that finds the file changed meanwhile (a writer opened
+    /// it) fails with [`Error::Busy`]: run it again.
+    ///
+    /// On PostgreSQL this is [`open`](Db::open) (which creates batchdb's schema on first
+    /// open); the server's own permissions decide what a role may change.
+    pub fn open_read_only(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        Db::open_as(path.as_ref(), opts, Access::ReadOnly)
+    }
+
+    fn open_as(path: &Path, opts: Options, access: Access) -> Result<Db> {
         opts.validate()?;
         let wake = Arc::new(Wake::default());
-        let store = open_store(path.as_ref(), &opts, &wake)?;
+        let store = open_store(path, &opts, &wake, access)?;
         let live = Arc::new(Mutex::new(Live::default()));
-        let heartbeat = if opts.heartbeat {
+        // A read-only handle never holds a job, so there is no lease to renew.
+        let heartbeat = if opts.heartbeat && access != Access::ReadOnly {
             Some(Heartbeat::start(store.clone(), live.clone(), opts.lease)?)
         } else {
             None
@@ -207,6 +242,8 @@ impl Db {
 
     /// [`add`](Db::add) with a priority or a delay.
     pub fn add_with(&self, payload: impl Read, opts: PushOptions) -> Result<(Hash, i64)> {
+        // Refuse bad options before a byte of the payload is read or stored.
+        opts.validate()?;
         self.write_all(payload)?.add_with(opts)
     }
 

@@ -4,7 +4,7 @@ mod checkpoint;
 mod conn;
 pub(crate) mod schema;
 
-pub(crate) use conn::{lock, panic_text};
+pub(crate) use conn::{lock, panic_text, Access};
 use conn::{Conns, SqlResult};
 use schema::*;
 
@@ -26,8 +26,8 @@ pub(crate) struct Sqlite {
 }
 
 impl Sqlite {
-    pub fn open(path: &Path, durability: Durability) -> Result<Sqlite> {
-        Ok(Sqlite { conns: Conns::open(path, durability)? })
+    pub fn open(path: &Path, durability: Durability, access: Access) -> Result<Sqlite> {
+        Ok(Sqlite { conns: Conns::open(path, durability, access)? })
     }
 }
 
