@@ -139,6 +139,13 @@ fn open_store(path: &Path, opts: &Options, wake: &Arc<Wake>, access: Access) -> 
             )));
         }
     }
+    if let Some(conninfo) = path.to_str().filter(|p| crate::location::is_keyword_conninfo(p)) {
+        return Err(Error::invalid(format!(
+            "{}: a PostgreSQL key=value connection string; batchdb takes a postgres:// URL \
+             (for a file of this name, write ./ before it)",
+            crate::location::redact(conninfo)
+        )));
+    }
     Ok(Arc::new(Sqlite::open(path, opts.durability, access)?))
 }
 
@@ -146,7 +153,8 @@ impl Db {
     /// Opens the database at `path`, creating it when the file is missing or empty.
     ///
     /// A file that is not SQLite, an SQLite file that is not batchdb, and a batchdb file of a
-    /// newer schema are refused with [`Error::Invalid`], and left unchanged.
+    /// newer schema are refused with [`Error::Invalid`], and left unchanged. `path` is a file
+    /// name, never an SQLite URI: `file:x.db?mode=ro` is the file of that very name.
     ///
     /// A `postgres://` or `postgresql://` URL instead of a path keeps the database on a
     /// PostgreSQL server (with the `postgres` cargo feature), in the schema `batchdb` or the

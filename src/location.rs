@@ -115,12 +115,57 @@ fn url_spans(s: &str, start: usize, at: Option<usize>) -> Vec<Range<usize>> {
     spans
 }
 
-/// The `password` values of a `key=value` connection string, as the driver's `Parser` reads
-/// it: keys are runs of characters other than white space and `=`, values are single-quoted
-/// or unquoted, and `\` escapes the next character. Returns each value's span (its quotes
-/// included) and its text. Parsing stops where the driver would fail (a plain path); an
-/// unterminated quoted password is hidden to the end.
+/// The `password` values of a `key=value` connection string, with each value's span (its
+/// quotes included) and its text. An unterminated quoted password is hidden to the end.
 fn keyword_spans(s: &str) -> Vec<(Range<usize>, String)> {
+    let (pairs, _) = keyword_pairs(s);
+    pairs
+        .into_iter()
+        .filter(|(key, value, _)| s[key.clone()].eq_ignore_ascii_case("password") && !value.is_empty())
+        .map(|(_, value, text)| (value, text))
+        .collect()
+}
+
+/// The keys the driver knows in a `key=value` connection string (`Config::param`).
+const DRIVER_KEYS: &[&str] = &[
+    "user",
+    "password",
+    "dbname",
+    "options",
+    "application_name",
+    "sslmode",
+    "sslnegotiation",
+    "host",
+    "hostaddr",
+    "port",
+    "connect_timeout",
+    "tcp_user_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_retries",
+    "target_session_attrs",
+    "channel_binding",
+    "load_balance_hosts",
+];
+
+/// Whether `location` is a whole `key=value` connection string of the driver's keys (`host=h
+/// dbname=d`), which batchdb does not take: opened as a file, its name (and password) would
+/// end up in the file system and in messages.
+pub(crate) fn is_keyword_conninfo(location: &str) -> bool {
+    let (pairs, complete) = keyword_pairs(location);
+    complete
+        && !pairs.is_empty()
+        && pairs.iter().all(|(key, _, _)| DRIVER_KEYS.contains(&&location[key.clone()]))
+}
+
+/// A `key=value` connection string as the driver's `Parser` reads it: keys are runs of
+/// characters other than white space and `=`, values are single-quoted or unquoted, and `\`
+/// escapes the next character. Returns each key's span, its value's span and the value's
+/// text, and whether the whole string parsed; parsing stops where the driver would fail
+/// (on a plain path, say).
+#[allow(clippy::type_complexity)]
+fn keyword_pairs(s: &str) -> (Vec<(Range<usize>, Range<usize>, String)>, bool) {
     let mut out = Vec::new();
     let mut it = s.char_indices().peekable();
     let pos =
@@ -131,11 +176,11 @@ fn keyword_spans(s: &str) -> Vec<(Range<usize>, String)> {
         while it.next_if(|&(_, c)| !c.is_whitespace() && c != '=').is_some() {}
         let key_end = pos(&mut it);
         if key_end == key_start {
-            return out;
+            return (out, key_start == s.len());
         }
         while it.next_if(|&(_, c)| c.is_whitespace()).is_some() {}
         if it.next_if(|&(_, c)| c == '=').is_none() {
-            return out;
+            return (out, false);
         }
         while it.next_if(|&(_, c)| c.is_whitespace()).is_some() {}
         let value_start = pos(&mut it);
@@ -154,15 +199,11 @@ fn keyword_spans(s: &str) -> Vec<(Range<usize>, String)> {
                 value.push(c);
             }
         }
-        if quoted {
-            it.next_if(|&(_, c)| c == '\'');
-        }
+        let closed = quoted && it.next_if(|&(_, c)| c == '\'').is_some();
         let value_end = pos(&mut it);
-        if s[key_start..key_end].eq_ignore_ascii_case("password") && value_end > value_start {
-            out.push((value_start..value_end, value));
-        }
-        if value_end == value_start {
-            return out;
+        out.push((key_start..key_end, value_start..value_end, value));
+        if value_end == value_start || (quoted && !closed) {
+            return (out, false);
         }
     }
 }
@@ -311,6 +352,25 @@ mod tests {
         assert_eq!(redact("password=x.db"), "password=***");
         assert!(is_postgres_url("POSTGRES://h"));
         assert!(!is_postgres_url("postgres.db"));
+    }
+
+    #[test]
+    fn keyword_connection_strings_are_told_from_paths() {
+        for conninfo in ["host=h password=x", "host=h dbname=d", " user = 'a b' port=5 ", "password=x/y"] {
+            assert!(is_keyword_conninfo(conninfo), "{conninfo}");
+        }
+        for path in [
+            "./host=h",
+            "jobs.db",
+            "host=h notakey=1",
+            "host=h x",
+            "host='h",
+            "",
+            "dir/password=x",
+            "my jobs.db",
+        ] {
+            assert!(!is_keyword_conninfo(path), "{path}");
+        }
     }
 
     #[test]

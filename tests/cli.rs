@@ -958,6 +958,23 @@ fn errors_never_show_a_password_with_a_slash_or_question_mark() {
             }
         }
     }
+    // A key=value connection string is refused (it is not a file name), without its password.
+    for conninfo in ["host=db.example password=se/cr?et", "host=db.example password='se/cr?et' dbname=jobs"] {
+        for cmd in ["add", "list"] {
+            let args = ["--db", conninfo, cmd, "job"];
+            let out = Command::new(BIN)
+                .args(args)
+                .current_dir(env.dir.path())
+                .env_remove("BATCHDB_PATH")
+                .output()
+                .expect("run");
+            let e = one_line_error(&out, &args);
+            assert!(e.contains("db.example") && e.contains("postgres:// URL"), "{e}");
+            assert!(!e.contains("se/cr") && !e.contains("cr?et"), "password shown: {e}");
+        }
+    }
+    assert_eq!(files_in(env.dir.path()), Vec::<String>::new(), "a connection string became a file");
+
     // The same URL through $BATCHDB_PATH.
     let out = Command::new(BIN)
         .args(["stats"])

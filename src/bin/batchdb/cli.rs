@@ -14,7 +14,11 @@ Examples:
   batchdb list result                       one JSON object a line
   batchdb get HASH                          a result's bytes (or a job's payload)
 
-The database is one SQLite file: --db PATH, else $BATCHDB_PATH, else ./batchdb.db.";
+The database is one SQLite file: --db PATH, else $BATCHDB_PATH, else ./batchdb.db.
+Only add, create and run create it; the other commands need an existing database.
+
+Exit status: 0 done; 1 error; 2 a command line refused; 3 done (the change is committed)
+but its output could not be written; 128+N run stopped by signal N.";
 
 /// An embedded job queue and content-addressed blob store in one SQLite file.
 #[derive(Debug, Parser)]

@@ -365,6 +365,10 @@ impl Conns {
     pub fn open(path: &Path, durability: Durability, access: Access) -> Result<Conns> {
         let path = &plain_path(path);
         let mode = precheck(path, access)?;
+        Self::open_in(path, durability, access, mode)
+    }
+
+    fn open_in(path: &Path, durability: Durability, access: Access, mode: ReadMode) -> Result<Conns> {
         let conn = open_conn(path, access, &mode)?;
         let fresh = identify(&conn, path)?;
         if access == Access::ReadOnly {
@@ -609,5 +613,48 @@ pub(crate) fn panic_text(p: &Box<dyn Any + Send>) -> String {
         s.clone()
     } else {
         "a panic".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(c: &Connection) -> Result<i64> {
+        c.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'extra'", [], |r| r.get(0)).sql()
+    }
+
+    /// An immutable reader (what a user without write permission gets while no process has
+    /// the file open) refuses to read once a writer has opened and changed the file, instead
+    /// of reading a mix of old and new pages.
+    #[test]
+    fn an_immutable_reader_refuses_a_file_that_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(Conns::open(&path, Durability::Full, Access::Create).unwrap());
+        assert!(!side_file(&path, "-wal").exists());
+
+        let stamp = Stamp::of(&path).unwrap();
+        let reader =
+            Conns::open_in(&path, Durability::Full, Access::ReadOnly, ReadMode::Immutable(stamp)).unwrap();
+        assert_eq!(reader.read(count).unwrap(), 0);
+        assert!(matches!(reader.write(true, |_| Ok(())), Err(Error::Misuse(_))));
+        assert!(!side_file(&path, "-wal").exists(), "the immutable reader created the -wal");
+
+        let writer = Conns::open(&path, Durability::Full, Access::Existing).unwrap();
+        writer.write(true, |c| c.execute_batch("CREATE TABLE extra (x)").sql()).unwrap();
+        let err = reader.read(count).unwrap_err();
+        assert!(matches!(err, Error::Busy(_)), "{err:?}");
+        assert!(err.to_string().contains("changed while it was being read"), "{err}");
+        drop(writer);
+        // Even once the writer is gone and its -wal removed, the file is not what was opened.
+        assert!(matches!(reader.read(count), Err(Error::Busy(_))));
+    }
+
+    #[test]
+    fn a_file_uri_is_a_relative_path() {
+        assert_eq!(plain_path(Path::new("file:x.db?mode=ro")), Path::new("./file:x.db?mode=ro"));
+        assert_eq!(plain_path(Path::new("/tmp/file:x.db")), Path::new("/tmp/file:x.db"));
+        assert_eq!(plain_path(Path::new("x.db")), Path::new("x.db"));
     }
 }
