@@ -96,7 +96,8 @@ pub(crate) enum Access {
     ReadOnly,
 }
 
-/// How the connections of a read-only handle reach the file.
+/// How the connections of a handle reach the file: writers always the usual way, readers
+/// depending on whether they may write it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ReadMode {
     /// The usual way, through the write-ahead log and its shared-memory index. Used by every
