@@ -35,6 +35,7 @@ mod events;
 mod error;
 mod handles;
 mod panic;
+pub(crate) mod sys;
 
 pub use blob::*;
 pub use db::*;

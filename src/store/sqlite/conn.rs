@@ -158,12 +158,6 @@ pub(crate) fn plain_path(path: &Path) -> PathBuf {
     }
 }
 
-/// Whether this process may write the existing file `path`. Opening it for writing (without
-/// creating or truncating) asks the kernel, which knows about ACLs and read-only mounts.
-fn may_write(path: &Path) -> bool {
-    std::fs::OpenOptions::new().write(true).open(path).is_ok()
-}
-
 /// `file:` URI for SQLite: the absolute path, percent-encoded, and the parameters.
 fn uri(path: &Path, params: &str) -> Result<String> {
     let abs =
@@ -227,7 +221,7 @@ fn precheck(path: &Path, access: Access) -> Result<ReadMode> {
             _ => Err(Error::not_found(format!("{who}: no such database file"))),
         };
     }
-    if may_write(path) {
+    if crate::ffi::sys::may_write(path) {
         return Ok(ReadMode::Shared);
     }
     if access != Access::ReadOnly {
