@@ -9,7 +9,7 @@ use crate::list::{Cursor, FailRow, JobRow, ListKind, ListRow, PendingRow, Result
 use crate::options::{Options, PushOptions};
 use crate::queue::Job;
 use crate::shared::Shared;
-use crate::store::{ClaimParams, Finished, GcReport, PushSpec, Stats};
+use crate::store::{Access, ClaimParams, Finished, GcReport, PushSpec, Stats};
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -52,13 +52,48 @@ impl Db {
     /// Opens the database at `path`, creating it when the file is missing or empty.
     ///
     /// A file that is not SQLite, an SQLite file that is not batchdb, and a batchdb file of a
-    /// newer schema are refused with [`Error::Invalid`], and left unchanged.
+    /// newer schema are refused with [`Error::Invalid`], and left unchanged. `path` is a file
+    /// name, never an SQLite URI: `file:x.db?mode=ro` is the file of that very name.
     ///
     /// A `postgres://` or `postgresql://` URL instead of a path keeps the database on a
     /// PostgreSQL server (with the `postgres` cargo feature), in the schema `batchdb` or the
     /// one named by a `?schema=NAME` parameter; everything else works the same.
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
-        Ok(Db { inner: Arc::new(Shared::open(path.as_ref(), opts)?) })
+        Db::open_as(path.as_ref(), opts, Access::Create)
+    }
+
+    /// Opens an existing database to read and write it, as [`open`](Db::open) does, but
+    /// never creates one: a missing file is [`Error::NotFound`] and stays missing. An empty
+    /// file still becomes a new database. A file this user may not write is
+    /// [`Error::Io`], refused before SQLite creates anything beside it.
+    ///
+    /// On PostgreSQL this is [`open`](Db::open): the server, not batchdb, creates databases,
+    /// and batchdb's schema is created in it on first open.
+    pub fn open_existing(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        Db::open_as(path.as_ref(), opts, Access::Existing)
+    }
+
+    /// Opens an existing database to read it only: lists, [`get`](Db::get),
+    /// [`check`](Db::check) and [`stats`](Db::stats) work; every change is
+    /// [`Error::Misuse`]. Nothing is created, migrated or written: a missing file is
+    /// [`Error::NotFound`], an empty one too, and a file of an older schema is
+    /// [`Error::Invalid`] (a handle that writes upgrades it).
+    ///
+    /// A user who may not write the file creates no file beside it either (SQLite's `-wal`
+    /// and `-shm` would otherwise be created owned by that user, and in a shared sticky folder
+    /// the database's owner could then neither use nor delete them). While a writer has the
+    /// database open, its `-wal` and `-shm` are read as they are; while none has, the file is
+    /// read as immutable, and a read that finds the file changed meanwhile (a writer opened
+    /// it) fails with [`Error::Busy`]: run it again.
+    ///
+    /// On PostgreSQL this is [`open`](Db::open) (which creates batchdb's schema on first
+    /// open); the server's own permissions decide what a role may change.
+    pub fn open_read_only(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        Db::open_as(path.as_ref(), opts, Access::ReadOnly)
+    }
+
+    fn open_as(path: &Path, opts: Options, access: Access) -> Result<Db> {
+        Ok(Db { inner: Arc::new(Shared::open(path, opts, access)?) })
     }
 
     /// The options this handle was opened with.
@@ -94,6 +129,8 @@ impl Db {
 
     /// [`add`](Db::add) with a priority or a delay.
     pub fn add_with(&self, payload: impl Read, opts: PushOptions) -> Result<(Hash, i64)> {
+        // Refuse bad options before a byte of the payload is read or stored.
+        opts.validate()?;
         self.write_all(payload)?.add_with(opts)
     }
 

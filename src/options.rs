@@ -108,11 +108,21 @@ pub struct PushOptions {
 }
 
 impl PushOptions {
+    /// Checks the options without pushing anything: a delay longer than a century is
+    /// [`Error::Invalid`]. [`Db::add_with`](crate::Db::add_with) checks them before it reads
+    /// the payload; call this to refuse a push before anything else is done.
+    pub fn validate(&self) -> Result<()> {
+        self.delay_ms().map(|_| ())
+    }
+
     pub(crate) fn delay_ms(&self) -> Result<i64> {
         let ms = self.delay.as_millis();
         // A century is far beyond any real schedule, and keeps created + delay in range.
         if ms > 100 * 365 * 86_400_000 {
-            return Err(Error::invalid(format!("delay {:?} is out of range", self.delay)));
+            return Err(Error::invalid(format!(
+                "delay {:?} is out of range (at most 100 years, 36500d)",
+                self.delay
+            )));
         }
         Ok(ms as i64)
     }

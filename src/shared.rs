@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::events::Events;
 use crate::lease::{Heartbeat, Live};
 use crate::options::Options;
-use crate::store::Store;
+use crate::store::{Access, Store};
 use crate::sync::lock;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,15 +40,16 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Opens the store that `path` names, and starts the heartbeat when the options want one.
-    pub fn open(path: &Path, opts: Options) -> Result<Shared> {
+    pub fn open(path: &Path, opts: Options, access: Access) -> Result<Shared> {
         opts.validate()?;
         let wake = Arc::new(Wake::default());
         let store = {
             let wake = wake.clone();
-            crate::store::open(path, opts.durability, Arc::new(move || wake.bump()))?
+            crate::store::open(path, opts.durability, access, Arc::new(move || wake.bump()))?
         };
         let live = Arc::new(Mutex::new(Live::default()));
-        let heartbeat = if opts.heartbeat {
+        // A read-only handle never holds a job, so there is no lease to renew.
+        let heartbeat = if opts.heartbeat && access != Access::ReadOnly {
             Some(Heartbeat::start(store.clone(), live.clone(), opts.lease)?)
         } else {
             None

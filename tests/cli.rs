@@ -243,8 +243,12 @@ fn db_path_flag_env_and_default() {
         .env("BATCHDB_PATH", &from_env)
         .output()
         .expect("run");
-    assert!(out.status.success());
-    assert!(out.stdout.is_empty(), "--db names a new, empty database");
+    let e = one_line_error(&out, &["--db", "list", "job"]);
+    assert!(
+        e.contains(&format!("{}: no such database file", env.db.display())),
+        "--db names a missing file: {e}"
+    );
+    assert!(!env.db.exists(), "list created the database");
     let out = Command::new(BIN)
         .args(["list", "job"])
         .current_dir(env.dir.path())
@@ -778,7 +782,7 @@ fn sigterm_mid_run_loses_nothing() {
 #[test]
 fn waiting_run_picks_up_work_from_another_process() {
     let env = Env::new();
-    env.ok(&["stats"]);
+    env.ok(&["create", "the database exists before run starts"]);
     let mut run = env
         .cmd(&["run", "--", "bash"])
         .stdout(Stdio::null())
@@ -892,4 +896,360 @@ fn waiting_run_idles_cheaply_and_starts_a_delayed_instance_on_time() {
 
     send_signal(&run, libc::SIGTERM);
     wait_timeout(&mut run, Duration::from_secs(5)).expect("run exits on SIGTERM");
+}
+
+// Issue 17: arguments are checked first, a failed command leaves nothing behind, secrets never
+// print, and a reader never locks the owner out.
+
+/// The files in `dir`, by name.
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Spawns `cmd` with `input` on its standard input, which the command may leave unread.
+fn output_feeding(mut cmd: Command, input: &[u8]) -> Output {
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn batchdb");
+    let mut pipe = child.stdin.take().expect("stdin pipe");
+    let input = input.to_vec();
+    // A command that refuses its arguments exits without reading: the write then fails.
+    let feeder = std::thread::spawn(move || pipe.write_all(&input).is_ok());
+    let out = child.wait_with_output().expect("wait batchdb");
+    let _ = feeder.join();
+    out
+}
+
+#[test]
+fn help_never_prints_the_database_location() {
+    let secret = "Top/Secret?42";
+    let url = format!("postgres://ann:{secret}@db.example/jobs?password={secret}");
+    let mut invocations: Vec<Vec<&str>> = vec![vec!["--help"], vec!["-h"], vec!["help"]];
+    for sub in
+        ["add", "create", "push", "list", "get", "run", "retry", "cancel", "prune", "gc", "check", "stats"]
+    {
+        invocations.push(vec![sub, "--help"]);
+        invocations.push(vec![sub, "-h"]);
+        invocations.push(vec!["help", sub]);
+    }
+    for args in invocations {
+        let out = Command::new(BIN).args(&args).env("BATCHDB_PATH", &url).output().expect("run");
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{args:?}: {text}");
+        assert!(
+            !text.contains("Top/Secret") && !text.contains("db.example"),
+            "{args:?} printed $BATCHDB_PATH:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn errors_never_show_a_password_with_a_slash_or_question_mark() {
+    let env = Env::new();
+    for url in [
+        "postgres://ann:se/cr?et@db.example/jobs",
+        "postgresql://ann:se?cr/et@db.example:5432,db2.example/jobs?sslmode=disable",
+        "postgres://db.example/jobs?user=ann&password=se/cr?et",
+    ] {
+        for args in [vec!["--db", url, "list", "job"], vec!["--db", url, "add", "x"]] {
+            let mut c = Command::new(BIN);
+            c.args(&args).current_dir(env.dir.path()).env_remove("BATCHDB_PATH");
+            let out = c.output().expect("run");
+            let e = one_line_error(&out, &args);
+            assert!(e.contains("db.example"), "the location is named: {e}");
+            for piece in ["se/cr", "cr?et", "se?cr", "cr/et"] {
+                assert!(!e.contains(piece), "password shown: {e}");
+            }
+        }
+    }
+    // A key=value connection string is refused (it is not a file name), without its password.
+    for conninfo in ["host=db.example password=se/cr?et", "host=db.example password='se/cr?et' dbname=jobs"] {
+        for cmd in ["add", "list"] {
+            let args = ["--db", conninfo, cmd, "job"];
+            let out = Command::new(BIN)
+                .args(args)
+                .current_dir(env.dir.path())
+                .env_remove("BATCHDB_PATH")
+                .output()
+                .expect("run");
+            let e = one_line_error(&out, &args);
+            assert!(e.contains("db.example") && e.contains("postgres:// URL"), "{e}");
+            assert!(!e.contains("se/cr") && !e.contains("cr?et"), "password shown: {e}");
+        }
+    }
+    assert_eq!(files_in(env.dir.path()), Vec::<String>::new(), "a connection string became a file");
+
+    // The same URL through $BATCHDB_PATH.
+    let out = Command::new(BIN)
+        .args(["stats"])
+        .current_dir(env.dir.path())
+        .env("BATCHDB_PATH", "postgres://ann:se/cr?et@db.example/jobs")
+        .output()
+        .expect("run");
+    let e = one_line_error(&out, &["stats"]);
+    assert!(!e.contains("se/cr") && !e.contains("cr?et"), "password shown: {e}");
+}
+
+#[test]
+fn an_unknown_option_is_an_error_not_payload() {
+    let env = Env::new();
+    for args in [
+        vec!["add", "--prority", "5", "foo"],
+        vec!["add", "-x", "foo"],
+        vec!["create", "--bogus", "foo"],
+        vec!["run", "--until-empy", "--", "bash"],
+    ] {
+        let out = env.output(&args, None);
+        let e = one_line_error(&out, &args);
+        assert_eq!(out.status.code(), Some(2), "{e}");
+        assert!(e.contains(args[1]), "{e}");
+        assert!(e.contains(&format!("'-- {}'", args[1])), "the message says how to pass it as payload: {e}");
+    }
+    assert_eq!(files_in(env.dir.path()), Vec::<String>::new(), "a refused command line created the database");
+
+    // After `--` (or after the first word) a dash is payload.
+    let (key, _) = env.add(&["--", "--prority", "5", "foo"]);
+    assert_eq!(key, sha256_hex(b"--prority 5 foo"));
+    let (key, _) = env.add(&["echo", "-n", "--hi"]);
+    assert_eq!(key, sha256_hex(b"echo -n --hi"));
+    assert_eq!(env.ok(&["create", "--", "-1"]), format!("{}\n", sha256_hex(b"-1")));
+    assert_eq!(env.rows("pending").len(), 2);
+}
+
+#[test]
+fn options_are_checked_before_the_payload_is_read_or_stored() {
+    let env = Env::new();
+    let big = vec![b'x'; 3 << 20];
+    // On a missing database: nothing is created.
+    let out = output_feeding(env.cmd(&["add", "--delay", "36501d"]), &big);
+    let e = one_line_error(&out, &["add", "--delay", "36501d"]);
+    assert!(e.contains("delay") && e.contains("out of range"), "{e}");
+    assert_eq!(files_in(env.dir.path()), Vec::<String>::new());
+
+    // On an existing one: nothing is stored.
+    env.add(&["echo", "first"]);
+    let before = env.ok(&["stats", "--json"]);
+    for args in [vec!["add", "--delay", "36501d"], vec!["add", "--delay", "99999999999999d"]] {
+        let out = output_feeding(env.cmd(&args), &big);
+        let e = one_line_error(&out, &args);
+        assert!(e.contains("delay") || e.contains("duration"), "{e}");
+    }
+    let after = env.ok(&["stats", "--json"]);
+    let (b, a): (Value, Value) =
+        (serde_json::from_str(&before).unwrap(), serde_json::from_str(&after).unwrap());
+    for field in ["jobs", "pending", "blobs", "blob_bytes"] {
+        assert_eq!(a[field], b[field], "{field}: {before} then {after}");
+    }
+    assert!(a["file_bytes"].as_u64().unwrap() < 1 << 20, "the payload reached the file: {after}");
+    // The longest delay is still fine.
+    env.add(&["--delay", "36500d", "echo", "later"]);
+}
+
+#[test]
+fn a_failed_command_creates_no_database() {
+    let env = Env::new();
+    let key = "0".repeat(64);
+    for args in [
+        vec!["get", "zz"],
+        vec!["get", &key],
+        vec!["list", "job"],
+        vec!["list", "pending"],
+        vec!["check"],
+        vec!["stats"],
+        vec!["push", &key],
+        vec!["push", "zz"],
+        vec!["retry", &key, "1"],
+        vec!["cancel", &key, "1"],
+        vec!["prune", "--older-than", "1d"],
+        vec!["gc"],
+        vec!["add", "--delay", "36501d", "x"],
+        vec!["push", "--delay", "36501d", &key],
+        vec!["run", "--lease-ms", "1", "--until-empty", "--", "cat"],
+        vec!["run", "--max-attempts", "0", "--until-empty", "--", "cat"],
+        vec!["run", "--until-empty", "--", "no-such-command-batchdb-test"],
+    ] {
+        let e = env.err(&args);
+        if ["list", "check", "stats", "push", "retry", "cancel", "prune", "gc"].contains(&args[0])
+            && !args.contains(&"zz")
+            && !args.contains(&"36501d")
+        {
+            assert!(e.contains("test.db: no such database file"), "{args:?}: {e}");
+        }
+        assert_eq!(files_in(env.dir.path()), Vec::<String>::new(), "batchdb {args:?} left files behind");
+    }
+    // Writing commands that make sense on a new database create it.
+    env.add(&["echo", "hi"]);
+    assert!(env.db.exists());
+}
+
+#[test]
+fn a_file_uri_is_a_plain_path() {
+    let env = Env::new();
+    for name in ["file:x.db?mode=ro", "file:y.db?immutable=1", "file:z.db"] {
+        let args = ["--db", name, "add", "echo", "hi"];
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(env.dir.path())
+            .env_remove("BATCHDB_PATH")
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(BIN)
+            .args(["--db", name, "list", "pending"])
+            .current_dir(env.dir.path())
+            .env_remove("BATCHDB_PATH")
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1, "{name}");
+    }
+    // Each name is one file of that very name, and nothing else is left.
+    assert_eq!(files_in(env.dir.path()), vec!["file:x.db?mode=ro", "file:y.db?immutable=1", "file:z.db"]);
+    // A read-only command on a missing one creates nothing either.
+    let args = ["--db", "file:w.db?immutable=1", "list", "job"];
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(env.dir.path())
+        .env_remove("BATCHDB_PATH")
+        .output()
+        .expect("run");
+    let e = one_line_error(&out, &args);
+    assert!(e.contains("no such database file"), "{e}");
+    assert_eq!(files_in(env.dir.path()).len(), 3);
+}
+
+#[test]
+fn add_whose_output_cannot_be_written_says_the_job_was_queued() {
+    let env = Env::new();
+    env.add(&["echo", "first"]);
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let mut c = env.cmd(&["add", "echo", "hi"]);
+    let out = c.stdout(full).stderr(Stdio::piped()).output().expect("run");
+    let e = one_line_error(&out, &["add", "echo", "hi"]);
+    assert_eq!(out.status.code(), Some(3), "{e}");
+    let key = sha256_hex(b"echo hi");
+    assert!(e.contains(&format!("job {key} was queued")) && e.contains("standard output"), "{e}");
+    let pending = env.rows("pending");
+    assert_eq!(pending.len(), 2, "the job was queued once");
+    assert_eq!(pending[1]["job"], key.as_str());
+    assert!(e.contains(&pending[1]["created"].to_string()), "the message holds CREATED: {e}");
+
+    // A read-only command whose output fails is a plain failure.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let out = env.cmd(&["list", "job"]).stdout(full).stderr(Stdio::piped()).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// Runs `batchdb ARGS` as the user `uid` (and group `uid`) in `dir`.
+fn as_user(uid: u32, bin: &std::path::Path, dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into()])
+        .arg(bin)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("BATCHDB_PATH")
+        .stdin(Stdio::null())
+        .output()
+        .expect("setpriv")
+}
+
+/// (name, owner uid) of every file in `dir`.
+fn owners(dir: &std::path::Path) -> Vec<(String, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut v: Vec<(String, u32)> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            (e.file_name().to_string_lossy().into_owned(), e.metadata().expect("meta").uid())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A user who may only read the database, in a shared sticky folder, reads it (while no
+/// process has it open, and while a writer has), and the owner can still write afterwards:
+/// the reader created no -wal/-shm of its own. Needs root, to act as two users.
+#[test]
+fn a_reader_without_write_permission_does_not_lock_the_owner_out() {
+    // Acting as two users needs root: /proc/self/status names the effective uid.
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let euid = status.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2));
+    if euid != Some("0") || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: needs root and setpriv(1) to act as two users");
+        return;
+    }
+    let (owner, reader) = (61_017, 61_018);
+    let shared = tempfile::tempdir().expect("temp dir");
+    // The binary, where both users can run it.
+    let bin = shared.path().join("batchdb");
+    std::fs::copy(BIN, &bin).expect("copy binary");
+    let dir = shared.path().join("shared");
+    std::fs::create_dir(&dir).expect("mkdir");
+    use std::os::unix::fs::PermissionsExt;
+    for (p, mode) in [(shared.path(), 0o755), (dir.as_path(), 0o1777)] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let ok = |uid: u32, args: &[&str]| -> String {
+        let out = as_user(uid, &bin, &dir, args);
+        assert!(out.status.success(), "uid {uid} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+
+    ok(owner, &["--db", "jobs.db", "add", "echo", "one"]);
+    std::fs::set_permissions(dir.join("jobs.db"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    assert_eq!(owners(&dir), vec![("jobs.db".to_string(), owner)]);
+
+    // No process has the file open: the reader reads it as it is.
+    assert_eq!(ok(reader, &["--db", "jobs.db", "list", "job"]).lines().count(), 1);
+    let key = sha256_hex(b"echo one");
+    assert_eq!(ok(reader, &["--db", "jobs.db", "get", &key]), "echo one");
+    assert!(ok(reader, &["--db", "jobs.db", "check"]).starts_with("ok:"));
+    assert!(ok(reader, &["--db", "jobs.db", "stats"]).contains("pending: 1"));
+    assert_eq!(owners(&dir), vec![("jobs.db".to_string(), owner)], "the reader left files behind");
+
+    // A writing command by the reader is refused before SQLite creates anything.
+    let out = as_user(reader, &bin, &dir, &["--db", "jobs.db", "add", "echo", "reader"]);
+    let e = one_line_error(&out, &["add"]);
+    assert!(e.contains("permission denied"), "{e}");
+    assert_eq!(owners(&dir), vec![("jobs.db".to_string(), owner)], "the refused writer left files behind");
+
+    // The owner is not locked out.
+    ok(owner, &["--db", "jobs.db", "add", "echo", "two"]);
+
+    // While the owner has it open (its -wal and -shm exist), the reader uses them as they are.
+    let mut run = Command::new("setpriv")
+        .args([format!("--reuid={owner}"), format!("--regid={owner}"), "--clear-groups".into()])
+        .arg(&bin)
+        .args(["--db", "jobs.db", "run", "--", "sleep", "600"])
+        .current_dir(&dir)
+        .env_remove("BATCHDB_PATH")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    wait_until(Duration::from_secs(30), "the owner's run to claim an instance", || {
+        // A read that overlaps the owner's opening may be refused (the file changed under
+        // it): only a successful one counts.
+        let out = as_user(reader, &bin, &dir, &["--db", "jobs.db", "list", "pending"]);
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("\"running\":true")
+    });
+    assert!(dir.join("jobs.db-wal").exists() && dir.join("jobs.db-shm").exists());
+    assert_eq!(ok(reader, &["--db", "jobs.db", "get", &key]), "echo one");
+    for (name, uid) in owners(&dir) {
+        assert_eq!(uid, owner, "{name} belongs to the reader");
+    }
+    send_signal(&run, libc::SIGTERM);
+    let st = wait_timeout(&mut run, Duration::from_secs(60)).expect("run stops");
+    assert_eq!(st.code(), Some(128 + libc::SIGTERM), "{st}");
+
+    ok(owner, &["--db", "jobs.db", "add", "echo", "three"]);
+    assert_eq!(ok(owner, &["--db", "jobs.db", "list", "job"]).lines().count(), 3);
+    assert_eq!(owners(&dir), vec![("jobs.db".to_string(), owner)]);
 }

@@ -562,29 +562,35 @@ fn add_batch_refuses_a_payload_larger_than_a_chunk_and_adds_nothing() {
 /// or (without the feature) a build that cannot open URLs at all.
 #[test]
 fn errors_never_show_the_password_of_a_url() {
-    let secret = "Sup3rSecretPw";
-    let mut urls = vec![format!("postgres://batchdb_pw:{secret}@127.0.0.1:1/nowhere?connect_timeout=2")];
-    if let Some(url) = pg_url() {
-        // The test server (tests/pg/run.sh) has a role batchdb_pw that needs a password.
-        let rest = url.split_once('@').map(|(_, r)| r.to_string()).unwrap_or_default();
-        urls.push(format!("postgresql://batchdb_pw:{secret}@{rest}"));
-        urls.push(format!(
-            "postgresql://{rest}{}password={secret}&user=batchdb_pw",
-            if rest.contains('?') { '&' } else { '?' }
-        ));
-    }
-    for url in urls {
-        match Db::open(&url, Options::default()) {
-            Ok(_) => println!("note: the server let batchdb_pw in without checking the password"),
-            Err(err) => {
-                println!("{err}");
-                assert!(!err.to_string().contains(secret), "password leaked: {err}");
-                assert!(!format!("{err:?}").contains(secret), "password leaked: {err:?}");
-                assert!(matches!(err, Error::Io(_) | Error::Invalid(_)), "{err:?}");
+    // Raw '/' and '?' are allowed in a URL's password by the driver (issue 17).
+    for secret in ["Sup3rSecretPw", "Sup3r/Secret?Pw", "Sup3r?Secret/Pw:x"] {
+        let mut urls = vec![format!("postgres://batchdb_pw:{secret}@127.0.0.1:1/nowhere?connect_timeout=2")];
+        if let Some(url) = pg_url() {
+            // The test server (tests/pg/run.sh) has a role batchdb_pw that needs a password.
+            let rest = url.split_once('@').map(|(_, r)| r.to_string()).unwrap_or_default();
+            urls.push(format!("postgresql://batchdb_pw:{secret}@{rest}"));
+            if !secret.contains(['/', '?']) {
+                urls.push(format!(
+                    "postgresql://{rest}{}password={secret}&user=batchdb_pw",
+                    if rest.contains('?') { '&' } else { '?' }
+                ));
             }
         }
+        for url in urls {
+            match Db::open(&url, Options::default()) {
+                Ok(_) => println!("note: the server let batchdb_pw in without checking the password"),
+                Err(err) => {
+                    println!("{err}");
+                    for piece in secret.split(['/', '?']) {
+                        assert!(!err.to_string().contains(piece), "password leaked: {err}");
+                        assert!(!format!("{err:?}").contains(piece), "password leaked: {err:?}");
+                    }
+                    assert!(matches!(err, Error::Io(_) | Error::Invalid(_)), "{err:?}");
+                }
+            }
+        }
+        assert_eq!(batchdb::redact(&format!("postgres://u:{secret}@h/d")), "postgres://u:***@h/d");
     }
-    assert_eq!(batchdb::redact(&format!("postgres://u:{secret}@h/d")), "postgres://u:***@h/d");
 }
 
 #[cfg(not(feature = "postgres"))]
@@ -594,4 +600,78 @@ fn a_postgres_url_without_the_feature_is_a_clear_error() {
     assert!(matches!(err, Error::Invalid(_)), "{err:?}");
     assert!(err.to_string().contains("built without the postgres feature"), "{err}");
     assert!(!err.to_string().contains(":pw@"), "{err}");
+}
+
+/// A read-only handle creates nothing: not a missing file, not a table, not a row (issue 17).
+#[test]
+fn open_read_only_reads_and_creates_nothing() {
+    if sqlite_only("a missing file; PostgreSQL's read-only open is the plain one") {
+        return;
+    }
+    let t = temp_path();
+    let err = Db::open_read_only(&t.path, Options::default()).unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+    let err = Db::open_existing(&t.path, Options::default()).unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+    assert!(std::fs::read_dir(t.dir.path()).unwrap().next().is_none(), "a failed open created a file");
+
+    // An empty file is no database yet for a reader.
+    std::fs::write(&t.path, b"").unwrap();
+    let err = Db::open_read_only(&t.path, Options::default()).unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+    assert_eq!(std::fs::metadata(&t.path).unwrap().len(), 0);
+    std::fs::remove_file(&t.path).unwrap();
+
+    let (key, created) = {
+        let db = Db::open(&t.path, Options::default()).unwrap();
+        db.add(&b"echo read only"[..]).unwrap()
+    };
+    let before = std::fs::read(&t.path).unwrap();
+    let db = Db::open_read_only(&t.path, Options::default()).unwrap();
+    let mut payload = String::new();
+    db.get(&key).unwrap().read_to_string(&mut payload).unwrap();
+    assert_eq!(payload, "echo read only");
+    assert_eq!(db.pending().map(|r| r.unwrap().created).collect::<Vec<_>>(), vec![created]);
+    assert!(db.check().unwrap().problems.is_empty());
+    assert_eq!(db.stats().unwrap().jobs, 1);
+    for err in [
+        db.add(&b"x"[..]).unwrap_err(),
+        db.push(&key).unwrap_err(),
+        db.cancel(&key, created).unwrap_err(),
+        db.claim().map(|_| ()).unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::Misuse(_)), "{err:?}");
+        assert!(err.to_string().contains("read-only"), "{err}");
+    }
+    drop(db);
+    assert_eq!(std::fs::read(&t.path).unwrap(), before, "a read-only handle changed the file");
+    let names: Vec<_> = std::fs::read_dir(t.dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("test.db")], "files left beside the database");
+}
+
+/// Push options are checked before a byte of the payload is read, so a refused add stores
+/// nothing (issue 17).
+#[test]
+fn add_with_bad_options_reads_and_stores_nothing() {
+    struct Counting(usize);
+    impl Read for Counting {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            buf.fill(b'x');
+            Ok(buf.len())
+        }
+    }
+    let t = temp_path();
+    let db = Db::open(&t.path, Options::default()).unwrap();
+    let opts = batchdb::PushOptions { delay: Duration::from_secs(36_501 * 86_400), ..Default::default() };
+    assert!(matches!(opts.validate(), Err(Error::Invalid(_))));
+    let mut payload = Counting(0);
+    let err = db.add_with((&mut payload).take(3 << 20), opts).unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+    assert!(err.to_string().contains("delay"), "{err}");
+    assert_eq!(payload.0, 0, "the payload was read");
+    let stats = db.stats().unwrap();
+    assert_eq!((stats.jobs, stats.pending, stats.blobs), (0, 0, 0));
+    let longest = batchdb::PushOptions { delay: Duration::from_secs(36_500 * 86_400), ..Default::default() };
+    assert!(longest.validate().is_ok());
 }

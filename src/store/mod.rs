@@ -17,27 +17,57 @@ use crate::options::{Durability, Order};
 use std::path::Path;
 use std::sync::Arc;
 
+/// How a database is opened. PostgreSQL opens every way alike: the server, not batchdb,
+/// creates databases, and its own permissions decide what a role may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Read and write; a missing or empty file becomes a new database.
+    Create,
+    /// Read and write an existing database; a missing file is `NotFound`, never created.
+    Existing,
+    /// Read only: nothing is created, migrated or written, and a user who may not write the
+    /// file leaves no file of its own behind (see the SQLite backend's read modes).
+    ReadOnly,
+}
+
 /// How a store that learns of changes itself (see [`Store::wakes_waiters`]) wakes the
 /// process's waiting workers.
 pub(crate) type WakeFn = Arc<dyn Fn() + Send + Sync>;
 
 /// Opens the backend that `path` names: a `postgres://` (or `postgresql://`) URL selects the
 /// PostgreSQL backend; anything else is an SQLite file. The one place that names a backend.
-pub(crate) fn open(path: &Path, durability: Durability, wake: WakeFn) -> Result<Arc<dyn Store>> {
+/// A PostgreSQL key=value connection string is refused rather than taken for a file name
+/// (the file would be named after the password).
+pub(crate) fn open(
+    path: &Path,
+    durability: Durability,
+    access: Access,
+    wake: WakeFn,
+) -> Result<Arc<dyn Store>> {
     if let Some(url) = path.to_str().filter(|p| is_postgres_url(p)) {
         #[cfg(feature = "postgres")]
-        return Ok(Arc::new(postgres::Postgres::open(url, durability, wake)?));
+        {
+            let _ = access;
+            return Ok(Arc::new(postgres::Postgres::open(url, durability, wake)?));
+        }
         #[cfg(not(feature = "postgres"))]
         {
-            let _ = wake;
+            let _ = (wake, access);
             return Err(crate::error::Error::invalid(format!(
                 "{}: this batchdb was built without the postgres feature (build it with --features postgres)",
                 crate::location::redact(url)
             )));
         }
     }
+    if let Some(conninfo) = path.to_str().filter(|p| crate::location::is_keyword_conninfo(p)) {
+        return Err(crate::error::Error::invalid(format!(
+            "{}: a PostgreSQL key=value connection string; batchdb takes a postgres:// URL \
+             (for a file of this name, write ./ before it)",
+            crate::location::redact(conninfo)
+        )));
+    }
     let _ = wake; // a file's waiters look for changes themselves
-    Ok(Arc::new(sqlite::Sqlite::open(path, durability)?))
+    Ok(Arc::new(sqlite::Sqlite::open(path, durability, access)?))
 }
 
 /// The row id of a published or staging blob.

@@ -14,14 +14,26 @@ Examples:
   batchdb list result                       one JSON object a line
   batchdb get HASH                          a result's bytes (or a job's payload)
 
-The database is one SQLite file: --db PATH, else $BATCHDB_PATH, else ./batchdb.db.";
+The database is one SQLite file: --db PATH, else $BATCHDB_PATH, else ./batchdb.db.
+Only add, create and run create it; the other commands need an existing database.
+
+Exit status: 0 done; 1 error; 2 a command line refused; 3 done (the change is committed)
+but its output could not be written; 128+N run stopped by signal N.";
 
 /// An embedded job queue and content-addressed blob store in one SQLite file.
 #[derive(Debug, Parser)]
 #[command(name = "batchdb", version, after_help = MAIN_AFTER_HELP, arg_required_else_help = true)]
 pub struct Cli {
-    /// The database file; created when missing.
-    #[arg(long, global = true, env = "BATCHDB_PATH", default_value = "./batchdb.db", value_name = "PATH")]
+    /// The database file (created by add, create and run when missing), or a postgres:// URL.
+    // hide_env_values: help must never print $BATCHDB_PATH, which may hold a password.
+    #[arg(
+        long,
+        global = true,
+        env = "BATCHDB_PATH",
+        hide_env_values = true,
+        default_value = "./batchdb.db",
+        value_name = "PATH"
+    )]
     pub db: PathBuf,
 
     #[command(subcommand)]
@@ -47,7 +59,7 @@ pub enum Command {
         #[command(flatten)]
         push: PushArgs,
         /// The payload; read from standard input when none are given.
-        #[arg(value_name = "WORDS", trailing_var_arg = true, allow_hyphen_values = true)]
+        #[arg(value_name = "WORDS", trailing_var_arg = true)]
         words: Vec<OsString>,
     },
 
@@ -63,7 +75,7 @@ pub enum Command {
     )]
     Create {
         /// The payload; read from standard input when none are given.
-        #[arg(value_name = "WORDS", trailing_var_arg = true, allow_hyphen_values = true)]
+        #[arg(value_name = "WORDS", trailing_var_arg = true)]
         words: Vec<OsString>,
     },
 
@@ -247,7 +259,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub retry_errors: bool,
     /// The runner and its arguments, after `--`.
-    #[arg(value_name = "CMD", trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(value_name = "CMD", trailing_var_arg = true)]
     pub command: Vec<OsString>,
 }
 

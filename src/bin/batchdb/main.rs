@@ -2,7 +2,8 @@
 //!
 //! Every error ends as one line on standard error, `batchdb: <message>`, and a non-zero exit
 //! status: 1 for errors, 2 for a command line clap refuses, 128 + N for a `run` stopped by
-//! signal N.
+//! signal N, and 3 ([`EXIT_DONE_UNREPORTED`]) for a change that was committed but whose
+//! output could not be written.
 
 mod cli;
 mod duration;
@@ -27,13 +28,22 @@ pub enum CliError {
     /// Standard output was closed by its reader (`batchdb list job | head -1`): stop quietly,
     /// as a program killed by SIGPIPE would.
     BrokenPipe,
+    /// The command's change is committed, but its output could not be written: printed as
+    /// `batchdb: <message>`, exit status [`EXIT_DONE_UNREPORTED`].
+    DoneUnreported(String),
 }
+
+/// The exit status of a command whose change was committed but whose output (the new KEY,
+/// CREATED, ...) could not be written: not a plain failure, since running the command again
+/// would, for `add` or `push`, queue one more instance.
+pub const EXIT_DONE_UNREPORTED: i32 = 3;
 
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CliError::Msg(m) => f.write_str(m),
             CliError::BrokenPipe => f.write_str("standard output was closed"),
+            CliError::DoneUnreported(m) => f.write_str(m),
         }
     }
 }
@@ -88,6 +98,10 @@ fn main() {
             eprintln!("batchdb: {}", one_line(&m));
             1
         }
+        Err(CliError::DoneUnreported(m)) => {
+            eprintln!("batchdb: {}", one_line(&m));
+            EXIT_DONE_UNREPORTED
+        }
     };
     std::process::exit(code);
 }
@@ -122,12 +136,91 @@ fn one_line(m: &str) -> String {
     m.trim_end().replace('\n', " | ")
 }
 
-fn open(cli: &Cli, opts: Options) -> CliResult<Db> {
-    Db::open(&cli.db, opts).map_err(|e| match e {
-        batchdb::Error::Io(m) => {
-            CliError::Msg(format!("{}: {m}", batchdb::redact(&cli.db.to_string_lossy())))
-        }
+/// How a command opens the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `add`, `create`, `run`: a missing file becomes a new database.
+    Create,
+    /// Commands that change rows which must exist already: a missing file is an error.
+    Existing,
+    /// `list`, `get`, `check`, `stats`: nothing is created or written.
+    ReadOnly,
+}
+
+pub fn open(cli: &Cli, opts: Options, access: Access) -> CliResult<Db> {
+    let opened = match access {
+        Access::Create => Db::open(&cli.db, opts),
+        Access::Existing => Db::open_existing(&cli.db, opts),
+        Access::ReadOnly => Db::open_read_only(&cli.db, opts),
+    };
+    let shown = batchdb::redact(&cli.db.to_string_lossy());
+    opened.map_err(|e| match e {
+        batchdb::Error::Io(m) if !m.contains(&shown) => CliError::Msg(format!("{shown}: {m}")),
         e => e.into(),
+    })
+}
+
+/// A command whose arguments were all checked, before the database is opened or standard
+/// input read: a rejected command line touches nothing.
+enum Checked<'a> {
+    Add(&'a [OsString], PushOptions),
+    Create(&'a [OsString]),
+    Push(Hash, PushOptions),
+    List(ListKind),
+    Get(Hash),
+    Retry(Hash, i64),
+    Cancel(Hash, i64),
+    Prune(&'a std::time::Duration),
+    Gc,
+    Check,
+    Stats(bool),
+}
+
+impl Checked<'_> {
+    fn access(&self) -> Access {
+        match self {
+            Checked::Add(..) | Checked::Create(_) => Access::Create,
+            Checked::Push(..)
+            | Checked::Retry(..)
+            | Checked::Cancel(..)
+            | Checked::Prune(_)
+            | Checked::Gc => Access::Existing,
+            Checked::List(_) | Checked::Get(_) | Checked::Check | Checked::Stats(_) => Access::ReadOnly,
+        }
+    }
+}
+
+fn check_args(command: &Command) -> CliResult<Checked<'_>> {
+    Ok(match command {
+        Command::Add { push, words } => Checked::Add(words, push_options(push)?),
+        Command::Create { words } => Checked::Create(words),
+        Command::Push { push, key } => Checked::Push(parse_hash(key)?, push_options(push)?),
+        Command::List { kind } => Checked::List(match kind {
+            ListKindArg::Job => ListKind::Job,
+            ListKindArg::Pending => ListKind::Pending,
+            ListKindArg::Result => ListKind::Result,
+            ListKindArg::Fail => ListKind::Fail,
+        }),
+        Command::Get { hash } => Checked::Get(parse_hash(hash)?),
+        Command::Retry { key, created } => Checked::Retry(parse_hash(key)?, *created),
+        Command::Cancel { key, created } => Checked::Cancel(parse_hash(key)?, *created),
+        Command::Prune { older_than } => Checked::Prune(older_than),
+        Command::Gc => Checked::Gc,
+        Command::Check => Checked::Check,
+        Command::Stats { json } => Checked::Stats(*json),
+        Command::Run(_) => unreachable!("run checks its own arguments"),
+    })
+}
+
+/// Prints the report of a change that is committed already. When it cannot be printed the
+/// change stays done: the message says so, and the exit status is [`EXIT_DONE_UNREPORTED`],
+/// so that a script does not repeat it (a second `add` would queue a second instance).
+fn report_done(what: &str, text: &str) -> CliResult {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{text}").and_then(|()| out.flush()).map_err(|e| {
+        CliError::DoneUnreported(format!(
+            "{what} (it printed as \"{text}\"), but writing that to standard output failed: {e}"
+        ))
     })
 }
 
@@ -135,36 +228,36 @@ fn dispatch(cli: Cli) -> CliResult<i32> {
     if let Command::Run(args) = &cli.command {
         return run::run(&cli, args);
     }
-    let db = open(&cli, Options::default())?;
+    let command = check_args(&cli.command)?;
+    let db = open(&cli, Options::default(), command.access())?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    match &cli.command {
-        Command::Add { push, words } => {
-            let opts = push_options(push);
+    match command {
+        Checked::Add(words, opts) => {
             let (key, created) = with_payload(words, |r| db.add_with(r, opts))?;
-            writeln!(out, "{key} {created}").map_err(stdout_error)?;
+            drop(out);
+            report_done(&format!("job {key} was queued"), &format!("{key} {created}"))?;
+            return Ok(0);
         }
-        Command::Create { words } => {
+        Checked::Create(words) => {
             let key = with_payload(words, |r| db.create(r))?;
-            writeln!(out, "{key}").map_err(stdout_error)?;
+            drop(out);
+            report_done(&format!("job {key} was stored"), &key.to_string())?;
+            return Ok(0);
         }
-        Command::Push { push, key } => {
-            let created = db.push_with(&parse_hash(key)?, push_options(push))?;
-            writeln!(out, "{created}").map_err(stdout_error)?;
+        Checked::Push(key, opts) => {
+            let created = db.push_with(&key, opts)?;
+            drop(out);
+            report_done(&format!("an instance of job {key} was queued"), &created.to_string())?;
+            return Ok(0);
         }
-        Command::List { kind } => {
-            let kind = match kind {
-                ListKindArg::Job => ListKind::Job,
-                ListKindArg::Pending => ListKind::Pending,
-                ListKindArg::Result => ListKind::Result,
-                ListKindArg::Fail => ListKind::Fail,
-            };
+        Checked::List(kind) => {
             for row in db.list(kind) {
                 writeln!(out, "{}", row?.to_json()).map_err(stdout_error)?;
             }
         }
-        Command::Get { hash } => {
-            let mut reader = db.get(&parse_hash(hash)?)?;
+        Checked::Get(hash) => {
+            let mut reader = db.get(&hash)?;
             let mut buf = vec![0u8; 64 * 1024];
             loop {
                 let n = match reader.read(&mut buf) {
@@ -176,28 +269,33 @@ fn dispatch(cli: Cli) -> CliResult<i32> {
                 out.write_all(&buf[..n]).map_err(stdout_error)?;
             }
         }
-        Command::Retry { key, created } => {
-            let new = db.retry(&parse_hash(key)?, *created)?;
-            writeln!(out, "{new}").map_err(stdout_error)?;
+        Checked::Retry(key, created) => {
+            let new = db.retry(&key, created)?;
+            drop(out);
+            report_done(&format!("failed instance {key} {created} was re-queued"), &new.to_string())?;
+            return Ok(0);
         }
-        Command::Cancel { key, created } => {
-            db.cancel(&parse_hash(key)?, *created)?;
+        Checked::Cancel(key, created) => {
+            db.cancel(&key, created)?;
         }
-        Command::Prune { older_than } => {
+        Checked::Prune(older_than) => {
             let cutoff = now_ms().saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
             let n = db.prune(cutoff)?;
-            writeln!(out, "pruned {n} rows").map_err(stdout_error)?;
+            drop(out);
+            report_done("the rows were pruned", &format!("pruned {n} rows"))?;
+            return Ok(0);
         }
-        Command::Gc => {
+        Checked::Gc => {
             let r = db.gc()?;
-            writeln!(
-                out,
+            drop(out);
+            let text = format!(
                 "removed {} blobs, {} interrupted writes, {} chunks, {} bytes",
                 r.blobs_removed, r.stages_removed, r.chunks_removed, r.bytes_removed
-            )
-            .map_err(stdout_error)?;
+            );
+            report_done("gc ran", &text)?;
+            return Ok(0);
         }
-        Command::Check => {
+        Checked::Check => {
             let report = db.check()?;
             for p in &report.problems {
                 writeln!(out, "{}", one_line(p)).map_err(stdout_error)?;
@@ -214,9 +312,9 @@ fn dispatch(cli: Cli) -> CliResult<i32> {
             writeln!(out, "ok: {} blobs, {} bytes verified", report.blobs_checked, report.bytes_checked)
                 .map_err(stdout_error)?;
         }
-        Command::Stats { json } => {
+        Checked::Stats(json) => {
             let s = db.stats()?;
-            if *json {
+            if json {
                 let text = serde_json::to_string(&s).map_err(|e| CliError::Msg(e.to_string()))?;
                 writeln!(out, "{text}").map_err(stdout_error)?;
             } else {
@@ -236,7 +334,6 @@ fn dispatch(cli: Cli) -> CliResult<i32> {
                 }
             }
         }
-        Command::Run(_) => unreachable!("handled above"),
     }
     out.flush().map_err(stdout_error)?;
     Ok(0)
@@ -246,8 +343,10 @@ fn parse_hash(s: &str) -> CliResult<Hash> {
     Ok(s.parse::<Hash>()?)
 }
 
-fn push_options(p: &PushArgs) -> PushOptions {
-    PushOptions { priority: p.priority, delay: p.delay.unwrap_or_default() }
+fn push_options(p: &PushArgs) -> CliResult<PushOptions> {
+    let opts = PushOptions { priority: p.priority, delay: p.delay.unwrap_or_default() };
+    opts.validate()?;
+    Ok(opts)
 }
 
 /// Calls `f` with the payload: the words joined by single spaces, or standard input,

@@ -22,7 +22,7 @@
 
 use crate::cli::{Cli, OrderArg, RunArgs};
 use crate::progress::{Counts, Progress};
-use crate::{open, CliError, CliResult};
+use crate::{open, Access, CliError, CliResult};
 use batchdb::{Db, Event, Job, Options, Order, Reader, Writer};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -74,7 +74,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> CliResult<i32> {
         ..defaults
     };
     let max_attempts = opts.max_attempts;
-    let db = open(cli, opts)?;
+    let db = open(cli, opts, Access::Create)?;
 
     let runner = Arc::new(Runner {
         program: program.clone(),

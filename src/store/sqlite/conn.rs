@@ -16,6 +16,7 @@ use super::schema::{
 };
 use crate::error::{Error, Result};
 use crate::options::Durability;
+use crate::store::Access;
 use crate::sync::{lock, panic_text};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::any::Any;
@@ -79,17 +80,151 @@ impl<T> SqlResult<T> for rusqlite::Result<T> {
     }
 }
 
-fn open_conn(path: &Path) -> Result<Connection> {
+/// How the connections of a handle reach the file: writers always the usual way, readers
+/// depending on whether they may write it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ReadMode {
+    /// The usual way, through the write-ahead log and its shared-memory index. Used by every
+    /// writer, and by a reader that may write the file: the `-wal`/`-shm` it may create get
+    /// the database's permissions (SQLite copies them), so they are of use to the owner, and
+    /// are removed when the last connection closes.
+    Shared,
+    /// Read-only connections of a user who may not write the file, while its `-wal` and
+    /// `-shm` exist (a writer has it open): SQLite uses them as they are and creates nothing.
+    ReadOnlyShared,
+    /// A user who may not write the file, while no `-wal`/`-shm` exist (no process has it
+    /// open): SQLite would create both, owned by this user, and in a shared sticky folder the
+    /// owner could then neither use nor delete them. Read as immutable instead (no lock, no
+    /// log, nothing created), and refuse to go on once the file changes (see [`Stamp`]).
+    Immutable(Stamp),
+}
+
+/// What a file looked like when an immutable reader opened it. SQLite does not notice a
+/// change to an immutable file, so a reader checks around each read that none happened: a
+/// writer that opens the file creates its `-wal` at once, and a checkpoint rewrites the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    ctime: (i64, i64),
+    wal: bool,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Result<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m =
+            std::fs::metadata(path).map_err(|e| Error::io(format!("cannot read {}: {e}", path.display())))?;
+        Ok(Stamp {
+            len: m.len(),
+            modified: m.modified().ok(),
+            ctime: (m.ctime(), m.ctime_nsec()),
+            wal: side_file(path, "-wal").exists(),
+        })
+    }
+}
+
+/// `X-wal` or `X-shm` beside the database `X`.
+fn side_file(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_os_string();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// The path SQLite is given. This SQLite is built to read any name starting with `file:` as a
+/// URI (`file:x.db?mode=ro`), but a database location is a path: a relative one gets a
+/// leading `./`, which SQLite takes as a plain name. Absolute paths never start with `file:`.
+pub(crate) fn plain_path(path: &Path) -> PathBuf {
+    if path.as_os_str().as_encoded_bytes().starts_with(b"file:") {
+        Path::new(".").join(path)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// `file:` URI for SQLite: the absolute path, percent-encoded, and the parameters.
+fn uri(path: &Path, params: &str) -> Result<String> {
+    let abs =
+        std::fs::canonicalize(path).map_err(|e| Error::io(format!("cannot open {}: {e}", path.display())))?;
+    let mut out = String::from("file:");
+    for &b in abs.as_os_str().as_encoded_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out.push('?');
+    out.push_str(params);
+    Ok(out)
+}
+
+fn open_conn(path: &Path, access: Access, mode: &ReadMode) -> Result<Connection> {
     if path.is_dir() {
         return Err(Error::io(format!("cannot open {}: it is a directory", path.display())));
     }
-    let flags =
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)
-        .map_err(|e| sql_err(e).context(format!("cannot open {}", path.display())))?;
+    let rw = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let ro = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let opened = match (access, mode) {
+        (Access::Create, _) => Connection::open_with_flags(path, rw | OpenFlags::SQLITE_OPEN_CREATE),
+        (Access::Existing, _) => Connection::open_with_flags(path, rw),
+        (Access::ReadOnly, ReadMode::Immutable(_)) => {
+            Connection::open_with_flags(uri(path, "immutable=1")?, ro | OpenFlags::SQLITE_OPEN_URI)
+        }
+        (Access::ReadOnly, ReadMode::ReadOnlyShared) => {
+            // Never create the -shm, should the writer close (and delete it) meanwhile.
+            Connection::open_with_flags(uri(path, "readonly_shm=1")?, ro | OpenFlags::SQLITE_OPEN_URI)
+        }
+        // A reader that may write the file opens it as writers do (`query_only` keeps it from
+        // writing): the last connection to close then removes the -wal and -shm, which a
+        // read-only connection cannot.
+        (Access::ReadOnly, ReadMode::Shared) => Connection::open_with_flags(path, rw),
+    };
+    let conn = opened.map_err(|e| sql_err(e).context(format!("cannot open {}", path.display())))?;
     conn.busy_handler(Some(busy_wait)).sql()?;
     conn.set_prepared_statement_cache_capacity(96);
     Ok(conn)
+}
+
+/// Checks, before SQLite sees the file, what only the caller's access can tell: whether the
+/// database must exist, and whether this user may use it the way it asks. Picks the read
+/// mode of a read-only handle.
+fn precheck(path: &Path, access: Access) -> Result<ReadMode> {
+    let who = path.display();
+    if path.is_dir() {
+        return Err(Error::io(format!("cannot open {who}: it is a directory")));
+    }
+    let exists = match std::fs::metadata(path) {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(Error::io(format!("cannot open {who}: {e}"))),
+    };
+    if !exists {
+        return match access {
+            Access::Create => Ok(ReadMode::Shared),
+            _ => Err(Error::not_found(format!("{who}: no such database file"))),
+        };
+    }
+    if crate::ffi::sys::may_write(path) {
+        return Ok(ReadMode::Shared);
+    }
+    if access != Access::ReadOnly {
+        // SQLite would fall back to reading, and create -wal/-shm owned by this user on the
+        // way: refuse before it does.
+        return Err(Error::io(format!(
+            "cannot write {who}: permission denied (commands that only read it still work)"
+        )));
+    }
+    let (wal, shm) = (side_file(path, "-wal").exists(), side_file(path, "-shm").exists());
+    match (wal, shm) {
+        (true, true) => Ok(ReadMode::ReadOnlyShared),
+        (false, false) => Ok(ReadMode::Immutable(Stamp::of(path)?)),
+        _ => Err(Error::io(format!(
+            "cannot read {who} without write permission: its {} is missing, and reading would \
+             create it owned by this user; let its owner open the database once",
+            if wal { "-shm" } else { "-wal" }
+        ))),
+    }
 }
 
 fn configure(conn: &Connection, durability: Durability) -> Result<()> {
@@ -191,9 +326,12 @@ struct WriterConn {
 
 /// The connections of one open database.
 pub(crate) struct Conns {
-    /// First, so that it stops before the connections close.
-    checkpointer: Checkpointer,
+    /// First, so that it stops before the connections close. None when read-only.
+    checkpointer: Option<Checkpointer>,
+    /// The path as SQLite gets it (see [`plain_path`]), also the one messages show.
     pub path: PathBuf,
+    access: Access,
+    mode: ReadMode,
     durability: Durability,
     writer: Mutex<WriterConn>,
     pending: Mutex<Pending>,
@@ -203,16 +341,39 @@ pub(crate) struct Conns {
 }
 
 impl Conns {
-    pub fn open(path: &Path, durability: Durability) -> Result<Conns> {
-        let conn = open_conn(path)?;
+    pub fn open(path: &Path, durability: Durability, access: Access) -> Result<Conns> {
+        let path = &plain_path(path);
+        let mode = precheck(path, access)?;
+        Self::open_in(path, durability, access, mode)
+    }
+
+    fn open_in(path: &Path, durability: Durability, access: Access, mode: ReadMode) -> Result<Conns> {
+        let conn = open_conn(path, access, &mode)?;
         let fresh = identify(&conn, path)?;
-        let mode: String = conn
+        if access == Access::ReadOnly {
+            Self::check_readable(&conn, path, fresh)?;
+            conn.execute_batch("PRAGMA query_only = ON; PRAGMA temp_store = MEMORY;").sql()?;
+            let conns = Conns {
+                checkpointer: None,
+                path: path.to_path_buf(),
+                access,
+                mode,
+                durability,
+                writer: Mutex::new(WriterConn { conn, synced_full: false }),
+                pending: Mutex::new(Pending::default()),
+                led: Condvar::new(),
+                readers: Mutex::new(Vec::new()),
+            };
+            conns.unchanged()?;
+            return Ok(conns);
+        }
+        let mode_name: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .sql()
             .map_err(|e| e.context(format!("cannot open {}", path.display())))?;
-        if !mode.eq_ignore_ascii_case("wal") {
+        if !mode_name.eq_ignore_ascii_case("wal") {
             return Err(Error::io(format!(
-                "cannot put {} in WAL mode (got {mode}); is it on a network file system?",
+                "cannot put {} in WAL mode (got {mode_name}); is it on a network file system?",
                 path.display()
             )));
         }
@@ -224,14 +385,55 @@ impl Conns {
         }
         configure(&conn, durability)?;
         Ok(Conns {
-            checkpointer: Checkpointer::start(path),
+            checkpointer: Some(Checkpointer::start(path)),
             path: path.to_path_buf(),
+            access,
+            mode,
             durability,
             writer: Mutex::new(WriterConn { conn, synced_full: durability == Durability::Full }),
             pending: Mutex::new(Pending::default()),
             led: Condvar::new(),
             readers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// A read-only handle cannot create the tables or migrate them: the file must be a
+    /// batchdb database of this version already.
+    fn check_readable(conn: &Connection, path: &Path, fresh: bool) -> Result<()> {
+        let who = path.display();
+        if fresh {
+            return Err(Error::not_found(format!(
+                "{who} is empty: no batchdb database yet (a command that writes creates one)"
+            )));
+        }
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).sql()?;
+        if version < MIGRATIONS.len() as i64 {
+            return Err(Error::invalid(format!(
+                "{who} has schema version {version}, older than this batchdb's ({}); a command \
+                 that writes upgrades it, one that only reads cannot",
+                MIGRATIONS.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// For an immutable reader: fails once the file is no longer what it was when opened,
+    /// since SQLite would then read a mix of old and new pages without noticing.
+    fn unchanged(&self) -> Result<()> {
+        if let ReadMode::Immutable(stamp) = &self.mode {
+            if Stamp::of(&self.path)? != *stamp {
+                return Err(Error::busy(format!(
+                    "{} changed while it was being read without write permission (a writer \
+                     opened it); run the command again",
+                    self.path.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn read_only_error(&self) -> Error {
+        Error::misuse(format!("{} was opened read-only", self.path.display()))
     }
 
     /// Runs `f` in a write transaction, possibly together with other callers' writes, and
@@ -243,6 +445,9 @@ impl Conns {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        if self.access == Access::ReadOnly {
+            return Err(self.read_only_error());
+        }
         let slot: Slot = Arc::new(Mutex::new(None));
         let f: WriteFn = Box::new(move |c| f(c).map(|v| Box::new(v) as Output));
         let mut p = lock(&self.pending);
@@ -306,7 +511,9 @@ impl Conns {
         let commit = exec(conn, if all_failed_single { TX_ROLLBACK } else { TX_COMMIT });
         match commit {
             Ok(()) => {
-                self.checkpointer.committed();
+                if let Some(c) = &self.checkpointer {
+                    c.committed();
+                }
                 finish(done)
             }
             Err(e) => {
@@ -322,16 +529,23 @@ impl Conns {
     /// Runs `f` on a reader connection. `f` opens a transaction itself when it needs more
     /// than one statement to see one snapshot.
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.unchanged()?;
         let pooled = lock(&self.readers).pop();
         let conn = match pooled {
             Some(c) => c,
             None => {
-                let c = open_conn(&self.path)?;
+                let access =
+                    if self.access == Access::ReadOnly { Access::ReadOnly } else { Access::Existing };
+                let c = open_conn(&self.path, access, &self.mode)?;
                 c.execute_batch("PRAGMA query_only = ON; PRAGMA temp_store = MEMORY;").sql()?;
                 c
             }
         };
         let out = f(&conn);
+        let out = match (out, self.unchanged()) {
+            (Ok(_), Err(e)) => Err(e),
+            (out, _) => out,
+        };
         if conn.is_autocommit() {
             let mut pool = lock(&self.readers);
             if pool.len() < READER_POOL {
@@ -342,9 +556,15 @@ impl Conns {
     }
 
     /// Runs `f` directly on the writer connection, outside any transaction.
+    /// On a read-only handle the "writer" is one more read-only connection.
     pub fn with_writer<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.unchanged()?;
         let w = lock(&self.writer);
-        f(&w.conn)
+        let out = f(&w.conn);
+        match (out, self.unchanged()) {
+            (Ok(_), Err(e)) => Err(e),
+            (out, _) => out,
+        }
     }
 }
 
@@ -362,5 +582,48 @@ impl Drop for Lead<'_> {
 fn finish(done: impl IntoIterator<Item = (Slot, Result<Output>)>) {
     for (slot, out) in done {
         *lock(&slot) = Some(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(c: &Connection) -> Result<i64> {
+        c.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'extra'", [], |r| r.get(0)).sql()
+    }
+
+    /// An immutable reader (what a user without write permission gets while no process has
+    /// the file open) refuses to read once a writer has opened and changed the file, instead
+    /// of reading a mix of old and new pages.
+    #[test]
+    fn an_immutable_reader_refuses_a_file_that_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(Conns::open(&path, Durability::Full, Access::Create).unwrap());
+        assert!(!side_file(&path, "-wal").exists());
+
+        let stamp = Stamp::of(&path).unwrap();
+        let reader =
+            Conns::open_in(&path, Durability::Full, Access::ReadOnly, ReadMode::Immutable(stamp)).unwrap();
+        assert_eq!(reader.read(count).unwrap(), 0);
+        assert!(matches!(reader.write(true, |_| Ok(())), Err(Error::Misuse(_))));
+        assert!(!side_file(&path, "-wal").exists(), "the immutable reader created the -wal");
+
+        let writer = Conns::open(&path, Durability::Full, Access::Existing).unwrap();
+        writer.write(true, |c| c.execute_batch("CREATE TABLE extra (x)").sql()).unwrap();
+        let err = reader.read(count).unwrap_err();
+        assert!(matches!(err, Error::Busy(_)), "{err:?}");
+        assert!(err.to_string().contains("changed while it was being read"), "{err}");
+        drop(writer);
+        // Even once the writer is gone and its -wal removed, the file is not what was opened.
+        assert!(matches!(reader.read(count), Err(Error::Busy(_))));
+    }
+
+    #[test]
+    fn a_file_uri_is_a_relative_path() {
+        assert_eq!(plain_path(Path::new("file:x.db?mode=ro")), Path::new("./file:x.db?mode=ro"));
+        assert_eq!(plain_path(Path::new("/tmp/file:x.db")), Path::new("/tmp/file:x.db"));
+        assert_eq!(plain_path(Path::new("x.db")), Path::new("x.db"));
     }
 }

@@ -7,6 +7,7 @@ pub(crate) mod schema;
 use conn::{Conns, SqlResult};
 use schema::*;
 
+use super::Access;
 use super::{
     fail, BlobEntry, BlobId, ClaimParams, Claimed, Expired, Finished, GcReport, Idle, Pos, Published,
     PushSpec, Register, Stats, Store,
@@ -25,8 +26,8 @@ pub(crate) struct Sqlite {
 }
 
 impl Sqlite {
-    pub fn open(path: &Path, durability: Durability) -> Result<Sqlite> {
-        Ok(Sqlite { conns: Conns::open(path, durability)? })
+    pub fn open(path: &Path, durability: Durability, access: Access) -> Result<Sqlite> {
+        Ok(Sqlite { conns: Conns::open(path, durability, access)? })
     }
 }
 
