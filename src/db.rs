@@ -251,6 +251,7 @@ impl Db {
                 stage: None,
                 next_seq: 0,
                 tail: bytes.to_vec(),
+                tail_digest: crate::blob::chunk_digest(bytes),
                 hash,
                 size: bytes.len() as u64,
             });

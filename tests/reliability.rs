@@ -1399,3 +1399,201 @@ fn wal_stays_bounded_under_steady_load() {
     );
     assert!(max <= WAL_LIMIT, "the WAL grew to {max} bytes");
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 17: no unverified byte reaches a reader; damage of any kind is Corrupt
+// ---------------------------------------------------------------------------------------
+
+/// Reads in small pieces until the end or the first error: the bytes handed out, and the error.
+fn read_until_error(r: &mut impl Read) -> (Vec<u8>, Option<Error>) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 100];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return (out, None),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => return (out, Some(Error::from(e))),
+        }
+    }
+}
+
+/// 4,000 bytes in 1 KiB chunks (0, 1 and 2 full, 3 the tail), with one byte of chunk 1
+/// changed: a reader that verified only the whole content would hand out chunks 1 and 2.
+fn damaged_in_chunk_1(t: &TempDb, db: &Db) -> (Hash, Vec<u8>) {
+    let data: Vec<u8> = (0..4000u32).map(|i| (i % 251) as u8).collect();
+    let (key, _) = db.add(&data[..]).unwrap();
+    corrupt_chunk(&t.path, &key, 1, 600);
+    (key, data)
+}
+
+fn assert_corrupt_chunk_1(err: &Error, key: &Hash) {
+    assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
+    assert_eq!(err.code(), -4, "BATCHDB_ERR_CORRUPT through the C ABI");
+    let m = err.to_string();
+    assert!(m.contains(&key.short()) && m.contains("chunk 1"), "names the blob and chunk: {m}");
+}
+
+#[test]
+fn r3_read_returns_corrupt_before_any_byte_of_a_damaged_chunk() {
+    let t = temp_path();
+    let db = open_with(&t.path, |o| o.chunk_size = 1024);
+    let (key, data) = damaged_in_chunk_1(&t, &db);
+    let (got, err) = read_until_error(&mut db.get(&key).unwrap());
+    assert_corrupt_chunk_1(&err.expect("the damaged blob reads as an error"), &key);
+    assert_eq!(got, &data[..1024], "chunk 0, verified, and no byte of chunk 1");
+    let report = db.check().unwrap();
+    assert_eq!(report.problems.len(), 1, "{report:?}");
+    assert!(report.problems[0].contains(&key.to_string()), "{report:?}");
+    println!("R3 per-chunk verification: read stopped at the damaged chunk after {} bytes", got.len());
+}
+
+#[test]
+fn r3_a_runner_never_sees_a_damaged_chunk_and_the_instance_fails_as_corrupt() {
+    let t = temp_path();
+    let db = open_with(&t.path, |o| o.chunk_size = 1024);
+    let (key, data) = damaged_in_chunk_1(&t, &db);
+    let seen = std::sync::Mutex::new(Vec::new());
+    let report = db
+        .run(batchdb::RunOptions { workers: 1, until_empty: true }, |job| {
+            let (got, err) = read_until_error(job);
+            seen.lock().unwrap().extend(got);
+            err.map_or(Ok(()), Err)
+        })
+        .unwrap();
+    assert_eq!((report.completed, report.failed), (0, 1));
+    assert_eq!(*seen.lock().unwrap(), &data[..1024], "the runner saw chunk 0 only");
+    let fails: Vec<batchdb::Row> = db.list(batchdb::ListKind::Fail).collect::<Result<_, _>>().unwrap();
+    match &fails[..] {
+        [batchdb::Row::Fail(f)] => {
+            assert_eq!(f.key, key);
+            assert!(f.message.contains("corrupt") && f.message.contains("chunk 1"), "{}", f.message);
+        }
+        other => panic!("one fail row expected: {other:?}"),
+    }
+}
+
+/// Pads `s` with comment lines to exactly `len` bytes.
+fn pad_script(s: &mut String, len: usize) {
+    while s.len() < len {
+        let room = len - s.len();
+        if room == 1 {
+            s.push('\n');
+        } else {
+            let k = room.min(80);
+            s.push('#');
+            s.push_str(&"x".repeat(k - 2));
+            s.push('\n');
+        }
+    }
+}
+
+#[test]
+fn r3_cli_run_and_get_stop_before_a_damaged_chunk() {
+    if sqlite_only("damages the file's chunk rows directly") {
+        return;
+    }
+    const CHUNK: usize = 256 << 10; // the CLI's chunk size
+    let t = temp_path();
+    let marks = t.dir.path().join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    let mark = |name: &str| marks.join(name);
+    let touch = |name: &str| format!("touch '{}'\n", mark(name).display());
+    // Chunk 0 runs; chunk 1 opens with a line that marks it as seen, and holds a commented-out
+    // line that the damage turns into a command; chunk 2 is last (whole-content check).
+    let mut script = touch("seen0");
+    pad_script(&mut script, CHUNK);
+    script.push_str(&touch("seen1"));
+    let hole = script.len() - CHUNK;
+    script.push('#');
+    script.push_str(&touch("damaged"));
+    pad_script(&mut script, 2 * CHUNK);
+    script.push_str(&touch("seen2"));
+    pad_script(&mut script, 2 * CHUNK + 5000);
+
+    let mut add = Command::new(env!("CARGO_BIN_EXE_batchdb"))
+        .arg("--db")
+        .arg(&t.path)
+        .arg("add")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    let out = add.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let key: Hash =
+        String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+
+    let raw = rusqlite::Connection::open(&t.path).unwrap();
+    let (blob, mut piece, inline) = common::sqlite_piece(&raw, &key, 1);
+    assert!(!inline && piece.len() == CHUNK && piece[hole] == b'#');
+    piece[hole] = b'\n';
+    common::set_sqlite_piece(&raw, blob, 1, inline, &piece);
+    drop(raw);
+
+    let get = cli(&t.path, &["get", &key.to_string()]);
+    assert!(!get.status.success());
+    assert!(String::from_utf8_lossy(&get.stderr).contains("corrupt"), "{get:?}");
+    assert_eq!(get.stdout.len(), CHUNK, "get wrote chunk 0 and nothing of chunk 1");
+    assert_eq!(&get.stdout[..], &script.as_bytes()[..CHUNK]);
+
+    let run = cli(&t.path, &["run", "--until-empty", "--", "bash"]);
+    assert!(run.status.success(), "{run:?}");
+    for name in ["seen1", "damaged", "seen2"] {
+        assert!(!mark(name).exists(), "the runner executed a line of chunk 1 or later ({name})");
+    }
+    let fails = String::from_utf8(cli(&t.path, &["list", "fail"]).stdout).unwrap();
+    assert!(fails.contains(&key.to_string()) && fails.contains("corrupt"), "{fails}");
+    println!("R3 CLI: run and get stopped at the damaged chunk 1 of a 3-chunk script");
+}
+
+#[test]
+fn r3_damage_of_any_type_is_corrupt_naming_the_blob_and_check_reports_every_one() {
+    if sqlite_only("SQLite keeps a type per value: a damaged record header changes it") {
+        return;
+    }
+    let t = temp_path();
+    let db = open_with(&t.path, |o| o.chunk_size = 1024);
+    let chunked = db.add(Pattern::new(3, 3000)).unwrap().0;
+    let short = db.add(&b"this blob's stored hash loses its last byte"[..]).unwrap().0;
+    let inline = db.add(&b"these inline bytes become text"[..]).unwrap().0;
+    let good = db.add(&b"untouched"[..]).unwrap().0;
+    let raw = rusqlite::Connection::open(&t.path).unwrap();
+    let by = |sql: &str, h: &Hash| assert_eq!(raw.execute(sql, [h.as_bytes().as_slice()]).unwrap(), 1);
+    by(
+        "UPDATE chunk SET data = CAST(data AS TEXT) WHERE seq = 1 \
+         AND blob = (SELECT id FROM blob WHERE hash = ?1)",
+        &chunked,
+    );
+    by("UPDATE blob SET data = CAST(data AS TEXT) WHERE hash = ?1", &inline);
+    by("UPDATE blob SET hash = substr(hash, 1, 31) WHERE hash = ?1", &short);
+    let text: i64 =
+        raw.query_row("SELECT count(*) FROM chunk WHERE typeof(data) = 'text'", [], |r| r.get(0)).unwrap();
+    assert_eq!(text, 1);
+    drop(raw);
+    let short_hex = &short.to_string()[..62];
+
+    let report = db.check().expect("check reports damage, it does not stop at it");
+    let named = |what: &str| report.problems.iter().filter(|p| p.contains(what)).count();
+    assert_eq!(named(&chunked.to_string()), 1, "{report:?}");
+    assert_eq!(named(&inline.to_string()), 1, "{report:?}");
+    assert_eq!(named(short_hex), 1, "{report:?}");
+    assert_eq!(named(&good.to_string()), 0, "{report:?}");
+    assert_eq!(report.problems.len(), 3, "{report:?}");
+    assert_eq!(report.blobs_checked, 4);
+
+    for key in [chunked, inline] {
+        let err = read_blob(&db, &key).unwrap_err();
+        assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
+        assert_eq!(err.code(), -4, "BATCHDB_ERR_CORRUPT through the C ABI");
+        assert!(err.to_string().contains(&key.short()), "names the blob: {err}");
+    }
+    assert_eq!(read_blob(&db, &good).unwrap(), b"untouched");
+    for kind in [batchdb::ListKind::Job, batchdb::ListKind::Pending] {
+        let err = db.list(kind).find_map(Result::err).expect("listing reaches the damaged hash");
+        assert!(matches!(err, Error::Corrupt(_)), "{kind:?}: {err:?}");
+        assert_eq!(err.code(), -4);
+        assert!(err.to_string().contains(short_hex), "{kind:?} names the blob: {err}");
+    }
+    println!("R3 damaged types: check named all 3 damaged blobs; get and list report Corrupt");
+}

@@ -23,8 +23,19 @@ pub(crate) struct Finished {
     pub stage: Option<BlobId>,
     pub next_seq: i64,
     pub tail: Vec<u8>,
+    /// The chunk digest of `tail` ([`crate::blob::chunk_digest`]), stored with it when it
+    /// becomes a chunk row.
+    pub tail_digest: i64,
     pub hash: Hash,
     pub size: u64,
+}
+
+/// One stored chunk of a blob, as read.
+pub(crate) struct Chunk {
+    pub data: Vec<u8>,
+    /// The digest stored with a chunk row; `None` for a small blob's inline bytes, which are
+    /// its only chunk and are checked against the blob's hash instead.
+    pub digest: Option<i64>,
 }
 
 /// What to record with a finished blob, in the same transaction as its publication.
@@ -54,8 +65,9 @@ pub(crate) struct Claimed {
     pub created: i64,
     pub attempt: u32,
     /// The payload's first chunk, when the claim read it at no extra cost (a small payload
-    /// kept inline): the worker then reads its input without another transaction.
-    pub first_chunk: Option<Vec<u8>>,
+    /// kept inline): the worker then reads its input without another transaction. An error
+    /// when the stored chunk is damaged: the worker's read of its payload then fails with it.
+    pub first_chunk: Option<Result<Chunk>>,
 }
 
 /// Instances whose last lease ran out during a claim, now fail rows.
@@ -90,11 +102,10 @@ pub(crate) struct Pos {
     pub created: i64,
 }
 
-/// A published blob, for `check`.
+/// A published blob, for `check`: its hash and size, or why its row cannot be read.
 pub(crate) struct BlobEntry {
     pub id: BlobId,
-    pub hash: Hash,
-    pub size: u64,
+    pub row: Result<(Hash, u64)>,
 }
 
 /// What `gc` removed.
@@ -169,6 +180,19 @@ pub(crate) mod fail {
         ))
     }
 
+    /// A stored row of blob `id` that cannot be decoded: damage, whatever the column.
+    pub fn damaged_blob(id: super::BlobId, what: impl std::fmt::Display) -> Error {
+        Error::corrupt(format!("blob {id} is corrupt: {what}"))
+    }
+
+    /// A stored hash that is not 32 bytes, named by the bytes it has.
+    pub fn damaged_hash(id: super::BlobId, bytes: &[u8]) -> Error {
+        damaged_blob(
+            id,
+            format!("its stored hash has {} bytes, not 32 ({})", bytes.len(), hex::encode(bytes)),
+        )
+    }
+
     pub fn publish_gone(hash: &Hash) -> Error {
         Error::stale(format!(
             "blob {} was abandoned while being written (its staging lease ran out and gc removed it)",
@@ -180,8 +204,16 @@ pub(crate) mod fail {
 pub(crate) trait Store: Send + Sync {
     // Blobs.
     fn stage_begin(&self, lease_ms: i64) -> Result<BlobId>;
-    /// Appends a chunk and renews the staging lease; returns the buffer for reuse.
-    fn stage_write(&self, stage: BlobId, seq: i64, data: Vec<u8>, lease_ms: i64) -> Result<Vec<u8>>;
+    /// Appends a chunk with its digest and renews the staging lease; returns the buffer for
+    /// reuse.
+    fn stage_write(
+        &self,
+        stage: BlobId,
+        seq: i64,
+        data: Vec<u8>,
+        digest: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<u8>>;
     /// Removes a staging area and its chunks, in small transactions.
     fn stage_clear(&self, stage: BlobId) -> Result<u64>;
     fn publish(&self, blob: Finished, register: Register) -> Result<Published>;
@@ -189,7 +221,9 @@ pub(crate) trait Store: Send + Sync {
     /// pushing an instance of each with `push`; returns each instance's `created`, in order.
     fn publish_many(&self, blobs: Vec<Finished>, push: PushSpec) -> Result<Vec<i64>>;
     fn blob(&self, hash: &Hash) -> Result<Option<(BlobId, u64)>>;
-    fn chunk(&self, blob: BlobId, seq: i64) -> Result<Option<Vec<u8>>>;
+    /// Chunk `seq` of a blob, unverified. A row whose columns cannot be decoded is
+    /// [`Error::Corrupt`](crate::Error::Corrupt).
+    fn chunk(&self, blob: BlobId, seq: i64) -> Result<Option<Chunk>>;
 
     // Queue.
     fn push(&self, key: &Hash, spec: PushSpec) -> Result<i64>;
