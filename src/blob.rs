@@ -21,7 +21,9 @@ use crate::store::{BlobId, Chunk, Finished, PushSpec, Register};
 use crate::{Event, PushOptions};
 use sha2::{Digest, Sha256};
 use std::io::{self, Read, Write};
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 /// The digest stored with each chunk row: XXH3-64 of its bytes (see the module docs for why
 /// not SHA-256), as the signed integer both backends store.
@@ -218,11 +220,65 @@ pub struct Reader {
     size: u64,
     fetched: u64,
     seq: i64,
-    hasher: Sha256,
-    chunk: Vec<u8>,
+    whole: WholeHash,
+    chunk: Arc<Vec<u8>>,
     pos: usize,
     failed: Option<Error>,
     prefetched: Option<Result<Chunk>>,
+}
+
+/// Chunks queued for the hashing thread: with the one it hashes, the one the reader hands
+/// out and the one it fetches, a few chunks in memory at most.
+const HASH_QUEUE: usize = 2;
+
+/// The SHA-256 of the content read so far. For a blob of more than one chunk it runs on a
+/// thread of its own while the reader fetches, checks and hands out the next chunks (each
+/// already checked against its digest), so that a verified read costs about the slower of
+/// SQLite's read and SHA-256, not their sum; the reader collects it before the last chunk.
+enum WholeHash {
+    Here(Sha256),
+    Beside { feed: SyncSender<Arc<Vec<u8>>>, done: JoinHandle<Sha256> },
+}
+
+impl WholeHash {
+    /// Moves hashing to a thread; stays here if no thread can be started.
+    fn beside(self) -> WholeHash {
+        let WholeHash::Here(mut hasher) = self else { return self };
+        let (feed, chunks) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(HASH_QUEUE);
+        let started = std::thread::Builder::new().name("batchdb-hash".into()).spawn(move || {
+            for chunk in chunks {
+                hasher.update(&chunk[..]);
+            }
+            hasher
+        });
+        match started {
+            Ok(done) => WholeHash::Beside { feed, done },
+            // Not started: the closure, and with it the hasher, came back dropped; nothing
+            // was hashed yet, since this runs before the first chunk.
+            Err(_) => WholeHash::Here(Sha256::new()),
+        }
+    }
+
+    fn update(&mut self, chunk: &Arc<Vec<u8>>) -> Result<()> {
+        match self {
+            WholeHash::Here(h) => h.update(&chunk[..]),
+            WholeHash::Beside { feed, .. } => {
+                feed.send(chunk.clone()).map_err(|_| Error::io("the hashing thread of a blob read ended"))?
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Hash> {
+        match self {
+            WholeHash::Here(h) => Ok(Hash::from_digest(h)),
+            WholeHash::Beside { feed, done } => {
+                drop(feed);
+                let h = done.join().map_err(|_| Error::io("the hashing thread of a blob read failed"))?;
+                Ok(Hash::from_digest(h))
+            }
+        }
+    }
 }
 
 impl Reader {
@@ -242,8 +298,8 @@ impl Reader {
             size,
             fetched: 0,
             seq: 0,
-            hasher: Sha256::new(),
-            chunk: Vec::new(),
+            whole: WholeHash::Here(Sha256::new()),
+            chunk: Arc::new(Vec::new()),
             pos: 0,
             failed: None,
             prefetched: None,
@@ -270,8 +326,9 @@ impl Reader {
         Error::corrupt(format!("blob {} is corrupt: {what}", self.hash.short()))
     }
 
-    fn verify(&self) -> Result<()> {
-        let got = Hash::from_digest(self.hasher.clone());
+    fn verify(&mut self) -> Result<()> {
+        let whole = std::mem::replace(&mut self.whole, WholeHash::Here(Sha256::new()));
+        let got = whole.finish()?;
         if got != self.hash {
             return Err(self.corrupt(format_args!("its content hashes to {}", got.short())));
         }
@@ -316,7 +373,11 @@ impl Reader {
             None if self.seq == 0 && fetched == self.size => {}
             None => return Err(self.corrupt("its inline data is not the whole blob")),
         }
-        self.hasher.update(&data);
+        if self.seq == 0 && fetched < self.size {
+            self.whole = std::mem::replace(&mut self.whole, WholeHash::Here(Sha256::new())).beside();
+        }
+        let data = Arc::new(data);
+        self.whole.update(&data)?;
         self.seq += 1;
         self.fetched = fetched;
         self.chunk = data;
@@ -336,7 +397,7 @@ impl Reader {
                 Ok(true) => {}
                 Ok(false) => return Ok(0),
                 Err(e) => {
-                    self.chunk.clear();
+                    self.chunk = Arc::new(Vec::new());
                     self.pos = 0;
                     self.failed = Some(e.clone());
                     return Err(e);
