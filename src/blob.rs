@@ -227,9 +227,10 @@ pub struct Reader {
     prefetched: Option<Result<Chunk>>,
 }
 
-/// Chunks queued for the hashing thread: with the one it hashes, the one the reader hands
-/// out and the one it fetches, a few chunks in memory at most.
-const HASH_QUEUE: usize = 2;
+/// Chunks queued for the hashing thread: enough to ride out a moment when one of the two
+/// threads waits for a core, and with the one it hashes, the one the reader hands out and the
+/// one it fetches, seven chunks in memory at most (1.75 MiB at the default chunk size).
+const HASH_QUEUE: usize = 4;
 
 /// The SHA-256 of the content read so far. For a blob of more than one chunk it runs on a
 /// thread of its own while the reader fetches, checks and hands out the next chunks (each
