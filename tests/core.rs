@@ -675,3 +675,114 @@ fn add_with_bad_options_reads_and_stores_nothing() {
     let longest = batchdb::PushOptions { delay: Duration::from_secs(36_500 * 86_400), ..Default::default() };
     assert!(longest.validate().is_ok());
 }
+
+// Issue 17: no byte of a blob reaches a reader before the chunk that holds it is verified.
+
+/// Reads in small pieces until the end or the first error: the bytes handed out, and the error.
+fn read_until_error(r: &mut impl Read) -> (Vec<u8>, Option<Error>) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 100];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return (out, None),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => return (out, Some(Error::from(e))),
+        }
+    }
+}
+
+/// 4,000 bytes in 1 KiB chunks (0, 1 and 2 full, 3 the tail), with one byte of chunk 1
+/// changed: a reader that verified only the whole content would hand out chunks 1 and 2.
+fn damaged_in_chunk_1(t: &TempDb, db: &Db) -> (Hash, Vec<u8>) {
+    let data: Vec<u8> = (0..4000u32).map(|i| (i % 251) as u8).collect();
+    let (key, _) = db.add(&data[..]).unwrap();
+    corrupt_chunk(&t.path, &key, 1, 600);
+    (key, data)
+}
+
+fn assert_corrupt_chunk_1(err: &Error, key: &Hash) {
+    assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
+    assert_eq!(err.code(), -4, "BATCHDB_ERR_CORRUPT through the C ABI");
+    let m = err.to_string();
+    assert!(m.contains(&key.short()) && m.contains("chunk 1"), "names the blob and chunk: {m}");
+}
+
+#[test]
+fn read_returns_corrupt_before_any_byte_of_a_damaged_chunk() {
+    let t = temp_path();
+    let db = open_with(&t.path, |o| o.chunk_size = 1024);
+    let (key, data) = damaged_in_chunk_1(&t, &db);
+    let (got, err) = read_until_error(&mut db.get(&key).unwrap());
+    assert_corrupt_chunk_1(&err.expect("the damaged blob reads as an error"), &key);
+    assert_eq!(got, &data[..1024], "chunk 0, verified, and no byte of chunk 1");
+    let report = db.check().unwrap();
+    assert_eq!(report.problems.len(), 1, "{report:?}");
+    assert!(report.problems[0].contains(&key.to_string()), "{report:?}");
+}
+
+#[test]
+fn a_runner_never_sees_a_damaged_chunk_and_the_instance_fails_as_corrupt() {
+    let t = temp_path();
+    let db = open_with(&t.path, |o| o.chunk_size = 1024);
+    let (key, data) = damaged_in_chunk_1(&t, &db);
+    let seen = std::sync::Mutex::new(Vec::new());
+    let report = db
+        .run(batchdb::RunOptions { workers: 1, until_empty: true }, |job| {
+            let (got, err) = read_until_error(job);
+            seen.lock().unwrap().extend(got);
+            err.map_or(Ok(()), Err)
+        })
+        .unwrap();
+    assert_eq!((report.completed, report.failed), (0, 1));
+    assert_eq!(*seen.lock().unwrap(), &data[..1024], "the runner saw chunk 0 only");
+    let fails: Vec<batchdb::Row> = db.list(batchdb::ListKind::Fail).collect::<Result<_, _>>().unwrap();
+    match &fails[..] {
+        [batchdb::Row::Fail(f)] => {
+            assert_eq!(f.key, key);
+            assert!(f.message.contains("corrupt") && f.message.contains("chunk 1"), "{}", f.message);
+        }
+        other => panic!("one fail row expected: {other:?}"),
+    }
+}
+
+#[test]
+fn a_stored_hash_of_31_bytes_is_corrupt_naming_the_blob_and_check_goes_on() {
+    let t = temp_path();
+    let db = open(&t.path);
+    let short = db.add(&b"this blob's stored hash loses its last byte"[..]).unwrap().0;
+    let damaged = db.add(&b"this blob's bytes are damaged"[..]).unwrap().0;
+    let good = db.add(&b"untouched"[..]).unwrap().0;
+    corrupt_chunk(&t.path, &damaged, 0, 3);
+    match t.path.to_str().filter(|p| p.starts_with("postgres")) {
+        Some(url) => pg::exec(
+            url,
+            &format!(
+                "UPDATE blob SET hash = substring(hash from 1 for 31) WHERE hash = '\\x{short}'; \
+                 UPDATE job SET hash = substring(hash from 1 for 31) WHERE hash = '\\x{short}'"
+            ),
+        )
+        .unwrap(),
+        None => {
+            let raw = rusqlite::Connection::open(&t.path).unwrap();
+            let sql = "UPDATE blob SET hash = substr(hash, 1, 31) WHERE hash = ?1";
+            assert_eq!(raw.execute(sql, [short.as_bytes().as_slice()]).unwrap(), 1);
+        }
+    }
+    let short_hex = &short.to_string()[..62];
+
+    let report = db.check().expect("check reports damage, it does not stop at it");
+    let named = |what: &str| report.problems.iter().filter(|p| p.contains(what)).count();
+    assert_eq!(named(short_hex), 1, "{report:?}");
+    assert_eq!(named(&damaged.to_string()), 1, "{report:?}");
+    assert_eq!(named(&good.to_string()), 0, "{report:?}");
+    assert_eq!(report.problems.len(), 2, "{report:?}");
+
+    let err = db.list(ListKind::Job).find_map(Result::err).expect("listing reaches the damaged hash");
+    assert!(matches!(err, Error::Corrupt(_)) && err.code() == -4, "{err:?}");
+    assert!(err.to_string().contains(short_hex), "names the blob: {err}");
+    let mut out = Vec::new();
+    let err = Error::from(db.get(&damaged).unwrap().read_to_end(&mut out).unwrap_err());
+    assert!(matches!(err, Error::Corrupt(_)) && err.code() == -4, "{err:?}");
+    assert!(err.to_string().contains(&damaged.short()), "names the blob: {err}");
+    assert!(out.is_empty(), "no byte of a damaged one-chunk blob");
+}

@@ -1415,3 +1415,194 @@ fn wal_stays_bounded_under_steady_load() {
     );
     assert!(max <= WAL_LIMIT, "the WAL grew to {max} bytes");
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 17: no unverified byte reaches a reader; damage of any kind is Corrupt
+// ---------------------------------------------------------------------------------------
+
+/// Pads `s` with comment lines to exactly `len` bytes.
+fn pad_script(s: &mut String, len: usize) {
+    while s.len() < len {
+        let room = len - s.len();
+        if room == 1 {
+            s.push('\n');
+        } else {
+            let k = room.min(80);
+            s.push('#');
+            s.push_str(&"x".repeat(k - 2));
+            s.push('\n');
+        }
+    }
+}
+
+#[test]
+fn r3_cli_run_and_get_stop_before_a_damaged_chunk() {
+    if sqlite_only("damages the file's chunk rows directly") {
+        return;
+    }
+    const CHUNK: usize = 256 << 10; // the CLI's chunk size
+    let t = temp_path();
+    let marks = t.dir.path().join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    let mark = |name: &str| marks.join(name);
+    let touch = |name: &str| format!("touch '{}'\n", mark(name).display());
+    // Chunk 0 runs; chunk 1 opens with a line that marks it as seen, and holds a commented-out
+    // line that the damage turns into a command; chunk 2 is last (whole-content check).
+    let mut script = touch("seen0");
+    pad_script(&mut script, CHUNK);
+    script.push_str(&touch("seen1"));
+    let hole = script.len() - CHUNK;
+    script.push('#');
+    script.push_str(&touch("damaged"));
+    pad_script(&mut script, 2 * CHUNK);
+    script.push_str(&touch("seen2"));
+    pad_script(&mut script, 2 * CHUNK + 5000);
+
+    let mut add = Command::new(env!("CARGO_BIN_EXE_batchdb"))
+        .arg("--db")
+        .arg(&t.path)
+        .arg("add")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    let out = add.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let key: Hash =
+        String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+
+    let raw = rusqlite::Connection::open(&t.path).unwrap();
+    let (blob, mut piece, inline) = common::sqlite_piece(&raw, &key, 1);
+    assert!(!inline && piece.len() == CHUNK && piece[hole] == b'#');
+    piece[hole] = b'\n';
+    common::set_sqlite_piece(&raw, blob, 1, inline, &piece);
+    drop(raw);
+
+    let get = cli(&t.path, &["get", &key.to_string()]);
+    assert!(!get.status.success());
+    assert!(String::from_utf8_lossy(&get.stderr).contains("corrupt"), "{get:?}");
+    assert_eq!(get.stdout.len(), CHUNK, "get wrote chunk 0 and nothing of chunk 1");
+    assert_eq!(&get.stdout[..], &script.as_bytes()[..CHUNK]);
+
+    let run = cli(&t.path, &["run", "--until-empty", "--", "bash"]);
+    assert!(run.status.success(), "{run:?}");
+    for name in ["seen1", "damaged", "seen2"] {
+        assert!(!mark(name).exists(), "the runner executed a line of chunk 1 or later ({name})");
+    }
+    let fails = String::from_utf8(cli(&t.path, &["list", "fail"]).stdout).unwrap();
+    assert!(fails.contains(&key.to_string()) && fails.contains("corrupt"), "{fails}");
+    println!("R3 CLI: run and get stopped at the damaged chunk 1 of a 3-chunk script");
+}
+
+#[test]
+fn r3_damage_of_any_type_is_corrupt_naming_the_blob_and_check_reports_every_one() {
+    if sqlite_only("SQLite keeps a type per value: a damaged record header changes it") {
+        return;
+    }
+    let t = temp_path();
+    let db = open_with(&t.path, |o| o.chunk_size = 1024);
+    let chunked = db.add(Pattern::new(3, 3000)).unwrap().0;
+    let short = db.add(&b"this blob's stored hash loses its last byte"[..]).unwrap().0;
+    let inline = db.add(&b"these inline bytes become text"[..]).unwrap().0;
+    let good = db.add(&b"untouched"[..]).unwrap().0;
+    let raw = rusqlite::Connection::open(&t.path).unwrap();
+    let by = |sql: &str, h: &Hash| assert_eq!(raw.execute(sql, [h.as_bytes().as_slice()]).unwrap(), 1);
+    by(
+        "UPDATE chunk SET data = CAST(data AS TEXT) WHERE seq = 1 \
+         AND blob = (SELECT id FROM blob WHERE hash = ?1)",
+        &chunked,
+    );
+    by("UPDATE blob SET data = CAST(data AS TEXT) WHERE hash = ?1", &inline);
+    by("UPDATE blob SET hash = substr(hash, 1, 31) WHERE hash = ?1", &short);
+    let text: i64 =
+        raw.query_row("SELECT count(*) FROM chunk WHERE typeof(data) = 'text'", [], |r| r.get(0)).unwrap();
+    assert_eq!(text, 1);
+    drop(raw);
+    let short_hex = &short.to_string()[..62];
+
+    let report = db.check().expect("check reports damage, it does not stop at it");
+    let named = |what: &str| report.problems.iter().filter(|p| p.contains(what)).count();
+    assert_eq!(named(&chunked.to_string()), 1, "{report:?}");
+    assert_eq!(named(&inline.to_string()), 1, "{report:?}");
+    assert_eq!(named(short_hex), 1, "{report:?}");
+    assert_eq!(named(&good.to_string()), 0, "{report:?}");
+    assert_eq!(report.problems.len(), 3, "{report:?}");
+    assert_eq!(report.blobs_checked, 4);
+
+    for key in [chunked, inline] {
+        let err = read_blob(&db, &key).unwrap_err();
+        assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
+        assert_eq!(err.code(), -4, "BATCHDB_ERR_CORRUPT through the C ABI");
+        assert!(err.to_string().contains(&key.short()), "names the blob: {err}");
+    }
+    assert_eq!(read_blob(&db, &good).unwrap(), b"untouched");
+    for kind in [batchdb::ListKind::Job, batchdb::ListKind::Pending] {
+        let err = db.list(kind).find_map(Result::err).expect("listing reaches the damaged hash");
+        assert!(matches!(err, Error::Corrupt(_)), "{kind:?}: {err:?}");
+        assert_eq!(err.code(), -4);
+        assert!(err.to_string().contains(short_hex), "{kind:?} names the blob: {err}");
+    }
+    println!("R3 damaged types: check named all 3 damaged blobs; get and list report Corrupt");
+}
+
+/// A damaged hash index that leads a lookup to another blob's row (one rowid byte changed in
+/// the index entry, the ordering intact) must be Corrupt before any byte is handed out: that
+/// row's chunks all match their digests, so only comparing the row's own hash catches it
+/// (fuzz finding on issue 17's per-chunk digests).
+#[test]
+fn r3_a_redirected_hash_index_hands_out_no_other_blobs_bytes() {
+    if sqlite_only("the test edits SQLite's index pages") {
+        return;
+    }
+    let t = temp_path();
+    let db = open_with(&t.path, |o| o.chunk_size = 1024);
+    // Rowids 0 and 1 take no byte in a record (serial types 8 and 9): start past them.
+    db.create(&b"filler"[..]).unwrap();
+    let asked = db.add(Pattern::new(1, 5000)).unwrap().0;
+    let other = db.add(Pattern::new(2, 5000)).unwrap().0;
+    drop(db);
+    let raw = rusqlite::Connection::open(&t.path).unwrap();
+    let id = |h: &Hash| -> i64 {
+        raw.query_row("SELECT id FROM blob WHERE hash = ?1", [h.as_bytes().as_slice()], |r| r.get(0)).unwrap()
+    };
+    let (asked_id, other_id) = (id(&asked), id(&other));
+    assert!(
+        (2..128).contains(&asked_id) && (2..128).contains(&other_id),
+        "one-byte rowids: {asked_id}, {other_id}"
+    );
+    let (root, page_size): (i64, i64) = (
+        raw.query_row(
+            "SELECT rootpage FROM sqlite_master WHERE tbl_name = 'blob' AND type = 'index'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap(),
+        raw.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap(),
+    );
+    raw.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+    drop(raw);
+    let mut file = std::fs::read(&t.path).unwrap();
+    let page = (root - 1) as usize * page_size as usize..root as usize * page_size as usize;
+    let at = file[page.clone()]
+        .windows(33)
+        .position(|w| w[..32] == asked.as_bytes()[..] && w[32] == asked_id as u8)
+        .expect("the index entry: the hash, then its one-byte rowid")
+        + page.start;
+    file[at + 32] = other_id as u8;
+    std::fs::write(&t.path, &file).unwrap();
+
+    let db = open(&t.path);
+    let err = match db.get(&asked) {
+        Err(e) => e,
+        Ok(mut r) => {
+            let mut out = Vec::new();
+            let e = r.read_to_end(&mut out).unwrap_err();
+            assert!(out.is_empty(), "{} bytes of another blob were handed out", out.len());
+            Error::from(e)
+        }
+    };
+    assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
+    assert!(err.to_string().contains(&asked.short()), "names the blob asked for: {err}");
+    assert_eq!(read_blob(&db, &other).unwrap().len(), 5000, "the other blob reads as before");
+}

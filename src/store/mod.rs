@@ -83,6 +83,24 @@ pub(crate) struct Finished {
     pub size: u64,
 }
 
+/// The digest stored with chunk `seq` of blob `blob`: XXH3-64 of its bytes, seeded with the
+/// chunk's place (see `blob`'s module docs for why not SHA-256), as the signed integer both
+/// backends store. The seed binds the bytes to where they belong: a damaged chunk index that
+/// hands out another blob's chunk, or the same blob's chunk at another position, fails the
+/// check even though those bytes are intact.
+pub(crate) fn chunk_digest(blob: BlobId, seq: i64, data: &[u8]) -> i64 {
+    let seed = (blob as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seq as u64;
+    xxhash_rust::xxh3::xxh3_64_with_seed(data, seed) as i64
+}
+
+/// One stored chunk of a blob, as read.
+pub(crate) struct Chunk {
+    pub data: Vec<u8>,
+    /// The digest stored with a chunk row; `None` for a small blob's inline bytes, which are
+    /// its only chunk and are checked against the blob's hash instead.
+    pub digest: Option<i64>,
+}
+
 /// What to record with a finished blob, in the same transaction as its publication.
 pub(crate) enum Register {
     /// Register the blob as a job, and optionally push an instance of it.
@@ -110,8 +128,9 @@ pub(crate) struct Claimed {
     pub created: i64,
     pub attempt: u32,
     /// The payload's first chunk, when the claim read it at no extra cost (a small payload
-    /// kept inline): the worker then reads its input without another transaction.
-    pub first_chunk: Option<Vec<u8>>,
+    /// kept inline): the worker then reads its input without another transaction. An error
+    /// when the stored chunk is damaged: the worker's read of its payload then fails with it.
+    pub first_chunk: Option<Result<Chunk>>,
 }
 
 /// Instances whose last lease ran out during a claim, now fail rows.
@@ -146,11 +165,10 @@ pub(crate) struct Pos {
     pub created: i64,
 }
 
-/// A published blob, for `check`.
+/// A published blob, for `check`: its hash and size, or why its row cannot be read.
 pub(crate) struct BlobEntry {
     pub id: BlobId,
-    pub hash: Hash,
-    pub size: u64,
+    pub row: Result<(Hash, u64)>,
 }
 
 /// What `gc` removed.
@@ -225,6 +243,32 @@ pub(crate) mod fail {
         ))
     }
 
+    /// A stored row of blob `id` that cannot be decoded: damage, whatever the column.
+    pub fn damaged_blob(id: super::BlobId, what: impl std::fmt::Display) -> Error {
+        Error::corrupt(format!("blob {id} is corrupt: {what}"))
+    }
+
+    /// A stored hash that is not 32 bytes, named by the bytes it has.
+    pub fn damaged_hash(id: super::BlobId, bytes: &[u8]) -> Error {
+        damaged_blob(
+            id,
+            format!("its stored hash has {} bytes, not 32 ({})", bytes.len(), hex::encode(bytes)),
+        )
+    }
+
+    /// The row a lookup by `hash` found, checked: its own stored hash must be the one looked
+    /// up. A damaged index can point at another blob's row, whose chunks all verify.
+    pub fn found_other(hash: &Hash, id: super::BlobId, stored: &[u8]) -> Result<(), Error> {
+        if stored == hash.as_bytes().as_slice() {
+            return Ok(());
+        }
+        Err(Error::corrupt(format!(
+            "blob {} is corrupt: its index entry leads to row {id}, which holds blob {}",
+            hash.short(),
+            hex::encode(&stored[..stored.len().min(6)]),
+        )))
+    }
+
     pub fn publish_gone(hash: &Hash) -> Error {
         Error::stale(format!(
             "blob {} was abandoned while being written (its staging lease ran out and gc removed it)",
@@ -236,16 +280,29 @@ pub(crate) mod fail {
 pub(crate) trait Store: Send + Sync {
     // Blobs.
     fn stage_begin(&self, lease_ms: i64) -> Result<BlobId>;
-    /// Appends a chunk and renews the staging lease; returns the buffer for reuse.
-    fn stage_write(&self, stage: BlobId, seq: i64, data: Vec<u8>, lease_ms: i64) -> Result<Vec<u8>>;
+    /// Appends a chunk with its digest and renews the staging lease; returns the buffer for
+    /// reuse.
+    fn stage_write(
+        &self,
+        stage: BlobId,
+        seq: i64,
+        data: Vec<u8>,
+        digest: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<u8>>;
     /// Removes a staging area and its chunks, in small transactions.
     fn stage_clear(&self, stage: BlobId) -> Result<u64>;
     fn publish(&self, blob: Finished, register: Register) -> Result<Published>;
     /// Publishes many unstaged blobs (`stage: None`) as jobs in one durable transaction,
     /// pushing an instance of each with `push`; returns each instance's `created`, in order.
     fn publish_many(&self, blobs: Vec<Finished>, push: PushSpec) -> Result<Vec<i64>>;
+    /// The published blob stored under `hash`: its id and size. A row found whose own stored
+    /// hash is another (the hash index is damaged) is [`Error::Corrupt`](crate::Error::Corrupt),
+    /// never another blob's bytes: see [`fail::found_other`].
     fn blob(&self, hash: &Hash) -> Result<Option<(BlobId, u64)>>;
-    fn chunk(&self, blob: BlobId, seq: i64) -> Result<Option<Vec<u8>>>;
+    /// Chunk `seq` of a blob, unverified. A row whose columns cannot be decoded is
+    /// [`Error::Corrupt`](crate::Error::Corrupt).
+    fn chunk(&self, blob: BlobId, seq: i64) -> Result<Option<Chunk>>;
 
     // Queue.
     fn push(&self, key: &Hash, spec: PushSpec) -> Result<i64>;

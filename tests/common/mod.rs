@@ -88,11 +88,13 @@ pub fn raw_count(path: &Path, sql: &str) -> i64 {
 pub fn insert_orphan_chunk(path: &Path) {
     match path.to_str().filter(|p| p.starts_with("postgres")) {
         Some(url) => {
-            pg::exec(url, "INSERT INTO chunk (blob, seq, data) VALUES (99999, 0, '\\x00'::bytea)").unwrap();
+            pg::exec(url, "INSERT INTO chunk (blob, seq, data, digest) VALUES (99999, 0, '\\x00'::bytea, 0)")
+                .unwrap();
         }
         None => {
             let raw = rusqlite::Connection::open(path).unwrap();
-            raw.execute("INSERT INTO chunk (blob, seq, data) VALUES (99999, 0, x'00')", []).unwrap();
+            raw.execute("INSERT INTO chunk (blob, seq, data, digest) VALUES (99999, 0, x'00', 0)", [])
+                .unwrap();
         }
     }
 }

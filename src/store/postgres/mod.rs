@@ -25,8 +25,8 @@ pub(crate) use listener::Wake;
 use schema::*;
 
 use super::{
-    fail, BlobEntry, BlobId, ClaimParams, Claimed, Expired, Finished, GcReport, Idle, Pos, Published,
-    PushSpec, Register, Stats, Store,
+    chunk_digest, fail, BlobEntry, BlobId, Chunk, ClaimParams, Claimed, Expired, Finished, GcReport, Idle,
+    Pos, Published, PushSpec, Register, Stats, Store,
 };
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -259,8 +259,11 @@ pub(crate) struct Postgres {
     listener: Listener,
 }
 
-fn hash_of(row: &::postgres::Row, i: usize) -> Result<Hash> {
-    Hash::from_bytes(row.get::<_, &[u8]>(i))
+/// The hash in column `i` of a row of blob `id`; one that is not 32 bytes is damage naming
+/// the blob. (PostgreSQL keeps each column's type, so only lengths and contents can be wrong.)
+fn hash_of(row: &::postgres::Row, i: usize, id: BlobId) -> Result<Hash> {
+    let bytes = row.get::<_, &[u8]>(i);
+    Hash::from_bytes(bytes).map_err(|_| fail::damaged_hash(id, bytes))
 }
 
 /// The advisory-lock key of a hash: its first eight bytes.
@@ -440,7 +443,10 @@ fn publish_blob(t: &mut Tx<'_>, b: &Finished) -> Result<(BlobId, Option<BlobId>)
     let id = match b.stage {
         Some(stage) => {
             if !b.tail.is_empty() {
-                t.exec(CHUNK_INSERT, &[&stage, &b.next_seq, &b.tail])?;
+                t.exec(
+                    CHUNK_INSERT,
+                    &[&stage, &b.next_seq, &b.tail, &chunk_digest(stage, b.next_seq, &b.tail)],
+                )?;
             }
             if t.exec(STAGE_PUBLISH, &[&stage, &hash, &size])? != 1 {
                 return Err(fail::publish_gone(&b.hash));
@@ -451,7 +457,7 @@ fn publish_blob(t: &mut Tx<'_>, b: &Finished) -> Result<(BlobId, Option<BlobId>)
             Some(row) => {
                 let id: BlobId = row.get(0);
                 if !b.tail.is_empty() {
-                    t.exec(CHUNK_INSERT, &[&id, &0i64, &b.tail])?;
+                    t.exec(CHUNK_INSERT, &[&id, &0i64, &b.tail, &chunk_digest(id, 0, &b.tail)])?;
                 }
                 id
             }
@@ -488,12 +494,19 @@ impl Store for Postgres {
         self.write_lazy(|t| Ok(t.one(STAGE_BEGIN, &[&(now_ms() + lease_ms)])?.get(0)))
     }
 
-    fn stage_write(&self, stage: BlobId, seq: i64, data: Vec<u8>, lease_ms: i64) -> Result<Vec<u8>> {
+    fn stage_write(
+        &self,
+        stage: BlobId,
+        seq: i64,
+        data: Vec<u8>,
+        digest: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<u8>> {
         self.write_lazy(|t| {
             if t.exec(STAGE_RENEW, &[&stage, &(now_ms() + lease_ms)])? != 1 {
                 return Err(fail::stage_gone(stage));
             }
-            t.exec(CHUNK_INSERT, &[&stage, &seq, &data])?;
+            t.exec(CHUNK_INSERT, &[&stage, &seq, &data, &digest])?;
             Ok(())
         })?;
         Ok(data)
@@ -535,12 +548,18 @@ impl Store for Postgres {
     }
 
     fn blob(&self, hash: &Hash) -> Result<Option<(BlobId, u64)>> {
-        let hash: &[u8] = hash.as_bytes().as_slice();
-        self.read(|t| Ok(t.opt(BLOB_BY_HASH, &[&hash])?.map(|r| (r.get(0), r.get::<_, i64>(1) as u64))))
+        let bytes: &[u8] = hash.as_bytes().as_slice();
+        let found = self.read(|t| {
+            Ok(t.opt(BLOB_BY_HASH, &[&bytes])?
+                .map(|r| (r.get(0), r.get::<_, i64>(1) as u64, r.get::<_, Vec<u8>>(2))))
+        })?;
+        found.map(|(id, size, stored)| fail::found_other(hash, id, &stored).map(|()| (id, size))).transpose()
     }
 
-    fn chunk(&self, blob: BlobId, seq: i64) -> Result<Option<Vec<u8>>> {
-        self.read(|t| Ok(t.opt(CHUNK_GET, &[&blob, &seq])?.map(|r| r.get(0))))
+    fn chunk(&self, blob: BlobId, seq: i64) -> Result<Option<Chunk>> {
+        self.read(|t| {
+            Ok(t.opt(CHUNK_GET, &[&blob, &seq])?.map(|r| Chunk { data: r.get(0), digest: Some(r.get(1)) }))
+        })
     }
 
     fn push(&self, key: &Hash, spec: PushSpec) -> Result<i64> {
@@ -563,7 +582,7 @@ impl Store for Postgres {
                     let message = format!("lease expired after {attempts} attempts");
                     t.exec(FAIL_INSERT, &[&created, &job, &message, &start, &now, &attempts])?;
                     t.exec(INSTANCE_DELETE, &[&created])?;
-                    let key = hash_of(&t.one(JOB_HASH, &[&job])?, 0)?;
+                    let key = hash_of(&t.one(JOB_HASH, &[&job])?, 0, job)?;
                     expired.push(Expired { key, created, message });
                 } else {
                     t.exec(REQUEUE_NOW, &[&created])?;
@@ -580,9 +599,11 @@ impl Store for Postgres {
                     created: row.get(0),
                     payload: row.get(1),
                     attempt: row.get::<_, i64>(2) as u32,
-                    key: hash_of(&row, 3)?,
+                    key: hash_of(&row, 3, row.get(1))?,
                     size: row.get::<_, i64>(4) as u64,
-                    first_chunk: row.get(5),
+                    first_chunk: row
+                        .get::<_, Option<Vec<u8>>>(5)
+                        .map(|data| Ok(Chunk { data, digest: Some(row.get(6)) })),
                 }),
                 None => None,
             };
@@ -730,7 +751,7 @@ impl Store for Postgres {
             let candidates: Vec<(BlobId, Hash)> = self.read(|t| {
                 t.query(UNREFERENCED_BLOBS, &[&after])?
                     .iter()
-                    .map(|r| Ok((r.get(0), hash_of(r, 1)?)))
+                    .map(|r| Ok((r.get(0), hash_of(r, 1, r.get(0))?)))
                     .collect()
             })?;
             let Some(&(last, _)) = candidates.last() else { break };
@@ -777,12 +798,15 @@ impl Store for Postgres {
 
     fn blobs_after(&self, after: BlobId, limit: usize) -> Result<Vec<BlobEntry>> {
         self.read(|t| {
-            t.query(BLOBS_AFTER, &[&after, &(limit as i64)])?
+            Ok(t.query(BLOBS_AFTER, &[&after, &(limit as i64)])?
                 .iter()
                 .map(|r| {
-                    Ok(BlobEntry { id: r.get(0), hash: hash_of(r, 1)?, size: r.get::<_, i64>(2) as u64 })
+                    // A damaged row is reported by check, which goes on with the next.
+                    let id = r.get(0);
+                    let row = hash_of(r, 1, id).map(|h| (h, r.get::<_, i64>(2) as u64));
+                    BlobEntry { id, row }
                 })
-                .collect()
+                .collect())
         })
     }
 
@@ -815,7 +839,7 @@ fn list_jobs(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)
     let jobs: Vec<(Hash, BlobId)> = t
         .query(LIST_JOBS, &[&start_key(after), &(limit as i64)])?
         .iter()
-        .map(|r| Ok((hash_of(r, 0)?, r.get(1))))
+        .map(|r| Ok((hash_of(r, 0, r.get(1))?, r.get(1))))
         .collect::<Result<_>>()?;
     let mut running: HashMap<BlobId, Vec<i64>> = HashMap::new();
     if !jobs.is_empty() {
@@ -834,7 +858,7 @@ fn list_pending(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, P
             let priority = r.get::<_, i64>(3) as i32;
             Ok((
                 Row::Pending(PendingRow {
-                    job: hash_of(r, 1)?,
+                    job: hash_of(r, 1, r.get(5))?,
                     created,
                     running: r.get::<_, i64>(2) == RUNNING,
                     priority: (priority != 0).then_some(priority),
@@ -857,7 +881,7 @@ fn list_results(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, P
                 Row::Result(ResultRow {
                     key,
                     created,
-                    hash: hash_of(&r, 1)?,
+                    hash: hash_of(&r, 1, r.get(4))?,
                     start: r.get(2),
                     end: r.get(3),
                 }),
@@ -867,13 +891,13 @@ fn list_results(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, P
     }
     if out.len() < limit {
         for r in t.query(LIST_RESULTS_AFTER_JOB, &[&start_key(after), &((limit - out.len()) as i64)])? {
-            let key = hash_of(&r, 0)?;
+            let key = hash_of(&r, 0, r.get(1))?;
             let created = r.get(2);
             out.push((
                 Row::Result(ResultRow {
                     key,
                     created,
-                    hash: hash_of(&r, 3)?,
+                    hash: hash_of(&r, 3, r.get(6))?,
                     start: r.get(4),
                     end: r.get(5),
                 }),
@@ -905,7 +929,7 @@ fn list_fails(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos
     }
     if out.len() < limit {
         for r in t.query(LIST_FAILS_AFTER_JOB, &[&start_key(after), &((limit - out.len()) as i64)])? {
-            let key = hash_of(&r, 0)?;
+            let key = hash_of(&r, 0, r.get(1))?;
             let created = r.get(2);
             out.push((fail_row(key, created, &r, 3), Pos { hash: Some(key), job: r.get(1), created }));
         }

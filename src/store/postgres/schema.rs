@@ -6,6 +6,7 @@
 //!
 //! ```text
 //!  blob ──< chunk            blob(id, hash NULL while staging, size, lease_until)
+//!   │                        chunk(blob, seq, data, digest)
 //!   ├── job                  job(blob, hash)
 //!   │    └──< instance       instance(created, job, state, priority, run_at, attempts, lease_until, start)
 //!   ├──< result              result(created, job, blob, started, ended)
@@ -29,10 +30,12 @@ CREATE TABLE blob (
     size        BIGINT NOT NULL DEFAULT 0,
     lease_until BIGINT
 );
+-- digest: XXH3-64 of data (store::chunk_digest: seeded with blob and seq), checked before any byte of it is read out.
 CREATE TABLE chunk (
-    blob BIGINT NOT NULL,
-    seq  BIGINT NOT NULL,
-    data BYTEA NOT NULL,
+    blob   BIGINT NOT NULL,
+    seq    BIGINT NOT NULL,
+    data   BYTEA NOT NULL,
+    digest BIGINT NOT NULL,
     PRIMARY KEY (blob, seq)
 );
 -- Chunks are hashed content, mostly incompressible: store them out of line, uncompressed.
@@ -125,18 +128,18 @@ pub(crate) const HASH_LOCK_SHARED: &str = "SELECT pg_advisory_xact_lock_shared($
 pub(crate) const STAGE_BEGIN: &str =
     "INSERT INTO blob (hash, size, lease_until) VALUES (NULL, 0, $1) RETURNING id";
 pub(crate) const STAGE_RENEW: &str = "UPDATE blob SET lease_until = $2 WHERE id = $1 AND hash IS NULL";
-pub(crate) const CHUNK_INSERT: &str = "INSERT INTO chunk (blob, seq, data) VALUES ($1, $2, $3)";
+pub(crate) const CHUNK_INSERT: &str = "INSERT INTO chunk (blob, seq, data, digest) VALUES ($1, $2, $3, $4)";
 pub(crate) const CHUNK_DELETE_SOME: &str = "DELETE FROM chunk WHERE blob = $1 AND seq IN \
      (SELECT seq FROM chunk WHERE blob = $1 ORDER BY seq LIMIT 32) \
      RETURNING octet_length(data)::bigint";
 pub(crate) const STAGE_DELETE: &str = "DELETE FROM blob WHERE id = $1 AND hash IS NULL";
 pub(crate) const STAGE_ABANDON: &str = "UPDATE blob SET lease_until = 0 WHERE id = $1 AND hash IS NULL";
-pub(crate) const BLOB_BY_HASH: &str = "SELECT id, size FROM blob WHERE hash = $1";
+pub(crate) const BLOB_BY_HASH: &str = "SELECT id, size, hash FROM blob WHERE hash = $1";
 pub(crate) const BLOB_INSERT_NEW: &str =
     "INSERT INTO blob (hash, size) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING RETURNING id";
 pub(crate) const STAGE_PUBLISH: &str =
     "UPDATE blob SET hash = $2, size = $3, lease_until = NULL WHERE id = $1 AND hash IS NULL";
-pub(crate) const CHUNK_GET: &str = "SELECT data FROM chunk WHERE blob = $1 AND seq = $2";
+pub(crate) const CHUNK_GET: &str = "SELECT data, digest FROM chunk WHERE blob = $1 AND seq = $2";
 
 // Jobs and instances.
 pub(crate) const JOB_INSERT: &str = "INSERT INTO job (blob, hash) VALUES ($1, $2) ON CONFLICT DO NOTHING";
@@ -167,9 +170,9 @@ macro_rules! claim {
             $order,
             " LIMIT 1 FOR UPDATE SKIP LOCKED) \
                  RETURNING created, job, attempts) \
-             SELECT c.created, c.job, c.attempts, j.hash, b.size, \
-                 (SELECT data FROM chunk WHERE chunk.blob = c.job AND seq = 0) \
-             FROM c JOIN job j ON j.blob = c.job JOIN blob b ON b.id = c.job"
+             SELECT c.created, c.job, c.attempts, j.hash, b.size, ch.data, ch.digest \
+             FROM c JOIN job j ON j.blob = c.job JOIN blob b ON b.id = c.job \
+             LEFT JOIN chunk ch ON ch.blob = c.job AND ch.seq = 0"
         )
     };
 }
@@ -210,14 +213,14 @@ pub(crate) const IDLE: &str = "SELECT EXISTS (SELECT 1 FROM instance), \
 // Listing, by keyset pagination.
 pub(crate) const LIST_JOBS: &str = "SELECT hash, blob FROM job WHERE hash > $1 ORDER BY hash LIMIT $2";
 pub(crate) const RUNNING_INSTANCES: &str = "SELECT job, created FROM instance WHERE state = 1";
-pub(crate) const LIST_PENDING: &str = "SELECT i.created, j.hash, i.state, i.priority, i.run_at \
+pub(crate) const LIST_PENDING: &str = "SELECT i.created, j.hash, i.state, i.priority, i.run_at, i.job \
      FROM instance i JOIN job j ON j.blob = i.job \
      WHERE i.created > $1 ORDER BY i.created LIMIT $2";
-pub(crate) const LIST_RESULTS_OF_JOB: &str = "SELECT r.created, b.hash, r.started, r.ended \
+pub(crate) const LIST_RESULTS_OF_JOB: &str = "SELECT r.created, b.hash, r.started, r.ended, r.blob \
      FROM result r JOIN blob b ON b.id = r.blob \
      WHERE r.job = $1 AND r.created > $2 ORDER BY r.created LIMIT $3";
 pub(crate) const LIST_RESULTS_AFTER_JOB: &str =
-    "SELECT j.hash, j.blob, r.created, b.hash, r.started, r.ended \
+    "SELECT j.hash, j.blob, r.created, b.hash, r.started, r.ended, r.blob \
      FROM job j JOIN result r ON r.job = j.blob JOIN blob b ON b.id = r.blob \
      WHERE j.hash > $1 ORDER BY j.hash, r.created LIMIT $2";
 pub(crate) const LIST_FAILS_OF_JOB: &str = "SELECT created, message, started, ended, attempts \

@@ -45,6 +45,20 @@ fn busy_wait(round: i32) -> bool {
 }
 
 pub(crate) fn sql_err(e: rusqlite::Error) -> Error {
+    // A stored value of the wrong kind is damage (the schema fixes every column's type). Row
+    // decoders that can name the blob carry a batchdb error out of the row closure.
+    match e {
+        rusqlite::Error::FromSqlConversionFailure(_, _, inner) => {
+            return match inner.downcast::<Error>() {
+                Ok(err) => *err,
+                Err(other) => Error::corrupt(format!("a stored row is damaged: {other}")),
+            };
+        }
+        rusqlite::Error::InvalidColumnType(..) | rusqlite::Error::IntegralValueOutOfRange(..) => {
+            return Error::corrupt(format!("a stored row is damaged: {e}"));
+        }
+        _ => {}
+    }
     let msg = e.to_string();
     match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::busy(format!(

@@ -9,14 +9,15 @@ use schema::*;
 
 use super::Access;
 use super::{
-    fail, BlobEntry, BlobId, ClaimParams, Claimed, Expired, Finished, GcReport, Idle, Pos, Published,
-    PushSpec, Register, Stats, Store,
+    chunk_digest, fail, BlobEntry, BlobId, Chunk, ClaimParams, Claimed, Expired, Finished, GcReport, Idle,
+    Pos, Published, PushSpec, Register, Stats, Store,
 };
 use crate::clock::now_ms;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::list::{FailRow, ListKind, PendingRow, ResultRow, Row};
 use crate::options::{Durability, Order};
+use rusqlite::types::{Type, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::path::Path;
@@ -31,10 +32,86 @@ impl Sqlite {
     }
 }
 
-fn blob_hash(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Hash> {
-    let bytes: Vec<u8> = r.get(i)?;
-    Hash::from_bytes(&bytes)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, Box::new(e)))
+// Decoding stored values. SQLite keeps a type per value, not per column, so one flipped bit in
+// a record header turns a column's bytes into text or a number: every blob column is decoded
+// by hand, and a value of the wrong kind is `Corrupt` naming the blob (through
+// `conn::sql_err`, which keeps a batchdb error carried in a conversion failure).
+
+/// Carries a batchdb error out of a row closure.
+fn damage(i: usize, e: Error) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(i, Type::Null, Box::new(e))
+}
+
+fn kind_of(v: ValueRef<'_>) -> &'static str {
+    match v {
+        ValueRef::Null => "NULL",
+        ValueRef::Integer(_) => "an integer",
+        ValueRef::Real(_) => "a real number",
+        ValueRef::Text(_) => "text",
+        ValueRef::Blob(_) => "bytes",
+    }
+}
+
+/// The hash in column `i` of the row of blob `id`.
+fn hash_of(r: &rusqlite::Row<'_>, i: usize, id: BlobId) -> rusqlite::Result<Hash> {
+    match r.get_ref(i)? {
+        ValueRef::Blob(b) => Hash::from_bytes(b).map_err(|_| damage(i, fail::damaged_hash(id, b))),
+        v => Err(damage(
+            i,
+            fail::damaged_blob(id, format_args!("its stored hash is {}, not 32 bytes", kind_of(v))),
+        )),
+    }
+}
+
+/// The hash in column `i` of a row whose column `id` holds the blob's id.
+fn blob_hash(r: &rusqlite::Row<'_>, i: usize, id: usize) -> rusqlite::Result<Hash> {
+    hash_of(r, i, r.get(id)?)
+}
+
+/// An integer column of blob `id`'s row, named `what` in messages.
+fn blob_int(r: &rusqlite::Row<'_>, i: usize, id: BlobId, what: &str) -> rusqlite::Result<i64> {
+    match r.get_ref(i)? {
+        ValueRef::Integer(n) => Ok(n),
+        v => Err(damage(i, fail::damaged_blob(id, format_args!("its {what} is stored as {}", kind_of(v))))),
+    }
+}
+
+/// A blob's size: a non-negative integer.
+fn blob_size(r: &rusqlite::Row<'_>, i: usize, id: BlobId) -> rusqlite::Result<u64> {
+    let n = blob_int(r, i, id, "size")?;
+    u64::try_from(n).map_err(|_| damage(i, fail::damaged_blob(id, format_args!("its stored size is {n}"))))
+}
+
+/// A row of [`CHUNK_GET`]: bytes, their digest (none inline), and whether they are inline.
+/// Errors describe the chunk; the reader names the blob.
+fn chunk_row(r: &rusqlite::Row<'_>, seq: i64) -> rusqlite::Result<Chunk> {
+    let inline = r.get::<_, i64>(2)? == 1;
+    let what = if inline { "its inline data".to_string() } else { format!("chunk {seq}") };
+    let data = match r.get_ref(0)? {
+        ValueRef::Blob(b) => b.to_vec(),
+        v => return Err(damage(0, Error::corrupt(format!("{what} is stored as {}, not bytes", kind_of(v))))),
+    };
+    let digest = match (inline, r.get_ref(1)?) {
+        (true, _) => None,
+        (false, ValueRef::Integer(d)) => Some(d),
+        (false, v) => {
+            return Err(damage(
+                1,
+                Error::corrupt(format!("the digest of {what} is stored as {}", kind_of(v))),
+            ))
+        }
+    };
+    Ok(Chunk { data, digest })
+}
+
+/// The inline data of a claimed job (column `i`), as its first chunk: none when it has no
+/// inline data, an error when the value is damaged.
+fn inline_chunk(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<Result<Chunk>>> {
+    Ok(match r.get_ref(i)? {
+        ValueRef::Null => None,
+        ValueRef::Blob(b) => Some(Ok(Chunk { data: b.to_vec(), digest: None })),
+        v => Some(Err(Error::corrupt(format!("its inline data is stored as {}, not bytes", kind_of(v))))),
+    })
 }
 
 /// Publishes a finished blob inside the caller's transaction, registered as a job when `job`;
@@ -63,7 +140,10 @@ fn publish_blob(c: &Connection, b: &Finished, job: bool) -> Result<(BlobId, Opti
         return Ok((id, None));
     };
     if !b.tail.is_empty() {
-        c.prepare_cached(CHUNK_INSERT).sql()?.execute(params![stage, b.next_seq, b.tail]).sql()?;
+        c.prepare_cached(CHUNK_INSERT)
+            .sql()?
+            .execute(params![stage, b.next_seq, b.tail, chunk_digest(stage, b.next_seq, &b.tail)])
+            .sql()?;
     }
     let n = c.prepare_cached(STAGE_PUBLISH).sql()?.execute(params![stage, hash, b.size as i64, job]).sql()?;
     if n != 1 {
@@ -123,7 +203,7 @@ fn job_by_hash(c: &Connection, key: &Hash) -> Result<BlobId> {
 }
 
 fn job_hash(c: &Connection, job: BlobId) -> Result<Hash> {
-    c.prepare_cached(JOB_HASH).sql()?.query_row([job], |r| blob_hash(r, 0)).sql()
+    c.prepare_cached(JOB_HASH).sql()?.query_row([job], |r| hash_of(r, 0, job)).sql()
 }
 
 fn delete_chunks(c: &Connection, blob: BlobId) -> Result<(u64, u64, bool)> {
@@ -164,13 +244,20 @@ impl Store for Sqlite {
         })
     }
 
-    fn stage_write(&self, stage: BlobId, seq: i64, data: Vec<u8>, lease_ms: i64) -> Result<Vec<u8>> {
+    fn stage_write(
+        &self,
+        stage: BlobId,
+        seq: i64,
+        data: Vec<u8>,
+        digest: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<u8>> {
         self.conns.write(false, move |c| {
             let alive = c.prepare_cached(STAGE_RENEW).sql()?.execute([stage, now_ms() + lease_ms]).sql()?;
             if alive != 1 {
                 return Err(fail::stage_gone(stage));
             }
-            c.prepare_cached(CHUNK_INSERT).sql()?.execute(params![stage, seq, data]).sql()?;
+            c.prepare_cached(CHUNK_INSERT).sql()?.execute(params![stage, seq, data, digest]).sql()?;
             Ok(data)
         })
     }
@@ -216,18 +303,40 @@ impl Store for Sqlite {
     }
 
     fn blob(&self, hash: &Hash) -> Result<Option<(BlobId, u64)>> {
-        self.conns.read(|c| {
-            c.prepare_cached(BLOB_BY_HASH)
-                .sql()?
-                .query_row([hash.as_bytes().as_slice()], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
-                .optional()
-                .sql()
-        })
+        self.conns
+            .read(|c| {
+                c.prepare_cached(BLOB_BY_HASH)
+                    .sql()?
+                    .query_row([hash.as_bytes().as_slice()], |r| {
+                        let id = r.get(0)?;
+                        let stored = match r.get_ref(2)? {
+                            ValueRef::Blob(b) => b.to_vec(),
+                            v => {
+                                return Err(damage(
+                                    2,
+                                    fail::damaged_blob(
+                                        id,
+                                        format_args!("its hash is stored as {}", kind_of(v)),
+                                    ),
+                                ))
+                            }
+                        };
+                        Ok((id, blob_size(r, 1, id)?, stored))
+                    })
+                    .optional()
+                    .sql()
+            })?
+            .map(|(id, size, stored)| fail::found_other(hash, id, &stored).map(|()| (id, size)))
+            .transpose()
     }
 
-    fn chunk(&self, blob: BlobId, seq: i64) -> Result<Option<Vec<u8>>> {
+    fn chunk(&self, blob: BlobId, seq: i64) -> Result<Option<Chunk>> {
         self.conns.read(|c| {
-            c.prepare_cached(CHUNK_GET).sql()?.query_row(params![blob, seq], |r| r.get(0)).optional().sql()
+            c.prepare_cached(CHUNK_GET)
+                .sql()?
+                .query_row(params![blob, seq], |r| chunk_row(r, seq))
+                .optional()
+                .sql()
         })
     }
 
@@ -280,7 +389,9 @@ impl Store for Sqlite {
                     let (key, size, first_chunk) = c
                         .prepare_cached(CLAIMED_JOB)
                         .sql()?
-                        .query_row([job], |r| Ok((blob_hash(r, 0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)))
+                        .query_row([job], |r| {
+                            Ok((hash_of(r, 0, job)?, blob_size(r, 1, job)?, inline_chunk(r, 2)?))
+                        })
                         .sql()?;
                     Some(Claimed { key, payload: job, size, created, attempt: attempt as u32, first_chunk })
                 }
@@ -520,7 +631,10 @@ impl Store for Sqlite {
             c.prepare_cached(BLOBS_AFTER)
                 .sql()?
                 .query_map(params![after, limit as i64], |r| {
-                    Ok(BlobEntry { id: r.get(0)?, hash: blob_hash(r, 1)?, size: r.get::<_, i64>(2)? as u64 })
+                    // A damaged row is reported by check, which goes on with the next.
+                    let id = r.get(0)?;
+                    let row = (|| Ok((hash_of(r, 1, id)?, blob_size(r, 2, id)?)))().sql();
+                    Ok(BlobEntry { id, row })
                 })
                 .sql()?
                 .collect::<rusqlite::Result<_>>()
@@ -569,7 +683,7 @@ fn list_jobs(c: &Connection, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)
     let jobs: Vec<(Hash, BlobId)> = c
         .prepare_cached(LIST_JOBS)
         .sql()?
-        .query_map(params![start, limit as i64], |r| Ok((blob_hash(r, 0)?, r.get(1)?)))
+        .query_map(params![start, limit as i64], |r| Ok((blob_hash(r, 0, 1)?, r.get(1)?)))
         .sql()?
         .collect::<rusqlite::Result<_>>()
         .sql()?;
@@ -592,7 +706,7 @@ fn list_pending(c: &Connection, after: &Pos, limit: usize) -> Result<Vec<(Row, P
             let priority: i32 = r.get(3)?;
             Ok((
                 Row::Pending(PendingRow {
-                    job: blob_hash(r, 1)?,
+                    job: blob_hash(r, 1, 5)?,
                     created,
                     running: r.get::<_, i64>(2)? == RUNNING,
                     priority: (priority != 0).then_some(priority),
@@ -618,7 +732,7 @@ fn list_results(c: &Connection, after: &Pos, limit: usize) -> Result<Vec<(Row, P
                 Row::Result(ResultRow {
                     key,
                     created,
-                    hash: blob_hash(r, 1)?,
+                    hash: blob_hash(r, 1, 4)?,
                     start: r.get(2)?,
                     end: r.get(3)?,
                 }),
@@ -631,13 +745,13 @@ fn list_results(c: &Connection, after: &Pos, limit: usize) -> Result<Vec<(Row, P
         let start: Vec<u8> = after.hash.map(|h| h.as_bytes().to_vec()).unwrap_or_default();
         let mut stmt = c.prepare_cached(LIST_RESULTS_AFTER_JOB).sql()?;
         let rows = stmt.query_map(params![start, (limit - out.len()) as i64], |r| {
-            let key = blob_hash(r, 0)?;
+            let key = blob_hash(r, 0, 1)?;
             let created = r.get(2)?;
             Ok((
                 Row::Result(ResultRow {
                     key,
                     created,
-                    hash: blob_hash(r, 3)?,
+                    hash: blob_hash(r, 3, 6)?,
                     start: r.get(4)?,
                     end: r.get(5)?,
                 }),
@@ -675,7 +789,7 @@ fn list_fails(c: &Connection, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos
         let start: Vec<u8> = after.hash.map(|h| h.as_bytes().to_vec()).unwrap_or_default();
         let mut stmt = c.prepare_cached(LIST_FAILS_AFTER_JOB).sql()?;
         let rows = stmt.query_map(params![start, (limit - out.len()) as i64], |r| {
-            let key = blob_hash(r, 0)?;
+            let key = blob_hash(r, 0, 1)?;
             let created = r.get(2)?;
             Ok((fail(key, created, r, 3)?, Pos { hash: Some(key), job: r.get(1)?, created }))
         });

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  blob ──< chunk            blob(id, hash NULL while staging, size, job, lease_until, data)
-//!   │                        chunk(blob, seq, data)
+//!   │                        chunk(blob, seq, data, digest)
 //!   ├──< instance            instance(created, job, state, priority, run_at,
 //!   │                                 attempts, lease_until, start)
 //!   ├──< result              result(job, created, blob, started, ended)
@@ -22,7 +22,9 @@
 //! completion writes one row and no separate index entry for it.
 //! Hashes are 32-byte blobs, indexed only where a lookup needs them. A large blob is written
 //! under a staging row (`hash IS NULL`) and published by one small `UPDATE` that sets its
-//! hash: chunk data is never copied or rewritten.
+//! hash: chunk data is never copied or rewritten. Each chunk row carries the digest of its
+//! bytes, seeded with its place (`store::chunk_digest`), written with it, so that a reader checks a chunk before
+//! handing out any of it; inline bytes need none, being checked against the blob's hash.
 
 /// `PRAGMA application_id` of a batchdb file: "BDB!".
 pub(crate) const APPLICATION_ID: i32 = 0x4244_4221;
@@ -40,9 +42,10 @@ CREATE TABLE blob (
     data        BLOB
 );
 CREATE TABLE chunk (
-    blob INTEGER NOT NULL,
-    seq  INTEGER NOT NULL,
-    data BLOB NOT NULL,
+    blob   INTEGER NOT NULL,
+    seq    INTEGER NOT NULL,
+    data   BLOB NOT NULL,
+    digest INTEGER NOT NULL,
     PRIMARY KEY (blob, seq)
 );
 CREATE TABLE instance (
@@ -103,22 +106,27 @@ pub(crate) const NEXT_BLOB: &str =
 pub(crate) const STAGE_BEGIN: &str =
     "INSERT INTO blob (id, hash, size, lease_until) VALUES (?1, NULL, 0, ?2)";
 pub(crate) const STAGE_RENEW: &str = "UPDATE blob SET lease_until = ?2 WHERE id = ?1 AND hash IS NULL";
-pub(crate) const CHUNK_INSERT: &str = "INSERT INTO chunk (blob, seq, data) VALUES (?1, ?2, ?3)";
+pub(crate) const CHUNK_INSERT: &str = "INSERT INTO chunk (blob, seq, data, digest) VALUES (?1, ?2, ?3, ?4)";
 pub(crate) const CHUNK_DELETE_SOME: &str =
     "DELETE FROM chunk WHERE rowid IN (SELECT rowid FROM chunk WHERE blob = ?1 LIMIT 32) \
      RETURNING length(data)";
 pub(crate) const STAGE_DELETE: &str = "DELETE FROM blob WHERE id = ?1 AND hash IS NULL";
 pub(crate) const STAGE_ABANDON: &str = "UPDATE blob SET lease_until = 0 WHERE id = ?1 AND hash IS NULL";
-pub(crate) const BLOB_BY_HASH: &str = "SELECT id, size FROM blob WHERE hash = ?1";
+/// The id is found through the hash index, the row then read by id, so that `hash` comes
+/// from the table and not from the index entry (SQLite reads an indexed column from the
+/// index): a damaged index that leads to another row is then seen for what it is.
+pub(crate) const BLOB_BY_HASH: &str =
+    "SELECT id, size, hash FROM blob WHERE id = (SELECT id FROM blob WHERE hash = ?1)";
 /// A blob that fits in one chunk, its bytes inline (NULL when empty), unless its content is
 /// stored already.
 pub(crate) const BLOB_INSERT_NEW: &str = "INSERT INTO blob (id, hash, size, job, data) \
      VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (hash) DO NOTHING";
 pub(crate) const STAGE_PUBLISH: &str =
     "UPDATE blob SET hash = ?2, size = ?3, job = ?4, lease_until = NULL WHERE id = ?1 AND hash IS NULL";
-/// Chunk 0 of a small blob is its inline data.
-pub(crate) const CHUNK_GET: &str = "SELECT data FROM blob WHERE id = ?1 AND ?2 = 0 AND data IS NOT NULL \
-     UNION ALL SELECT data FROM chunk WHERE blob = ?1 AND seq = ?2 LIMIT 1";
+/// Chunk 0 of a small blob is its inline data (marked by the third column, with no digest).
+pub(crate) const CHUNK_GET: &str =
+    "SELECT data, NULL, 1 FROM blob WHERE id = ?1 AND ?2 = 0 AND data IS NOT NULL \
+     UNION ALL SELECT data, digest, 0 FROM chunk WHERE blob = ?1 AND seq = ?2 LIMIT 1";
 
 // Jobs and instances.
 /// Registers an existing blob as a job; a no-op (and no page written) when it is one.
@@ -175,13 +183,14 @@ pub(crate) const IDLE: &str = "SELECT EXISTS (SELECT 1 FROM instance), \
 pub(crate) const LIST_JOBS: &str =
     "SELECT hash, id FROM blob WHERE hash > ?1 AND job = 1 ORDER BY hash LIMIT ?2";
 pub(crate) const RUNNING_INSTANCES: &str = "SELECT job, created FROM instance WHERE state = 1";
-pub(crate) const LIST_PENDING: &str = "SELECT i.created, j.hash, i.state, i.priority, i.run_at \
+pub(crate) const LIST_PENDING: &str = "SELECT i.created, j.hash, i.state, i.priority, i.run_at, i.job \
      FROM instance i JOIN blob j ON j.id = i.job \
      WHERE i.created > ?1 ORDER BY i.created LIMIT ?2";
-pub(crate) const LIST_RESULTS_OF_JOB: &str = "SELECT r.created, b.hash, r.started, r.ended \
+pub(crate) const LIST_RESULTS_OF_JOB: &str = "SELECT r.created, b.hash, r.started, r.ended, r.blob \
      FROM result r JOIN blob b ON b.id = r.blob \
      WHERE r.job = ?1 AND r.created > ?2 ORDER BY r.created LIMIT ?3";
-pub(crate) const LIST_RESULTS_AFTER_JOB: &str = "SELECT j.hash, j.id, r.created, b.hash, r.started, r.ended \
+pub(crate) const LIST_RESULTS_AFTER_JOB: &str =
+    "SELECT j.hash, j.id, r.created, b.hash, r.started, r.ended, r.blob \
      FROM blob j JOIN result r ON r.job = j.id JOIN blob b ON b.id = r.blob \
      WHERE j.hash > ?1 ORDER BY j.hash, r.created LIMIT ?2";
 pub(crate) const LIST_FAILS_OF_JOB: &str = "SELECT created, message, started, ended, attempts \
