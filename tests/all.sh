@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every test suite of batchdb, as README.md gives it: formatting and lints, the Rust suites,
 # the C suite under valgrind, ASan/UBSan and plain (with its timing tests), the Go suite with
-# -race, and the Node suite.
-# Installs what a fresh machine lacks (valgrind; koffi through npm ci). Exits non-zero on the
+# -race, the Node suite, and each fuzz target for 60 s.
+# Installs what a fresh machine lacks (valgrind; koffi through npm ci; cargo-fuzz). Exits non-zero on the
 # first failing suite.
 #
 #   bash tests/all.sh
@@ -34,6 +34,9 @@ step "go: vet and tests with -race (links target/release/libbatchdb.a)"
 
 step "node: npm ci (koffi, pinned) and node --test (loads target/release/libbatchdb.so)"
 (cd bindings/node && npm ci --no-audit --no-fund && npm test)
+
+step "fuzz: each cargo-fuzz target for 60 s from its seeds (nightly; installs cargo-fuzz when missing)"
+bash tests/fuzz/run.sh 60
 
 step "benchmarks: smoke run of every workload (BENCHMARKS.md has the full run)"
 bash benches/run.sh --smoke

@@ -3,7 +3,8 @@
 //! instance stays accounted for (pending, result or fail); nothing panics or crashes.
 #![no_main]
 
-use batchdb::ffi::*;
+// `::` because the glob brings in a struct named `batchdb` (the C handle type) too.
+use ::batchdb::ffi::*;
 use libfuzzer_sys::fuzz_target;
 use std::collections::HashSet;
 use std::ffi::{c_char, CString};
@@ -43,7 +44,8 @@ fuzz_target!(|data: &[u8]| {
                 let payload = [arg as u8; 3];
                 let mut key = [0 as c_char; 65];
                 let mut created = 0;
-                let rc = batchdb_add(db, payload.as_ptr(), arg % 4, key.as_mut_ptr(), &mut created, null_mut());
+                let rc =
+                    batchdb_add(db, payload.as_ptr(), arg % 4, key.as_mut_ptr(), &mut created, null_mut());
                 assert_eq!(rc, BATCHDB_OK);
                 keys.push(key);
                 instances += 1;
@@ -63,7 +65,10 @@ fuzz_target!(|data: &[u8]| {
                 let mut job = null_mut();
                 match batchdb_claim(db, &mut job, null_mut()) {
                     BATCHDB_OK => {
-                        assert!(!finished.contains(&batchdb_job_created(job)), "a finished instance ran again");
+                        assert!(
+                            !finished.contains(&batchdb_job_created(job)),
+                            "a finished instance ran again"
+                        );
                         held.push(job);
                     }
                     BATCHDB_DONE => assert!(job.is_null()),
@@ -95,7 +100,10 @@ fuzz_target!(|data: &[u8]| {
                 let (key, created) = failed.remove(arg % failed.len());
                 let mut new = 0;
                 assert_eq!(batchdb_retry(db, key.as_ptr(), created, &mut new, null_mut()), BATCHDB_OK);
-                assert_eq!(batchdb_retry(db, key.as_ptr(), created, &mut new, null_mut()), BATCHDB_ERR_NOT_FOUND);
+                assert_eq!(
+                    batchdb_retry(db, key.as_ptr(), created, &mut new, null_mut()),
+                    BATCHDB_ERR_NOT_FOUND
+                );
             }
             7 => {
                 let mut removed = 0;
@@ -106,7 +114,8 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(batchdb_list(db, 4 + arg as i32, &mut cur, null_mut()), BATCHDB_ERR_INVALID);
             }
         }
-        let total = rows(db, BATCHDB_LIST_PENDING) + rows(db, BATCHDB_LIST_RESULT) + rows(db, BATCHDB_LIST_FAIL);
+        let total =
+            rows(db, BATCHDB_LIST_PENDING) + rows(db, BATCHDB_LIST_RESULT) + rows(db, BATCHDB_LIST_FAIL);
         assert_eq!(total, instances, "an instance was lost or duplicated");
     }
     for job in held {
