@@ -16,11 +16,14 @@ targets="${FUZZ_TARGETS:-ops damage cli_args}"
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
+# Each input opens a database in a fresh temporary folder: keep those in memory where we can.
+if [[ -d /dev/shm && -w /dev/shm ]]; then export TMPDIR=/dev/shm; fi
+
 # One build of every target (the crate is shared); `cargo fuzz run` then finds them built.
 cargo +nightly fuzz build --fuzz-dir tests/fuzz
 
 for t in $targets; do
-    work="$(mktemp -d)"
+    work="$(mktemp -d -p "${TMPDIR:-/tmp}")"
     echo "fuzz: $t for ${secs} s"
     # -timeout: one input taking 10 s counts as a hang; -rss_limit_mb bounds memory.
     cargo +nightly fuzz run --fuzz-dir tests/fuzz "$t" "$work" "tests/fuzz/seeds/$t" -- \
