@@ -28,7 +28,13 @@ for t in $targets; do
     # -timeout: one input taking 10 s counts as a hang; -rss_limit_mb bounds memory.
     cargo +nightly fuzz run --fuzz-dir tests/fuzz "$t" "$work" "tests/fuzz/seeds/$t" -- \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        2>"$work.log" || { tail -n 60 "$work.log" >&2; rm -rf "$work" "$work.log"; exit 1; }
+        2>"$work.log" || {
+        # What failed and where its input is (libFuzzer's own lines, not cargo-fuzz's backtrace).
+        grep -E -A2 'panicked at|ERROR: libFuzzer|Test unit written|SUMMARY' "$work.log" | head -n 40 >&2
+        echo "fuzz: $t failed; replay: cargo +nightly fuzz run --fuzz-dir tests/fuzz $t ARTIFACT" >&2
+        rm -rf "$work" "$work.log"
+        exit 1
+    }
     grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ *DONE)' "$work.log" | sed "s/^/fuzz: $t: /"
     echo "fuzz: $t: corpus $(find "$work" -type f | wc -l) inputs, no crash"
     rm -rf "$work" "$work.log"
