@@ -3,11 +3,12 @@
 //! instance stays accounted for (pending, result or fail); nothing panics or crashes.
 #![no_main]
 
-use batchdb::ffi::*;
+// `::` because the glob brings in a struct named `batchdb` (the C handle type) too.
+use ::batchdb::ffi::*;
 use libfuzzer_sys::fuzz_target;
 use std::collections::HashSet;
 use std::ffi::{c_char, CString};
-use std::ptr::{null, null_mut};
+use std::ptr::null_mut;
 
 fn rows(db: *mut batchdb, kind: i32) -> i64 {
     let mut cur = null_mut();
@@ -30,7 +31,17 @@ fuzz_target!(|data: &[u8]| {
     let dir = tempfile::tempdir().unwrap();
     let path = CString::new(dir.path().join("fuzz.db").to_str().unwrap()).unwrap();
     let mut db = null_mut();
-    assert_eq!(batchdb_open(path.as_ptr(), null(), &mut db, null_mut()), BATCHDB_OK);
+    // Normal durability: no fsync per commit, so that libFuzzer runs many more inputs a second;
+    // the target checks the queue's logic, not power-loss safety (R1 does that).
+    let opts = batchdb_options {
+        chunk_size: 0,
+        durability: BATCHDB_DURABILITY_NORMAL,
+        lease_ms: 0,
+        max_attempts: 0,
+        retry_errors: 0,
+        order: 0,
+    };
+    assert_eq!(batchdb_open(path.as_ptr(), &opts, &mut db, null_mut()), BATCHDB_OK);
     let mut keys: Vec<[c_char; 65]> = Vec::new();
     let mut held: Vec<*mut batchdb_job> = Vec::new();
     let mut finished: HashSet<i64> = HashSet::new();
@@ -43,7 +54,8 @@ fuzz_target!(|data: &[u8]| {
                 let payload = [arg as u8; 3];
                 let mut key = [0 as c_char; 65];
                 let mut created = 0;
-                let rc = batchdb_add(db, payload.as_ptr(), arg % 4, key.as_mut_ptr(), &mut created, null_mut());
+                let rc =
+                    batchdb_add(db, payload.as_ptr(), arg % 4, key.as_mut_ptr(), &mut created, null_mut());
                 assert_eq!(rc, BATCHDB_OK);
                 keys.push(key);
                 instances += 1;
@@ -63,7 +75,10 @@ fuzz_target!(|data: &[u8]| {
                 let mut job = null_mut();
                 match batchdb_claim(db, &mut job, null_mut()) {
                     BATCHDB_OK => {
-                        assert!(!finished.contains(&batchdb_job_created(job)), "a finished instance ran again");
+                        assert!(
+                            !finished.contains(&batchdb_job_created(job)),
+                            "a finished instance ran again"
+                        );
                         held.push(job);
                     }
                     BATCHDB_DONE => assert!(job.is_null()),
@@ -95,7 +110,10 @@ fuzz_target!(|data: &[u8]| {
                 let (key, created) = failed.remove(arg % failed.len());
                 let mut new = 0;
                 assert_eq!(batchdb_retry(db, key.as_ptr(), created, &mut new, null_mut()), BATCHDB_OK);
-                assert_eq!(batchdb_retry(db, key.as_ptr(), created, &mut new, null_mut()), BATCHDB_ERR_NOT_FOUND);
+                assert_eq!(
+                    batchdb_retry(db, key.as_ptr(), created, &mut new, null_mut()),
+                    BATCHDB_ERR_NOT_FOUND
+                );
             }
             7 => {
                 let mut removed = 0;
@@ -106,7 +124,8 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(batchdb_list(db, 4 + arg as i32, &mut cur, null_mut()), BATCHDB_ERR_INVALID);
             }
         }
-        let total = rows(db, BATCHDB_LIST_PENDING) + rows(db, BATCHDB_LIST_RESULT) + rows(db, BATCHDB_LIST_FAIL);
+        let total =
+            rows(db, BATCHDB_LIST_PENDING) + rows(db, BATCHDB_LIST_RESULT) + rows(db, BATCHDB_LIST_FAIL);
         assert_eq!(total, instances, "an instance was lost or duplicated");
     }
     for job in held {
