@@ -42,7 +42,6 @@ mod events;
 mod error;
 mod handles;
 mod panic;
-pub(crate) mod sys;
 
 pub use blob::*;
 pub use db::*;
