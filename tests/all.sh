@@ -40,8 +40,7 @@ step "node: npm ci (koffi, pinned) and node --test (loads target/release/libbatc
 (cd bindings/node && npm ci --no-audit --no-fund && npm test)
 
 step "fuzz: each cargo-fuzz target for 60 s from its seeds (nightly; installs cargo-fuzz when missing)"
-# check-misses-damage: an open library finding (RELIABILITY.md); drop it here once check catches it.
-BATCHDB_FUZZ_ALLOW=check-misses-damage bash tests/fuzz/run.sh 60
+bash tests/fuzz/run.sh 60
 
 step "benchmarks: smoke run of every workload (BENCHMARKS.md has the full run)"
 bash benches/run.sh --smoke

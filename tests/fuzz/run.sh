@@ -25,9 +25,11 @@ cargo +nightly fuzz build --fuzz-dir tests/fuzz
 for t in $targets; do
     work="$(mktemp -d -p "${TMPDIR:-/tmp}")"
     echo "fuzz: $t for ${secs} s"
-    # -timeout: one input taking 10 s counts as a hang; -rss_limit_mb bounds memory.
+    # -timeout: one input taking 10 s counts as a hang; -rss_limit_mb bounds memory; a fixed
+    # -seed (FUZZ_SEED, default 1) makes a run replay the same inputs in the same order, so a
+    # failure in CI is met again by running this script with the same seed.
     cargo +nightly fuzz run --fuzz-dir tests/fuzz "$t" "$work" "tests/fuzz/seeds/$t" -- \
-        -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -max_total_time="$secs" -seed="${FUZZ_SEED:-1}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         2>"$work.log" || {
         # What failed and where its input is (libFuzzer's own lines, not cargo-fuzz's backtrace).
         grep -E -A2 'panicked at|ERROR: libFuzzer|Test unit written|SUMMARY' "$work.log" | head -n 40 >&2

@@ -3,7 +3,8 @@
 // while it reads is told the blob "is corrupt", though the file is sound. Not a test: it
 // prints what happens. After `cargo build --release` and `npm ci` in bindings/node:
 //   node tests/soak/repro-gc-read-race.js
-// Today: "error: BATCHDB_ERR_CORRUPT blob … is corrupt: chunk 5 is missing (…)".
+// Before the fix: "error: BATCHDB_ERR_CORRUPT blob … is corrupt: chunk 5 is missing (…)";
+// now BATCHDB_ERR_NOT_FOUND "blob … was removed by gc while it was being read".
 const batchdb = require('../../bindings/node');
 const fs = require('fs'), os = require('os'), path = require('path');
 const { Duplex, PassThrough } = require('stream');

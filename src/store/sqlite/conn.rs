@@ -599,6 +599,14 @@ fn finish(done: impl IntoIterator<Item = (Slot, Result<Output>)>) {
     }
 }
 
+/// Whether this process may write the file `path`, by its effective ids, ACLs and mount
+/// flags, asked without opening the file: closing any descriptor of a file drops every POSIX
+/// lock this process holds on it, SQLite's locks of other open handles included.
+fn may_write(path: &Path) -> bool {
+    use rustix::fs::{accessat, Access, AtFlags, CWD};
+    accessat(CWD, path, Access::WRITE_OK, AtFlags::EACCESS).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -640,12 +648,4 @@ mod tests {
         assert_eq!(plain_path(Path::new("/tmp/file:x.db")), Path::new("/tmp/file:x.db"));
         assert_eq!(plain_path(Path::new("x.db")), Path::new("x.db"));
     }
-}
-
-/// Whether this process may write the file `path`, by its effective ids, ACLs and mount
-/// flags, asked without opening the file: closing any descriptor of a file drops every POSIX
-/// lock this process holds on it, SQLite's locks of other open handles included.
-fn may_write(path: &Path) -> bool {
-    use rustix::fs::{accessat, Access, AtFlags, CWD};
-    accessat(CWD, path, Access::WRITE_OK, AtFlags::EACCESS).is_ok()
 }
