@@ -247,6 +247,43 @@ typedef struct batchdb_push_options {
 } batchdb_push_options;
 
 /**
+ * One event, as passed to a `batchdb_event_fn`. Every pointer in it (and the event itself)
+ * is valid only during the callback; copy what you need.
+ */
+typedef struct batchdb_event {
+  /**
+   * `BATCHDB_EVENT_*`.
+   */
+  int32_t kind;
+  /**
+   * The job's key, 64 hex characters, NUL-terminated (every kind).
+   */
+  const char *job;
+  /**
+   * The instance's `created` (push, start, result, fail; 0 for create).
+   */
+  int64_t created;
+  /**
+   * Result events: the output's hash; NULL for other kinds.
+   */
+  const char *hash;
+  /**
+   * Fail events: the fail row's message; NULL for other kinds.
+   */
+  const char *message;
+} batchdb_event;
+
+/**
+ * Receives the events of a subscription. Called on whatever thread made the change (any
+ * thread calling into the library, or a `batchdb_run` worker), right after it was committed,
+ * possibly from several threads at once. `ev` and its strings are valid only during the
+ * call. The callback may call into the library, except `batchdb_close` and
+ * `batchdb_unsubscribe`.
+ */
+typedef void (*batchdb_event_fn)(void *userdata,
+                                 const struct batchdb_event *ev);
+
+/**
  * Receives one chunk of a blob from `batchdb_get`. `data` holds `len` bytes and is valid only
  * during the call. Return 0 to continue; any other value stops the read, and `batchdb_get`
  * returns `BATCHDB_ERR_ABORTED`.
@@ -338,43 +375,6 @@ typedef struct batchdb_run_options {
 typedef int32_t (*batchdb_run_fn)(void *userdata,
                                   struct batchdb_job *job,
                                   struct batchdb_error *fail_out);
-
-/**
- * One event, as passed to a `batchdb_event_fn`. Every pointer in it (and the event itself)
- * is valid only during the callback; copy what you need.
- */
-typedef struct batchdb_event {
-  /**
-   * `BATCHDB_EVENT_*`.
-   */
-  int32_t kind;
-  /**
-   * The job's key, 64 hex characters, NUL-terminated (every kind).
-   */
-  const char *job;
-  /**
-   * The instance's `created` (push, start, result, fail; 0 for create).
-   */
-  int64_t created;
-  /**
-   * Result events: the output's hash; NULL for other kinds.
-   */
-  const char *hash;
-  /**
-   * Fail events: the fail row's message; NULL for other kinds.
-   */
-  const char *message;
-} batchdb_event;
-
-/**
- * Receives the events of a subscription. Called on whatever thread made the change (any
- * thread calling into the library, or a `batchdb_run` worker), right after it was committed,
- * possibly from several threads at once. `ev` and its strings are valid only during the
- * call. The callback may call into the library, except `batchdb_close` and
- * `batchdb_unsubscribe`.
- */
-typedef void (*batchdb_event_fn)(void *userdata,
-                                 const struct batchdb_event *ev);
 
 #ifdef __cplusplus
 extern "C" {
@@ -553,6 +553,35 @@ void batchdb_stop(struct batchdb *db);
  * not free. Thread-safe.
  */
 const char *batchdb_version(void);
+
+/**
+ * Calls `fn(userdata, ev)` for every event of this database handle: create, push, start,
+ * result and fail (a failure that is re-queued by `retry_errors` is not a fail event).
+ * Events of other handles or processes are not seen.
+ *
+ * The subscription lasts until `batchdb_unsubscribe` with the same `fn` and `userdata`, or
+ * `batchdb_close`. `userdata` must stay valid and be usable from any thread until then.
+ *
+ * Returns `BATCHDB_OK` or `BATCHDB_ERR_INVALID` (NULL `db`/`fn`). Thread-safe.
+ */
+int32_t batchdb_subscribe(struct batchdb *db,
+                          batchdb_event_fn fn,
+                          void *userdata,
+                          struct batchdb_error *err);
+
+/**
+ * Extension to the contract: ends every subscription of this handle made with this `fn` and
+ * `userdata`. When it returns, no callback of theirs is running or will run, so `userdata` may
+ * be freed.
+ *
+ * Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` (NULL `db`/`fn`); `BATCHDB_ERR_NOT_FOUND` when
+ * there is no such subscription; `BATCHDB_ERR_MISUSE` when called from inside an event
+ * callback (it would wait for itself). Thread-safe.
+ */
+int32_t batchdb_unsubscribe(struct batchdb *db,
+                            batchdb_event_fn fn,
+                            void *userdata,
+                            struct batchdb_error *err);
 
 /**
  * Starts a streaming payload write. On success `*out` receives a writer that the caller owns
@@ -876,35 +905,6 @@ int32_t batchdb_run(struct batchdb *db,
 int32_t batchdb_wait(struct batchdb *db,
                      uint32_t timeout_ms,
                      struct batchdb_error *err);
-
-/**
- * Calls `fn(userdata, ev)` for every event of this database handle: create, push, start,
- * result and fail (a failure that is re-queued by `retry_errors` is not a fail event).
- * Events of other handles or processes are not seen.
- *
- * The subscription lasts until `batchdb_unsubscribe` with the same `fn` and `userdata`, or
- * `batchdb_close`. `userdata` must stay valid and be usable from any thread until then.
- *
- * Returns `BATCHDB_OK` or `BATCHDB_ERR_INVALID` (NULL `db`/`fn`). Thread-safe.
- */
-int32_t batchdb_subscribe(struct batchdb *db,
-                          batchdb_event_fn fn,
-                          void *userdata,
-                          struct batchdb_error *err);
-
-/**
- * Extension to the contract: ends every subscription of this handle made with this `fn` and
- * `userdata`. When it returns, no callback of theirs is running or will run, so `userdata` may
- * be freed.
- *
- * Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` (NULL `db`/`fn`); `BATCHDB_ERR_NOT_FOUND` when
- * there is no such subscription; `BATCHDB_ERR_MISUSE` when called from inside an event
- * callback (it would wait for itself). Thread-safe.
- */
-int32_t batchdb_unsubscribe(struct batchdb *db,
-                            batchdb_event_fn fn,
-                            void *userdata,
-                            struct batchdb_error *err);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -4,7 +4,7 @@
 use crate::blob::Reader;
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::list::ListKind;
+use crate::row::ListKind;
 
 /// Blobs re-hashed per page.
 const PAGE: usize = 128;

@@ -1,8 +1,10 @@
 //! Streaming writers and verifying readers.
 
 use super::db::{push_options, write_added, write_hex, DbHandle};
-use super::error::{hash_arg, null};
-use super::handles::{bytes, c_str, handle_out, into_raw, opt_ref, read_into, take, try_mut, try_ref};
+use super::error::hash_arg;
+use super::handles::{
+    bytes, c_str, handle_out, into_raw, null, opt_ref, read_into, take, try_mut, try_ref, Castable,
+};
 use super::panic::{boundary, status};
 use super::{batchdb, batchdb_error, batchdb_push_options, batchdb_reader, batchdb_writer, BATCHDB_OK};
 use crate::{Error, Reader, Writer};
@@ -12,6 +14,14 @@ use std::io::{Read, Write};
 /// What a `batchdb_writer *` points to.
 pub(crate) struct WriterHandle {
     writer: Writer,
+}
+
+impl Castable for batchdb_writer {
+    type Rust = WriterHandle;
+}
+
+impl Castable for batchdb_reader {
+    type Rust = ReaderHandle;
 }
 
 /// What a `batchdb_reader *` points to.

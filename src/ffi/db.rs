@@ -1,20 +1,25 @@
 //! Opening and closing, creating and pushing jobs, and maintenance.
 
-use super::error::{flag, hash_arg, hex65, null};
-use super::events::{unsubscribe_all, Subscription};
-use super::handles::{bytes, c_str, handle_out, into_raw, opt_array, opt_ref, take, try_ref, write_opt};
+use super::error::{flag, hash_arg, hex65};
+use super::events::{batchdb_event_fn, Subscriptions};
+use super::handles::{
+    bytes, c_str, handle_out, into_raw, null, opt_array, opt_ref, take, try_ref, write_opt, Castable,
+};
 use super::panic::{boundary, status};
 use super::{batchdb, batchdb_error, batchdb_options, batchdb_push_options, BATCHDB_OK};
 use crate::{Db, Durability, Error, Options, Order, PushOptions};
-use std::ffi::{c_char, CStr};
-use std::sync::Mutex;
+use std::ffi::{c_char, c_void, CStr};
 use std::time::Duration;
 
 /// What a `batchdb *` points to.
 pub(crate) struct DbHandle {
     pub db: Db,
     /// Subscriptions made through this handle, ended by `batchdb_close`.
-    pub subs: Mutex<Vec<Subscription>>,
+    pub subs: Subscriptions,
+}
+
+impl Castable for batchdb {
+    type Rust = DbHandle;
 }
 
 fn options(o: Option<&batchdb_options>) -> Result<Options, Error> {
@@ -87,7 +92,7 @@ pub extern "C" fn batchdb_open(
         let path = path_arg(c_str(path))?;
         let db = Db::open(&path, options(opt_ref(opts))?)
             .map_err(|e| e.context(format!("opening {}", crate::redact(&path.to_string_lossy()))))?;
-        *out = into_raw(DbHandle { db, subs: Mutex::new(Vec::new()) });
+        *out = into_raw(DbHandle { db, subs: Subscriptions::default() });
         Ok(BATCHDB_OK)
     })
 }
@@ -109,7 +114,7 @@ pub extern "C" fn batchdb_close(db: *mut batchdb) {
         |_| (),
         || {
             if let Some(handle) = take(db) {
-                unsubscribe_all(&handle);
+                handle.subs.end_all(&handle.db);
             }
         },
     )
@@ -344,4 +349,47 @@ pub extern "C" fn batchdb_stop(db: *mut batchdb) {
 pub extern "C" fn batchdb_version() -> *const c_char {
     static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
     boundary(|_| std::ptr::null(), || VERSION.as_ptr().cast())
+}
+
+/// Calls `fn(userdata, ev)` for every event of this database handle: create, push, start,
+/// result and fail (a failure that is re-queued by `retry_errors` is not a fail event).
+/// Events of other handles or processes are not seen.
+///
+/// The subscription lasts until `batchdb_unsubscribe` with the same `fn` and `userdata`, or
+/// `batchdb_close`. `userdata` must stay valid and be usable from any thread until then.
+///
+/// Returns `BATCHDB_OK` or `BATCHDB_ERR_INVALID` (NULL `db`/`fn`). Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_subscribe(
+    db: *mut batchdb,
+    r#fn: batchdb_event_fn,
+    userdata: *mut c_void,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let h: &DbHandle = try_ref(db, "db")?;
+        h.subs.add(&h.db, r#fn.ok_or_else(|| null("fn"))?, userdata);
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// Extension to the contract: ends every subscription of this handle made with this `fn` and
+/// `userdata`. When it returns, no callback of theirs is running or will run, so `userdata` may
+/// be freed.
+///
+/// Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` (NULL `db`/`fn`); `BATCHDB_ERR_NOT_FOUND` when
+/// there is no such subscription; `BATCHDB_ERR_MISUSE` when called from inside an event
+/// callback (it would wait for itself). Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_unsubscribe(
+    db: *mut batchdb,
+    r#fn: batchdb_event_fn,
+    userdata: *mut c_void,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let h: &DbHandle = try_ref(db, "db")?;
+        h.subs.remove(&h.db, r#fn.ok_or_else(|| null("fn"))?, userdata)?;
+        Ok(BATCHDB_OK)
+    })
 }

@@ -2,7 +2,7 @@
 //! `BATCHDB_ERR_INVALID`.
 
 use super::batchdb_error;
-use super::handles::error_mut;
+use super::handles::{error_mut, null};
 use crate::{Error, Hash};
 use std::ffi::{c_char, CStr, CString};
 
@@ -27,12 +27,6 @@ pub(crate) fn fill(err: *mut batchdb_error, code: i32, msg: &str) {
         *dst = src as c_char;
     }
     err.message[text.len()] = 0;
-}
-
-/// An `Error::Invalid` naming the NULL argument.
-#[cold]
-pub(crate) fn null(what: &str) -> Error {
-    Error::invalid(format!("{what} is NULL"))
 }
 
 /// Parses a NUL-terminated hex hash from C.

@@ -1,14 +1,13 @@
-//! Event subscriptions with a C callback.
+//! Event subscriptions with a C callback: the bridge from the library's events to a
+//! `batchdb_event_fn`, and the subscriptions of one handle. The exports that take a handle
+//! (`batchdb_subscribe`, `batchdb_unsubscribe`) are in `db.rs`, beside the handle.
 
-use super::db::DbHandle;
-use super::error::{c_string, null};
-use super::handles::{try_ref, UserData};
-use super::panic::status;
+use super::error::c_string;
+use super::handles::UserData;
 use super::BATCHDB_EVENT_START;
-use super::{batchdb, batchdb_error, BATCHDB_OK};
 use super::{BATCHDB_EVENT_CREATE, BATCHDB_EVENT_FAIL, BATCHDB_EVENT_PUSH, BATCHDB_EVENT_RESULT};
 use crate::sync::lock;
-use crate::{Error, Event, SubscriptionId};
+use crate::{Db, Error, Event, SubscriptionId};
 use std::cell::Cell;
 use std::ffi::{c_char, c_void, CString};
 use std::sync::{Arc, Condvar, Mutex};
@@ -80,7 +79,7 @@ impl Gate {
 }
 
 /// A subscription made through a handle.
-pub(crate) struct Subscription {
+struct Subscription {
     id: SubscriptionId,
     callback: usize,
     userdata: usize,
@@ -112,67 +111,50 @@ fn deliver(f: extern "C" fn(*mut c_void, *const batchdb_event), userdata: *mut c
     IN_CALLBACK.with(|n| n.set(n.get() - 1));
 }
 
-/// Calls `fn(userdata, ev)` for every event of this database handle: create, push, start,
-/// result and fail (a failure that is re-queued by `retry_errors` is not a fail event).
-/// Events of other handles or processes are not seen.
-///
-/// The subscription lasts until `batchdb_unsubscribe` with the same `fn` and `userdata`, or
-/// `batchdb_close`. `userdata` must stay valid and be usable from any thread until then.
-///
-/// Returns `BATCHDB_OK` or `BATCHDB_ERR_INVALID` (NULL `db`/`fn`). Thread-safe.
-#[no_mangle]
-pub extern "C" fn batchdb_subscribe(
-    db: *mut batchdb,
-    r#fn: batchdb_event_fn,
-    userdata: *mut c_void,
-    err: *mut batchdb_error,
-) -> i32 {
-    status(err, || {
-        let h: &DbHandle = try_ref(db, "db")?;
-        let callback = r#fn.ok_or_else(|| null("fn"))?;
+/// The subscriptions made through one database handle.
+#[derive(Default)]
+pub(crate) struct Subscriptions(Mutex<Vec<Subscription>>);
+
+impl Subscriptions {
+    /// Subscribes `callback` with `userdata` to the events of `db`.
+    pub fn add(
+        &self,
+        db: &Db,
+        callback: extern "C" fn(*mut c_void, *const batchdb_event),
+        userdata: *mut c_void,
+    ) {
         let gate = Arc::new(Gate::default());
         let (g, ud) = (gate.clone(), UserData(userdata));
-        let id = h.db.subscribe(move |ev| {
+        let id = db.subscribe(move |ev| {
             if g.enter() {
                 deliver(callback, ud.get(), ev);
                 g.leave();
             }
         });
-        lock(&h.subs).push(Subscription {
+        lock(&self.0).push(Subscription {
             id,
             callback: callback as usize,
             userdata: userdata as usize,
             gate,
         });
-        Ok(BATCHDB_OK)
-    })
-}
+    }
 
-/// Extension to the contract: ends every subscription of this handle made with this `fn` and
-/// `userdata`. When it returns, no callback of theirs is running or will run, so `userdata` may
-/// be freed.
-///
-/// Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` (NULL `db`/`fn`); `BATCHDB_ERR_NOT_FOUND` when
-/// there is no such subscription; `BATCHDB_ERR_MISUSE` when called from inside an event
-/// callback (it would wait for itself). Thread-safe.
-#[no_mangle]
-pub extern "C" fn batchdb_unsubscribe(
-    db: *mut batchdb,
-    r#fn: batchdb_event_fn,
-    userdata: *mut c_void,
-    err: *mut batchdb_error,
-) -> i32 {
-    status(err, || {
-        let h: &DbHandle = try_ref(db, "db")?;
-        let callback = r#fn.ok_or_else(|| null("fn"))? as usize;
+    /// Ends every subscription of `callback` with `userdata`, waiting for their callbacks in
+    /// flight; NotFound when there is none, Misuse from inside a callback.
+    pub fn remove(
+        &self,
+        db: &Db,
+        callback: extern "C" fn(*mut c_void, *const batchdb_event),
+        userdata: *mut c_void,
+    ) -> Result<(), Error> {
         if IN_CALLBACK.with(Cell::get) > 0 {
             return Err(Error::misuse("batchdb_unsubscribe called from an event callback"));
         }
         let ended: Vec<Subscription> = {
-            let mut subs = lock(&h.subs);
+            let mut subs = lock(&self.0);
             let (ended, kept) = std::mem::take(&mut *subs)
                 .into_iter()
-                .partition(|s| s.callback == callback && s.userdata == userdata as usize);
+                .partition(|s| s.callback == callback as usize && s.userdata == userdata as usize);
             *subs = kept;
             ended
         };
@@ -180,21 +162,21 @@ pub extern "C" fn batchdb_unsubscribe(
             return Err(Error::NotFound("no subscription with this callback and userdata".into()));
         }
         for s in ended {
-            end(h, s);
+            end(db, s);
         }
-        Ok(BATCHDB_OK)
-    })
-}
-
-fn end(h: &DbHandle, s: Subscription) {
-    h.db.unsubscribe(s.id);
-    s.gate.close();
-}
-
-/// Ends every subscription made through `h` (for `batchdb_close`).
-pub(crate) fn unsubscribe_all(h: &DbHandle) {
-    let subs = std::mem::take(&mut *lock(&h.subs));
-    for s in subs {
-        end(h, s);
+        Ok(())
     }
+
+    /// Ends every subscription (for `batchdb_close`).
+    pub fn end_all(&self, db: &Db) {
+        let subs = std::mem::take(&mut *lock(&self.0));
+        for s in subs {
+            end(db, s);
+        }
+    }
+}
+
+fn end(db: &Db, s: Subscription) {
+    db.unsubscribe(s.id);
+    s.gate.close();
 }

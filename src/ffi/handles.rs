@@ -1,40 +1,27 @@
 //! Every cast between C pointers and Rust values, and so every raw dereference of the C ABI.
 //!
-//! Each opaque C type names the Rust value behind it through [`Castable`]. Handles are boxed
+//! Each opaque C type names the Rust value behind it through [`Castable`], implemented
+//! beside the handle. Handles are boxed
 //! with [`into_raw`], borrowed with [`try_ref`]/[`try_mut`] and taken back with [`take`]. The
 //! other helpers read C strings and buffers and write out-parameters. Each function trusts
 //! the caller's side of the header's contract (a non-NULL pointer is valid, aligned and
 //! not used concurrently where the header says so), checks NULL itself, and says so in its
 //! `SAFETY` comment.
 
-use super::blob::{ReaderHandle, WriterHandle};
-use super::db::DbHandle;
-use super::error::null;
-use super::job::JobHandle;
-use super::list::CursorHandle;
-use super::{batchdb, batchdb_cursor, batchdb_error, batchdb_job, batchdb_reader, batchdb_writer};
+use super::batchdb_error;
 use crate::Error;
 use std::ffi::{c_char, c_void, CStr};
 
-/// An opaque C type and the Rust value a pointer to it really points to.
+/// An opaque C type and the Rust value a pointer to it really points to. Each handle's
+/// module implements it beside the handle, so that this module needs none of them.
 pub(crate) trait Castable {
     type Rust;
 }
 
-impl Castable for batchdb {
-    type Rust = DbHandle;
-}
-impl Castable for batchdb_writer {
-    type Rust = WriterHandle;
-}
-impl Castable for batchdb_reader {
-    type Rust = ReaderHandle;
-}
-impl Castable for batchdb_cursor {
-    type Rust = CursorHandle;
-}
-impl Castable for batchdb_job {
-    type Rust = JobHandle;
+/// An `Error::Invalid` naming the NULL argument.
+#[cold]
+pub(crate) fn null(what: &str) -> Error {
+    Error::invalid(format!("{what} is NULL"))
 }
 
 /// Boxes `value` and hands its ownership to C.

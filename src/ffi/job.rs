@@ -1,9 +1,10 @@
 //! Claimed instances: claim, read the payload, write the output, complete or fail.
 
 use super::db::write_hex;
-use super::error::{hex65, null};
+use super::error::hex65;
 use super::handles::{
-    borrowed, bytes, bytes_mut, c_str, handle_out, into_raw, out, read_into, take, try_mut, try_ref,
+    borrowed, bytes, bytes_mut, c_str, handle_out, into_raw, null, out, read_into, take, try_mut, try_ref,
+    Castable,
 };
 use super::panic::{boundary, status};
 use super::{batchdb, batchdb_error, batchdb_job, BATCHDB_DONE, BATCHDB_OK};
@@ -16,6 +17,10 @@ use std::ptr::NonNull;
 pub(crate) struct JobHandle {
     slot: Slot,
     key: [c_char; 65],
+}
+
+impl Castable for batchdb_job {
+    type Rust = JobHandle;
 }
 
 enum Slot {

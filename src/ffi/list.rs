@@ -1,7 +1,7 @@
 //! Cursors over jobs, pending instances, results and failures.
 
 use super::error::{c_string, hex65};
-use super::handles::{handle_out, into_raw, out, take, try_mut, try_ref};
+use super::handles::{handle_out, into_raw, out, take, try_mut, try_ref, Castable};
 use super::panic::{boundary, status};
 use super::{batchdb, batchdb_cursor, batchdb_error, BATCHDB_DONE, BATCHDB_OK};
 use super::{BATCHDB_LIST_FAIL, BATCHDB_LIST_JOB, BATCHDB_LIST_PENDING, BATCHDB_LIST_RESULT};
@@ -46,6 +46,10 @@ pub(crate) struct CursorHandle {
     done: bool,
     message: Option<CString>,
     json: CString,
+}
+
+impl Castable for batchdb_cursor {
+    type Rust = CursorHandle;
 }
 
 /// Lists rows of `kind` (`BATCHDB_LIST_JOB`, `_PENDING`, `_RESULT` or `_FAIL`). On success

@@ -1,7 +1,7 @@
 //! The run loop, with a C function as the runner.
 
-use super::error::{flag, null};
-use super::handles::{borrow_raw, opt_ref, try_ref, UserData};
+use super::error::flag;
+use super::handles::{borrow_raw, null, opt_ref, try_ref, UserData};
 use super::job::JobHandle;
 use super::panic::status;
 use super::{batchdb, batchdb_error, batchdb_job, batchdb_run_options, BATCHDB_OK};

@@ -11,9 +11,9 @@ pub(crate) mod sqlite;
 
 use crate::error::Result;
 use crate::hash::Hash;
-use crate::list::{ListKind, Row};
 use crate::location::is_postgres_url;
 use crate::options::{Durability, Order};
+use crate::row::{ListKind, Row};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -347,7 +347,7 @@ pub(crate) fn job_rows(
             let mut run = running.remove(&blob).unwrap_or_default();
             run.sort_unstable();
             (
-                Row::Job(crate::list::JobRow { key, running: run }),
+                Row::Job(crate::row::JobRow { key, running: run }),
                 Pos { hash: Some(key), job: blob, created: 0 },
             )
         })

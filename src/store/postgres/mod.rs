@@ -31,9 +31,9 @@ use super::{
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::list::{FailRow, ListKind, PendingRow, ResultRow, Row};
 use crate::location::{redact, scrub};
 use crate::options::{Durability, Order};
+use crate::row::{FailRow, ListKind, PendingRow, ResultRow, Row};
 use crate::sync::lock;
 use ::postgres::error::SqlState;
 use ::postgres::types::ToSql;

@@ -15,8 +15,8 @@ use super::{
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::list::{FailRow, ListKind, PendingRow, ResultRow, Row};
 use crate::options::{Durability, Order};
+use crate::row::{FailRow, ListKind, PendingRow, ResultRow, Row};
 use rusqlite::types::{Type, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
