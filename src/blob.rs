@@ -142,7 +142,7 @@ impl Writer {
         }
         if let Some(stage) = duplicate {
             // Best effort: what stays behind is a leftover that gc removes.
-            let _ = self.inner.store.stage_clear(stage);
+            let _ = crate::gc::stage_clear(&*self.inner.store, stage);
         }
     }
 
@@ -198,7 +198,7 @@ impl Drop for Writer {
     fn drop(&mut self) {
         if let Some(stage) = self.stage.take() {
             self.inner.live_stage(stage, false);
-            let _ = self.inner.store.stage_clear(stage);
+            let _ = crate::gc::stage_clear(&*self.inner.store, stage);
         }
     }
 }

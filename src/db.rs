@@ -291,7 +291,7 @@ impl Db {
     /// Removes blobs that no job or result references, and the leftovers of interrupted
     /// writes whose lease ran out. A blob still being written is kept.
     pub fn gc(&self) -> Result<GcReport> {
-        self.inner.store.gc()
+        crate::gc::gc(&*self.inner.store)
     }
 
     /// Counts and sizes.

@@ -40,6 +40,7 @@ mod error;
 mod events;
 #[allow(unsafe_code)]
 pub mod ffi;
+mod gc;
 mod hash;
 mod lease;
 mod list;

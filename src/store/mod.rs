@@ -269,6 +269,11 @@ pub(crate) mod fail {
         )))
     }
 
+    /// The fail row's message of an instance whose lease ran out once too often.
+    pub fn lease_expired(attempts: i64) -> String {
+        format!("lease expired after {attempts} attempts")
+    }
+
     pub fn publish_gone(hash: &Hash) -> Error {
         Error::stale(format!(
             "blob {} was abandoned while being written (its staging lease ran out and gc removed it)",
@@ -276,6 +281,19 @@ pub(crate) mod fail {
         ))
     }
 }
+
+/// An instance's `state` column, in both backends (the SQL's partial indexes spell the same
+/// numbers): ready to claim, claimed under a lease, waiting for its `run_at`.
+pub(crate) const READY: i64 = 0;
+pub(crate) const RUNNING: i64 = 1;
+pub(crate) const WAITING: i64 = 2;
+
+/// Chunks a maintenance transaction deletes at most, so that gc and aborted writes never
+/// hold the write lock for long.
+pub(crate) const CHUNK_BATCH: i64 = 32;
+
+/// Rows a maintenance read returns at most (stale stages, unreferenced blobs).
+pub(crate) const GC_PAGE: i64 = 256;
 
 pub(crate) trait Store: Send + Sync {
     // Blobs.
@@ -290,8 +308,10 @@ pub(crate) trait Store: Send + Sync {
         digest: i64,
         lease_ms: i64,
     ) -> Result<Vec<u8>>;
-    /// Removes a staging area and its chunks, in small transactions.
-    fn stage_clear(&self, stage: BlobId) -> Result<u64>;
+    /// Marks a staging area abandoned (its writer gave up), so that nothing renews it.
+    fn stage_abandon(&self, stage: BlobId) -> Result<()>;
+    /// Deletes a staging area's row (its chunks are cleared first).
+    fn stage_delete(&self, stage: BlobId) -> Result<()>;
     fn publish(&self, blob: Finished, register: Register) -> Result<Published>;
     /// Publishes many unstaged blobs (`stage: None`) as jobs in one durable transaction,
     /// pushing an instance of each with `push`; returns each instance's `created`, in order.
@@ -328,8 +348,25 @@ pub(crate) trait Store: Send + Sync {
     // Listing.
     fn list(&self, kind: ListKind, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>>;
 
-    // Maintenance.
-    fn gc(&self) -> Result<GcReport>;
+    // Maintenance: the steps of [`crate::gc`], each one short transaction.
+    /// Staging areas whose lease ended before `now`, a page of them.
+    fn stale_stages(&self, now: i64) -> Result<Vec<BlobId>>;
+    /// Expires a staging area if its lease still ended before `now`; whether it did.
+    fn stage_expire_if_stale(&self, stage: BlobId, now: i64) -> Result<bool>;
+    /// Deletes up to [`CHUNK_BATCH`] chunks of a blob; the count and their bytes.
+    fn chunks_delete_some(&self, blob: BlobId) -> Result<(u64, u64)>;
+    /// Published blobs after `after` that no job or result references, a page of them by id.
+    fn unreferenced_blobs(&self, after: BlobId) -> Result<Vec<(BlobId, Hash)>>;
+    /// Turns an unreferenced blob back into an abandoned staging area, safely against a
+    /// writer publishing the same content; its inline bytes, or None when it is referenced
+    /// (or gone) by now.
+    fn blob_unpublish_unreferenced(&self, blob: BlobId, hash: &Hash) -> Result<Option<u64>>;
+    /// Ids that chunks belong to but no blob row has.
+    fn orphan_chunk_owners(&self) -> Result<Vec<BlobId>>;
+    /// After a gc: give the space back where the engine needs a nudge (SQLite: a checkpoint).
+    fn after_gc(&self) -> Result<()> {
+        Ok(())
+    }
     /// Structural problems: the engine's integrity check, orphan chunks, dangling references.
     fn check_structure(&self) -> Result<Vec<String>>;
     fn blobs_after(&self, after: BlobId, limit: usize) -> Result<Vec<BlobEntry>>;

@@ -25,8 +25,8 @@ pub(crate) use listener::Wake;
 use schema::*;
 
 use super::{
-    chunk_digest, fail, BlobEntry, BlobId, Chunk, ClaimParams, Claimed, Expired, Finished, GcReport, Idle,
-    Pos, Published, PushSpec, Register, Stats, Store,
+    chunk_digest, fail, BlobEntry, BlobId, Chunk, ClaimParams, Claimed, Expired, Finished, Idle, Pos,
+    Published, PushSpec, Register, Stats, Store, CHUNK_BATCH, GC_PAGE, READY, RUNNING, WAITING,
 };
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -362,21 +362,6 @@ impl Postgres {
         self.give_back(conn);
         out
     }
-
-    /// Deletes a blob's chunks 32 at a time, one short transaction each.
-    fn clear_chunks(&self, blob: BlobId) -> Result<(u64, u64)> {
-        let (mut chunks, mut bytes) = (0, 0);
-        loop {
-            let sizes: Vec<i64> = self.write(|t| {
-                Ok(t.query(CHUNK_DELETE_SOME, &[&blob])?.iter().map(|r| r.get::<_, i64>(0)).collect())
-            })?;
-            chunks += sizes.len() as u64;
-            bytes += sizes.iter().sum::<i64>() as u64;
-            if sizes.len() < 32 {
-                return Ok((chunks, bytes));
-            }
-        }
-    }
 }
 
 /// Creates or migrates the schema, under an advisory lock that serializes clients doing the
@@ -512,11 +497,14 @@ impl Store for Postgres {
         Ok(data)
     }
 
-    fn stage_clear(&self, stage: BlobId) -> Result<u64> {
+    fn stage_abandon(&self, stage: BlobId) -> Result<()> {
         self.write(|t| t.exec(STAGE_ABANDON, &[&stage]))?;
-        let (chunks, _) = self.clear_chunks(stage)?;
+        Ok(())
+    }
+
+    fn stage_delete(&self, stage: BlobId) -> Result<()> {
         self.write(|t| t.exec(STAGE_DELETE, &[&stage]))?;
-        Ok(chunks)
+        Ok(())
     }
 
     fn publish(&self, blob: Finished, register: Register) -> Result<Published> {
@@ -579,7 +567,7 @@ impl Store for Postgres {
             let mut changed = false;
             for (created, attempts, job, start) in stale {
                 if attempts >= max_attempts {
-                    let message = format!("lease expired after {attempts} attempts");
+                    let message = fail::lease_expired(attempts);
                     t.exec(FAIL_INSERT, &[&created, &job, &message, &start, &now, &attempts])?;
                     t.exec(INSTANCE_DELETE, &[&created])?;
                     let key = hash_of(&t.one(JOB_HASH, &[&job])?, 0, job)?;
@@ -726,59 +714,46 @@ impl Store for Postgres {
         })
     }
 
-    fn gc(&self) -> Result<GcReport> {
-        let mut report = GcReport::default();
-        loop {
-            let now = now_ms();
-            let stale: Vec<BlobId> =
-                self.read(|t| Ok(t.query(STALE_STAGES, &[&now])?.iter().map(|r| r.get(0)).collect()))?;
-            if stale.is_empty() {
-                break;
-            }
-            for stage in stale {
-                // Re-checked in its own transaction: the writer may have renewed it meanwhile.
-                if self.write(|t| t.exec(STAGE_EXPIRE_IF_STALE, &[&stage, &now]))? == 1 {
-                    let (n, b) = self.clear_chunks(stage)?;
-                    self.write(|t| t.exec(STAGE_DELETE, &[&stage]))?;
-                    report.stages_removed += 1;
-                    report.chunks_removed += n;
-                    report.bytes_removed += b;
-                }
-            }
-        }
-        let mut after: BlobId = 0;
-        loop {
-            let candidates: Vec<(BlobId, Hash)> = self.read(|t| {
-                t.query(UNREFERENCED_BLOBS, &[&after])?
-                    .iter()
-                    .map(|r| Ok((r.get(0), hash_of(r, 1, r.get(0))?)))
-                    .collect()
-            })?;
-            let Some(&(last, _)) = candidates.last() else { break };
-            after = last;
-            for (blob, hash) in candidates {
-                // Under the hash's lock, a writer publishing the same content either already
-                // committed its reference (the delete sees it) or finds no blob and writes it.
-                let gone = self.write(|t| {
-                    t.exec(HASH_LOCK, &[&hash_key(&hash)])?;
-                    t.exec(BLOB_DELETE_UNREFERENCED, &[&blob])
-                })?;
-                if gone == 1 {
-                    let (n, b) = self.clear_chunks(blob)?;
-                    report.blobs_removed += 1;
-                    report.chunks_removed += n;
-                    report.bytes_removed += b;
-                }
-            }
-        }
-        let orphans: Vec<BlobId> =
-            self.read(|t| Ok(t.query(ORPHAN_CHUNK_OWNERS, &[])?.iter().map(|r| r.get(0)).collect()))?;
-        for owner in orphans {
-            let (n, b) = self.clear_chunks(owner)?;
-            report.chunks_removed += n;
-            report.bytes_removed += b;
-        }
-        Ok(report)
+    fn stale_stages(&self, now: i64) -> Result<Vec<BlobId>> {
+        self.read(|t| Ok(t.query(STALE_STAGES, &[&now, &GC_PAGE])?.iter().map(|r| r.get(0)).collect()))
+    }
+
+    fn stage_expire_if_stale(&self, stage: BlobId, now: i64) -> Result<bool> {
+        Ok(self.write(|t| t.exec(STAGE_EXPIRE_IF_STALE, &[&stage, &now]))? == 1)
+    }
+
+    fn chunks_delete_some(&self, blob: BlobId) -> Result<(u64, u64)> {
+        let sizes: Vec<i64> = self.write(|t| {
+            Ok(t.query(CHUNK_DELETE_SOME, &[&blob, &CHUNK_BATCH])?
+                .iter()
+                .map(|r| r.get::<_, i64>(0))
+                .collect())
+        })?;
+        Ok((sizes.len() as u64, sizes.iter().sum::<i64>() as u64))
+    }
+
+    fn unreferenced_blobs(&self, after: BlobId) -> Result<Vec<(BlobId, Hash)>> {
+        self.read(|t| {
+            t.query(UNREFERENCED_BLOBS, &[&after, &GC_PAGE])?
+                .iter()
+                .map(|r| Ok((r.get(0), hash_of(r, 1, r.get(0))?)))
+                .collect()
+        })
+    }
+
+    /// Under the hash's lock, a writer publishing the same content either already committed
+    /// its reference (the update sees it) or finds no blob afterwards and writes it anew.
+    fn blob_unpublish_unreferenced(&self, blob: BlobId, hash: &Hash) -> Result<Option<u64>> {
+        let done = self.write(|t| {
+            t.exec(HASH_LOCK, &[&hash_key(hash)])?;
+            t.exec(BLOB_UNPUBLISH_UNREFERENCED, &[&blob])
+        })?;
+        // Chunks only: PostgreSQL keeps no bytes inline in the blob row.
+        Ok((done == 1).then_some(0))
+    }
+
+    fn orphan_chunk_owners(&self) -> Result<Vec<BlobId>> {
+        self.read(|t| Ok(t.query(ORPHAN_CHUNK_OWNERS, &[])?.iter().map(|r| r.get(0)).collect()))
     }
 
     /// PostgreSQL checks its own pages; this reports orphan chunks and dangling references.

@@ -81,11 +81,6 @@ CREATE INDEX fail_job ON fail (job, created);
 CREATE INDEX fail_ended ON fail (ended);
 "#];
 
-/// Instance states.
-pub(crate) const READY: i64 = 0;
-pub(crate) const RUNNING: i64 = 1;
-pub(crate) const WAITING: i64 = 2;
-
 /// The advisory lock (one bigint key) that serializes schema set-up between clients.
 pub(crate) const SETUP_LOCK_KEY: i64 = 0x4244_4221_0000_0001;
 
@@ -130,7 +125,7 @@ pub(crate) const STAGE_BEGIN: &str =
 pub(crate) const STAGE_RENEW: &str = "UPDATE blob SET lease_until = $2 WHERE id = $1 AND hash IS NULL";
 pub(crate) const CHUNK_INSERT: &str = "INSERT INTO chunk (blob, seq, data, digest) VALUES ($1, $2, $3, $4)";
 pub(crate) const CHUNK_DELETE_SOME: &str = "DELETE FROM chunk WHERE blob = $1 AND seq IN \
-     (SELECT seq FROM chunk WHERE blob = $1 ORDER BY seq LIMIT 32) \
+     (SELECT seq FROM chunk WHERE blob = $1 ORDER BY seq LIMIT $2) \
      RETURNING octet_length(data)::bigint";
 pub(crate) const STAGE_DELETE: &str = "DELETE FROM blob WHERE id = $1 AND hash IS NULL";
 pub(crate) const STAGE_ABANDON: &str = "UPDATE blob SET lease_until = 0 WHERE id = $1 AND hash IS NULL";
@@ -233,14 +228,17 @@ pub(crate) const LIST_FAILS_AFTER_JOB: &str =
 // Maintenance.
 pub(crate) const STAGE_EXPIRE_IF_STALE: &str =
     "UPDATE blob SET lease_until = 0 WHERE id = $1 AND hash IS NULL AND lease_until < $2";
-pub(crate) const STALE_STAGES: &str = "SELECT id FROM blob WHERE hash IS NULL AND lease_until < $1 LIMIT 256";
+pub(crate) const STALE_STAGES: &str = "SELECT id FROM blob WHERE hash IS NULL AND lease_until < $1 LIMIT $2";
 pub(crate) const UNREFERENCED_BLOBS: &str = "SELECT b.id, b.hash FROM blob b \
      WHERE b.id > $1 AND b.hash IS NOT NULL \
        AND NOT EXISTS (SELECT 1 FROM job WHERE blob = b.id) \
        AND NOT EXISTS (SELECT 1 FROM result WHERE blob = b.id) \
-     ORDER BY b.id LIMIT 256";
-pub(crate) const BLOB_DELETE_UNREFERENCED: &str = "DELETE FROM blob WHERE id = $1 \
-     AND hash IS NOT NULL \
+     ORDER BY b.id LIMIT $2";
+/// Turns an unreferenced blob back into an abandoned staging area, whose chunks and row gc
+/// then removes: a crash part way leaves a leftover that the next gc removes, never chunks
+/// without a blob.
+pub(crate) const BLOB_UNPUBLISH_UNREFERENCED: &str = "UPDATE blob SET hash = NULL, lease_until = 0 \
+     WHERE id = $1 AND hash IS NOT NULL \
      AND NOT EXISTS (SELECT 1 FROM job WHERE blob = $1) \
      AND NOT EXISTS (SELECT 1 FROM result WHERE blob = $1)";
 pub(crate) const ORPHAN_CHUNK_OWNERS: &str = "SELECT c.blob, count(*) FROM chunk c \

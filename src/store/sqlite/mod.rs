@@ -9,8 +9,8 @@ use schema::*;
 
 use super::Access;
 use super::{
-    chunk_digest, fail, BlobEntry, BlobId, Chunk, ClaimParams, Claimed, Expired, Finished, GcReport, Idle,
-    Pos, Published, PushSpec, Register, Stats, Store,
+    chunk_digest, fail, BlobEntry, BlobId, Chunk, ClaimParams, Claimed, Expired, Finished, Idle, Pos,
+    Published, PushSpec, Register, Stats, Store, CHUNK_BATCH, GC_PAGE, READY, RUNNING, WAITING,
 };
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -206,28 +206,7 @@ fn job_hash(c: &Connection, job: BlobId) -> Result<Hash> {
     c.prepare_cached(JOB_HASH).sql()?.query_row([job], |r| hash_of(r, 0, job)).sql()
 }
 
-fn delete_chunks(c: &Connection, blob: BlobId) -> Result<(u64, u64, bool)> {
-    let mut stmt = c.prepare_cached(CHUNK_DELETE_SOME).sql()?;
-    let sizes: Vec<i64> = stmt.query_map([blob], |r| r.get(0)).sql()?.collect::<Result<_, _>>().sql()?;
-    let n = sizes.len() as u64;
-    Ok((n, sizes.iter().sum::<i64>() as u64, n < 32))
-}
-
 impl Sqlite {
-    /// Deletes a blob's chunks 32 at a time, one transaction each, so that gc and aborted
-    /// writes never hold the write lock for long.
-    fn clear_chunks(&self, blob: BlobId) -> Result<(u64, u64)> {
-        let (mut chunks, mut bytes) = (0, 0);
-        loop {
-            let (n, b, last) = self.conns.write(false, move |c| delete_chunks(c, blob))?;
-            chunks += n;
-            bytes += b;
-            if last {
-                return Ok((chunks, bytes));
-            }
-        }
-    }
-
     fn file_size(&self, suffix: &str) -> u64 {
         let mut p = self.conns.path.clone().into_os_string();
         p.push(suffix);
@@ -262,11 +241,14 @@ impl Store for Sqlite {
         })
     }
 
-    fn stage_clear(&self, stage: BlobId) -> Result<u64> {
+    fn stage_abandon(&self, stage: BlobId) -> Result<()> {
         self.conns.write(false, move |c| c.prepare_cached(STAGE_ABANDON).sql()?.execute([stage]).sql())?;
-        let (chunks, _) = self.clear_chunks(stage)?;
+        Ok(())
+    }
+
+    fn stage_delete(&self, stage: BlobId) -> Result<()> {
         self.conns.write(false, move |c| c.prepare_cached(STAGE_DELETE).sql()?.execute([stage]).sql())?;
-        Ok(chunks)
+        Ok(())
     }
 
     fn publish(&self, blob: Finished, register: Register) -> Result<Published> {
@@ -362,7 +344,7 @@ impl Store for Sqlite {
                 .sql()?;
             for (created, attempts, job, start) in stale {
                 if attempts >= max_attempts {
-                    let message = format!("lease expired after {attempts} attempts");
+                    let message = fail::lease_expired(attempts);
                     c.prepare_cached(FAIL_INSERT)
                         .sql()?
                         .execute(params![created, job, message, start, now, attempts])
@@ -520,82 +502,77 @@ impl Store for Sqlite {
         })
     }
 
-    fn gc(&self) -> Result<GcReport> {
-        let mut report = GcReport::default();
-        loop {
-            let now = now_ms();
-            let stale: Vec<BlobId> = self.conns.read(|c| {
-                c.prepare_cached(STALE_STAGES)
-                    .sql()?
-                    .query_map([now], |r| r.get(0))
-                    .sql()?
-                    .collect::<rusqlite::Result<_>>()
-                    .sql()
-            })?;
-            if stale.is_empty() {
-                break;
-            }
-            for stage in stale {
-                // Re-checked under the write lock: the writer may have renewed it meanwhile.
-                let gone = self.conns.write(false, move |c| {
-                    c.prepare_cached(STAGE_EXPIRE_IF_STALE).sql()?.execute(params![stage, now]).sql()
-                })?;
-                if gone == 1 {
-                    let (n, b) = self.clear_chunks(stage)?;
-                    self.conns.write(false, move |c| {
-                        c.prepare_cached(STAGE_DELETE).sql()?.execute([stage]).sql()
-                    })?;
-                    report.stages_removed += 1;
-                    report.chunks_removed += n;
-                    report.bytes_removed += b;
-                }
-            }
-        }
-        let mut after: BlobId = 0;
-        loop {
-            let candidates: Vec<BlobId> = self.conns.read(|c| {
-                c.prepare_cached(UNREFERENCED_BLOBS)
-                    .sql()?
-                    .query_map([after], |r| r.get(0))
-                    .sql()?
-                    .collect::<rusqlite::Result<_>>()
-                    .sql()
-            })?;
-            let Some(&last) = candidates.last() else { break };
-            after = last;
-            for blob in candidates {
-                let inline: Option<i64> = self.conns.write(false, move |c| {
-                    c.prepare_cached(BLOB_UNPUBLISH_UNREFERENCED)
-                        .sql()?
-                        .query_row([blob], |r| r.get(0))
-                        .optional()
-                        .sql()
-                })?;
-                if let Some(inline) = inline {
-                    let (n, b) = self.clear_chunks(blob)?;
-                    self.conns
-                        .write(false, move |c| c.prepare_cached(STAGE_DELETE).sql()?.execute([blob]).sql())?;
-                    report.blobs_removed += 1;
-                    report.chunks_removed += n;
-                    report.bytes_removed += b + inline as u64;
-                }
-            }
-        }
-        let orphans: Vec<(BlobId, i64)> = self.conns.read(|c| {
-            c.prepare_cached(ORPHAN_CHUNK_OWNERS)
+    fn stale_stages(&self, now: i64) -> Result<Vec<BlobId>> {
+        self.conns.read(|c| {
+            c.prepare_cached(STALE_STAGES)
                 .sql()?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_map(params![now, GC_PAGE], |r| r.get(0))
                 .sql()?
                 .collect::<rusqlite::Result<_>>()
                 .sql()
+        })
+    }
+
+    fn stage_expire_if_stale(&self, stage: BlobId, now: i64) -> Result<bool> {
+        let n = self.conns.write(false, move |c| {
+            c.prepare_cached(STAGE_EXPIRE_IF_STALE).sql()?.execute(params![stage, now]).sql()
         })?;
-        for (owner, _) in orphans {
-            let (n, b) = self.clear_chunks(owner)?;
-            report.chunks_removed += n;
-            report.bytes_removed += b;
-        }
-        self.conns.with_writer(|c| c.execute_batch(CHECKPOINT).sql())?;
-        Ok(report)
+        Ok(n == 1)
+    }
+
+    fn chunks_delete_some(&self, blob: BlobId) -> Result<(u64, u64)> {
+        self.conns.write(false, move |c| {
+            let mut stmt = c.prepare_cached(CHUNK_DELETE_SOME).sql()?;
+            let sizes: Vec<i64> = stmt
+                .query_map(params![blob, CHUNK_BATCH], |r| r.get(0))
+                .sql()?
+                .collect::<Result<_, _>>()
+                .sql()?;
+            Ok((sizes.len() as u64, sizes.iter().sum::<i64>() as u64))
+        })
+    }
+
+    fn unreferenced_blobs(&self, after: BlobId) -> Result<Vec<(BlobId, Hash)>> {
+        self.conns.read(|c| {
+            c.prepare_cached(UNREFERENCED_BLOBS)
+                .sql()?
+                .query_map(params![after, GC_PAGE], |r| {
+                    let id = r.get(0)?;
+                    Ok((id, hash_of(r, 1, id)?))
+                })
+                .sql()?
+                .collect::<rusqlite::Result<_>>()
+                .sql()
+        })
+    }
+
+    /// No lock beyond the write transaction: SQLite has one writer at a time, so a writer
+    /// publishing the same content either committed its reference (which the update sees)
+    /// or finds no blob afterwards and writes it anew.
+    fn blob_unpublish_unreferenced(&self, blob: BlobId, _hash: &Hash) -> Result<Option<u64>> {
+        let inline: Option<i64> = self.conns.write(false, move |c| {
+            c.prepare_cached(BLOB_UNPUBLISH_UNREFERENCED)
+                .sql()?
+                .query_row([blob], |r| r.get(0))
+                .optional()
+                .sql()
+        })?;
+        Ok(inline.map(|n| n as u64))
+    }
+
+    fn orphan_chunk_owners(&self) -> Result<Vec<BlobId>> {
+        self.conns.read(|c| {
+            c.prepare_cached(ORPHAN_CHUNK_OWNERS)
+                .sql()?
+                .query_map([], |r| r.get(0))
+                .sql()?
+                .collect::<rusqlite::Result<_>>()
+                .sql()
+        })
+    }
+
+    fn after_gc(&self) -> Result<()> {
+        self.conns.with_writer(|c| c.execute_batch(CHECKPOINT).sql())
     }
 
     fn check_structure(&self) -> Result<Vec<String>> {

@@ -81,11 +81,6 @@ CREATE TABLE fail (
 CREATE INDEX fail_job ON fail (job, created);
 "#];
 
-/// Instance states.
-pub(crate) const READY: i64 = 0;
-pub(crate) const RUNNING: i64 = 1;
-pub(crate) const WAITING: i64 = 2;
-
 // Transactions of the writer: prepared once, since every write runs them.
 pub(crate) const TX_BEGIN: &str = "BEGIN IMMEDIATE";
 pub(crate) const TX_COMMIT: &str = "COMMIT";
@@ -108,7 +103,7 @@ pub(crate) const STAGE_BEGIN: &str =
 pub(crate) const STAGE_RENEW: &str = "UPDATE blob SET lease_until = ?2 WHERE id = ?1 AND hash IS NULL";
 pub(crate) const CHUNK_INSERT: &str = "INSERT INTO chunk (blob, seq, data, digest) VALUES (?1, ?2, ?3, ?4)";
 pub(crate) const CHUNK_DELETE_SOME: &str =
-    "DELETE FROM chunk WHERE rowid IN (SELECT rowid FROM chunk WHERE blob = ?1 LIMIT 32) \
+    "DELETE FROM chunk WHERE rowid IN (SELECT rowid FROM chunk WHERE blob = ?1 LIMIT ?2) \
      RETURNING length(data)";
 pub(crate) const STAGE_DELETE: &str = "DELETE FROM blob WHERE id = ?1 AND hash IS NULL";
 pub(crate) const STAGE_ABANDON: &str = "UPDATE blob SET lease_until = 0 WHERE id = ?1 AND hash IS NULL";
@@ -206,11 +201,11 @@ pub(crate) const STAGE_EXPIRE_IF_STALE: &str =
 pub(crate) const INTEGRITY_CHECK: &str = "PRAGMA integrity_check";
 pub(crate) const DATA_VERSION: &str = "PRAGMA data_version";
 pub(crate) const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
-pub(crate) const STALE_STAGES: &str = "SELECT id FROM blob WHERE hash IS NULL AND lease_until < ?1 LIMIT 256";
-pub(crate) const UNREFERENCED_BLOBS: &str = "SELECT b.id FROM blob b \
+pub(crate) const STALE_STAGES: &str = "SELECT id FROM blob WHERE hash IS NULL AND lease_until < ?1 LIMIT ?2";
+pub(crate) const UNREFERENCED_BLOBS: &str = "SELECT b.id, b.hash FROM blob b \
      WHERE b.id > ?1 AND b.hash IS NOT NULL AND b.job = 0 \
        AND NOT EXISTS (SELECT 1 FROM result WHERE blob = b.id) \
-     ORDER BY b.id LIMIT 256";
+     ORDER BY b.id LIMIT ?2";
 /// Turns an unreferenced blob back into an abandoned staging area, whose chunks and row gc
 /// then removes: a crash part way leaves a leftover that the next gc removes, never chunks
 /// without a blob.
