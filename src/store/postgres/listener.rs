@@ -9,7 +9,8 @@
 //! must wait for the socket and for [`Drop`] at the same time: closing the database then
 //! ends it at once, without waiting for a timeout.
 
-use super::{describe, listen, Target};
+use super::conn::{describe, Target};
+use super::schema::listen;
 use crate::error::{Error, Result};
 use crate::sync::lock;
 use std::future::{poll_fn, Future};

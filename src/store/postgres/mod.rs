@@ -17,6 +17,7 @@
 //! Times (`created`, leases, delays) come from the clients' clocks, as with SQLite: machines
 //! that share a server should keep their clocks in sync (NTP).
 
+mod conn;
 mod listener;
 pub(crate) mod schema;
 
@@ -31,231 +32,15 @@ use super::{
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::location::{redact, scrub};
 use crate::options::{Durability, Order};
 use crate::row::{FailRow, ListKind, PendingRow, ResultRow, Row};
-use crate::sync::lock;
-use ::postgres::error::SqlState;
-use ::postgres::types::ToSql;
-use ::postgres::{Client, Config, NoTls, Statement};
+use conn::{Conns, Target, Tx};
 use listener::Listener;
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::Mutex;
-use std::time::Duration;
-
-/// Idle connections kept for reuse.
-const POOL: usize = 8;
-/// How long opening a connection may take, unless the URL sets `connect_timeout`.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The schema used when the URL does not name one.
-const DEFAULT_SCHEMA: &str = "batchdb";
-
-type Params<'a> = [&'a (dyn ToSql + Sync)];
-
-/// Where the database lives, and how to reach it.
-struct Target {
-    config: Config,
-    /// The same, for the listener's asynchronous client.
-    listen_config: tokio_postgres::Config,
-    schema: String,
-    channel: String,
-    /// The URL as given, only to scrub its secrets from driver messages.
-    url: String,
-    /// The URL without its password, for messages.
-    shown: String,
-    durable: bool,
-}
-
-fn valid_schema(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && s.len() <= 48
-}
-
-impl Target {
-    fn parse(url: &str, durability: Durability) -> Result<Target> {
-        let shown = redact(url);
-        let (base, query) = url.split_once('?').unwrap_or((url, ""));
-        let mut schema = DEFAULT_SCHEMA.to_string();
-        let mut kept = Vec::new();
-        for kv in query.split('&').filter(|kv| !kv.is_empty()) {
-            match kv.split_once('=') {
-                Some(("schema", v)) => schema = v.to_string(),
-                _ => kept.push(kv),
-            }
-        }
-        if !valid_schema(&schema) {
-            return Err(Error::invalid(format!(
-                "{shown}: schema name {schema:?} is not allowed (lowercase letters, digits and _, \
-                 at most 48 characters, not starting with a digit)"
-            )));
-        }
-        let rest = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
-        let mut config = tokio_postgres::Config::from_str(&rest).map_err(|e| {
-            Error::invalid(format!("{shown}: not a valid PostgreSQL URL: {}", scrub(&e.to_string(), url)))
-        })?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("batchdb");
-        }
-        Ok(Target {
-            config: Config::from(config.clone()),
-            listen_config: config,
-            channel: format!("batchdb_{schema}"),
-            schema,
-            url: url.to_string(),
-            shown,
-            durable: durability == Durability::Full,
-        })
-    }
-
-    /// A driver error's text with its causes, without the URL's secrets.
-    fn describe(&self, e: &::postgres::Error) -> String {
-        describe(e, &self.url)
-    }
-
-    /// Maps a driver error to a batchdb error; `lost` is set when the connection is unusable.
-    fn err(&self, e: ::postgres::Error, lost: &mut bool) -> Error {
-        let text = self.describe(&e);
-        if let Some(db) = e.as_db_error() {
-            let code = db.code();
-            if [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW]
-                .contains(code)
-            {
-                *lost = true;
-                return Error::io(format!("connection to PostgreSQL lost ({}): {text}", self.shown));
-            }
-            if [
-                SqlState::T_R_SERIALIZATION_FAILURE,
-                SqlState::T_R_DEADLOCK_DETECTED,
-                SqlState::LOCK_NOT_AVAILABLE,
-            ]
-            .contains(code)
-            {
-                return Error::busy(format!("PostgreSQL ({}): {text}", self.shown));
-            }
-            if *code == SqlState::DISK_FULL {
-                return Error::io(format!("disk full on the PostgreSQL server ({}): {text}", self.shown));
-            }
-            return Error::io(format!("PostgreSQL ({}): {text}", self.shown));
-        }
-        *lost = true;
-        Error::io(format!("connection to PostgreSQL lost ({}): {text}", self.shown))
-    }
-
-    fn connect(&self) -> Result<Conn> {
-        let client = self.config.connect(NoTls).map_err(|e| {
-            Error::io(format!("cannot connect to PostgreSQL at {}: {}", self.shown, self.describe(&e)))
-        })?;
-        let mut conn = Conn { client, stmts: HashMap::new(), broken: false };
-        let mut setup = set_search_path(&self.schema);
-        if !self.durable {
-            setup.push_str("; ");
-            setup.push_str(SYNC_OFF);
-        }
-        Tx { c: &mut conn, t: self }.batch(&setup)?;
-        Ok(conn)
-    }
-}
-
-/// A driver error's text with its causes, without the secrets of `url`.
-fn describe(e: &::postgres::Error, url: &str) -> String {
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    scrub(&text, url)
-}
-
-struct Conn {
-    client: Client,
-    stmts: HashMap<&'static str, Statement>,
-    broken: bool,
-}
-
-/// One connection inside one transaction (or a read outside any).
-struct Tx<'a> {
-    c: &'a mut Conn,
-    t: &'a Target,
-}
-
-impl Tx<'_> {
-    fn fail(&mut self, e: ::postgres::Error) -> Error {
-        let mut lost = false;
-        let err = self.t.err(e, &mut lost);
-        if lost || self.c.client.is_closed() {
-            self.c.broken = true;
-        }
-        err
-    }
-
-    fn prep(&mut self, sql: &'static str) -> Result<Statement> {
-        if let Some(s) = self.c.stmts.get(sql) {
-            return Ok(s.clone());
-        }
-        match self.c.client.prepare(sql) {
-            Ok(s) => {
-                self.c.stmts.insert(sql, s.clone());
-                Ok(s)
-            }
-            Err(e) => Err(self.fail(e)),
-        }
-    }
-
-    fn query(&mut self, sql: &'static str, params: &Params<'_>) -> Result<Vec<::postgres::Row>> {
-        let st = self.prep(sql)?;
-        self.c.client.query(&st, params).map_err(|e| self.fail(e))
-    }
-
-    fn opt(&mut self, sql: &'static str, params: &Params<'_>) -> Result<Option<::postgres::Row>> {
-        let st = self.prep(sql)?;
-        self.c.client.query_opt(&st, params).map_err(|e| self.fail(e))
-    }
-
-    fn one(&mut self, sql: &'static str, params: &Params<'_>) -> Result<::postgres::Row> {
-        let st = self.prep(sql)?;
-        self.c.client.query_one(&st, params).map_err(|e| self.fail(e))
-    }
-
-    fn exec(&mut self, sql: &'static str, params: &Params<'_>) -> Result<u64> {
-        let st = self.prep(sql)?;
-        self.c.client.execute(&st, params).map_err(|e| self.fail(e))
-    }
-
-    fn batch(&mut self, sql: &str) -> Result<()> {
-        self.c.client.batch_execute(sql).map_err(|e| self.fail(e))
-    }
-
-    /// Wakes the waiting workers of every client when this transaction commits.
-    ///
-    /// Only for changes that a waiter acts on: work that became claimable (a push, a
-    /// re-queue) or a queue that became empty. PostgreSQL serializes the commits of
-    /// notifying transactions (measured with pgbench, 8 clients: 2,496 plain commits/s,
-    /// 527 with a NOTIFY each), so the claim/complete cycle must not notify every time. A
-    /// waiter never needs to hear of another worker's new lease: it went to sleep with
-    /// nothing ready, so that instance was pushed later, and the push woke it.
-    fn notify(&mut self) -> Result<()> {
-        let channel = self.t.channel.clone();
-        self.exec(NOTIFY, &[&channel]).map(|_| ())
-    }
-
-    /// Notifies if this transaction leaves no instance at all (see [`Tx::notify`]).
-    fn notify_if_drained(&mut self) -> Result<()> {
-        let channel = self.t.channel.clone();
-        self.query(NOTIFY_IF_DRAINED, &[&channel]).map(|_| ())
-    }
-}
 
 pub(crate) struct Postgres {
-    target: Target,
-    pool: Mutex<Vec<Conn>>,
+    conns: Conns,
     listener: Listener,
 }
 
@@ -284,83 +69,7 @@ impl Postgres {
             e => e.context(format!("cannot set up batchdb in {}", target.shown)),
         })?;
         let listener = Listener::new(&target, wake);
-        Ok(Postgres { target, pool: Mutex::new(vec![conn]), listener })
-    }
-
-    fn take(&self) -> Result<(Conn, bool)> {
-        let pooled = lock(&self.pool).pop();
-        match pooled {
-            Some(c) => Ok((c, true)),
-            None => Ok((self.target.connect()?, false)),
-        }
-    }
-
-    fn give_back(&self, conn: Conn) {
-        if !conn.broken && !conn.client.is_closed() {
-            let mut pool = lock(&self.pool);
-            if pool.len() < POOL {
-                pool.push(conn);
-            }
-        }
-    }
-
-    /// Runs `f` in one transaction opened with `begin`, and commits. A `BEGIN` that fails on
-    /// a pooled connection that died while idle is tried once more on a fresh connection:
-    /// nothing was sent yet. Anything after that is never retried.
-    fn tx<T>(&self, begin: &str, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
-        let (mut conn, pooled) = self.take()?;
-        if let Err(e) = (Tx { c: &mut conn, t: &self.target }).batch(begin) {
-            if !(pooled && conn.broken) {
-                return Err(e);
-            }
-            conn = self.target.connect()?;
-            Tx { c: &mut conn, t: &self.target }.batch(begin)?;
-        }
-        let out = {
-            let mut tx = Tx { c: &mut conn, t: &self.target };
-            match f(&mut tx) {
-                Ok(v) => match tx.batch(COMMIT) {
-                    Ok(()) => Ok(v),
-                    Err(e) if tx.c.broken => Err(e.context(
-                        "the commit's outcome is unknown (the change may or may not have been applied)",
-                    )),
-                    Err(e) => Err(e),
-                },
-                Err(e) => {
-                    if !tx.c.broken && tx.batch(ROLLBACK).is_err() {
-                        tx.c.broken = true;
-                    }
-                    Err(e)
-                }
-            }
-        };
-        self.give_back(conn);
-        out
-    }
-
-    fn write<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
-        self.tx(BEGIN, f)
-    }
-
-    /// A write whose commit does not wait for the server's WAL flush: claims, lease renewals
-    /// and staged chunks, as on SQLite. PostgreSQL flushes its WAL in order, so the next
-    /// durable commit of any client makes them durable too; a crash before it loses at most
-    /// a claim (the instance is pending again) or part of an unpublished blob.
-    fn write_lazy<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
-        self.tx(BEGIN_LAZY, f)
-    }
-
-    /// A read outside any transaction (one statement sees one snapshot). Reads change
-    /// nothing, so one that failed on a pooled connection that had died is run again.
-    fn read<T>(&self, f: impl Fn(&mut Tx<'_>) -> Result<T>) -> Result<T> {
-        let (mut conn, pooled) = self.take()?;
-        let mut out = f(&mut Tx { c: &mut conn, t: &self.target });
-        if out.is_err() && pooled && conn.broken {
-            conn = self.target.connect()?;
-            out = f(&mut Tx { c: &mut conn, t: &self.target });
-        }
-        self.give_back(conn);
-        out
+        Ok(Postgres { conns: Conns { target, pool: Mutex::new(vec![conn]) }, listener })
     }
 }
 
@@ -476,7 +185,7 @@ fn fence(t: &mut Tx<'_>, created: i64, attempt: u32) -> Result<(BlobId, i64)> {
 
 impl Store for Postgres {
     fn stage_begin(&self, lease_ms: i64) -> Result<BlobId> {
-        self.write_lazy(|t| Ok(t.one(STAGE_BEGIN, &[&(now_ms() + lease_ms)])?.get(0)))
+        self.conns.write_lazy(|t| Ok(t.one(STAGE_BEGIN, &[&(now_ms() + lease_ms)])?.get(0)))
     }
 
     fn stage_write(
@@ -487,7 +196,7 @@ impl Store for Postgres {
         digest: i64,
         lease_ms: i64,
     ) -> Result<Vec<u8>> {
-        self.write_lazy(|t| {
+        self.conns.write_lazy(|t| {
             if t.exec(STAGE_RENEW, &[&stage, &(now_ms() + lease_ms)])? != 1 {
                 return Err(fail::stage_gone(stage));
             }
@@ -498,17 +207,17 @@ impl Store for Postgres {
     }
 
     fn stage_abandon(&self, stage: BlobId) -> Result<()> {
-        self.write(|t| t.exec(STAGE_ABANDON, &[&stage]))?;
+        self.conns.write(|t| t.exec(STAGE_ABANDON, &[&stage]))?;
         Ok(())
     }
 
     fn stage_delete(&self, stage: BlobId) -> Result<()> {
-        self.write(|t| t.exec(STAGE_DELETE, &[&stage]))?;
+        self.conns.write(|t| t.exec(STAGE_DELETE, &[&stage]))?;
         Ok(())
     }
 
     fn publish(&self, blob: Finished, register: Register) -> Result<Published> {
-        self.write(|t| {
+        self.conns.write(|t| {
             let (id, duplicate_stage) = publish_blob(t, &blob)?;
             let Register::Job { push } = register;
             let hash: &[u8] = blob.hash.as_bytes().as_slice();
@@ -522,7 +231,7 @@ impl Store for Postgres {
     }
 
     fn publish_many(&self, blobs: Vec<Finished>, push: PushSpec) -> Result<Vec<i64>> {
-        self.write(|t| {
+        self.conns.write(|t| {
             let mut created = Vec::with_capacity(blobs.len());
             for blob in &blobs {
                 debug_assert!(blob.stage.is_none(), "publish_many takes unstaged blobs only");
@@ -537,7 +246,7 @@ impl Store for Postgres {
 
     fn blob(&self, hash: &Hash) -> Result<Option<(BlobId, u64)>> {
         let bytes: &[u8] = hash.as_bytes().as_slice();
-        let found = self.read(|t| {
+        let found = self.conns.read(|t| {
             Ok(t.opt(BLOB_BY_HASH, &[&bytes])?
                 .map(|r| (r.get(0), r.get::<_, i64>(1) as u64, r.get::<_, Vec<u8>>(2))))
         })?;
@@ -545,13 +254,13 @@ impl Store for Postgres {
     }
 
     fn chunk(&self, blob: BlobId, seq: i64) -> Result<Option<Chunk>> {
-        self.read(|t| {
+        self.conns.read(|t| {
             Ok(t.opt(CHUNK_GET, &[&blob, &seq])?.map(|r| Chunk { data: r.get(0), digest: Some(r.get(1)) }))
         })
     }
 
     fn push(&self, key: &Hash, spec: PushSpec) -> Result<i64> {
-        self.write(|t| {
+        self.conns.write(|t| {
             let job = job_by_hash(t, key)?;
             insert_instance(t, job, spec)
         })
@@ -559,7 +268,7 @@ impl Store for Postgres {
 
     fn claim(&self, p: &ClaimParams) -> Result<(Option<Claimed>, Vec<Expired>)> {
         let (lease_ms, max_attempts, order) = (p.lease_ms, p.max_attempts as i64, p.order);
-        self.write_lazy(|t| {
+        self.conns.write_lazy(|t| {
             let now = now_ms();
             let mut expired = Vec::new();
             let stale: Vec<(i64, i64, BlobId, Option<i64>)> =
@@ -606,7 +315,7 @@ impl Store for Postgres {
     }
 
     fn renew(&self, jobs: Vec<(i64, u32)>, stages: Vec<BlobId>, lease_ms: i64) -> Result<()> {
-        self.write_lazy(|t| {
+        self.conns.write_lazy(|t| {
             let until = now_ms() + lease_ms;
             for (created, attempt) in &jobs {
                 t.exec(RENEW, &[created, &(*attempt as i64), &until])?;
@@ -619,7 +328,7 @@ impl Store for Postgres {
     }
 
     fn complete(&self, created: i64, attempt: u32, output: Finished) -> Result<(i64, Option<BlobId>)> {
-        self.write(|t| {
+        self.conns.write(|t| {
             let (blob, surplus) = publish_blob(t, &output)?;
             let end = now_ms();
             let channel = t.t.channel.clone();
@@ -632,7 +341,7 @@ impl Store for Postgres {
     }
 
     fn fail(&self, created: i64, attempt: u32, message: &str, requeue_at: Option<i64>) -> Result<i64> {
-        self.write(|t| {
+        self.conns.write(|t| {
             let (job, start) = fence(t, created, attempt)?;
             let end = now_ms();
             match requeue_at {
@@ -652,7 +361,7 @@ impl Store for Postgres {
 
     fn retry(&self, key: &Hash, created: i64) -> Result<i64> {
         let hash: &[u8] = key.as_bytes().as_slice();
-        self.write(|t| {
+        self.conns.write(|t| {
             let job: BlobId = t
                 .opt(FAIL_OF, &[&created, &hash])?
                 .map(|r| r.get(0))
@@ -664,7 +373,7 @@ impl Store for Postgres {
 
     fn cancel(&self, key: &Hash, created: i64) -> Result<()> {
         let hash: &[u8] = key.as_bytes().as_slice();
-        self.write(|t| {
+        self.conns.write(|t| {
             let state: i64 = t
                 .opt(INSTANCE_OF, &[&created, &hash])?
                 .map(|r| r.get(0))
@@ -678,13 +387,13 @@ impl Store for Postgres {
     }
 
     fn prune(&self, older_than_ms: i64) -> Result<u64> {
-        self.write(
-            |t| Ok(t.exec(PRUNE_RESULTS, &[&older_than_ms])? + t.exec(PRUNE_FAILS, &[&older_than_ms])?),
-        )
+        self.conns.write(|t| {
+            Ok(t.exec(PRUNE_RESULTS, &[&older_than_ms])? + t.exec(PRUNE_FAILS, &[&older_than_ms])?)
+        })
     }
 
     fn idle(&self) -> Result<Idle> {
-        self.read(|t| {
+        self.conns.read(|t| {
             let r = t.one(IDLE, &[])?;
             let (any, ready, wait, lease): (bool, bool, Option<i64>, Option<i64>) =
                 (r.get(0), r.get(1), r.get(2), r.get(3));
@@ -706,7 +415,7 @@ impl Store for Postgres {
     }
 
     fn list(&self, kind: ListKind, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
-        self.tx(BEGIN_SNAPSHOT, |t| match kind {
+        self.conns.tx(BEGIN_SNAPSHOT, |t| match kind {
             ListKind::Job => list_jobs(t, after, limit),
             ListKind::Pending => list_pending(t, after, limit),
             ListKind::Result => list_results(t, after, limit),
@@ -715,15 +424,15 @@ impl Store for Postgres {
     }
 
     fn stale_stages(&self, now: i64) -> Result<Vec<BlobId>> {
-        self.read(|t| Ok(t.query(STALE_STAGES, &[&now, &GC_PAGE])?.iter().map(|r| r.get(0)).collect()))
+        self.conns.read(|t| Ok(t.query(STALE_STAGES, &[&now, &GC_PAGE])?.iter().map(|r| r.get(0)).collect()))
     }
 
     fn stage_expire_if_stale(&self, stage: BlobId, now: i64) -> Result<bool> {
-        Ok(self.write(|t| t.exec(STAGE_EXPIRE_IF_STALE, &[&stage, &now]))? == 1)
+        Ok(self.conns.write(|t| t.exec(STAGE_EXPIRE_IF_STALE, &[&stage, &now]))? == 1)
     }
 
     fn chunks_delete_some(&self, blob: BlobId) -> Result<(u64, u64)> {
-        let sizes: Vec<i64> = self.write(|t| {
+        let sizes: Vec<i64> = self.conns.write(|t| {
             Ok(t.query(CHUNK_DELETE_SOME, &[&blob, &CHUNK_BATCH])?
                 .iter()
                 .map(|r| r.get::<_, i64>(0))
@@ -733,7 +442,7 @@ impl Store for Postgres {
     }
 
     fn unreferenced_blobs(&self, after: BlobId) -> Result<Vec<(BlobId, Hash)>> {
-        self.read(|t| {
+        self.conns.read(|t| {
             t.query(UNREFERENCED_BLOBS, &[&after, &GC_PAGE])?
                 .iter()
                 .map(|r| Ok((r.get(0), hash_of(r, 1, r.get(0))?)))
@@ -744,7 +453,7 @@ impl Store for Postgres {
     /// Under the hash's lock, a writer publishing the same content either already committed
     /// its reference (the update sees it) or finds no blob afterwards and writes it anew.
     fn blob_unpublish_unreferenced(&self, blob: BlobId, hash: &Hash) -> Result<Option<u64>> {
-        let done = self.write(|t| {
+        let done = self.conns.write(|t| {
             t.exec(HASH_LOCK, &[&hash_key(hash)])?;
             t.exec(BLOB_UNPUBLISH_UNREFERENCED, &[&blob])
         })?;
@@ -753,12 +462,12 @@ impl Store for Postgres {
     }
 
     fn orphan_chunk_owners(&self) -> Result<Vec<BlobId>> {
-        self.read(|t| Ok(t.query(ORPHAN_CHUNK_OWNERS, &[])?.iter().map(|r| r.get(0)).collect()))
+        self.conns.read(|t| Ok(t.query(ORPHAN_CHUNK_OWNERS, &[])?.iter().map(|r| r.get(0)).collect()))
     }
 
     /// PostgreSQL checks its own pages; this reports orphan chunks and dangling references.
     fn check_structure(&self) -> Result<Vec<String>> {
-        self.tx(BEGIN_SNAPSHOT, |t| {
+        self.conns.tx(BEGIN_SNAPSHOT, |t| {
             let mut problems = Vec::new();
             for r in t.query(ORPHAN_CHUNK_OWNERS, &[])? {
                 let (owner, n): (i64, i64) = (r.get(0), r.get(1));
@@ -772,7 +481,7 @@ impl Store for Postgres {
     }
 
     fn blobs_after(&self, after: BlobId, limit: usize) -> Result<Vec<BlobEntry>> {
-        self.read(|t| {
+        self.conns.read(|t| {
             Ok(t.query(BLOBS_AFTER, &[&after, &(limit as i64)])?
                 .iter()
                 .map(|r| {
@@ -788,7 +497,7 @@ impl Store for Postgres {
     /// `file_bytes` is the size of the schema's tables with their indexes and TOAST data;
     /// `wal_bytes` is 0: the server's write-ahead log is shared and managed by the server.
     fn stats(&self) -> Result<Stats> {
-        self.read(|t| {
+        self.conns.read(|t| {
             let r = t.one(STATS, &[])?;
             let n = |i: usize| r.get::<_, i64>(i).max(0) as u64;
             Ok(Stats {
