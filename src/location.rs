@@ -79,6 +79,15 @@ fn url_rest(location: &str) -> Option<usize> {
     })
 }
 
+/// Where a PostgreSQL URL's `?parameters` start (the byte after the `?`), read as the driver
+/// does: the user part ends at the first `@`, so a `?` in a password is not the query.
+#[cfg(feature = "postgres")]
+pub(crate) fn url_query_start(url: &str) -> Option<usize> {
+    let start = url_rest(url)?;
+    let hosts = url[start..].find('@').map_or(start, |at| start + at + 1);
+    url[hosts..].find('?').map(|q| hosts + q + 1)
+}
+
 /// The password spans of the URL `s` whose user part ends at the byte `at` (when it has one),
 /// read as the driver's `UrlParser` does: user part, host list up to `/` or `?`, the database
 /// name up to `?`, then `key=value` parameters separated by `&`.

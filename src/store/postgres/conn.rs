@@ -5,7 +5,7 @@
 
 use super::schema::*;
 use crate::error::{Error, Result};
-use crate::location::{redact, scrub};
+use crate::location::{redact, scrub, url_query_start};
 use crate::options::Durability;
 use crate::sync::lock;
 use ::postgres::error::SqlState;
@@ -49,7 +49,11 @@ fn valid_schema(s: &str) -> bool {
 impl Target {
     pub fn parse(url: &str, durability: Durability) -> Result<Target> {
         let shown = redact(url);
-        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        // Split where the driver would: a `?` inside a password is not the query.
+        let (base, query) = match url_query_start(url) {
+            Some(q) => (&url[..q - 1], &url[q..]),
+            None => (url, ""),
+        };
         let mut schema = DEFAULT_SCHEMA.to_string();
         let mut kept = Vec::new();
         for kv in query.split('&').filter(|kv| !kv.is_empty()) {
@@ -306,5 +310,27 @@ impl Conns {
         }
         self.give_back(conn);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A raw `?` or `/` in the password (the driver accepts both) is not where the
+    /// parameters start: the schema parameter and the password both survive the split.
+    #[test]
+    fn a_question_mark_in_the_password_is_not_the_query() {
+        let t = Target::parse(
+            "postgres://u:pa?ss/w@localhost:5/db?schema=abc&sslmode=disable",
+            Durability::Normal,
+        )
+        .unwrap();
+        assert_eq!(t.schema, "abc");
+        assert_eq!(t.config.get_password(), Some(&b"pa?ss/w"[..]));
+        assert_eq!(t.config.get_dbname(), Some("db"));
+        let t = Target::parse("postgres://u:pa?ss@localhost/db", Durability::Normal).unwrap();
+        assert_eq!(t.schema, DEFAULT_SCHEMA);
+        assert_eq!(t.config.get_password(), Some(&b"pa?ss"[..]));
     }
 }
