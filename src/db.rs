@@ -2,6 +2,7 @@
 //! the maintenance entry points.
 
 use crate::blob::{Reader, Writer};
+use crate::check::CheckReport;
 use crate::error::{Error, Result};
 use crate::events::{Event, SubscriptionId};
 use crate::hash::Hash;
@@ -286,6 +287,15 @@ impl Db {
     /// returns how many. A following [`gc`](Db::gc) reclaims their blobs.
     pub fn prune(&self, older_than_ms: i64) -> Result<u64> {
         self.inner.store.prune(older_than_ms)
+    }
+
+    /// Checks the whole file: SQLite's integrity check, every listing read to its end and the
+    /// counts taken, every blob re-hashed against its address (and each chunk against its
+    /// digest), chunks that belong to no blob, and rows that refer to missing ones. Every
+    /// damaged blob is reported, whatever the damage, and the check goes on; problems are
+    /// reported, not repaired. An I/O error ends the check.
+    pub fn check(&self) -> Result<CheckReport> {
+        crate::check::check(&self.inner)
     }
 
     /// Removes blobs that no job or result references, and the leftovers of interrupted

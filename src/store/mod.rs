@@ -157,6 +157,20 @@ pub(crate) struct Idle {
     pub next_due: Option<i64>,
 }
 
+impl Idle {
+    /// From the backends' `IDLE` query: whether any instance exists, whether one is ready,
+    /// the earliest `run_at` of a waiting one and the earliest lease end of a running one
+    /// (which becomes claimable the millisecond after).
+    pub fn new(any: bool, ready: bool, earliest_wait: Option<i64>, earliest_lease: Option<i64>) -> Idle {
+        let lease_due = earliest_lease.map(|l| l + 1);
+        let next_due = match (earliest_wait, lease_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Idle { any, ready, next_due }
+    }
+}
+
 /// A position in a listing: the key of the last row returned.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Pos {

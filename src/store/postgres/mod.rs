@@ -397,11 +397,7 @@ impl Store for Postgres {
             let r = t.one(IDLE, &[])?;
             let (any, ready, wait, lease): (bool, bool, Option<i64>, Option<i64>) =
                 (r.get(0), r.get(1), r.get(2), r.get(3));
-            let next_due = match (wait, lease) {
-                (Some(a), Some(b)) => Some(a.min(b + 1)),
-                (a, b) => a.or(b.map(|l| l + 1)),
-            };
-            Ok(Idle { any, ready, next_due })
+            Ok(Idle::new(any, ready, wait, lease))
         })
     }
 

@@ -476,11 +476,7 @@ impl Store for Sqlite {
                 .sql()?
                 .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
                 .sql()?;
-            let next_due = match (wait, lease) {
-                (Some(a), Some(b)) => Some(a.min(b + 1)),
-                (a, b) => a.or(b.map(|l| l + 1)),
-            };
-            Ok(Idle { any, ready, next_due })
+            Ok(Idle::new(any, ready, wait, lease))
         })
     }
 
