@@ -212,6 +212,23 @@ pub enum Command {
     )]
     Check,
 
+    /// Serve the dashboard and Prometheus /metrics over HTTP.
+    #[command(
+        long_about = "Serve a web dashboard of the database (counts by state, completions per minute, \
+                      running instances, failures with Retry, pending instances with Cancel, job \
+                      pages with downloads), its JSON API under /api/, Prometheus metrics at \
+                      /metrics and verified blob downloads at /blob/HASH.\n\n\
+                      It listens on loopback by default; any other address requires --token-file, \
+                      whose content (trimmed) every request must then present as \
+                      `Authorization: Bearer TOKEN`, or through the login page's cookie. The first \
+                      line on standard output says where it serves.",
+        after_help = "Examples:\n  \
+                      batchdb ui                                     http://127.0.0.1:8977/\n  \
+                      batchdb ui --read-only --listen 127.0.0.1:9000\n  \
+                      batchdb ui --listen 0.0.0.0:8977 --token-file /etc/batchdb/token"
+    )]
+    Ui(UiArgs),
+
     /// Print counts of jobs, instances, results, fails and blobs, and the file's size.
     #[command(
         long_about = "Print counts and sizes, one \"name: value\" a line: jobs, pending, running, \
@@ -261,6 +278,20 @@ pub struct RunArgs {
     /// The runner and its arguments, after `--`.
     #[arg(value_name = "CMD", trailing_var_arg = true)]
     pub command: Vec<OsString>,
+}
+
+/// `batchdb ui`'s options (contract section 11).
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    /// Where to listen; an address other than loopback requires --token-file.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8977")]
+    pub listen: String,
+    /// Refuse every change (retry, cancel, pause, resume) with 403, and open the database read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// A file whose content, trimmed, is the token every request must present.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -9,6 +9,7 @@ mod cli;
 mod duration;
 mod progress;
 mod run;
+mod ui;
 
 use batchdb::{Db, Hash, ListKind, Options, PushOptions};
 use clap::error::ErrorKind;
@@ -208,7 +209,7 @@ fn check_args(command: &Command) -> CliResult<Checked<'_>> {
         Command::Gc => Checked::Gc,
         Command::Check => Checked::Check,
         Command::Stats { json } => Checked::Stats(*json),
-        Command::Run(_) => unreachable!("run checks its own arguments"),
+        Command::Run(_) | Command::Ui(_) => unreachable!("run and ui check their own arguments"),
     })
 }
 
@@ -227,6 +228,9 @@ fn report_done(what: &str, text: &str) -> CliResult {
 fn dispatch(cli: Cli) -> CliResult<i32> {
     if let Command::Run(args) = &cli.command {
         return run::run(&cli, args);
+    }
+    if let Command::Ui(args) = &cli.command {
+        return ui::run(&cli, args);
     }
     let command = check_args(&cli.command)?;
     let db = open(&cli, Options::default(), command.access())?;

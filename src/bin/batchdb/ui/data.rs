@@ -1,0 +1,375 @@
+//! What the dashboard shows, gathered from the library's read paths only (short read
+//! transactions through listing cursors and `stats`), so that an open dashboard never holds a
+//! lock that a worker waits for.
+//!
+//! Everything the page and `/metrics` read comes from here, so that the queue-aware parts of
+//! the core (issue 19: per-queue counts, counters that prune does not lower, per-minute
+//! completions) replace the listings below without touching the HTTP side.
+
+use batchdb::{Db, FailRow, Hash, PendingRow, ResultRow};
+use serde::Serialize;
+use std::io::Read;
+
+/// The queue every instance belongs to until named queues exist.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// How many rows one overview reads from each listing at most. The listings are ordered by
+/// `created` or by key, not by time of completion, so a full answer needs a full pass; past
+/// this bound the overview says it is partial instead of holding the server for seconds.
+pub const SCAN_LIMIT: usize = 50_000;
+
+/// How many failures, pending and running rows the overview lists.
+const SHOWN: usize = 25;
+
+/// Bytes of a payload shown on a job's page.
+const PREVIEW: usize = 4096;
+
+/// Unfinished instances of one queue.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QueueCounts {
+    /// The queue's name.
+    pub name: String,
+    /// Ready to be claimed now.
+    pub pending: u64,
+    /// Delayed or backing off: not claimable yet.
+    pub waiting: u64,
+    /// Held by a worker.
+    pub running: u64,
+    /// The `created` of the oldest ready instance.
+    pub oldest_pending: Option<i64>,
+    /// The concurrency limit, when one is set.
+    pub limit: Option<u32>,
+    /// Whether claims skip this queue.
+    pub paused: bool,
+}
+
+/// The numbers `/metrics` exports and the page's counters show.
+#[derive(Debug, Clone, Serialize)]
+pub struct Counts {
+    /// Per queue.
+    pub queues: Vec<QueueCounts>,
+    /// Result rows ever written (see [`Counts::counters_exact`]).
+    pub results_total: u64,
+    /// Fail rows ever written.
+    pub fails_total: u64,
+    /// Job rows.
+    pub jobs: u64,
+    /// Published blobs and their bytes.
+    pub blobs: u64,
+    /// Their total size.
+    pub blob_bytes: u64,
+    /// The database's size on disk (file and write-ahead log).
+    pub database_bytes: u64,
+    /// False while the totals are the current row counts, which `prune` lowers.
+    pub counters_exact: bool,
+}
+
+/// A running instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct Running {
+    /// The job's key.
+    pub key: Hash,
+    /// The instance.
+    pub created: i64,
+    /// Its queue.
+    pub queue: String,
+}
+
+/// A pending (ready or waiting) instance, which Cancel applies to.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pending {
+    /// The job's key.
+    pub key: Hash,
+    /// The instance.
+    pub created: i64,
+    /// Its queue.
+    pub queue: String,
+    /// When it may run, if delayed.
+    pub run_at: Option<i64>,
+    /// Its priority, when not 0.
+    pub priority: Option<i32>,
+}
+
+/// A fail row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    /// The job's key.
+    pub key: Hash,
+    /// The instance.
+    pub created: i64,
+    /// What went wrong.
+    pub message: String,
+    /// When the last attempt started and ended.
+    pub start: i64,
+    /// When it failed.
+    pub end: i64,
+    /// How often it was started.
+    pub attempts: u32,
+}
+
+impl From<FailRow> for Failure {
+    fn from(f: FailRow) -> Failure {
+        Failure {
+            key: f.key,
+            created: f.created,
+            message: f.message,
+            start: f.start,
+            end: f.end,
+            attempts: f.attempts,
+        }
+    }
+}
+
+/// Results and fails that ended in one minute.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Minute {
+    /// The minute's start, epoch ms.
+    pub minute: i64,
+    /// Results in it.
+    pub results: u64,
+    /// Fails in it.
+    pub fails: u64,
+}
+
+/// The page's main view.
+#[derive(Debug, Clone, Serialize)]
+pub struct Overview {
+    /// When it was gathered, epoch ms.
+    pub now: i64,
+    /// Counts by state and queue.
+    pub counts: Counts,
+    /// The oldest ready instance's `created`, over all queues.
+    pub oldest_pending: Option<i64>,
+    /// Running instances, oldest first.
+    pub running: Vec<Running>,
+    /// The oldest pending instances.
+    pub pending: Vec<Pending>,
+    /// The most recent failures, newest first.
+    pub failures: Vec<Failure>,
+    /// Completions per minute over the last hour, oldest minute first (60 entries).
+    pub completions: Vec<Minute>,
+    /// True when a listing was longer than [`SCAN_LIMIT`] and the lists above (not the
+    /// counts) were taken from its first rows only.
+    pub partial: bool,
+}
+
+/// One job's page.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobPage {
+    /// The key.
+    pub key: Hash,
+    /// The payload's size in bytes.
+    pub size: u64,
+    /// Its first bytes, as text (lossy), for a preview.
+    pub preview: String,
+    /// Whether the preview holds the whole payload.
+    pub preview_complete: bool,
+    /// Its unfinished instances.
+    pub instances: Vec<Pending>,
+    /// Which of them run now.
+    pub running: Vec<i64>,
+    /// Its results.
+    pub results: Vec<JobResult>,
+    /// Its fail rows.
+    pub failures: Vec<Failure>,
+}
+
+/// A result of a job.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobResult {
+    /// The instance.
+    pub created: i64,
+    /// The output's hash, downloadable at `/blob/HASH`.
+    pub hash: Hash,
+    /// Its size in bytes.
+    pub size: Option<u64>,
+    /// When the attempt started.
+    pub start: i64,
+    /// When it ended.
+    pub end: i64,
+}
+
+fn queue_of(_row: &PendingRow) -> String {
+    DEFAULT_QUEUE.to_string()
+}
+
+fn is_waiting(row: &PendingRow, now: i64) -> bool {
+    !row.running && row.run_at.is_some_and(|t| t > now)
+}
+
+/// The counts: a pass over the pending listing (to tell ready from waiting instances, which
+/// `stats` does not) and `stats` for the rest.
+pub fn counts(db: &Db, now: i64) -> batchdb::Result<Counts> {
+    let s = db.stats()?;
+    let mut q = QueueCounts { name: DEFAULT_QUEUE.to_string(), ..Default::default() };
+    for row in db.pending() {
+        let row = row?;
+        if row.running {
+            q.running += 1;
+        } else if is_waiting(&row, now) {
+            q.waiting += 1;
+        } else {
+            q.pending += 1;
+            q.oldest_pending = Some(q.oldest_pending.map_or(row.created, |o: i64| o.min(row.created)));
+        }
+    }
+    Ok(Counts {
+        queues: vec![q],
+        results_total: s.results,
+        fails_total: s.fails,
+        jobs: s.jobs,
+        blobs: s.blobs,
+        blob_bytes: s.blob_bytes,
+        database_bytes: s.file_bytes + s.wal_bytes,
+        counters_exact: false,
+    })
+}
+
+/// The overview the page polls.
+pub fn overview(db: &Db, now: i64) -> batchdb::Result<Overview> {
+    let counts = counts(db, now)?;
+    let oldest_pending = counts.queues.iter().filter_map(|q| q.oldest_pending).min();
+    let mut partial = false;
+
+    let mut running = Vec::new();
+    let mut pending = Vec::new();
+    for (i, row) in db.pending().enumerate() {
+        if i >= SCAN_LIMIT {
+            partial = true;
+            break;
+        }
+        let row = row?;
+        if row.running {
+            if running.len() < SHOWN {
+                running.push(Running { key: row.job, created: row.created, queue: queue_of(&row) });
+            }
+        } else if pending.len() < SHOWN {
+            pending.push(pending_of(&row));
+        }
+        if running.len() >= SHOWN && pending.len() >= SHOWN {
+            break;
+        }
+    }
+
+    // Minute buckets of the last hour, the current minute last.
+    let this_minute = now - now.rem_euclid(60_000);
+    let first = this_minute - 59 * 60_000;
+    let mut completions: Vec<Minute> =
+        (0..60).map(|i| Minute { minute: first + i * 60_000, results: 0, fails: 0 }).collect();
+    let bucket = |end: i64| -> Option<usize> {
+        (end >= first && end < this_minute + 60_000).then(|| ((end - first) / 60_000) as usize)
+    };
+    for (i, row) in db.results().enumerate() {
+        if i >= SCAN_LIMIT {
+            partial = true;
+            break;
+        }
+        let row: ResultRow = row?;
+        if let Some(b) = bucket(row.end) {
+            completions[b].results += 1;
+        }
+    }
+    let mut failures: Vec<Failure> = Vec::new();
+    for (i, row) in db.failures().enumerate() {
+        if i >= SCAN_LIMIT {
+            partial = true;
+            break;
+        }
+        let row = row?;
+        if let Some(b) = bucket(row.end) {
+            completions[b].fails += 1;
+        }
+        // Keep the SHOWN newest by end (then created) without holding every row.
+        failures.push(row.into());
+        if failures.len() > 4 * SHOWN {
+            newest_first(&mut failures);
+            failures.truncate(SHOWN);
+        }
+    }
+    newest_first(&mut failures);
+    failures.truncate(SHOWN);
+
+    Ok(Overview { now, counts, oldest_pending, running, pending, failures, completions, partial })
+}
+
+fn newest_first(f: &mut [Failure]) {
+    f.sort_by_key(|x| std::cmp::Reverse((x.end, x.created)));
+}
+
+fn pending_of(row: &PendingRow) -> Pending {
+    Pending {
+        key: row.job,
+        created: row.created,
+        queue: queue_of(row),
+        run_at: row.run_at,
+        priority: row.priority,
+    }
+}
+
+/// A job's page; [`batchdb::Error::NotFound`] when `key` is not a job.
+pub fn job(db: &Db, key: &Hash) -> batchdb::Result<JobPage> {
+    let mut found = None;
+    // Jobs come by key: stop at the first key not below ours.
+    for row in db.jobs() {
+        let row = row?;
+        if row.key >= *key {
+            if row.key == *key {
+                found = Some(row);
+            }
+            break;
+        }
+    }
+    let Some(jobrow) = found else {
+        return Err(batchdb::Error::NotFound(format!("job {key} not found")));
+    };
+    let mut reader = db.get(key)?;
+    let size = reader.size();
+    let mut buf = Vec::with_capacity(PREVIEW.min(size as usize));
+    (&mut reader).take(PREVIEW as u64).read_to_end(&mut buf).map_err(batchdb::Error::from)?;
+    let preview_complete = buf.len() as u64 == size;
+    let preview = String::from_utf8_lossy(&buf).into_owned();
+
+    let instances: Vec<Pending> = db
+        .pending()
+        .filter(|r| r.as_ref().map_or(true, |r| r.job == *key))
+        .map(|r| r.map(|r| pending_of(&r)))
+        .collect::<batchdb::Result<_>>()?;
+
+    let mut results = Vec::new();
+    for row in db.results() {
+        let row = row?;
+        if row.key > *key {
+            break;
+        }
+        if row.key == *key {
+            let size = db.get(&row.hash).ok().map(|r| r.size());
+            results.push(JobResult {
+                created: row.created,
+                hash: row.hash,
+                size,
+                start: row.start,
+                end: row.end,
+            });
+        }
+    }
+    let mut failures = Vec::new();
+    for row in db.failures() {
+        let row = row?;
+        if row.key > *key {
+            break;
+        }
+        if row.key == *key {
+            failures.push(row.into());
+        }
+    }
+    Ok(JobPage {
+        key: *key,
+        size,
+        preview,
+        preview_complete,
+        instances,
+        running: jobrow.running,
+        results,
+        failures,
+    })
+}
