@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Like the original's `spawn('bash')` runner: the payload is the script on stdin, and
     // stdout is the result.
-    db.run(RunOptions { workers: 2, until_empty: true }, |job| -> io::Result<()> {
+    db.run(RunOptions { workers: 2, until_empty: true, ..Default::default() }, |job| -> io::Result<()> {
         let mut child = Command::new("bash").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
         let mut stdin = child.stdin.take().expect("piped stdin");
         io::copy(job, &mut stdin)?;

@@ -128,6 +128,13 @@
 #define BATCHDB_LIST_FAIL 3
 
 /**
+ * `batchdb_list` kind: recurring schedules, by name. In each row `job` is the key of the
+ * job it pushes, `created` the next slot (epoch ms), `message` the schedule's name, and
+ * `json` `{"name", "spec", "queue", "job", "next_run"}`.
+ */
+#define BATCHDB_LIST_SCHEDULE 4
+
+/**
  * `batchdb_event.kind`: a job was created (also when its payload already existed).
  */
 #define BATCHDB_EVENT_CREATE 0
@@ -151,6 +158,12 @@
  * `batchdb_event.kind`: an instance failed for good; `message` says why.
  */
 #define BATCHDB_EVENT_FAIL 4
+
+/**
+ * `batchdb_event.kind`: a running instance reported progress; `done` is the fraction (0 to
+ * 1) and `message` its text.
+ */
+#define BATCHDB_EVENT_PROGRESS 5
 
 /**
  * A database handle, from `batchdb_open`, released by `batchdb_close`. Thread-safe.
@@ -244,6 +257,16 @@ typedef struct batchdb_push_options {
    * Default 0.
    */
   int64_t delay_ms;
+  /**
+   * The queue, NUL-terminated: 1 to 64 characters of `[A-Za-z0-9_.-]`. NULL or "" is
+   * the queue "default". Read during the call only.
+   */
+  const char *queue;
+  /**
+   * 1: when an instance of the job is already pending, waiting or running in the queue,
+   * queue nothing and return that instance's `created`. 0 (default): always queue.
+   */
+  int32_t unique;
 } batchdb_push_options;
 
 /**
@@ -268,9 +291,14 @@ typedef struct batchdb_event {
    */
   const char *hash;
   /**
-   * Fail events: the fail row's message; NULL for other kinds.
+   * Fail events: the fail row's message; progress events: the progress text; NULL for
+   * other kinds.
    */
   const char *message;
+  /**
+   * Progress events: how much is done, 0 to 1; 0 for other kinds.
+   */
+  double done;
 } batchdb_event;
 
 /**
@@ -333,8 +361,9 @@ typedef struct batchdb_row {
    */
   uint32_t attempts;
   /**
-   * Fail rows: the failure message, NUL-terminated; NULL for other kinds. Owned by the
-   * cursor, valid until the next call on it.
+   * Fail rows: the failure message; pending rows: the progress message while it runs and
+   * has reported some; schedule rows: the schedule's name. NUL-terminated, NULL otherwise.
+   * Owned by the cursor, valid until the next call on it.
    */
   const char *message;
   /**
@@ -343,6 +372,16 @@ typedef struct batchdb_row {
    * the next call on it.
    */
   const char *json;
+  /**
+   * Pending and schedule rows: the queue's name, NUL-terminated ("default" when none was
+   * named); NULL for other kinds. Owned by the cursor, valid until the next call on it.
+   */
+  const char *queue;
+  /**
+   * Pending rows: the progress fraction (0 to 1) a running instance last reported; -1 when
+   * it reported none or is not running, and for other kinds.
+   */
+  double progress;
 } batchdb_row;
 
 /**
@@ -354,10 +393,21 @@ typedef struct batchdb_run_options {
    */
   uint32_t workers;
   /**
-   * 1: return once nothing is pending, waiting or running. 0: wait for new work (also
-   * from other processes) until `batchdb_stop`.
+   * 1: return once nothing is pending, waiting or running in the served queues (paused
+   * queues do not count). 0: wait for new work (also from other processes) until
+   * `batchdb_stop`.
    */
   int32_t until_empty;
+  /**
+   * The queues to serve: `queues_len` NUL-terminated names. NULL (or `queues_len` 0)
+   * serves every queue. Read when the run starts
+   * (the names are copied).
+   */
+  const char *const *queues;
+  /**
+   * How many names `queues` holds.
+   */
+  size_t queues_len;
 } batchdb_run_options;
 
 /**
@@ -488,6 +538,70 @@ int32_t batchdb_push_with(struct batchdb *db,
                           const struct batchdb_push_options *opts,
                           int64_t *created_out,
                           struct batchdb_error *err);
+
+/**
+ * Sets the most instances of `queue` that may run at once, counting every process and
+ * handle on the database (the limit is stored in it); `n` = 0 removes the limit.
+ *
+ * Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` for NULL `db`/`queue`, a malformed queue name
+ * or `n` below 0 or above 4294967295 (nothing changed); `BATCHDB_ERR_IO`, `BATCHDB_ERR_BUSY`.
+ * Thread-safe.
+ */
+int32_t batchdb_limit(struct batchdb *db,
+                      const char *queue,
+                      int64_t n,
+                      struct batchdb_error *err);
+
+/**
+ * Pauses `queue`: no claim in any process takes its instances until `batchdb_resume`;
+ * running ones finish, and pushes still queue. Stored in the database.
+ *
+ * Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` (NULL, malformed name); `BATCHDB_ERR_IO`,
+ * `BATCHDB_ERR_BUSY`. Thread-safe.
+ */
+int32_t batchdb_pause(struct batchdb *db,
+                      const char *queue,
+                      struct batchdb_error *err);
+
+/**
+ * Resumes a paused queue (a queue that is not paused stays so). Codes as `batchdb_pause`.
+ * Thread-safe.
+ */
+int32_t batchdb_resume(struct batchdb *db,
+                       const char *queue,
+                       struct batchdb_error *err);
+
+/**
+ * Creates or replaces the recurring schedule `name`: `len` bytes at `data` are stored as a
+ * job, and each slot of `spec` pushes one instance of it with `opts`' queue and priority
+ * (`opts` may be NULL), however many processes run. `spec` is `every DURATION` (`500ms`,
+ * `30s`, `15m`, `2h`, `7d`: slots are the multiples of it since the Unix epoch) or a 5-field
+ * cron expression in UTC. The job's key goes to `key_out` and the first slot (epoch ms) to
+ * `next_run_out`; either may be NULL.
+ *
+ * Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` for NULL arguments, a malformed name, spec or
+ * queue (nothing stored); `BATCHDB_ERR_IO`, `BATCHDB_ERR_BUSY`. Thread-safe.
+ */
+int32_t batchdb_schedule(struct batchdb *db,
+                         const char *name,
+                         const char *spec,
+                         const uint8_t *data,
+                         size_t len,
+                         const struct batchdb_push_options *opts,
+                         char *key_out,
+                         int64_t *next_run_out,
+                         struct batchdb_error *err);
+
+/**
+ * Removes the schedule `name`; instances it already pushed stay.
+ *
+ * Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` (NULL, malformed name);
+ * `BATCHDB_ERR_NOT_FOUND` for an unknown schedule; `BATCHDB_ERR_IO`, `BATCHDB_ERR_BUSY`.
+ * Thread-safe.
+ */
+int32_t batchdb_unschedule(struct batchdb *db,
+                           const char *name,
+                           struct batchdb_error *err);
 
 /**
  * Re-queues the failed instance `(key, created)` as a new instance and removes its fail
@@ -746,6 +860,20 @@ int32_t batchdb_claim(struct batchdb *db,
                       struct batchdb_error *err);
 
 /**
+ * `batchdb_claim` from the `queues_len` queues named at `queues` only (NUL-terminated
+ * names; NULL with 0 serves every queue). Paused queues and queues at their limit are
+ * skipped.
+ *
+ * Returns as `batchdb_claim`, and `BATCHDB_ERR_INVALID` for a NULL or malformed queue name.
+ * Thread-safe.
+ */
+int32_t batchdb_claim_from(struct batchdb *db,
+                           const char *const *queues,
+                           size_t queues_len,
+                           struct batchdb_job **out,
+                           struct batchdb_error *err);
+
+/**
  * `batchdb_claim` and the first `batchdb_job_read`s in one call, so that a binding that
  * crosses into C at a cost (Node's koffi, through a thread pool) claims a small job in one
  * crossing: up to `cap` bytes of the claimed payload go to `buf`, their count to `*n_out`.
@@ -789,6 +917,20 @@ int32_t batchdb_job_read(struct batchdb_job *j,
                          size_t cap,
                          size_t *n_out,
                          struct batchdb_error *err);
+
+/**
+ * Reports the job's progress: `done` from 0 to 1 and a short NUL-terminated UTF-8
+ * `message` (at most 1000 bytes; NULL is ""). While the instance runs its pending row shows
+ * it (`"progress": {"done", "message"}`), and a progress event fires.
+ *
+ * Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` (NULL `j`, `done` outside 0 to 1 or NaN, a
+ * message too long or not UTF-8); `BATCHDB_ERR_STALE` when this worker lost its lease;
+ * `BATCHDB_ERR_IO`. Works on owned and borrowed jobs.
+ */
+int32_t batchdb_job_progress(struct batchdb_job *j,
+                             double done,
+                             const char *message,
+                             struct batchdb_error *err);
 
 /**
  * Appends `len` bytes at `data` to the job's output (copied; `data` may be NULL when `len`

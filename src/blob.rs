@@ -19,7 +19,7 @@ use crate::events::Event;
 use crate::hash::Hash;
 use crate::options::PushOptions;
 use crate::shared::Shared;
-use crate::store::{chunk_digest, BlobId, Chunk, Finished, PushSpec, Register};
+use crate::store::{chunk_digest, BlobId, Chunk, Finished, PushSpec, Pushed, Register};
 use sha2::{Digest, Sha256};
 use std::io::{self, Read, Write};
 use std::sync::mpsc::SyncSender;
@@ -146,14 +146,14 @@ impl Writer {
         }
     }
 
-    fn register(mut self, push: Option<PushSpec>) -> Result<(Hash, Option<i64>)> {
+    fn register(mut self, push: Option<PushSpec>) -> Result<(Hash, Option<Pushed>)> {
         let blob = self.finish()?;
         let key = blob.hash;
         let out = self.inner.store.publish(blob, Register::Job { push })?;
         self.published(out.duplicate_stage);
         self.inner.events.emit(Event::Create { key });
-        if let Some(created) = out.created {
-            self.inner.events.emit(Event::Push { key, created });
+        if let Some(p) = out.created.filter(|p| p.new) {
+            self.inner.events.emit(Event::Push { key, created: p.created });
             self.inner.wake_workers();
         }
         Ok((key, out.created))
@@ -167,12 +167,12 @@ impl Writer {
     /// Stores the payload, registers the job and queues an instance, in one transaction.
     /// Events `create`, `push`.
     pub fn add(self) -> Result<(Hash, i64)> {
-        self.add_with(PushOptions::default())
+        self.add_with(&PushOptions::default()).map(|(k, p)| (k, p.created))
     }
 
-    /// [`Writer::add`] with a priority or delay.
-    pub fn add_with(self, opts: PushOptions) -> Result<(Hash, i64)> {
-        let spec = PushSpec { priority: opts.priority, delay_ms: opts.delay_ms()? };
+    /// [`Writer::add`] with push options (priority, delay, queue, unique).
+    pub fn add_with(self, opts: &PushOptions) -> Result<(Hash, Pushed)> {
+        let spec = PushSpec::from_options(opts)?;
         let (key, created) = self.register(Some(spec))?;
         created.map(|c| (key, c)).ok_or_else(|| Error::io("push recorded no instance"))
     }

@@ -7,11 +7,14 @@ use crate::error::{Error, Result};
 use crate::events::{Event, SubscriptionId};
 use crate::hash::Hash;
 use crate::list::Cursor;
-use crate::options::{Options, PushOptions};
+use crate::options::{check_name, Options, PushOptions};
 use crate::queue::Job;
 use crate::row::{FailRow, JobRow, ListKind, ListRow, PendingRow, ResultRow, Row};
+use crate::schedule::Spec;
 use crate::shared::Shared;
-use crate::store::{Access, ClaimParams, Finished, GcReport, PushSpec, Stats};
+use crate::store::{
+    Access, ClaimParams, Finished, GcReport, NewSchedule, PushSpec, Pushed, QueueStats, ScheduleRow, Stats,
+};
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -129,8 +132,9 @@ impl Db {
         self.write_all(payload)?.add()
     }
 
-    /// [`add`](Db::add) with a priority or a delay.
-    pub fn add_with(&self, payload: impl Read, opts: PushOptions) -> Result<(Hash, i64)> {
+    /// [`add`](Db::add) with push options: a priority, a delay, a queue, or `unique` (when
+    /// the returned [`Pushed::new`] is false, a live instance was found and nothing queued).
+    pub fn add_with(&self, payload: impl Read, opts: &PushOptions) -> Result<(Hash, Pushed)> {
         // Refuse bad options before a byte of the payload is read or stored.
         opts.validate()?;
         self.write_all(payload)?.add_with(opts)
@@ -161,6 +165,17 @@ impl Db {
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
     {
+        let added = self.add_batch_with(payloads, &PushOptions::default())?;
+        Ok(added.into_iter().map(|(k, p)| (k, p.created)).collect())
+    }
+
+    /// [`add_batch`](Db::add_batch) with push options for every payload (say, a queue).
+    pub fn add_batch_with<I>(&self, payloads: I, opts: &PushOptions) -> Result<Vec<(Hash, Pushed)>>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        let spec = PushSpec::from_options(opts)?;
         let chunk = self.inner.opts.chunk_size;
         let mut blobs = Vec::new();
         for (i, p) in payloads.into_iter().enumerate() {
@@ -185,11 +200,13 @@ impl Db {
             return Ok(Vec::new());
         }
         let keys: Vec<Hash> = blobs.iter().map(|b| b.hash).collect();
-        let created = self.inner.store.publish_many(blobs, PushSpec { priority: 0, delay_ms: 0 })?;
-        let added: Vec<(Hash, i64)> = keys.into_iter().zip(created).collect();
-        for &(key, created) in &added {
+        let created = self.inner.store.publish_many(blobs, spec)?;
+        let added: Vec<(Hash, Pushed)> = keys.into_iter().zip(created).collect();
+        for &(key, p) in &added {
             self.inner.events.emit(Event::Create { key });
-            self.inner.events.emit(Event::Push { key, created });
+            if p.new {
+                self.inner.events.emit(Event::Push { key, created: p.created });
+            }
         }
         self.inner.wake_workers();
         Ok(added)
@@ -199,17 +216,103 @@ impl Db {
     /// are unique in the file and increase in push order. An unknown key is
     /// [`Error::NotFound`]. Event `push`.
     pub fn push(&self, key: &Hash) -> Result<i64> {
-        self.push_with(key, PushOptions::default())
+        self.push_with(key, &PushOptions::default()).map(|p| p.created)
     }
 
-    /// [`push`](Db::push) with a priority (higher runs first) or a delay (not claimed before
-    /// `created + delay`).
-    pub fn push_with(&self, key: &Hash, opts: PushOptions) -> Result<i64> {
-        let spec = PushSpec { priority: opts.priority, delay_ms: opts.delay_ms()? };
-        let created = self.inner.store.push(key, spec)?;
-        self.inner.events.emit(Event::Push { key: *key, created });
+    /// [`push`](Db::push) with a priority (higher runs first), a delay (not claimed before
+    /// `created + delay`), a queue, or `unique`: when an instance of the job is pending,
+    /// waiting or running in that queue, nothing is queued and that instance comes back with
+    /// [`Pushed::new`] false.
+    pub fn push_with(&self, key: &Hash, opts: &PushOptions) -> Result<Pushed> {
+        let spec = PushSpec::from_options(opts)?;
+        let pushed = self.inner.store.push(key, spec)?;
+        if pushed.new {
+            self.inner.events.emit(Event::Push { key: *key, created: pushed.created });
+            self.inner.wake_workers();
+        }
+        Ok(pushed)
+    }
+
+    /// Sets the most instances of `queue` that may run at once, counting every process and
+    /// handle on the database; 0 removes the limit. Stored in the database: every claim from
+    /// then on, in any process, keeps to it.
+    pub fn limit(&self, queue: &str, n: u32) -> Result<()> {
+        check_name("queue", queue)?;
+        self.inner.store.set_limit(queue, (n > 0).then_some(n))?;
+        // A raised limit may make instances claimable.
         self.inner.wake_workers();
-        Ok(created)
+        Ok(())
+    }
+
+    /// Pauses `queue`: no claim in any process takes its instances until
+    /// [`resume`](Db::resume); running ones finish. Pushes into it still queue.
+    pub fn pause(&self, queue: &str) -> Result<()> {
+        check_name("queue", queue)?;
+        self.inner.store.set_paused(queue, true)
+    }
+
+    /// Resumes a paused queue.
+    pub fn resume(&self, queue: &str) -> Result<()> {
+        check_name("queue", queue)?;
+        self.inner.store.set_paused(queue, false)?;
+        self.inner.wake_workers();
+        Ok(())
+    }
+
+    /// Every queue that has been pushed into or configured, with its counts and settings,
+    /// by name.
+    pub fn queues(&self) -> Result<Vec<QueueStats>> {
+        self.inner.store.queues()
+    }
+
+    /// Creates or replaces the schedule `name`: the payload is stored as a job, and each slot
+    /// of `spec` (`every DURATION`, or a 5-field cron expression in UTC) pushes one instance
+    /// of it with `opts` (its queue and priority), whatever the number of processes running.
+    /// The first slot is the first at or after now. Slots are pushed by the claims of
+    /// whatever runs or waiting handles are active; after a time with none, one instance is
+    /// pushed for the latest missed slot only.
+    pub fn schedule(
+        &self,
+        name: &str,
+        spec: &str,
+        payload: impl Read,
+        opts: &PushOptions,
+    ) -> Result<ScheduleRow> {
+        check_name("schedule", name)?;
+        let parsed = Spec::parse(spec)?;
+        opts.validate()?;
+        let job = self.create(payload)?;
+        let next_run = parsed.next_at_or_after(crate::clock::now_ms())?;
+        let queue = opts.queue_name().to_string();
+        self.inner.store.schedule_put(NewSchedule {
+            name: name.to_string(),
+            spec: spec.trim().to_string(),
+            job,
+            queue: queue.clone(),
+            priority: opts.priority,
+            next_run,
+        })?;
+        // Waiting workers recompute when to wake.
+        self.inner.wake_workers();
+        Ok(ScheduleRow { name: name.to_string(), spec: spec.trim().to_string(), queue, job, next_run })
+    }
+
+    /// The schedules, by name.
+    pub fn schedules(&self) -> Result<Vec<ScheduleRow>> {
+        self.inner.store.schedules()
+    }
+
+    /// Removes the schedule `name`; an unknown name is [`Error::NotFound`]. Instances it
+    /// already pushed stay.
+    pub fn unschedule(&self, name: &str) -> Result<()> {
+        check_name("schedule", name)?;
+        self.inner.store.schedule_remove(name)
+    }
+
+    /// Results and fail rows that ended at or after `since_ms`, counted per minute:
+    /// `(minute start, results, fails)`, oldest first. Rows pruned since are not counted.
+    pub fn completions(&self, since_ms: i64) -> Result<Vec<(i64, u64, u64)>> {
+        self.inner.store.completions(since_ms)
     }
 
     /// Reads a job payload or a result by its hash, verified against the hash.
@@ -250,14 +353,30 @@ impl Db {
     /// with a lease that this handle renews while the [`Job`] lives; `None` when nothing is
     /// ready. Expired leases are handled here too. Event `start`.
     pub fn claim(&self) -> Result<Option<Job>> {
+        self.claim_served(None)
+    }
+
+    /// [`claim`](Db::claim) from the named queues only (none named: every queue).
+    pub fn claim_from<S: AsRef<str>>(&self, queues: &[S]) -> Result<Option<Job>> {
+        self.claim_served(served(queues)?)
+    }
+
+    pub(crate) fn claim_served(&self, queues: Option<Arc<[String]>>) -> Result<Option<Job>> {
         let opts = &self.inner.opts;
-        let params =
-            ClaimParams { lease_ms: opts.lease_ms(), max_attempts: opts.max_attempts, order: opts.order };
-        let (claimed, expired) = self.inner.store.claim(&params)?;
-        for e in expired {
+        let params = ClaimParams {
+            lease_ms: opts.lease_ms(),
+            max_attempts: opts.max_attempts,
+            order: opts.order,
+            queues,
+        };
+        let out = self.inner.store.claim(&params)?;
+        for e in out.expired {
             self.inner.events.emit(Event::Fail { key: e.key, created: e.created, message: e.message });
         }
-        let Some(c) = claimed else { return Ok(None) };
+        for (key, created) in out.fired {
+            self.inner.events.emit(Event::Push { key, created });
+        }
+        let Some(c) = out.claimed else { return Ok(None) };
         self.inner.events.emit(Event::Start { key: c.key, created: c.created });
         Ok(Some(Job::new(self.inner.clone(), c)))
     }
@@ -319,4 +438,18 @@ impl Db {
     pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
         self.inner.events.unsubscribe(id)
     }
+}
+
+/// The served-queue set of a claim or run: None when no queue is named (every queue is
+/// served); each name checked.
+pub(crate) fn served<S: AsRef<str>>(queues: &[S]) -> Result<Option<Arc<[String]>>> {
+    if queues.is_empty() {
+        return Ok(None);
+    }
+    let mut names = Vec::with_capacity(queues.len());
+    for q in queues {
+        check_name("queue", q.as_ref())?;
+        names.push(q.as_ref().to_string());
+    }
+    Ok(Some(names.into()))
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// Something that happened to the queue, after it was committed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Event {
     /// A job was created (also when its payload already existed).
@@ -38,6 +38,17 @@ pub enum Event {
         created: i64,
         /// The hash of its output.
         hash: Hash,
+    },
+    /// A running instance reported its progress.
+    Progress {
+        /// The job's key.
+        key: Hash,
+        /// The instance's `created`.
+        created: i64,
+        /// How much is done, from 0 to 1.
+        done: f64,
+        /// A short description of the step.
+        message: String,
     },
     /// An instance failed for good.
     Fail {

@@ -15,7 +15,7 @@
 //! db.add(&b"sleep 5; date"[..])?;
 //! db.add(&b"sleep 5; date"[..])?; // same job, second instance
 //!
-//! db.run(batchdb::RunOptions { workers: 2, until_empty: true }, |job| {
+//! db.run(batchdb::RunOptions { workers: 2, until_empty: true, ..Default::default() }, |job| {
 //!     let mut script = String::new();
 //!     job.read_to_string(&mut script)?;
 //!     write!(job, "ran: {script}")
@@ -36,6 +36,7 @@ mod blob;
 mod check;
 mod clock;
 mod db;
+mod duration;
 mod error;
 mod events;
 #[allow(unsafe_code)]
@@ -49,6 +50,7 @@ mod options;
 mod queue;
 mod row;
 mod run;
+mod schedule;
 mod shared;
 mod store;
 mod sync;
@@ -56,13 +58,14 @@ mod sync;
 pub use blob::{Reader, Writer};
 pub use check::CheckReport;
 pub use db::Db;
+pub use duration::parse_duration;
 pub use error::{Error, Result};
 pub use events::{Event, SubscriptionId};
 pub use hash::Hash;
 pub use list::Cursor;
 pub use location::redact;
-pub use options::{Durability, Options, Order, PushOptions, RunOptions};
+pub use options::{Durability, Options, Order, PushOptions, RunOptions, DEFAULT_QUEUE};
 pub use queue::Job;
-pub use row::{FailRow, JobRow, ListKind, ListRow, PendingRow, ResultRow, Row};
+pub use row::{FailRow, JobRow, ListKind, ListRow, PendingRow, Progress, ResultRow, Row};
 pub use run::RunReport;
-pub use store::{GcReport, Stats};
+pub use store::{GcReport, Pushed, QueueStats, ScheduleRow, Stats};

@@ -97,22 +97,55 @@ impl Options {
     }
 }
 
+/// The queue of a push that names none.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// Checks a queue or schedule name: 1 to 64 characters of `[A-Za-z0-9_.-]`. `what` names the
+/// kind in the message ("queue", "schedule").
+pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        return Ok(());
+    }
+    let shown: String = name.chars().take(80).collect();
+    Err(Error::invalid(format!(
+        "{what} name {shown:?} is invalid: expected 1 to 64 characters of A-Z, a-z, 0-9, '_', '.' and '-'"
+    )))
+}
+
 /// Options for one push: [`Db::push_with`](crate::Db::push_with) and
-/// [`Db::add_with`](crate::Db::add_with).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// [`Db::add_with`](crate::Db::add_with). The defaults push as [`Db::push`](crate::Db::push)
+/// does.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PushOptions {
     /// Higher runs first. Default 0.
     pub priority: i32,
     /// The instance is not claimed before `created + delay`. Default zero.
     pub delay: Duration,
+    /// The queue to push into: 1 to 64 characters of `[A-Za-z0-9_.-]`. `None` (or
+    /// `"default"`) is the queue named [`DEFAULT_QUEUE`].
+    pub queue: Option<String>,
+    /// When an instance of the same job is already pending, waiting or running in the queue,
+    /// push nothing and return that instance's `created`.
+    pub unique: bool,
 }
 
 impl PushOptions {
-    /// Checks the options without pushing anything: a delay longer than a century is
-    /// [`Error::Invalid`]. [`Db::add_with`](crate::Db::add_with) checks them before it reads
-    /// the payload; call this to refuse a push before anything else is done.
+    /// Checks the options without pushing anything: a delay longer than a century or a
+    /// malformed queue name is [`Error::Invalid`]. [`Db::add_with`](crate::Db::add_with)
+    /// checks them before it reads the payload; call this to refuse a push before anything
+    /// else is done.
     pub fn validate(&self) -> Result<()> {
+        if let Some(q) = &self.queue {
+            check_name("queue", q)?;
+        }
         self.delay_ms().map(|_| ())
+    }
+
+    /// The queue's name, the default one when none was given.
+    pub fn queue_name(&self) -> &str {
+        self.queue.as_deref().unwrap_or(DEFAULT_QUEUE)
     }
 
     pub(crate) fn delay_ms(&self) -> Result<i64> {
@@ -129,16 +162,19 @@ impl PushOptions {
 }
 
 /// Options for [`Db::run`](crate::Db::run).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOptions {
     /// Worker threads. Default 1, at most 1024.
     pub workers: usize,
-    /// Return once nothing is pending or running, instead of waiting for new work.
+    /// Return once nothing is ready, running, delayed or waiting in the served queues
+    /// (paused queues do not count), instead of waiting for new work.
     pub until_empty: bool,
+    /// The queues to serve; empty (the default) serves every queue.
+    pub queues: Vec<String>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { workers: 1, until_empty: false }
+        RunOptions { workers: 1, until_empty: false, queues: Vec::new() }
     }
 }

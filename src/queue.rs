@@ -71,6 +71,30 @@ impl Job {
         self.attempt
     }
 
+    /// Reports progress: `done` from 0 to 1 and a short message (at most 1000 bytes). The
+    /// instance's pending row shows it while it runs, and a `progress` event fires. Fails with
+    /// [`Error::Invalid`](crate::Error::Invalid) for a fraction out of range, and with
+    /// [`Error::Stale`](crate::Error::Stale) when this worker lost its lease.
+    pub fn progress(&self, done: f64, message: &str) -> Result<()> {
+        if !(0.0..=1.0).contains(&done) {
+            return Err(crate::Error::invalid(format!("progress {done} is out of range (0 to 1)")));
+        }
+        if message.len() > 1000 {
+            return Err(crate::Error::invalid(format!(
+                "progress message of {} bytes is too long (at most 1000)",
+                message.len()
+            )));
+        }
+        self.inner.store.progress(self.created, self.attempt, done, message)?;
+        self.inner.events.emit(Event::Progress {
+            key: self.key,
+            created: self.created,
+            done,
+            message: message.to_string(),
+        });
+        Ok(())
+    }
+
     /// The payload reader and the output writer at once, so that one thread can feed the
     /// payload to a process while another collects its output.
     pub fn io(&mut self) -> (&mut Reader, &mut Writer) {

@@ -45,9 +45,19 @@ pub struct JobRow {
     pub running: Vec<i64>,
 }
 
+/// What a running job last reported of its progress: `{"done": F, "message": M}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Progress {
+    /// How much is done, from 0 to 1.
+    pub done: f64,
+    /// A short description of the step it is at.
+    pub message: String,
+}
+
 /// A pending instance: `{"job": K, "created": C, "running": false}`, plus `"priority"` and
-/// `"run_at"` when its push set them (or a retry backoff set `run_at`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// `"run_at"` when its push set them (or a retry backoff set `run_at`), `"queue"` when it is
+/// not the default queue, and `"progress"` while it runs and has reported some.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PendingRow {
     /// The job's key.
     pub job: Hash,
@@ -61,6 +71,12 @@ pub struct PendingRow {
     /// When it may run, when it was delayed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_at: Option<i64>,
+    /// Its queue, when not the default one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// Its progress, while it runs and has reported some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
 }
 
 /// A result: `{"key": [K, C], "value": {"hash": H, "start": S, "end": E, "created": C}}`.
@@ -134,7 +150,7 @@ impl Serialize for FailRow {
 }
 
 /// A row of any kind; serializes to that kind's shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Row {
     /// From [`ListKind::Job`].

@@ -6,10 +6,12 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::options::RunOptions;
 use crate::queue::Job;
+use crate::store::Idle;
 use crate::sync::panic_text;
 use std::fmt::Display;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -54,7 +56,7 @@ impl Db {
     /// # let dir = tempfile::tempdir().unwrap();
     /// let db = batchdb::Db::open(dir.path().join("q.db"), Default::default())?;
     /// db.add(&b"hello"[..])?;
-    /// let report = db.run(batchdb::RunOptions { workers: 2, until_empty: true }, |job| {
+    /// let report = db.run(batchdb::RunOptions { workers: 2, until_empty: true, ..Default::default() }, |job| {
     ///     let mut input = Vec::new();
     ///     job.read_to_end(&mut input)?;
     ///     job.write_all(&input.to_ascii_uppercase())
@@ -70,17 +72,20 @@ impl Db {
         if !(1..=1024).contains(&opts.workers) {
             return Err(Error::invalid(format!("workers {} is out of range (1 to 1024)", opts.workers)));
         }
+        let served = crate::db::served(&opts.queues)?;
+        let until_empty = opts.until_empty;
         let epoch = self.inner.stop_epoch();
         let halt = AtomicBool::new(false);
         let counters = Counters::default();
         let first_error: Mutex<Option<Error>> = Mutex::new(None);
         std::thread::scope(|s| {
             for i in 0..opts.workers {
-                let (halt, counters, first_error, runner) = (&halt, &counters, &first_error, &runner);
+                let (halt, counters, first_error, runner, served) =
+                    (&halt, &counters, &first_error, &runner, &served);
                 let spawned = std::thread::Builder::new().name(format!("batchdb-worker-{i}")).spawn_scoped(
                     s,
                     move || {
-                        if let Err(e) = self.worker(opts, runner, epoch, halt, counters) {
+                        if let Err(e) = self.worker(until_empty, served, runner, epoch, halt, counters) {
                             halt.store(true, Ordering::SeqCst);
                             self.inner.wake_workers();
                             first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
@@ -107,9 +112,11 @@ impl Db {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn worker<F, E>(
         &self,
-        opts: RunOptions,
+        until_empty: bool,
+        served: &Option<Arc<[String]>>,
         runner: &F,
         epoch: u64,
         halt: &AtomicBool,
@@ -126,7 +133,7 @@ impl Db {
                 return Ok(());
             }
             let seen = inner.wake_generation();
-            let claimed = match self.claim() {
+            let claimed = match self.claim_served(served.clone()) {
                 Ok(c) => c,
                 Err(Error::Busy(_)) => {
                     std::thread::sleep(Duration::from_millis(1 + jitter(20)));
@@ -143,8 +150,8 @@ impl Db {
                 counter.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let idle = inner.store.idle()?;
-            if opts.until_empty && !idle.any {
+            let idle = Idle::new(inner.store.idle()?, served.as_deref());
+            if until_empty && !idle.any {
                 inner.wake_workers();
                 return Ok(());
             }
@@ -157,12 +164,22 @@ impl Db {
     /// [`stop`](Db::stop) was called. Returns `true` then, and `false` when `timeout` passed
     /// first. Lets a caller that drives [`claim`](Db::claim) itself wait without polling.
     pub fn wait_for_work(&self, timeout: Duration) -> Result<bool> {
+        self.wait_served(None, timeout)
+    }
+
+    /// [`wait_for_work`](Db::wait_for_work) for a claimer of the named queues only (none
+    /// named: every queue), as [`claim_from`](Db::claim_from) takes them.
+    pub fn wait_for_work_from<S: AsRef<str>>(&self, queues: &[S], timeout: Duration) -> Result<bool> {
+        self.wait_served(crate::db::served(queues)?, timeout)
+    }
+
+    fn wait_served(&self, served: Option<Arc<[String]>>, timeout: Duration) -> Result<bool> {
         let inner = &self.inner;
         // Read both wake-up signals before looking at the queue, so that nothing that lands
         // after the look is missed.
         let seen = inner.wake_generation();
         let mut version = inner.store.change_counter()?;
-        let idle = inner.store.idle()?;
+        let idle = Idle::new(inner.store.idle()?, served.as_deref());
         if idle.ready {
             return Ok(true);
         }

@@ -666,7 +666,7 @@ fn add_with_bad_options_reads_and_stores_nothing() {
     let opts = batchdb::PushOptions { delay: Duration::from_secs(36_501 * 86_400), ..Default::default() };
     assert!(matches!(opts.validate(), Err(Error::Invalid(_))));
     let mut payload = Counting(0);
-    let err = db.add_with((&mut payload).take(3 << 20), opts).unwrap_err();
+    let err = db.add_with((&mut payload).take(3 << 20), &opts).unwrap_err();
     assert!(matches!(err, Error::Invalid(_)), "{err:?}");
     assert!(err.to_string().contains("delay"), "{err}");
     assert_eq!(payload.0, 0, "the payload was read");
@@ -727,7 +727,7 @@ fn a_runner_never_sees_a_damaged_chunk_and_the_instance_fails_as_corrupt() {
     let (key, data) = damaged_in_chunk_1(&t, &db);
     let seen = std::sync::Mutex::new(Vec::new());
     let report = db
-        .run(batchdb::RunOptions { workers: 1, until_empty: true }, |job| {
+        .run(batchdb::RunOptions { workers: 1, until_empty: true, ..Default::default() }, |job| {
             let (got, err) = read_until_error(job);
             seen.lock().unwrap().extend(got);
             err.map_or(Ok(()), Err)

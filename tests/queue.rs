@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn once() -> RunOptions {
-    RunOptions { workers: 1, until_empty: true }
+    RunOptions { workers: 1, until_empty: true, ..Default::default() }
 }
 
 fn claim_order(order: Order) -> Vec<i64> {
@@ -215,7 +215,7 @@ fn a_panicking_runner_fails_its_instance_and_the_loop_goes_on() {
     }
     db.add(&b"panic"[..]).unwrap();
     let report = db
-        .run(RunOptions { workers: 2, until_empty: true }, |job| {
+        .run(RunOptions { workers: 2, until_empty: true, ..Default::default() }, |job| {
             let mut s = String::new();
             job.read_to_string(&mut s)?;
             if s == "panic" {
@@ -312,7 +312,7 @@ fn three_processes_run_each_instance_exactly_once() {
         let db = open_with(Path::new(&env("DB")), fast);
         let log = Mutex::new(std::fs::OpenOptions::new().append(true).open(env("LOG")).unwrap());
         let report = db
-            .run(RunOptions { workers: 2, until_empty: true }, |job| {
+            .run(RunOptions { workers: 2, until_empty: true, ..Default::default() }, |job| {
                 // One write per line: O_APPEND keeps whole writes from processes apart.
                 log.lock().unwrap().write_all(format!("{}\n", job.created()).as_bytes())?;
                 job.write_all(job.created().to_string().as_bytes())
@@ -374,7 +374,7 @@ fn a_waiting_run_picks_up_work_from_another_process() {
     let runner = {
         let (db, done) = (db.clone(), done.clone());
         std::thread::spawn(move || {
-            db.run(RunOptions { workers: 1, until_empty: false }, |job| {
+            db.run(RunOptions { workers: 1, until_empty: false, ..Default::default() }, |job| {
                 *done.lock().unwrap() = Some(Instant::now());
                 std::io::copy(&mut job.io().0, &mut std::io::sink()).map(|_| ())
             })
@@ -408,11 +408,14 @@ fn an_idle_run_does_not_burn_cpu_and_stop_ends_it() {
     if helper_role().as_deref() == Some("idler") {
         let db = open(Path::new(&env("DB")));
         // Something is queued, but not due for an hour: the run must sleep, not spin.
-        db.add_with(&b"later"[..], PushOptions { delay: Duration::from_secs(3600), priority: 0 }).unwrap();
+        db.add_with(&b"later"[..], &PushOptions { delay: Duration::from_secs(3600), ..Default::default() })
+            .unwrap();
         let runner = {
             let db = db.clone();
             std::thread::spawn(move || {
-                db.run(RunOptions { workers: 2, until_empty: false }, |_| Ok::<_, Error>(()))
+                db.run(RunOptions { workers: 2, until_empty: false, ..Default::default() }, |_| {
+                    Ok::<_, Error>(())
+                })
             })
         };
         std::thread::sleep(Duration::from_millis(300));
@@ -574,11 +577,16 @@ fn priority_beats_order_and_delay_holds_back() {
     let t = temp_path();
     let db = open(&t.path);
     let low = db.add(&b"low"[..]).unwrap().1;
-    let high = db.add_with(&b"high"[..], PushOptions { priority: 5, ..Default::default() }).unwrap().1;
+    let high =
+        db.add_with(&b"high"[..], &PushOptions { priority: 5, ..Default::default() }).unwrap().1.created;
     let newest = db.add(&b"newest"[..]).unwrap().1;
     // An hour away: the claims below cannot reach it however slow the machine is.
     let hour = Duration::from_secs(3600);
-    let later = db.add_with(&b"later"[..], PushOptions { delay: hour, priority: 9 }).unwrap().1;
+    let later = db
+        .add_with(&b"later"[..], &PushOptions { delay: hour, priority: 9, ..Default::default() })
+        .unwrap()
+        .1
+        .created;
     let rows: Vec<_> = db.pending().map(|r| r.unwrap()).collect();
     assert_eq!(rows.iter().find(|r| r.created == high).unwrap().priority, Some(5));
     assert_eq!(rows.iter().find(|r| r.created == later).unwrap().run_at, Some(later + 3_600_000));
@@ -592,8 +600,11 @@ fn priority_beats_order_and_delay_holds_back() {
     assert_eq!(order, vec![high, newest, low], "priority first, then newest");
     assert!(db.claim().unwrap().is_none(), "the delayed one is not due");
     // A short delay becomes claimable once the clock passes its run_at, and not before.
-    let soon =
-        db.add_with(&b"soon"[..], PushOptions { delay: Duration::from_millis(300), priority: 0 }).unwrap().1;
+    let soon = db
+        .add_with(&b"soon"[..], &PushOptions { delay: Duration::from_millis(300), ..Default::default() })
+        .unwrap()
+        .1
+        .created;
     let early = db.claim().unwrap();
     if now_ms() < soon + 300 {
         assert!(early.is_none(), "not before its delay ends");
@@ -611,13 +622,16 @@ fn a_waiting_run_wakes_for_a_delayed_instance_on_time() {
     let db = open(&t.path);
     // Queued before the run starts (an empty queue would end an until_empty run at once): the
     // run finds nothing ready and must sleep until the instance is due.
-    let (_, created) =
-        db.add_with(&b"soon"[..], PushOptions { delay: Duration::from_millis(700), priority: 0 }).unwrap();
+    let created = db
+        .add_with(&b"soon"[..], &PushOptions { delay: Duration::from_millis(700), ..Default::default() })
+        .unwrap()
+        .1
+        .created;
     let ran_at = Arc::new(Mutex::new(None));
     let runner = {
         let (db, ran_at) = (db.clone(), ran_at.clone());
         std::thread::spawn(move || {
-            db.run(RunOptions { workers: 1, until_empty: true }, |_| {
+            db.run(RunOptions { workers: 1, until_empty: true, ..Default::default() }, |_| {
                 *ran_at.lock().unwrap() = Some(batchdb_now());
                 Ok::<_, Error>(())
             })
@@ -641,7 +655,9 @@ fn an_until_empty_run_ends_soon_after_another_handle_finishes_the_last_instance(
     // must hear of the completion, not sleep until the 30 s lease would run out.
     let waiter = open(&t.path);
     let run = std::thread::spawn(move || {
-        waiter.run(RunOptions { workers: 1, until_empty: true }, |_| Ok::<_, Error>(())).unwrap()
+        waiter
+            .run(RunOptions { workers: 1, until_empty: true, ..Default::default() }, |_| Ok::<_, Error>(()))
+            .unwrap()
     });
     std::thread::sleep(Duration::from_millis(300));
     assert!(!run.is_finished(), "the run ended while an instance was still running");
@@ -860,7 +876,7 @@ fn a_waiting_run_survives_the_loss_of_its_listening_connection() {
     let runner = {
         let (db, done) = (db.clone(), done.clone());
         std::thread::spawn(move || {
-            db.run(RunOptions { workers: 2, until_empty: false }, |job| {
+            db.run(RunOptions { workers: 2, until_empty: false, ..Default::default() }, |job| {
                 done.lock().unwrap().push(Instant::now());
                 std::io::copy(&mut job.io().0, &mut std::io::sink()).map(|_| ())
             })

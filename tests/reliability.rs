@@ -790,7 +790,7 @@ fn r4_bad_input_through_the_rust_api() {
         cases += 1;
     }
     let far = batchdb::PushOptions { delay: Duration::from_secs(200 * 365 * 86_400), ..Default::default() };
-    assert!(matches!(db.push_with(&key, far), Err(Error::Invalid(_))));
+    assert!(matches!(db.push_with(&key, &far), Err(Error::Invalid(_))));
     assert_eq!(file_sum(&t.path), sum);
     cases += 6;
     // Files that are not batchdb databases, and paths that cannot be opened.

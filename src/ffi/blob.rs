@@ -131,7 +131,8 @@ pub extern "C" fn batchdb_writer_add_with(
     status(err, || {
         let h = take(w).ok_or_else(|| null("w"))?;
         let opts = push_options(opt_ref(opts))?;
-        Ok(write_added(key_out, created_out, h.writer.add_with(opts)?))
+        let (key, pushed) = h.writer.add_with(&opts)?;
+        Ok(write_added(key_out, created_out, (key, pushed.created)))
     })
 }
 

@@ -52,7 +52,33 @@ pub(crate) fn push_options(o: Option<&batchdb_push_options>) -> Result<PushOptio
     let Some(o) = o else { return Ok(PushOptions::default()) };
     let delay = u64::try_from(o.delay_ms)
         .map_err(|_| Error::invalid(format!("delay_ms {} is negative", o.delay_ms)))?;
-    Ok(PushOptions { priority: o.priority, delay: Duration::from_millis(delay) })
+    let opts = PushOptions {
+        priority: o.priority,
+        delay: Duration::from_millis(delay),
+        queue: name_arg(c_str(o.queue), "queue")?.filter(|q| !q.is_empty()).map(str::to_string),
+        unique: flag(o.unique, "unique")?,
+    };
+    opts.validate()?;
+    Ok(opts)
+}
+
+/// An optional NUL-terminated UTF-8 name (a queue's, a schedule's).
+pub(crate) fn name_arg<'a>(s: Option<&'a CStr>, what: &str) -> Result<Option<&'a str>, Error> {
+    s.map(|s| s.to_str().map_err(|_| Error::invalid(format!("{what} is not UTF-8")))).transpose()
+}
+
+/// A required name.
+fn required_name<'a>(s: *const c_char, what: &str) -> Result<&'a str, Error> {
+    name_arg(c_str(s), what)?.ok_or_else(|| null(what))
+}
+
+/// `n` NUL-terminated queue names at `queues` (NULL with 0: none).
+pub(crate) fn queue_list(queues: *const *const c_char, n: usize) -> Result<Vec<String>, Error> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let ptrs = super::handles::ptr_slice(queues, n, "queues")?;
+    ptrs.iter().map(|&p| required_name(p, "queue name").map(str::to_string)).collect()
 }
 
 fn path_arg(path: Option<&CStr>) -> Result<std::path::PathBuf, Error> {
@@ -203,7 +229,8 @@ pub extern "C" fn batchdb_add_with(
         let h = try_ref(db, "db")?;
         let payload = bytes(data, len, "data")?;
         let opts = push_options(opt_ref(opts))?;
-        Ok(write_added(key_out, created_out, h.db.add_with(payload, opts)?))
+        let (key, pushed) = h.db.add_with(payload, &opts)?;
+        Ok(write_added(key_out, created_out, (key, pushed.created)))
     })
 }
 
@@ -241,8 +268,106 @@ pub extern "C" fn batchdb_push_with(
         let h = try_ref(db, "db")?;
         let key = hash_arg(c_str(key), "key")?;
         let opts = push_options(opt_ref(opts))?;
-        let created = h.db.push_with(&key, opts)?;
-        write_opt(created_out, created);
+        let pushed = h.db.push_with(&key, &opts)?;
+        write_opt(created_out, pushed.created);
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// Sets the most instances of `queue` that may run at once, counting every process and
+/// handle on the database (the limit is stored in it); `n` = 0 removes the limit.
+///
+/// Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` for NULL `db`/`queue`, a malformed queue name
+/// or `n` below 0 or above 4294967295 (nothing changed); `BATCHDB_ERR_IO`, `BATCHDB_ERR_BUSY`.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_limit(
+    db: *mut batchdb,
+    queue: *const c_char,
+    n: i64,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let h = try_ref(db, "db")?;
+        let queue = required_name(queue, "queue")?;
+        let n = u32::try_from(n).map_err(|_| {
+            Error::invalid(format!("limit {n} for queue {queue:?} is out of range (0 to 4294967295)"))
+        })?;
+        h.db.limit(queue, n)?;
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// Pauses `queue`: no claim in any process takes its instances until `batchdb_resume`;
+/// running ones finish, and pushes still queue. Stored in the database.
+///
+/// Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` (NULL, malformed name); `BATCHDB_ERR_IO`,
+/// `BATCHDB_ERR_BUSY`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_pause(db: *mut batchdb, queue: *const c_char, err: *mut batchdb_error) -> i32 {
+    status(err, || {
+        let h = try_ref(db, "db")?;
+        h.db.pause(required_name(queue, "queue")?)?;
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// Resumes a paused queue (a queue that is not paused stays so). Codes as `batchdb_pause`.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_resume(db: *mut batchdb, queue: *const c_char, err: *mut batchdb_error) -> i32 {
+    status(err, || {
+        let h = try_ref(db, "db")?;
+        h.db.resume(required_name(queue, "queue")?)?;
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// Creates or replaces the recurring schedule `name`: `len` bytes at `data` are stored as a
+/// job, and each slot of `spec` pushes one instance of it with `opts`' queue and priority
+/// (`opts` may be NULL), however many processes run. `spec` is `every DURATION` (`500ms`,
+/// `30s`, `15m`, `2h`, `7d`: slots are the multiples of it since the Unix epoch) or a 5-field
+/// cron expression in UTC. The job's key goes to `key_out` and the first slot (epoch ms) to
+/// `next_run_out`; either may be NULL.
+///
+/// Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` for NULL arguments, a malformed name, spec or
+/// queue (nothing stored); `BATCHDB_ERR_IO`, `BATCHDB_ERR_BUSY`. Thread-safe.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn batchdb_schedule(
+    db: *mut batchdb,
+    name: *const c_char,
+    spec: *const c_char,
+    data: *const u8,
+    len: usize,
+    opts: *const batchdb_push_options,
+    key_out: *mut c_char,
+    next_run_out: *mut i64,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let h = try_ref(db, "db")?;
+        let name = required_name(name, "name")?;
+        let spec = required_name(spec, "spec")?;
+        let payload = bytes(data, len, "data")?;
+        let opts = push_options(opt_ref(opts))?;
+        let row = h.db.schedule(name, spec, payload, &opts)?;
+        write_hex(key_out, &row.job);
+        write_opt(next_run_out, row.next_run);
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// Removes the schedule `name`; instances it already pushed stay.
+///
+/// Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` (NULL, malformed name);
+/// `BATCHDB_ERR_NOT_FOUND` for an unknown schedule; `BATCHDB_ERR_IO`, `BATCHDB_ERR_BUSY`.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_unschedule(db: *mut batchdb, name: *const c_char, err: *mut batchdb_error) -> i32 {
+    status(err, || {
+        let h = try_ref(db, "db")?;
+        h.db.unschedule(required_name(name, "name")?)?;
         Ok(BATCHDB_OK)
     })
 }

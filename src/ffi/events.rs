@@ -4,8 +4,8 @@
 
 use super::error::c_string;
 use super::handles::UserData;
-use super::BATCHDB_EVENT_START;
 use super::{BATCHDB_EVENT_CREATE, BATCHDB_EVENT_FAIL, BATCHDB_EVENT_PUSH, BATCHDB_EVENT_RESULT};
+use super::{BATCHDB_EVENT_PROGRESS, BATCHDB_EVENT_START};
 use crate::sync::lock;
 use crate::{Db, Error, Event, SubscriptionId};
 use std::cell::Cell;
@@ -24,8 +24,11 @@ pub struct batchdb_event {
     pub created: i64,
     /// Result events: the output's hash; NULL for other kinds.
     pub hash: *const c_char,
-    /// Fail events: the fail row's message; NULL for other kinds.
+    /// Fail events: the fail row's message; progress events: the progress text; NULL for
+    /// other kinds.
     pub message: *const c_char,
+    /// Progress events: how much is done, 0 to 1; 0 for other kinds.
+    pub done: f64,
 }
 
 /// Receives the events of a subscription. Called on whatever thread made the change (any
@@ -87,6 +90,7 @@ struct Subscription {
 }
 
 fn deliver(f: extern "C" fn(*mut c_void, *const batchdb_event), userdata: *mut c_void, ev: &Event) {
+    let mut done = 0.0;
     let (kind, key, created, hash, message): (i32, _, i64, Option<CString>, Option<CString>) = match ev {
         Event::Create { key } => (BATCHDB_EVENT_CREATE, key, 0, None, None),
         Event::Push { key, created } => (BATCHDB_EVENT_PUSH, key, *created, None, None),
@@ -97,6 +101,10 @@ fn deliver(f: extern "C" fn(*mut c_void, *const batchdb_event), userdata: *mut c
         Event::Fail { key, created, message } => {
             (BATCHDB_EVENT_FAIL, key, *created, None, Some(c_string(message)))
         }
+        Event::Progress { key, created, done: d, message } => {
+            done = *d;
+            (BATCHDB_EVENT_PROGRESS, key, *created, None, Some(c_string(message)))
+        }
     };
     let job = c_string(&key.to_string());
     let c_ev = batchdb_event {
@@ -105,6 +113,7 @@ fn deliver(f: extern "C" fn(*mut c_void, *const batchdb_event), userdata: *mut c
         created,
         hash: hash.as_ref().map_or(std::ptr::null(), |h| h.as_ptr()),
         message: message.as_ref().map_or(std::ptr::null(), |m| m.as_ptr()),
+        done,
     };
     IN_CALLBACK.with(|n| n.set(n.get() + 1));
     f(userdata, &c_ev);

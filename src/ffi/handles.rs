@@ -80,6 +80,22 @@ pub(crate) fn bytes<'a>(data: *const u8, len: usize, what: &str) -> Result<&'a [
     Ok(unsafe { std::slice::from_raw_parts(data, len) })
 }
 
+/// `len` pointers at `ptrs` (an array of C strings, say). NULL with `len` > 0 is invalid.
+pub(crate) fn ptr_slice<'a, T>(
+    ptrs: *const *const T,
+    len: usize,
+    what: &str,
+) -> Result<&'a [*const T], Error> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptrs.is_null() {
+        return Err(null(what));
+    }
+    // SAFETY: the caller passes `len` readable pointers at `ptrs` for the duration of the call.
+    Ok(unsafe { std::slice::from_raw_parts(ptrs, len) })
+}
+
 /// A writable buffer of `cap` bytes; NULL or a zero capacity is invalid.
 pub(crate) fn bytes_mut<'a>(buf: *mut u8, cap: usize, what: &str) -> Result<&'a mut [u8], Error> {
     if buf.is_null() {

@@ -76,10 +76,28 @@ pub extern "C" fn batchdb_claim(
     out: *mut *mut batchdb_job,
     err: *mut batchdb_error,
 ) -> i32 {
+    batchdb_claim_from(db, std::ptr::null(), 0, out, err)
+}
+
+/// `batchdb_claim` from the `queues_len` queues named at `queues` only (NUL-terminated
+/// names; NULL with 0 serves every queue). Paused queues and queues at their limit are
+/// skipped.
+///
+/// Returns as `batchdb_claim`, and `BATCHDB_ERR_INVALID` for a NULL or malformed queue name.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_claim_from(
+    db: *mut batchdb,
+    queues: *const *const c_char,
+    queues_len: usize,
+    out: *mut *mut batchdb_job,
+    err: *mut batchdb_error,
+) -> i32 {
     status(err, || {
         let out = handle_out(out)?;
         let h = try_ref(db, "db")?;
-        match h.db.claim()? {
+        let queues = super::db::queue_list(queues, queues_len)?;
+        match h.db.claim_from(&queues)? {
             None => Ok(BATCHDB_DONE),
             Some(job) => {
                 *out = into_raw(JobHandle { key: hex65(&job.key()), slot: Slot::Owned(Box::new(job)) });
@@ -162,6 +180,28 @@ pub extern "C" fn batchdb_job_read(
     status(err, || {
         let h = try_mut(j, "j")?;
         read_into(h.job(), buf, cap, n_out)
+    })
+}
+
+/// Reports the job's progress: `done` from 0 to 1 and a short NUL-terminated UTF-8
+/// `message` (at most 1000 bytes; NULL is ""). While the instance runs its pending row shows
+/// it (`"progress": {"done", "message"}`), and a progress event fires.
+///
+/// Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` (NULL `j`, `done` outside 0 to 1 or NaN, a
+/// message too long or not UTF-8); `BATCHDB_ERR_STALE` when this worker lost its lease;
+/// `BATCHDB_ERR_IO`. Works on owned and borrowed jobs.
+#[no_mangle]
+pub extern "C" fn batchdb_job_progress(
+    j: *mut batchdb_job,
+    done: f64,
+    message: *const c_char,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let h = try_mut(j, "j")?;
+        let message = super::db::name_arg(c_str(message), "message")?.unwrap_or("");
+        h.job().progress(done, message)?;
+        Ok(BATCHDB_OK)
     })
 }
 

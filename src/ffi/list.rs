@@ -4,8 +4,10 @@ use super::error::{c_string, hex65};
 use super::handles::{handle_out, into_raw, out, take, try_mut, try_ref, Castable};
 use super::panic::{boundary, status};
 use super::{batchdb, batchdb_cursor, batchdb_error, BATCHDB_DONE, BATCHDB_OK};
-use super::{BATCHDB_LIST_FAIL, BATCHDB_LIST_JOB, BATCHDB_LIST_PENDING, BATCHDB_LIST_RESULT};
-use crate::{Cursor, Error, ListKind, Row};
+use super::{
+    BATCHDB_LIST_FAIL, BATCHDB_LIST_JOB, BATCHDB_LIST_PENDING, BATCHDB_LIST_RESULT, BATCHDB_LIST_SCHEDULE,
+};
+use crate::{Cursor, Error, ListKind, Row, ScheduleRow};
 use std::ffi::{c_char, CString};
 
 /// One listed row. Fields that do not apply to the row's kind are zero (or NULL).
@@ -31,21 +33,41 @@ pub struct batchdb_row {
     pub end: i64,
     /// Fail rows: how many times the instance was started.
     pub attempts: u32,
-    /// Fail rows: the failure message, NUL-terminated; NULL for other kinds. Owned by the
-    /// cursor, valid until the next call on it.
+    /// Fail rows: the failure message; pending rows: the progress message while it runs and
+    /// has reported some; schedule rows: the schedule's name. NUL-terminated, NULL otherwise.
+    /// Owned by the cursor, valid until the next call on it.
     pub message: *const c_char,
     /// The row as one line of JSON, in the shape of the contract (for pending rows it also
     /// carries "priority" and "run_at" when a push set them). Owned by the cursor, valid until
     /// the next call on it.
     pub json: *const c_char,
+    /// Pending and schedule rows: the queue's name, NUL-terminated ("default" when none was
+    /// named); NULL for other kinds. Owned by the cursor, valid until the next call on it.
+    pub queue: *const c_char,
+    /// Pending rows: the progress fraction (0 to 1) a running instance last reported; -1 when
+    /// it reported none or is not running, and for other kinds.
+    pub progress: f64,
+}
+
+impl CursorHandle {
+    fn new(source: Source) -> CursorHandle {
+        CursorHandle { source, done: false, message: None, queue: None, json: CString::default() }
+    }
 }
 
 /// What a `batchdb_cursor *` points to.
 pub(crate) struct CursorHandle {
-    cursor: Cursor<Row>,
+    source: Source,
     done: bool,
     message: Option<CString>,
+    queue: Option<CString>,
     json: CString,
+}
+
+/// Where a cursor's rows come from: a paged listing, or the schedules (few; read at once).
+enum Source {
+    Rows(Cursor<Row>),
+    Schedules(std::vec::IntoIter<ScheduleRow>),
 }
 
 impl Castable for batchdb_cursor {
@@ -74,14 +96,13 @@ pub extern "C" fn batchdb_list(
             BATCHDB_LIST_PENDING => ListKind::Pending,
             BATCHDB_LIST_RESULT => ListKind::Result,
             BATCHDB_LIST_FAIL => ListKind::Fail,
-            k => return Err(Error::invalid(format!("list kind {k} is out of range (0 to 3)"))),
+            BATCHDB_LIST_SCHEDULE => {
+                *out = into_raw(CursorHandle::new(Source::Schedules(h.db.schedules()?.into_iter())));
+                return Ok(BATCHDB_OK);
+            }
+            k => return Err(Error::invalid(format!("list kind {k} is out of range (0 to 4)"))),
         };
-        *out = into_raw(CursorHandle {
-            cursor: h.db.list(kind),
-            done: false,
-            message: None,
-            json: CString::default(),
-        });
+        *out = into_raw(CursorHandle::new(Source::Rows(h.db.list(kind))));
         Ok(BATCHDB_OK)
     })
 }
@@ -104,7 +125,34 @@ pub extern "C" fn batchdb_cursor_next(
         if h.done {
             return Ok(BATCHDB_DONE);
         }
-        let next = match h.cursor.next() {
+        let next = match &mut h.source {
+            Source::Rows(cursor) => cursor.next(),
+            Source::Schedules(rows) => {
+                let Some(s) = rows.next() else {
+                    h.done = true;
+                    return Ok(BATCHDB_DONE);
+                };
+                h.json = c_string(&serde_json::to_string(&s).unwrap_or_default());
+                let message = h.message.insert(c_string(&s.name));
+                let queue = h.queue.insert(c_string(&s.queue));
+                *row = batchdb_row {
+                    kind: BATCHDB_LIST_SCHEDULE,
+                    job: hex65(&s.job),
+                    created: s.next_run,
+                    running: 0,
+                    hash: [0; 65],
+                    start: 0,
+                    end: 0,
+                    attempts: 0,
+                    message: message.as_ptr(),
+                    json: h.json.as_ptr(),
+                    queue: queue.as_ptr(),
+                    progress: -1.0,
+                };
+                return Ok(BATCHDB_OK);
+            }
+        };
+        let next = match next {
             None => {
                 h.done = true;
                 return Ok(BATCHDB_DONE);
@@ -117,6 +165,7 @@ pub extern "C" fn batchdb_cursor_next(
         };
         h.json = c_string(&next.to_json());
         h.message = None;
+        h.queue = None;
         let mut filled = batchdb_row {
             kind: 0,
             job: [0; 65],
@@ -128,6 +177,8 @@ pub extern "C" fn batchdb_cursor_next(
             attempts: 0,
             message: std::ptr::null(),
             json: h.json.as_ptr(),
+            queue: std::ptr::null(),
+            progress: -1.0,
         };
         match &next {
             Row::Job(j) => {
@@ -140,6 +191,13 @@ pub extern "C" fn batchdb_cursor_next(
                 filled.job = hex65(&p.job);
                 filled.created = p.created;
                 filled.running = i32::from(p.running);
+                let queue = h.queue.insert(c_string(p.queue.as_deref().unwrap_or(crate::DEFAULT_QUEUE)));
+                filled.queue = queue.as_ptr();
+                if let Some(progress) = &p.progress {
+                    filled.progress = progress.done;
+                    let message = h.message.insert(c_string(&progress.message));
+                    filled.message = message.as_ptr();
+                }
             }
             Row::Result(r) => {
                 filled.kind = BATCHDB_LIST_RESULT;

@@ -97,6 +97,10 @@ pub const BATCHDB_LIST_PENDING: i32 = 1;
 pub const BATCHDB_LIST_RESULT: i32 = 2;
 /// `batchdb_list` kind: fail rows, by job key, then `created`.
 pub const BATCHDB_LIST_FAIL: i32 = 3;
+/// `batchdb_list` kind: recurring schedules, by name. In each row `job` is the key of the
+/// job it pushes, `created` the next slot (epoch ms), `message` the schedule's name, and
+/// `json` `{"name", "spec", "queue", "job", "next_run"}`.
+pub const BATCHDB_LIST_SCHEDULE: i32 = 4;
 
 /// `batchdb_event.kind`: a job was created (also when its payload already existed).
 pub const BATCHDB_EVENT_CREATE: i32 = 0;
@@ -108,6 +112,9 @@ pub const BATCHDB_EVENT_START: i32 = 2;
 pub const BATCHDB_EVENT_RESULT: i32 = 3;
 /// `batchdb_event.kind`: an instance failed for good; `message` says why.
 pub const BATCHDB_EVENT_FAIL: i32 = 4;
+/// `batchdb_event.kind`: a running instance reported progress; `done` is the fraction (0 to
+/// 1) and `message` its text.
+pub const BATCHDB_EVENT_PROGRESS: i32 = 5;
 
 /// The error object, always the last argument of a fallible function (it may be NULL).
 ///
@@ -150,6 +157,12 @@ pub struct batchdb_push_options {
     /// The instance is not claimed before `created + delay_ms`. Must not be negative.
     /// Default 0.
     pub delay_ms: i64,
+    /// The queue, NUL-terminated: 1 to 64 characters of `[A-Za-z0-9_.-]`. NULL or "" is
+    /// the queue "default". Read during the call only.
+    pub queue: *const c_char,
+    /// 1: when an instance of the job is already pending, waiting or running in the queue,
+    /// queue nothing and return that instance's `created`. 0 (default): always queue.
+    pub unique: i32,
 }
 
 /// Options for `batchdb_run`. NULL means one worker, waiting for work until `batchdb_stop`.
@@ -157,9 +170,16 @@ pub struct batchdb_push_options {
 pub struct batchdb_run_options {
     /// Worker threads, at most 1024. 0: 1.
     pub workers: u32,
-    /// 1: return once nothing is pending, waiting or running. 0: wait for new work (also
-    /// from other processes) until `batchdb_stop`.
+    /// 1: return once nothing is pending, waiting or running in the served queues (paused
+    /// queues do not count). 0: wait for new work (also from other processes) until
+    /// `batchdb_stop`.
     pub until_empty: i32,
+    /// The queues to serve: `queues_len` NUL-terminated names. NULL (or `queues_len` 0)
+    /// serves every queue. Read when the run starts
+    /// (the names are copied).
+    pub queues: *const *const c_char,
+    /// How many names `queues` holds.
+    pub queues_len: usize,
 }
 
 /// A database handle, from `batchdb_open`, released by `batchdb_close`. Thread-safe.

@@ -55,10 +55,11 @@ pub extern "C" fn batchdb_run(
         let h = try_ref(db, "db")?;
         let runner = r#fn.ok_or_else(|| null("fn"))?;
         let opts = match opt_ref(opts) {
-            None => RunOptions { workers: 1, until_empty: false },
+            None => RunOptions { workers: 1, until_empty: false, ..Default::default() },
             Some(o) => RunOptions {
                 workers: (o.workers as usize).max(1),
                 until_empty: flag(o.until_empty, "until_empty")?,
+                queues: super::db::queue_list(o.queues, o.queues_len)?,
             },
         };
         let db = h.db.clone();

@@ -12,7 +12,7 @@ pub(crate) mod sqlite;
 use crate::error::Result;
 use crate::hash::Hash;
 use crate::location::is_postgres_url;
-use crate::options::{Durability, Order};
+use crate::options::{Durability, Order, DEFAULT_QUEUE};
 use crate::row::{ListKind, Row};
 use std::path::Path;
 use std::sync::Arc;
@@ -107,15 +107,130 @@ pub(crate) enum Register {
     Job { push: Option<PushSpec> },
 }
 
-#[derive(Clone, Copy, Debug)]
+/// How to push an instance: the checked form of [`PushOptions`](crate::PushOptions).
+#[derive(Clone, Debug)]
 pub(crate) struct PushSpec {
     pub priority: i32,
     pub delay_ms: i64,
+    /// A checked queue name.
+    pub queue: String,
+    /// Push nothing when an instance of the job is live in the queue (see [`Pushed`]).
+    pub unique: bool,
+}
+
+impl PushSpec {
+    /// Checks push options (see [`PushOptions::validate`](crate::PushOptions::validate)).
+    pub fn from_options(o: &crate::options::PushOptions) -> Result<PushSpec> {
+        o.validate()?;
+        Ok(PushSpec {
+            priority: o.priority,
+            delay_ms: o.delay_ms()?,
+            queue: o.queue_name().to_string(),
+            unique: o.unique,
+        })
+    }
+
+    /// A plain push into the default queue.
+    pub fn plain() -> PushSpec {
+        PushSpec { priority: 0, delay_ms: 0, queue: DEFAULT_QUEUE.to_string(), unique: false }
+    }
+}
+
+/// The instance a push returns: a new one, or, for a unique push, the live one it found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pushed {
+    /// The instance's `created`.
+    pub created: i64,
+    /// True when this push queued it; false when a unique push found it live already
+    /// (pending, waiting or running in the same queue), and queued nothing.
+    pub new: bool,
+}
+
+/// The id of the default queue's row, which every database has.
+pub(crate) const DEFAULT_QUEUE_ID: i64 = 0;
+
+/// A queue as a claim sees it: its settings, how many of its instances run now (counted only
+/// when it has a limit), and whether one is ready.
+#[derive(Clone, Debug)]
+pub(crate) struct QueueState {
+    pub id: i64,
+    pub name: String,
+    pub limit: Option<i64>,
+    pub paused: bool,
+    pub running: i64,
+    pub ready: bool,
+}
+
+impl QueueState {
+    /// Whether a claim serving `served` (None: every queue) may take this queue's instances
+    /// now: served, not paused, and below its limit. The one place that rule is written.
+    pub fn claimable(&self, served: Option<&[String]>) -> bool {
+        served.is_none_or(|s| s.contains(&self.name))
+            && !self.paused
+            && self.limit.is_none_or(|l| self.running < l)
+    }
+}
+
+/// The best of the candidates each claimable queue offers (`(created, priority)`): highest
+/// priority first, then newest or oldest per the order.
+pub(crate) fn best_candidate(cands: impl IntoIterator<Item = (i64, i64)>, order: Order) -> Option<i64> {
+    cands
+        .into_iter()
+        .max_by_key(|&(created, priority)| {
+            (priority, if order == Order::NewestFirst { created } else { -created })
+        })
+        .map(|(created, _)| created)
+}
+
+/// A queue as `stats` and [`Db::queues`](crate::Db::queues) show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStats {
+    /// The queue's name.
+    #[serde(skip)]
+    pub name: String,
+    /// Instances ready to claim now (not running, not waiting for a delay or backoff).
+    pub pending: u64,
+    /// Instances held by a worker.
+    pub running: u64,
+    /// Instances waiting for their delay or backoff to end.
+    pub waiting: u64,
+    /// The most instances that may run at once, in every process together; `None`: no limit.
+    pub limit: Option<u32>,
+    /// Whether claims skip the queue.
+    pub paused: bool,
+    /// The `created` of the oldest ready instance.
+    #[serde(skip)]
+    pub oldest_ready: Option<i64>,
+}
+
+/// A recurring schedule, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ScheduleRow {
+    /// The schedule's name.
+    pub name: String,
+    /// `every DURATION` or a 5-field cron expression (UTC), as given.
+    pub spec: String,
+    /// The queue its instances are pushed into.
+    pub queue: String,
+    /// The key of the job it pushes.
+    pub job: Hash,
+    /// The next slot, epoch ms.
+    pub next_run: i64,
+}
+
+/// A schedule to store (see [`Store::schedule_put`]).
+pub(crate) struct NewSchedule {
+    pub name: String,
+    pub spec: String,
+    pub job: Hash,
+    pub queue: String,
+    pub priority: i32,
+    pub next_run: i64,
 }
 
 /// The outcome of publishing a job payload.
 pub(crate) struct Published {
-    pub created: Option<i64>,
+    pub created: Option<Pushed>,
     /// The blob already existed: the staged copy was dropped and must be cleared.
     pub duplicate_stage: Option<BlobId>,
 }
@@ -144,30 +259,51 @@ pub(crate) struct ClaimParams {
     pub lease_ms: i64,
     pub max_attempts: u32,
     pub order: Order,
+    /// The queues served; None: every queue.
+    pub queues: Option<Arc<[String]>>,
+}
+
+/// What a claim did: the instance it took, the instances whose last lease had run out (now
+/// fail rows), and the instances it pushed for schedules that fell due.
+pub(crate) struct ClaimOutcome {
+    pub claimed: Option<Claimed>,
+    pub expired: Vec<Expired>,
+    pub fired: Vec<(Hash, i64)>,
 }
 
 /// What a worker that found nothing to claim needs to decide how long to sleep.
 pub(crate) struct Idle {
-    /// Any instance at all: pending, waiting or running.
+    /// Anything that keeps an `until_empty` run going: an instance running, waiting for its
+    /// delay, or ready in a served queue that is not paused.
     pub any: bool,
-    /// An instance is ready to claim now.
+    /// An instance is claimable now by this claimer.
     pub ready: bool,
     /// The earliest instant at which something may become claimable (a delay or backoff
-    /// ends, or a lease runs out).
+    /// ends, a lease runs out, a schedule falls due).
     pub next_due: Option<i64>,
 }
 
+/// The facts the backends' `IDLE` query gathers, before [`Idle::new`] weighs them.
+pub(crate) struct IdleFacts {
+    pub queues: Vec<QueueState>,
+    pub running: bool,
+    /// The earliest `run_at` of a waiting instance in a queue that is not paused.
+    pub earliest_wait: Option<i64>,
+    /// The earliest lease end of a running instance (claimable the millisecond after).
+    pub earliest_lease: Option<i64>,
+    /// The earliest `next_run` of a schedule.
+    pub next_schedule: Option<i64>,
+}
+
 impl Idle {
-    /// From the backends' `IDLE` query: whether any instance exists, whether one is ready,
-    /// the earliest `run_at` of a waiting one and the earliest lease end of a running one
-    /// (which becomes claimable the millisecond after).
-    pub fn new(any: bool, ready: bool, earliest_wait: Option<i64>, earliest_lease: Option<i64>) -> Idle {
-        let lease_due = earliest_lease.map(|l| l + 1);
-        let next_due = match (earliest_wait, lease_due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        Idle { any, ready, next_due }
+    /// Weighs the facts for a claimer serving `served` (None: every queue).
+    pub fn new(f: IdleFacts, served: Option<&[String]>) -> Idle {
+        let ready = f.queues.iter().any(|q| q.ready && q.claimable(served));
+        let live_ready =
+            f.queues.iter().any(|q| q.ready && !q.paused && served.is_none_or(|s| s.contains(&q.name)));
+        let next_due =
+            [f.earliest_wait, f.earliest_lease.map(|l| l + 1), f.next_schedule].into_iter().flatten().min();
+        Idle { any: f.running || f.earliest_wait.is_some() || live_ready, ready, next_due }
     }
 }
 
@@ -201,6 +337,13 @@ pub struct GcReport {
 /// Counts and sizes, as `batchdb stats` prints them.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
+    /// Result rows ever recorded, including those pruned since: a counter that never goes
+    /// down.
+    pub results_total: u64,
+    /// Fail rows ever recorded, including those pruned or retried since.
+    pub fails_total: u64,
+    /// Every queue that has been pushed into or configured, by name.
+    pub queues: std::collections::BTreeMap<String, QueueStats>,
     /// Job rows.
     pub jobs: u64,
     /// Instances not running: ready, delayed or backing off.
@@ -226,6 +369,10 @@ pub struct Stats {
 pub(crate) mod fail {
     use crate::error::Error;
     use crate::hash::Hash;
+
+    pub fn schedule_not_found(name: &str) -> Error {
+        Error::not_found(format!("schedule {name:?} not found"))
+    }
 
     pub fn job_not_found(key: &Hash) -> Error {
         Error::not_found(format!("job {} not found", key.short()))
@@ -329,7 +476,7 @@ pub(crate) trait Store: Send + Sync {
     fn publish(&self, blob: Finished, register: Register) -> Result<Published>;
     /// Publishes many unstaged blobs (`stage: None`) as jobs in one durable transaction,
     /// pushing an instance of each with `push`; returns each instance's `created`, in order.
-    fn publish_many(&self, blobs: Vec<Finished>, push: PushSpec) -> Result<Vec<i64>>;
+    fn publish_many(&self, blobs: Vec<Finished>, push: PushSpec) -> Result<Vec<Pushed>>;
     /// The published blob stored under `hash`: its id and size. A row found whose own stored
     /// hash is another (the hash index is damaged) is [`Error::Corrupt`](crate::Error::Corrupt),
     /// never another blob's bytes: see [`fail::found_other`].
@@ -339,8 +486,28 @@ pub(crate) trait Store: Send + Sync {
     fn chunk(&self, blob: BlobId, seq: i64) -> Result<Option<Chunk>>;
 
     // Queue.
-    fn push(&self, key: &Hash, spec: PushSpec) -> Result<i64>;
-    fn claim(&self, params: &ClaimParams) -> Result<(Option<Claimed>, Vec<Expired>)>;
+    fn push(&self, key: &Hash, spec: PushSpec) -> Result<Pushed>;
+    /// Expires run-out leases, pushes the instances of schedules that fell due (the slot
+    /// recorded in the same transaction, see [`crate::schedule::due`]), and takes the best
+    /// ready instance of the claimable queues ([`QueueState::claimable`]), all in one
+    /// transaction, so that a queue's limit holds whatever other processes claim.
+    fn claim(&self, params: &ClaimParams) -> Result<ClaimOutcome>;
+    /// Records a running instance's progress, if `(created, attempt)` still holds it.
+    fn progress(&self, created: i64, attempt: u32, done: f64, message: &str) -> Result<()>;
+    /// Sets (Some) or removes (None) a queue's limit, creating the queue's row if need be.
+    fn set_limit(&self, queue: &str, limit: Option<u32>) -> Result<()>;
+    /// Pauses or resumes a queue, creating its row if need be.
+    fn set_paused(&self, queue: &str, paused: bool) -> Result<()>;
+    /// Every queue's counts and settings, by name.
+    fn queues(&self) -> Result<Vec<QueueStats>>;
+    /// Creates or replaces a schedule; the job must exist.
+    fn schedule_put(&self, s: NewSchedule) -> Result<()>;
+    /// Removes a schedule; an unknown name is [`Error::NotFound`](crate::Error::NotFound).
+    fn schedule_remove(&self, name: &str) -> Result<()>;
+    fn schedules(&self) -> Result<Vec<ScheduleRow>>;
+    /// Results and fails that ended at or after `since`, counted per minute:
+    /// `(minute start, results, fails)`, by minute.
+    fn completions(&self, since: i64) -> Result<Vec<(i64, u64, u64)>>;
     fn renew(&self, jobs: Vec<(i64, u32)>, stages: Vec<BlobId>, lease_ms: i64) -> Result<()>;
     /// Records the result if `(created, attempt)` still holds the lease; returns the end time.
     fn complete(&self, created: i64, attempt: u32, output: Finished) -> Result<(i64, Option<BlobId>)>;
@@ -349,7 +516,7 @@ pub(crate) trait Store: Send + Sync {
     fn retry(&self, key: &Hash, created: i64) -> Result<i64>;
     fn cancel(&self, key: &Hash, created: i64) -> Result<()>;
     fn prune(&self, older_than_ms: i64) -> Result<u64>;
-    fn idle(&self) -> Result<Idle>;
+    fn idle(&self) -> Result<IdleFacts>;
     /// A number that changes whenever another process commits.
     fn change_counter(&self) -> Result<i64>;
     /// True while the store itself wakes the database's waiters on every commit of another

@@ -281,8 +281,8 @@ pub fn p4m(plan: &Plan, s: &Scratch, _p4_plain: Option<f64>) -> Row {
                             break;
                         }
                         let delay = if i % 4 == 0 { Duration::from_secs(3600) } else { Duration::ZERO };
-                        let opts = PushOptions { priority: (i % 3) as i32, delay };
-                        db.add_with(&payload(t, i)[..], opts).expect("add_with");
+                        let opts = PushOptions { priority: (i % 3) as i32, delay, ..Default::default() };
+                        db.add_with(&payload(t, i)[..], &opts).expect("add_with");
                     });
                 }
             });
@@ -563,7 +563,7 @@ fn batchdb_add_then_run(s: &Scratch, n: usize, workers: usize) -> (f64, f64) {
     let add = n as f64 / start.elapsed().as_secs_f64();
     let start = Instant::now();
     let report = db
-        .run(RunOptions { workers, until_empty: true }, |job| {
+        .run(RunOptions { workers, until_empty: true, ..Default::default() }, |job| {
             let mut buf = Vec::new();
             job.read_to_end(&mut buf).map(|_| ())
         })
@@ -671,7 +671,7 @@ pub fn p8(plan: &Plan, s: &Scratch, peers: &Peers) -> Vec<Row> {
         fill(&db, nc);
         let start = Instant::now();
         let report = db
-            .run(RunOptions { workers, until_empty: true }, |_job| Ok::<(), std::io::Error>(()))
+            .run(RunOptions { workers, until_empty: true, ..Default::default() }, |_job| Ok::<(), std::io::Error>(()))
             .expect("run");
         assert_eq!(report.completed as usize, nc);
         row.batchdb = Some(nc as f64 / start.elapsed().as_secs_f64());

@@ -1,7 +1,7 @@
 //! The command line, as clap parses it. Names, arguments and output formats follow sections 7
 //! and 8 of the interface contract.
 
-use crate::duration::parse_duration;
+use batchdb::parse_duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::path::PathBuf;

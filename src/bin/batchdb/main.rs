@@ -6,7 +6,6 @@
 //! output could not be written.
 
 mod cli;
-mod duration;
 mod progress;
 mod run;
 mod ui;
@@ -238,7 +237,7 @@ fn dispatch(cli: Cli) -> CliResult<i32> {
     let mut out = BufWriter::new(stdout.lock());
     match command {
         Checked::Add(words, opts) => {
-            let (key, created) = with_payload(words, |r| db.add_with(r, opts))?;
+            let (key, created) = with_payload(words, |r| db.add_with(r, &opts).map(|(k, p)| (k, p.created)))?;
             drop(out);
             report_done(&format!("job {key} was queued"), &format!("{key} {created}"))?;
             return Ok(0);
@@ -250,7 +249,7 @@ fn dispatch(cli: Cli) -> CliResult<i32> {
             return Ok(0);
         }
         Checked::Push(key, opts) => {
-            let created = db.push_with(&key, opts)?;
+            let created = db.push_with(&key, &opts)?.created;
             drop(out);
             report_done(&format!("an instance of job {key} was queued"), &created.to_string())?;
             return Ok(0);
@@ -348,7 +347,7 @@ fn parse_hash(s: &str) -> CliResult<Hash> {
 }
 
 fn push_options(p: &PushArgs) -> CliResult<PushOptions> {
-    let opts = PushOptions { priority: p.priority, delay: p.delay.unwrap_or_default() };
+    let opts = PushOptions { priority: p.priority, delay: p.delay.unwrap_or_default(), ..Default::default() };
     opts.validate()?;
     Ok(opts)
 }

@@ -43,7 +43,7 @@ impl Progress {
                 let mut queued = String::from("? pending");
                 let mut last_stats: Option<Instant> = None;
                 loop {
-                    if last_stats.map_or(true, |t| t.elapsed() >= Duration::from_millis(500)) {
+                    if last_stats.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
                         if let Ok(s) = db.stats() {
                             queued = format!("{} pending, {} running", s.pending, s.running);
                         }

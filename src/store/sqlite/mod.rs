@@ -9,13 +9,16 @@ use schema::*;
 
 use super::Access;
 use super::{
-    chunk_digest, fail, BlobEntry, BlobId, Chunk, ClaimParams, Claimed, Expired, Finished, Idle, Pos,
-    Published, PushSpec, Register, Stats, Store, CHUNK_BATCH, GC_PAGE, READY, RUNNING, WAITING,
+    best_candidate, chunk_digest, fail, BlobEntry, BlobId, Chunk, ClaimOutcome, ClaimParams, Claimed,
+    Expired, Finished, IdleFacts, NewSchedule, Pos, Published, PushSpec, Pushed, QueueState, QueueStats,
+    Register, ScheduleRow, Stats, Store, CHUNK_BATCH, DEFAULT_QUEUE_ID, GC_PAGE, READY, RUNNING, WAITING,
 };
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
+use crate::options::DEFAULT_QUEUE;
 use crate::options::{Durability, Order};
+use crate::row::Progress;
 use crate::row::{FailRow, ListKind, PendingRow, ResultRow, Row};
 use rusqlite::types::{Type, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -178,19 +181,87 @@ fn next_created(c: &Connection, n: i64) -> Result<i64> {
         .map(|last| last - n + 1)
 }
 
-fn insert_instance(c: &Connection, job: BlobId, spec: PushSpec) -> Result<i64> {
-    let created = next_created(c, 1)?;
-    insert_instance_as(c, job, spec, created)
+/// The id of queue `name`, its row created when missing.
+fn queue_id(c: &Connection, name: &str) -> Result<i64> {
+    if name == DEFAULT_QUEUE {
+        return Ok(DEFAULT_QUEUE_ID);
+    }
+    if let Some(id) = c.prepare_cached(QUEUE_ID).sql()?.query_row([name], |r| r.get(0)).optional().sql()? {
+        return Ok(id);
+    }
+    c.prepare_cached(QUEUE_INSERT).sql()?.query_row([name], |r| r.get(0)).sql()
 }
 
-fn insert_instance_as(c: &Connection, job: BlobId, spec: PushSpec, created: i64) -> Result<i64> {
+/// For a unique push: the live instance of `job` in `queue`, if any.
+fn live_instance(c: &Connection, job: BlobId, queue: i64) -> Result<Option<i64>> {
+    c.prepare_cached(LIVE_INSTANCE).sql()?.query_row([job, queue], |r| r.get(0)).sql()
+}
+
+fn insert_instance(c: &Connection, job: BlobId, spec: &PushSpec) -> Result<Pushed> {
+    let queue = queue_id(c, &spec.queue)?;
+    if spec.unique {
+        if let Some(created) = live_instance(c, job, queue)? {
+            return Ok(Pushed { created, new: false });
+        }
+    }
+    let created = next_created(c, 1)?;
+    insert_instance_as(c, job, spec, queue, created)?;
+    Ok(Pushed { created, new: true })
+}
+
+fn insert_instance_as(c: &Connection, job: BlobId, spec: &PushSpec, queue: i64, created: i64) -> Result<()> {
     let (state, run_at) =
         if spec.delay_ms > 0 { (WAITING, Some(created + spec.delay_ms)) } else { (READY, None) };
     c.prepare_cached(INSTANCE_INSERT)
         .sql()?
-        .execute(params![created, job, state, spec.priority, run_at])
+        .execute(params![created, job, state, spec.priority, run_at, queue])
         .sql()?;
-    Ok(created)
+    Ok(())
+}
+
+fn queue_states(c: &Connection) -> Result<Vec<QueueState>> {
+    c.prepare_cached(QUEUE_STATES)
+        .sql()?
+        .query_map([], |r| {
+            Ok(QueueState {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                limit: r.get(2)?,
+                paused: r.get::<_, i64>(3)? != 0,
+                running: r.get(4)?,
+                ready: r.get(5)?,
+            })
+        })
+        .sql()?
+        .collect::<rusqlite::Result<_>>()
+        .sql()
+}
+
+/// Pushes one instance for each schedule that fell due, recording its slot in the same
+/// transaction: whichever process gets here first for a slot pushes it, and the others find
+/// the schedule advanced. A spec that no longer parses (damage) is skipped; `check` names it.
+fn fire_schedules(c: &Connection, now: i64) -> Result<Vec<(Hash, i64)>> {
+    type Due = (String, String, BlobId, i64, i32, i64, Hash);
+    let due: Vec<Due> = c
+        .prepare_cached(SCHEDULES_DUE)
+        .sql()?
+        .query_map([now], |r| {
+            let job = r.get(2)?;
+            Ok((r.get(0)?, r.get(1)?, job, r.get(3)?, r.get(4)?, r.get(5)?, hash_of(r, 6, job)?))
+        })
+        .sql()?
+        .collect::<rusqlite::Result<_>>()
+        .sql()?;
+    let mut fired = Vec::new();
+    for (name, spec, job, queue, priority, next_run, key) in due {
+        let Ok((slot, next)) = crate::schedule::due(&spec, next_run, now) else { continue };
+        let created = next_created(c, 1)?;
+        let push = PushSpec { priority, ..PushSpec::plain() };
+        insert_instance_as(c, job, &push, queue, created)?;
+        c.prepare_cached(SCHEDULE_ADVANCE).sql()?.execute(params![name, next, slot]).sql()?;
+        fired.push((key, created));
+    }
+    Ok(fired)
 }
 
 fn job_by_hash(c: &Connection, key: &Hash) -> Result<BlobId> {
@@ -256,17 +327,19 @@ impl Store for Sqlite {
             let Register::Job { push } = register;
             let (id, duplicate_stage) = publish_blob(c, &blob, true)?;
             let created = match push {
-                Some(spec) => Some(insert_instance(c, id, spec)?),
+                Some(spec) => Some(insert_instance(c, id, &spec)?),
                 None => None,
             };
             Ok(Published { created, duplicate_stage })
         })
     }
 
-    fn publish_many(&self, blobs: Vec<Finished>, push: PushSpec) -> Result<Vec<i64>> {
+    fn publish_many(&self, blobs: Vec<Finished>, push: PushSpec) -> Result<Vec<Pushed>> {
         self.conns.write(true, move |c| {
-            // Ids and `created` values for the whole batch in one update each.
+            // Ids and `created` values for the whole batch in one update each (a unique
+            // push that finds a live instance leaves its value unused).
             let n = blobs.len() as i64;
+            let queue = queue_id(c, &push.queue)?;
             let (first_id, first_created) = (next_blob(c, n)?, next_created(c, n)?);
             let mut created = Vec::with_capacity(blobs.len());
             for (i, blob) in (0..).zip(&blobs) {
@@ -278,7 +351,14 @@ impl Store for Sqlite {
                 } else {
                     publish_blob(c, blob, true)?.0
                 };
-                created.push(insert_instance_as(c, id, push, first_created + i)?);
+                let live = if push.unique { live_instance(c, id, queue)? } else { None };
+                created.push(match live {
+                    Some(existing) => Pushed { created: existing, new: false },
+                    None => {
+                        insert_instance_as(c, id, &push, queue, first_created + i)?;
+                        Pushed { created: first_created + i, new: true }
+                    }
+                });
             }
             Ok(created)
         })
@@ -322,32 +402,34 @@ impl Store for Sqlite {
         })
     }
 
-    fn push(&self, key: &Hash, spec: PushSpec) -> Result<i64> {
+    fn push(&self, key: &Hash, spec: PushSpec) -> Result<Pushed> {
         let key = *key;
         self.conns.write(true, move |c| {
             let job = job_by_hash(c, &key)?;
-            insert_instance(c, job, spec)
+            insert_instance(c, job, &spec)
         })
     }
 
-    fn claim(&self, p: &ClaimParams) -> Result<(Option<Claimed>, Vec<Expired>)> {
+    fn claim(&self, p: &ClaimParams) -> Result<ClaimOutcome> {
         let (lease_ms, max_attempts, order) = (p.lease_ms, p.max_attempts as i64, p.order);
+        let served = p.queues.clone();
         self.conns.write(false, move |c| {
             let now = now_ms();
             let mut expired = Vec::new();
-            let stale: Vec<(i64, i64, BlobId, Option<i64>)> = c
+            type Stale = (i64, i64, BlobId, Option<i64>, i64);
+            let stale: Vec<Stale> = c
                 .prepare_cached(EXPIRED)
                 .sql()?
-                .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
                 .sql()?
                 .collect::<rusqlite::Result<_>>()
                 .sql()?;
-            for (created, attempts, job, start) in stale {
+            for (created, attempts, job, start, queue) in stale {
                 if attempts >= max_attempts {
                     let message = fail::lease_expired(attempts);
                     c.prepare_cached(FAIL_INSERT)
                         .sql()?
-                        .execute(params![created, job, message, start, now, attempts])
+                        .execute(params![created, job, message, start, now, attempts, queue])
                         .sql()?;
                     c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
                     expired.push(Expired { key: job_hash(c, job)?, created, message });
@@ -356,16 +438,32 @@ impl Store for Sqlite {
                 }
             }
             c.prepare_cached(PROMOTE).sql()?.execute([now]).sql()?;
-            let sql = match order {
-                Order::NewestFirst => CLAIM_NEWEST,
-                Order::OldestFirst => CLAIM_OLDEST,
+            let fired = fire_schedules(c, now)?;
+            let pick = match order {
+                Order::NewestFirst => PICK_NEWEST,
+                Order::OldestFirst => PICK_OLDEST,
             };
-            let taken: Option<(i64, BlobId, i64)> = c
-                .prepare_cached(sql)
-                .sql()?
-                .query_row([now, lease_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()
-                .sql()?;
+            let mut cands = Vec::new();
+            for q in queue_states(c)? {
+                if q.ready && q.claimable(served.as_deref()) {
+                    let cand: Option<(i64, i64)> = c
+                        .prepare_cached(pick)
+                        .sql()?
+                        .query_row([q.id], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                        .sql()?;
+                    cands.extend(cand);
+                }
+            }
+            let taken: Option<(i64, BlobId, i64)> = match best_candidate(cands, order) {
+                None => None,
+                Some(best) => c
+                    .prepare_cached(TAKE)
+                    .sql()?
+                    .query_row([now, lease_ms, best], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+                    .sql()?,
+            };
             let claimed = match taken {
                 Some((created, job, attempt)) => {
                     let (key, size, first_chunk) = c
@@ -379,7 +477,108 @@ impl Store for Sqlite {
                 }
                 None => None,
             };
-            Ok((claimed, expired))
+            Ok(ClaimOutcome { claimed, expired, fired })
+        })
+    }
+
+    fn progress(&self, created: i64, attempt: u32, done: f64, message: &str) -> Result<()> {
+        let message = message.to_string();
+        let n = self.conns.write(false, move |c| {
+            c.prepare_cached(PROGRESS).sql()?.execute(params![created, attempt, done, message]).sql()
+        })?;
+        if n == 0 {
+            return Err(fail::not_held(created, attempt));
+        }
+        Ok(())
+    }
+
+    fn set_limit(&self, queue: &str, limit: Option<u32>) -> Result<()> {
+        let queue = queue.to_string();
+        self.conns.write(true, move |c| {
+            c.prepare_cached(QUEUE_SET_LIMIT).sql()?.execute(params![queue, limit]).sql().map(|_| ())
+        })
+    }
+
+    fn set_paused(&self, queue: &str, paused: bool) -> Result<()> {
+        let queue = queue.to_string();
+        self.conns.write(true, move |c| {
+            c.prepare_cached(QUEUE_SET_PAUSED).sql()?.execute(params![queue, paused]).sql().map(|_| ())
+        })
+    }
+
+    fn queues(&self) -> Result<Vec<QueueStats>> {
+        self.conns.read(|c| {
+            c.prepare_cached(QUEUE_STATS)
+                .sql()?
+                .query_map([], |r| {
+                    let n = |i| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+                    Ok(QueueStats {
+                        name: r.get(0)?,
+                        limit: r.get::<_, Option<i64>>(1)?.map(|l| l.clamp(0, u32::MAX as i64) as u32),
+                        paused: r.get::<_, i64>(2)? != 0,
+                        pending: n(3)?,
+                        running: n(4)?,
+                        waiting: n(5)?,
+                        oldest_ready: r.get(6)?,
+                    })
+                })
+                .sql()?
+                .collect::<rusqlite::Result<_>>()
+                .sql()
+        })
+    }
+
+    fn schedule_put(&self, s: NewSchedule) -> Result<()> {
+        self.conns.write(true, move |c| {
+            let job = job_by_hash(c, &s.job)?;
+            let queue = queue_id(c, &s.queue)?;
+            c.prepare_cached(SCHEDULE_PUT)
+                .sql()?
+                .execute(params![s.name, s.spec, job, queue, s.priority, s.next_run])
+                .sql()
+                .map(|_| ())
+        })
+    }
+
+    fn schedule_remove(&self, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.conns.write(true, move |c| {
+            match c.prepare_cached(SCHEDULE_DELETE).sql()?.execute([&name]).sql()? {
+                0 => Err(fail::schedule_not_found(&name)),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn schedules(&self) -> Result<Vec<ScheduleRow>> {
+        self.conns.read(|c| {
+            c.prepare_cached(SCHEDULE_LIST)
+                .sql()?
+                .query_map([], |r| {
+                    Ok(ScheduleRow {
+                        name: r.get(0)?,
+                        spec: r.get(1)?,
+                        queue: r.get(2)?,
+                        job: blob_hash(r, 3, 5)?,
+                        next_run: r.get(4)?,
+                    })
+                })
+                .sql()?
+                .collect::<rusqlite::Result<_>>()
+                .sql()
+        })
+    }
+
+    fn completions(&self, since: i64) -> Result<Vec<(i64, u64, u64)>> {
+        self.conns.read(|c| {
+            c.prepare_cached(COMPLETIONS)
+                .sql()?
+                .query_map([since], |r| {
+                    Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64, r.get::<_, i64>(2)?.max(0) as u64))
+                })
+                .sql()?
+                .collect::<rusqlite::Result<_>>()
+                .sql()
         })
     }
 
@@ -398,7 +597,7 @@ impl Store for Sqlite {
 
     fn complete(&self, created: i64, attempt: u32, output: Finished) -> Result<(i64, Option<BlobId>)> {
         self.conns.write(true, move |c| {
-            let (job, start): (BlobId, i64) = fence(c, created, attempt)?;
+            let (job, start, _) = fence(c, created, attempt)?;
             let (blob, surplus) = publish_blob(c, &output, false)?;
             let end = now_ms();
             c.prepare_cached(RESULT_INSERT).sql()?.execute(params![created, job, blob, start, end]).sql()?;
@@ -410,7 +609,7 @@ impl Store for Sqlite {
     fn fail(&self, created: i64, attempt: u32, message: &str, requeue_at: Option<i64>) -> Result<i64> {
         let message = message.to_string();
         self.conns.write(true, move |c| {
-            let (job, start): (BlobId, i64) = fence(c, created, attempt)?;
+            let (job, start, queue) = fence(c, created, attempt)?;
             let end = now_ms();
             match requeue_at {
                 Some(at) => {
@@ -419,7 +618,7 @@ impl Store for Sqlite {
                 None => {
                     c.prepare_cached(FAIL_INSERT)
                         .sql()?
-                        .execute(params![created, job, message, start, end, attempt])
+                        .execute(params![created, job, message, start, end, attempt, queue])
                         .sql()?;
                     c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
                 }
@@ -431,15 +630,18 @@ impl Store for Sqlite {
     fn retry(&self, key: &Hash, created: i64) -> Result<i64> {
         let key = *key;
         self.conns.write(true, move |c| {
-            let job: BlobId = c
+            let (job, queue): (BlobId, i64) = c
                 .prepare_cached(FAIL_OF)
                 .sql()?
-                .query_row(params![created, key.as_bytes().as_slice()], |r| r.get(0))
+                .query_row(params![created, key.as_bytes().as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
                 .sql()?
                 .ok_or_else(|| fail::no_failed_instance(&key, created))?;
             c.prepare_cached(FAIL_DELETE).sql()?.execute([created]).sql()?;
-            insert_instance(c, job, PushSpec { priority: 0, delay_ms: 0 })
+            c.prepare_cached(COUNT_REMOVED).sql()?.execute(params!["removed_fails", 1]).sql()?;
+            let new = next_created(c, 1)?;
+            insert_instance_as(c, job, &PushSpec::plain(), queue, new)?;
+            Ok(new)
         })
     }
 
@@ -465,18 +667,27 @@ impl Store for Sqlite {
         self.conns.write(true, move |c| {
             let a = c.prepare_cached(PRUNE_RESULTS).sql()?.execute([older_than_ms]).sql()?;
             let b = c.prepare_cached(PRUNE_FAILS).sql()?.execute([older_than_ms]).sql()?;
+            c.prepare_cached(COUNT_REMOVED).sql()?.execute(params!["removed_results", a as i64]).sql()?;
+            c.prepare_cached(COUNT_REMOVED).sql()?.execute(params!["removed_fails", b as i64]).sql()?;
             Ok((a + b) as u64)
         })
     }
 
-    fn idle(&self) -> Result<Idle> {
+    fn idle(&self) -> Result<IdleFacts> {
         self.conns.read(|c| {
-            let (any, ready, wait, lease): (bool, bool, Option<i64>, Option<i64>) = c
-                .prepare_cached(IDLE)
+            let queues = queue_states(c)?;
+            c.prepare_cached(IDLE)
                 .sql()?
-                .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                .sql()?;
-            Ok(Idle::new(any, ready, wait, lease))
+                .query_row([], |r| {
+                    Ok(IdleFacts {
+                        queues,
+                        running: r.get(0)?,
+                        earliest_wait: r.get(1)?,
+                        earliest_lease: r.get(2)?,
+                        next_schedule: r.get(3)?,
+                    })
+                })
+                .sql()
         })
     }
 
@@ -622,6 +833,9 @@ impl Store for Sqlite {
                 .query_row([], |r| {
                     let n = |i| r.get::<_, i64>(i).map(|v| v as u64);
                     Ok(Stats {
+                        results_total: n(3)? + n(7)?,
+                        fails_total: n(4)? + n(8)?,
+                        queues: Default::default(),
                         jobs: n(0)?,
                         pending: n(1)?,
                         running: n(2)?,
@@ -637,15 +851,19 @@ impl Store for Sqlite {
         })?;
         s.file_bytes = self.file_size("");
         s.wal_bytes = self.file_size("-wal");
+        s.queues = self.queues()?.into_iter().map(|q| (q.name.clone(), q)).collect();
         Ok(s)
     }
 }
 
-/// The fence: the instance must still be running under this attempt.
-fn fence(c: &Connection, created: i64, attempt: u32) -> Result<(BlobId, i64)> {
+/// The fence: the instance must still be running under this attempt. Its job, start and
+/// queue.
+fn fence(c: &Connection, created: i64, attempt: u32) -> Result<(BlobId, i64, i64)> {
     c.prepare_cached(FENCE)
         .sql()?
-        .query_row(params![created, attempt], |r| Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0))))
+        .query_row(params![created, attempt], |r| {
+            Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0), r.get(2)?))
+        })
         .optional()
         .sql()?
         .ok_or_else(|| fail::not_held(created, attempt))
@@ -677,13 +895,26 @@ fn list_pending(c: &Connection, after: &Pos, limit: usize) -> Result<Vec<(Row, P
         .query_map(params![after.created, limit as i64], |r| {
             let created: i64 = r.get(0)?;
             let priority: i32 = r.get(3)?;
+            let running = r.get::<_, i64>(2)? == RUNNING;
+            let queue: Option<String> = r.get(6)?;
+            let done: Option<f64> = r.get(7)?;
             Ok((
                 Row::Pending(PendingRow {
                     job: blob_hash(r, 1, 5)?,
                     created,
-                    running: r.get::<_, i64>(2)? == RUNNING,
+                    running,
                     priority: (priority != 0).then_some(priority),
                     run_at: r.get(4)?,
+                    queue: queue.filter(|q| q != DEFAULT_QUEUE),
+                    progress: done
+                        .filter(|_| running)
+                        .map(|done| {
+                            Ok::<_, rusqlite::Error>(Progress {
+                                done,
+                                message: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
+                            })
+                        })
+                        .transpose()?,
                 }),
                 Pos { hash: None, job: 0, created },
             ))

@@ -7,8 +7,15 @@
 //!   │                                 attempts, lease_until, start)
 //!   ├──< result              result(job, created, blob, started, ended)
 //!   │                        fail(created, job, message, started, ended, attempts)
-//!  meta(name, value)         last_created, last_blob
+//!   └──< schedule            schedule(name, spec, job, queue, priority, next_run, last_slot)
+//!  queue ──< instance        queue(id, name, max_running, paused); instance.queue, 0 = default
+//!  meta(name, value)         last_created, last_blob, removed_results, removed_fails
 //! ```
+//!
+//! Version 2 adds queues, schedules and progress: the ready index leads with the queue, so
+//! that a claim probes each claimable queue's best instance with one index descent, however
+//! many instances a paused or full queue holds; `instance_job` finds a job's live instances
+//! for unique pushes; `result_ended` and `fail_ended` serve prune and per-minute counts.
 //!
 //! Every row an `add` writes lands on as few pages as possible, because a commit's cost is
 //! the pages it appends to the log: a job is a blob with `job = 1` (no table or hash index of
@@ -30,7 +37,8 @@
 pub(crate) const APPLICATION_ID: i32 = 0x4244_4221;
 
 /// Each entry migrates from version `i` to `i + 1`; `user_version` is the count applied.
-pub(crate) const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT INTO meta (name, value) VALUES ('last_created', 0), ('last_blob', 0);
 CREATE TABLE blob (
@@ -79,7 +87,37 @@ CREATE TABLE fail (
     attempts INTEGER NOT NULL
 );
 CREATE INDEX fail_job ON fail (job, created);
-"#];
+"#,
+    r#"
+CREATE TABLE queue (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    max_running INTEGER,
+    paused      INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO queue (id, name) VALUES (0, 'default');
+ALTER TABLE instance ADD COLUMN queue INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE instance ADD COLUMN progress REAL;
+ALTER TABLE instance ADD COLUMN note TEXT;
+DROP INDEX instance_ready;
+CREATE INDEX instance_ready ON instance (queue, priority, created) WHERE state = 0;
+CREATE INDEX instance_job ON instance (job, queue);
+CREATE INDEX result_ended ON result (ended);
+CREATE INDEX fail_ended ON fail (ended);
+CREATE TABLE schedule (
+    name      TEXT PRIMARY KEY,
+    spec      TEXT NOT NULL,
+    job       INTEGER NOT NULL,
+    queue     INTEGER NOT NULL,
+    priority  INTEGER NOT NULL DEFAULT 0,
+    next_run  INTEGER NOT NULL,
+    last_slot INTEGER
+) WITHOUT ROWID;
+CREATE INDEX schedule_due ON schedule (next_run);
+INSERT INTO meta (name, value) VALUES ('removed_results', 0), ('removed_fails', 0);
+ALTER TABLE fail ADD COLUMN queue INTEGER NOT NULL DEFAULT 0;
+"#,
+];
 
 // Transactions of the writer: prepared once, since every write runs them.
 pub(crate) const TX_BEGIN: &str = "BEGIN IMMEDIATE";
@@ -132,54 +170,99 @@ pub(crate) const CLAIMED_JOB: &str = "SELECT hash, size, data FROM blob WHERE id
 pub(crate) const NEXT_CREATED: &str =
     "UPDATE meta SET value = max(value + 1, ?1) + ?2 - 1 WHERE name = 'last_created' RETURNING value";
 pub(crate) const INSTANCE_INSERT: &str =
-    "INSERT INTO instance (created, job, state, priority, run_at) VALUES (?1, ?2, ?3, ?4, ?5)";
+    "INSERT INTO instance (created, job, state, priority, run_at, queue) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+/// The newest live instance of a job in a queue, for unique pushes.
+pub(crate) const LIVE_INSTANCE: &str = "SELECT max(created) FROM instance WHERE job = ?1 AND queue = ?2";
+
+// Queues.
+pub(crate) const QUEUE_ID: &str = "SELECT id FROM queue WHERE name = ?1";
+pub(crate) const QUEUE_INSERT: &str = "INSERT INTO queue (name) VALUES (?1) RETURNING id";
+pub(crate) const QUEUE_SET_LIMIT: &str = "INSERT INTO queue (name, max_running) VALUES (?1, ?2) \
+     ON CONFLICT (name) DO UPDATE SET max_running = excluded.max_running";
+pub(crate) const QUEUE_SET_PAUSED: &str = "INSERT INTO queue (name, paused) VALUES (?1, ?2) \
+     ON CONFLICT (name) DO UPDATE SET paused = excluded.paused";
+/// Each queue's settings, its running count when it has a limit, and whether it has a ready
+/// instance: what a claim and an idle worker decide by (`store::QueueState`).
+pub(crate) const QUEUE_STATES: &str = "SELECT q.id, q.name, q.max_running, q.paused, \
+     CASE WHEN q.max_running IS NULL THEN 0 \
+          ELSE (SELECT count(*) FROM instance WHERE state = 1 AND queue = q.id) END, \
+     EXISTS (SELECT 1 FROM instance WHERE state = 0 AND queue = q.id) \
+     FROM queue q ORDER BY q.id";
+pub(crate) const QUEUE_STATS: &str = "SELECT q.name, q.max_running, q.paused, \
+     (SELECT count(*) FROM instance WHERE state = 0 AND queue = q.id), \
+     (SELECT count(*) FROM instance WHERE state = 1 AND queue = q.id), \
+     (SELECT count(*) FROM instance WHERE state = 2 AND queue = q.id), \
+     (SELECT min(created) FROM instance WHERE state = 0 AND queue = q.id) \
+     FROM queue q ORDER BY q.name";
+
+// Schedules.
+pub(crate) const SCHEDULE_PUT: &str = "INSERT INTO schedule (name, spec, job, queue, priority, next_run) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, \
+     job = excluded.job, queue = excluded.queue, priority = excluded.priority, \
+     next_run = excluded.next_run, last_slot = NULL";
+pub(crate) const SCHEDULE_DELETE: &str = "DELETE FROM schedule WHERE name = ?1";
+pub(crate) const SCHEDULE_LIST: &str = "SELECT s.name, s.spec, q.name, j.hash, s.next_run, s.job \
+     FROM schedule s JOIN blob j ON j.id = s.job JOIN queue q ON q.id = s.queue ORDER BY s.name";
+pub(crate) const SCHEDULES_DUE: &str =
+    "SELECT s.name, s.spec, s.job, s.queue, s.priority, s.next_run, j.hash \
+     FROM schedule s JOIN blob j ON j.id = s.job WHERE s.next_run <= ?1";
+pub(crate) const SCHEDULE_ADVANCE: &str = "UPDATE schedule SET next_run = ?2, last_slot = ?3 WHERE name = ?1";
 
 // Claim: expire, promote, take.
 pub(crate) const EXPIRED: &str =
-    "SELECT created, attempts, job, start FROM instance WHERE state = 1 AND lease_until < ?1";
+    "SELECT created, attempts, job, start, queue FROM instance WHERE state = 1 AND lease_until < ?1";
 pub(crate) const REQUEUE_NOW: &str = "UPDATE instance SET state = 0, lease_until = NULL WHERE created = ?1";
 pub(crate) const PROMOTE: &str = "UPDATE instance SET state = 0 WHERE state = 2 AND run_at <= ?1";
-pub(crate) const CLAIM_NEWEST: &str = "UPDATE instance \
-     SET state = 1, attempts = attempts + 1, lease_until = ?1 + ?2, start = ?1 \
-     WHERE created = (SELECT created FROM instance WHERE state = 0 \
-         AND priority = (SELECT max(priority) FROM instance WHERE state = 0) \
-         ORDER BY created DESC LIMIT 1) \
-     RETURNING created, job, attempts";
-pub(crate) const CLAIM_OLDEST: &str = "UPDATE instance \
-     SET state = 1, attempts = attempts + 1, lease_until = ?1 + ?2, start = ?1 \
-     WHERE created = (SELECT created FROM instance WHERE state = 0 \
-         AND priority = (SELECT max(priority) FROM instance WHERE state = 0) \
-         ORDER BY created ASC LIMIT 1) \
-     RETURNING created, job, attempts";
+/// A queue's best ready instance: two descents of `instance_ready`.
+pub(crate) const PICK_NEWEST: &str = "SELECT created, priority FROM instance WHERE state = 0 AND queue = ?1 \
+     AND priority = (SELECT max(priority) FROM instance WHERE state = 0 AND queue = ?1) \
+     ORDER BY created DESC LIMIT 1";
+pub(crate) const PICK_OLDEST: &str = "SELECT created, priority FROM instance WHERE state = 0 AND queue = ?1 \
+     AND priority = (SELECT max(priority) FROM instance WHERE state = 0 AND queue = ?1) \
+     ORDER BY created ASC LIMIT 1";
+pub(crate) const TAKE: &str = "UPDATE instance \
+     SET state = 1, attempts = attempts + 1, lease_until = ?1 + ?2, start = ?1, progress = NULL, note = NULL \
+     WHERE created = ?3 AND state = 0 RETURNING created, job, attempts";
+pub(crate) const PROGRESS: &str = "UPDATE instance SET progress = ?3, note = ?4 \
+     WHERE created = ?1 AND attempts = ?2 AND state = 1";
 pub(crate) const RENEW: &str = "UPDATE instance SET lease_until = ?3 \
      WHERE created = ?1 AND attempts = ?2 AND state = 1";
 pub(crate) const FENCE: &str =
-    "SELECT job, start FROM instance WHERE created = ?1 AND attempts = ?2 AND state = 1";
+    "SELECT job, start, queue FROM instance WHERE created = ?1 AND attempts = ?2 AND state = 1";
 pub(crate) const INSTANCE_DELETE: &str = "DELETE FROM instance WHERE created = ?1";
 pub(crate) const REQUEUE_AT: &str =
     "UPDATE instance SET state = 2, run_at = ?2, lease_until = NULL WHERE created = ?1";
 pub(crate) const RESULT_INSERT: &str =
     "INSERT INTO result (created, job, blob, started, ended) VALUES (?1, ?2, ?3, ?4, ?5)";
-pub(crate) const FAIL_INSERT: &str = "INSERT INTO fail (created, job, message, started, ended, attempts) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-pub(crate) const FAIL_OF: &str = "SELECT f.job FROM fail f JOIN blob j ON j.id = f.job \
+pub(crate) const FAIL_INSERT: &str =
+    "INSERT INTO fail (created, job, message, started, ended, attempts, queue) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+pub(crate) const FAIL_OF: &str = "SELECT f.job, f.queue FROM fail f JOIN blob j ON j.id = f.job \
      WHERE f.created = ?1 AND j.hash = ?2";
 pub(crate) const FAIL_DELETE: &str = "DELETE FROM fail WHERE created = ?1";
 pub(crate) const INSTANCE_OF: &str = "SELECT i.state FROM instance i JOIN blob j ON j.id = i.job \
      WHERE i.created = ?1 AND j.hash = ?2";
 pub(crate) const PRUNE_RESULTS: &str = "DELETE FROM result WHERE ended < ?1";
 pub(crate) const PRUNE_FAILS: &str = "DELETE FROM fail WHERE ended < ?1";
-pub(crate) const IDLE: &str = "SELECT EXISTS (SELECT 1 FROM instance), \
-     EXISTS (SELECT 1 FROM instance WHERE state = 0), \
-     (SELECT min(run_at) FROM instance WHERE state = 2), \
-     (SELECT min(lease_until) FROM instance WHERE state = 1)";
+/// Keeps `results_total` and `fails_total` counting rows that prune or retry removed.
+pub(crate) const COUNT_REMOVED: &str = "UPDATE meta SET value = value + ?2 WHERE name = ?1";
+pub(crate) const IDLE: &str = "SELECT EXISTS (SELECT 1 FROM instance WHERE state = 1), \
+     (SELECT run_at FROM instance i WHERE state = 2 \
+        AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.id = i.queue AND q.paused = 1) \
+        ORDER BY run_at LIMIT 1), \
+     (SELECT min(lease_until) FROM instance WHERE state = 1), \
+     (SELECT min(next_run) FROM schedule)";
+pub(crate) const COMPLETIONS: &str = "SELECT m, sum(r), sum(f) FROM ( \
+     SELECT ended / 60000 * 60000 AS m, 1 AS r, 0 AS f FROM result WHERE ended >= ?1 \
+     UNION ALL SELECT ended / 60000 * 60000, 0, 1 FROM fail WHERE ended >= ?1) GROUP BY m ORDER BY m";
 
 // Listing, by keyset pagination.
 pub(crate) const LIST_JOBS: &str =
     "SELECT hash, id FROM blob WHERE hash > ?1 AND job = 1 ORDER BY hash LIMIT ?2";
 pub(crate) const RUNNING_INSTANCES: &str = "SELECT job, created FROM instance WHERE state = 1";
-pub(crate) const LIST_PENDING: &str = "SELECT i.created, j.hash, i.state, i.priority, i.run_at, i.job \
-     FROM instance i JOIN blob j ON j.id = i.job \
+pub(crate) const LIST_PENDING: &str = "SELECT i.created, j.hash, i.state, i.priority, i.run_at, i.job, \
+     q.name, i.progress, i.note \
+     FROM instance i JOIN blob j ON j.id = i.job LEFT JOIN queue q ON q.id = i.queue \
      WHERE i.created > ?1 ORDER BY i.created LIMIT ?2";
 pub(crate) const LIST_RESULTS_OF_JOB: &str = "SELECT r.created, b.hash, r.started, r.ended, r.blob \
      FROM result r JOIN blob b ON b.id = r.blob \
@@ -233,4 +316,6 @@ pub(crate) const STATS: &str = "SELECT (SELECT count(*) FROM blob WHERE job = 1)
      (SELECT count(*) FROM instance WHERE state = 1), \
      (SELECT count(*) FROM result), (SELECT count(*) FROM fail), \
      (SELECT count(*) FROM blob WHERE hash IS NOT NULL), \
-     (SELECT coalesce(sum(size), 0) FROM blob WHERE hash IS NOT NULL)";
+     (SELECT coalesce(sum(size), 0) FROM blob WHERE hash IS NOT NULL), \
+     (SELECT value FROM meta WHERE name = 'removed_results'), \
+     (SELECT value FROM meta WHERE name = 'removed_fails')";

@@ -1,8 +1,9 @@
-//! DURATION arguments: a whole number and a unit, like `500ms`, `30s`, `15m`, `2h` or `7d`.
+//! DURATION texts: a whole number and a unit, like `500ms`, `30s`, `15m`, `2h` or `7d`, as
+//! the CLI's `--delay` and `--older-than` and the `every DURATION` schedule spec write them.
 
 use std::time::Duration;
 
-/// Parses a DURATION; the error is the one-line message clap shows.
+/// Parses a DURATION; the error is a one-line message naming the text.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || {
         format!("invalid duration {s:?}: expected a whole number and a unit, like 500ms, 30s, 15m, 2h or 7d")
