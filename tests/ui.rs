@@ -182,7 +182,7 @@ fn work() -> Work {
     let (pending, pending_created) = db.add(&b"echo later"[..]).unwrap();
     db.add_with(
         &b"echo much later"[..],
-        batchdb::PushOptions { delay: Duration::from_secs(3600), ..Default::default() },
+        &batchdb::PushOptions { delay: Duration::from_secs(3600), ..Default::default() },
     )
     .unwrap();
     Work { _tmp: tmp, path, done, failed: (bad, bad_created), pending: (pending, pending_created) }
@@ -311,10 +311,30 @@ fn actions_need_the_csrf_token_and_change_nothing_without_it() {
     assert_eq!(r.status, 409, "{}", r.text());
     drop(job);
 
-    for path in ["/api/pause", "/api/resume"] {
-        assert_eq!(s.post(path, &csrf, "{\"nope\": 1}").status, 400);
-        assert!(s.post(path, &csrf, "{\"queue\": \"default\"}").status >= 400);
+    // Pause, limit and resume a queue; each shows in `stats --json`.
+    let queue = |name: &str| -> Value {
+        let stats: Value = serde_json::from_str(&cli(&w.path, &["stats", "--json"])).unwrap();
+        stats["queues"][name].clone()
+    };
+    for path in ["/api/pause", "/api/resume", "/api/limit"] {
+        assert_eq!(s.post(path, &csrf, "{\"nope\": 1}").status, 400, "{path}");
+        assert_eq!(s.post(path, &csrf, "{\"queue\": \"bad name!\", \"limit\": 1}").status, 400, "{path}");
     }
+    assert_eq!(s.post("/api/pause", "", "{\"queue\": \"mail\"}").status, 403);
+    assert_eq!(queue("mail"), Value::Null, "a refused pause changed the database");
+    let r = s.post("/api/pause", &csrf, "{\"queue\": \"mail\"}");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(queue("mail")["paused"], true);
+    let r = s.post("/api/limit", &csrf, "{\"queue\": \"mail\", \"limit\": 3}");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(queue("mail")["limit"], 3);
+    assert_eq!(s.post("/api/limit", &csrf, "{\"queue\": \"mail\", \"limit\": -1}").status, 400);
+    let o = s.get("/api/overview").json();
+    let listed =
+        o["counts"]["queues"].as_array().unwrap().iter().find(|q| q["name"] == "mail").cloned().unwrap();
+    assert_eq!((listed["paused"].clone(), listed["limit"].clone()), (Value::Bool(true), Value::from(3)));
+    assert_eq!(s.post("/api/resume", &csrf, "{\"queue\": \"mail\"}").status, 200);
+    assert_eq!(queue("mail")["paused"], false);
     let big = "x".repeat(100_000);
     assert_eq!(s.post("/api/retry", &csrf, &big).status, 413);
 }
@@ -530,6 +550,13 @@ fn metrics_equal_stats() {
     let db = Db::open(&w.path, Options::default()).unwrap();
     db.add(&b"echo running"[..]).unwrap();
     let held = db.claim().unwrap().expect("a job to hold");
+    // A second queue, paused, with two ready instances, and a pruned result that the counter
+    // still counts.
+    let mail = batchdb::PushOptions { queue: Some("mail".into()), ..Default::default() };
+    db.add_with(&b"send 1"[..], &mail).unwrap();
+    db.add_with(&b"send 2"[..], &mail).unwrap();
+    db.pause("mail").unwrap();
+    db.prune(common::now_ms() + 1).unwrap();
     let s = Server::start(&w.path, &["--listen", "127.0.0.1:0"]);
     let m = parse_prometheus(&s.get("/metrics").text());
     let stats: Value = serde_json::from_str(&cli(&w.path, &["stats", "--json"])).unwrap();
@@ -537,11 +564,34 @@ fn metrics_equal_stats() {
     let inst = |state: &str| m[&format!("batchdb_instances{{queue=default,state={state}}}")];
     assert_eq!(inst("running"), n("running"));
     assert_eq!(inst("running"), 1.0);
-    // stats' pending counts waiting instances too; the metric tells them apart.
-    assert_eq!(inst("pending") + inst("waiting"), n("pending"));
+    // Per queue, as stats --json has them.
+    let queues = stats["queues"].as_object().unwrap();
+    assert_eq!(queues.len(), 2);
+    for (name, q) in queues {
+        for state in ["pending", "waiting", "running"] {
+            let metric = m[&format!("batchdb_instances{{queue={name},state={state}}}")];
+            assert_eq!(metric, q[state].as_f64().unwrap(), "{name} {state}");
+        }
+        let paused = m[&format!("batchdb_queue_paused{{queue={name}}}")];
+        assert_eq!(paused, if q["paused"] == true { 1.0 } else { 0.0 });
+    }
+    assert_eq!(inst("pending"), 1.0);
     assert_eq!(inst("waiting"), 1.0);
-    assert_eq!(m["batchdb_results_total{}"], n("results"));
-    assert_eq!(m["batchdb_fails_total{}"], n("fails"));
+    assert_eq!(m["batchdb_instances{queue=mail,state=pending}"], 2.0);
+    // stats' pending counts waiting instances too; the metric tells them apart.
+    let all = |state: &str| -> f64 {
+        m.iter()
+            .filter(|(k, _)| k.starts_with("batchdb_instances{") && k.ends_with(&format!("state={state}}}")))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    assert_eq!(all("pending") + all("waiting"), n("pending"));
+    // Counters: prune removed the rows, not the counts.
+    assert_eq!(n("results"), 0.0);
+    assert_eq!(m["batchdb_results_total{}"], n("results_total"));
+    assert_eq!(m["batchdb_results_total{}"], 1.0);
+    assert_eq!(m["batchdb_fails_total{}"], n("fails_total"));
+    assert_eq!(m["batchdb_fails_total{}"], 1.0);
     assert_eq!(m["batchdb_jobs{}"], n("jobs"));
     assert_eq!(m["batchdb_blobs{}"], n("blobs"));
     assert_eq!(m["batchdb_database_bytes{}"], n("file_bytes") + n("wal_bytes"));

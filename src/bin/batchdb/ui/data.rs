@@ -2,16 +2,13 @@
 //! transactions through listing cursors and `stats`), so that an open dashboard never holds a
 //! lock that a worker waits for.
 //!
-//! Everything the page and `/metrics` read comes from here, so that the queue-aware parts of
-//! the core (issue 19: per-queue counts, counters that prune does not lower, per-minute
-//! completions) replace the listings below without touching the HTTP side.
+//! Everything the page and `/metrics` read comes from here: counts and per-minute completions
+//! from the core's counters and indexes (`stats`, `completions`), the lists from the first
+//! pages of the listing cursors.
 
-use batchdb::{Db, FailRow, Hash, PendingRow, ResultRow};
+use batchdb::{Db, FailRow, Hash, PendingRow, Progress, ScheduleRow, DEFAULT_QUEUE};
 use serde::Serialize;
 use std::io::Read;
-
-/// The queue every instance belongs to until named queues exist.
-pub const DEFAULT_QUEUE: &str = "default";
 
 /// How many rows one overview reads from each listing at most. The listings are ordered by
 /// `created` or by key, not by time of completion, so a full answer needs a full pass; past
@@ -48,7 +45,7 @@ pub struct QueueCounts {
 pub struct Counts {
     /// Per queue.
     pub queues: Vec<QueueCounts>,
-    /// Result rows ever written (see [`Counts::counters_exact`]).
+    /// Result rows ever written, also those pruned since.
     pub results_total: u64,
     /// Fail rows ever written.
     pub fails_total: u64,
@@ -60,8 +57,6 @@ pub struct Counts {
     pub blob_bytes: u64,
     /// The database's size on disk (file and write-ahead log).
     pub database_bytes: u64,
-    /// False while the totals are the current row counts, which `prune` lowers.
-    pub counters_exact: bool,
 }
 
 /// A running instance.
@@ -73,6 +68,8 @@ pub struct Running {
     pub created: i64,
     /// Its queue.
     pub queue: String,
+    /// What it reported of its progress, if anything.
+    pub progress: Option<Progress>,
 }
 
 /// A pending (ready or waiting) instance, which Cancel applies to.
@@ -146,10 +143,12 @@ pub struct Overview {
     pub pending: Vec<Pending>,
     /// The most recent failures, newest first.
     pub failures: Vec<Failure>,
+    /// The recurring schedules, by name.
+    pub schedules: Vec<ScheduleRow>,
     /// Completions per minute over the last hour, oldest minute first (60 entries).
     pub completions: Vec<Minute>,
-    /// True when a listing was longer than [`SCAN_LIMIT`] and the lists above (not the
-    /// counts) were taken from its first rows only.
+    /// True when a listing was longer than [`SCAN_LIMIT`] and the running, pending or
+    /// failure lists (not the counts or the chart) were taken from its first rows only.
     pub partial: bool,
 }
 
@@ -189,45 +188,45 @@ pub struct JobResult {
     pub end: i64,
 }
 
-fn queue_of(_row: &PendingRow) -> String {
-    DEFAULT_QUEUE.to_string()
+fn queue_of(row: &PendingRow) -> String {
+    row.queue.clone().unwrap_or_else(|| DEFAULT_QUEUE.to_string())
 }
 
-fn is_waiting(row: &PendingRow, now: i64) -> bool {
-    !row.running && row.run_at.is_some_and(|t| t > now)
-}
-
-/// The counts: a pass over the pending listing (to tell ready from waiting instances, which
-/// `stats` does not) and `stats` for the rest.
-pub fn counts(db: &Db, now: i64) -> batchdb::Result<Counts> {
+/// The counts, from `stats`: counted through the core's indexes and counters, one short read
+/// transaction, no listing read.
+pub fn counts(db: &Db) -> batchdb::Result<Counts> {
     let s = db.stats()?;
-    let mut q = QueueCounts { name: DEFAULT_QUEUE.to_string(), ..Default::default() };
-    for row in db.pending() {
-        let row = row?;
-        if row.running {
-            q.running += 1;
-        } else if is_waiting(&row, now) {
-            q.waiting += 1;
-        } else {
-            q.pending += 1;
-            q.oldest_pending = Some(q.oldest_pending.map_or(row.created, |o: i64| o.min(row.created)));
-        }
+    let mut queues: Vec<QueueCounts> = s
+        .queues
+        .into_iter()
+        .map(|(name, q)| QueueCounts {
+            name,
+            pending: q.pending,
+            waiting: q.waiting,
+            running: q.running,
+            oldest_pending: q.oldest_ready,
+            limit: q.limit,
+            paused: q.paused,
+        })
+        .collect();
+    // Every database has the default queue; metrics always carry its series.
+    if !queues.iter().any(|q| q.name == DEFAULT_QUEUE) {
+        queues.insert(0, QueueCounts { name: DEFAULT_QUEUE.to_string(), ..Default::default() });
     }
     Ok(Counts {
-        queues: vec![q],
-        results_total: s.results,
-        fails_total: s.fails,
+        queues,
+        results_total: s.results_total,
+        fails_total: s.fails_total,
         jobs: s.jobs,
         blobs: s.blobs,
         blob_bytes: s.blob_bytes,
         database_bytes: s.file_bytes + s.wal_bytes,
-        counters_exact: false,
     })
 }
 
 /// The overview the page polls.
 pub fn overview(db: &Db, now: i64) -> batchdb::Result<Overview> {
-    let counts = counts(db, now)?;
+    let counts = counts(db)?;
     let oldest_pending = counts.queues.iter().filter_map(|q| q.oldest_pending).min();
     let mut partial = false;
 
@@ -241,7 +240,8 @@ pub fn overview(db: &Db, now: i64) -> batchdb::Result<Overview> {
         let row = row?;
         if row.running {
             if running.len() < SHOWN {
-                running.push(Running { key: row.job, created: row.created, queue: queue_of(&row) });
+                let queue = queue_of(&row);
+                running.push(Running { key: row.job, created: row.created, queue, progress: row.progress });
             }
         } else if pending.len() < SHOWN {
             pending.push(pending_of(&row));
@@ -256,17 +256,11 @@ pub fn overview(db: &Db, now: i64) -> batchdb::Result<Overview> {
     let first = this_minute - 59 * 60_000;
     let mut completions: Vec<Minute> =
         (0..60).map(|i| Minute { minute: first + i * 60_000, results: 0, fails: 0 }).collect();
-    let bucket = |end: i64| -> Option<usize> {
-        (end >= first && end < this_minute + 60_000).then(|| ((end - first) / 60_000) as usize)
-    };
-    for (i, row) in db.results().enumerate() {
-        if i >= SCAN_LIMIT {
-            partial = true;
-            break;
-        }
-        let row: ResultRow = row?;
-        if let Some(b) = bucket(row.end) {
-            completions[b].results += 1;
+    for (minute, results, fails) in db.completions(first)? {
+        let i = (minute - first).div_euclid(60_000);
+        if let Some(m) = usize::try_from(i).ok().and_then(|i| completions.get_mut(i)) {
+            m.results += results;
+            m.fails += fails;
         }
     }
     let mut failures: Vec<Failure> = Vec::new();
@@ -276,9 +270,6 @@ pub fn overview(db: &Db, now: i64) -> batchdb::Result<Overview> {
             break;
         }
         let row = row?;
-        if let Some(b) = bucket(row.end) {
-            completions[b].fails += 1;
-        }
         // Keep the SHOWN newest by end (then created) without holding every row.
         failures.push(row.into());
         if failures.len() > 4 * SHOWN {
@@ -289,7 +280,8 @@ pub fn overview(db: &Db, now: i64) -> batchdb::Result<Overview> {
     newest_first(&mut failures);
     failures.truncate(SHOWN);
 
-    Ok(Overview { now, counts, oldest_pending, running, pending, failures, completions, partial })
+    let schedules = db.schedules()?;
+    Ok(Overview { now, counts, oldest_pending, running, pending, failures, schedules, completions, partial })
 }
 
 fn newest_first(f: &mut [Failure]) {

@@ -197,14 +197,14 @@ fn answer(app: &App, parts: &Parts, body: &Bytes) -> Result<Reply, Response<Resp
         "/app.css" if get => full(200, "text/css; charset=utf-8", APP_CSS),
         "/login" if app.auth.token_required() => login(app, method, body)?,
         "/metrics" if get => {
-            let counts = app.read(|db| data::counts(db, crate::now_ms())).map_err(|e| db_error(app, &e))?;
+            let counts = app.read(data::counts).map_err(|e| db_error(app, &e))?;
             full(200, metrics::CONTENT_TYPE, metrics::render(&counts, crate::now_ms()))
         }
         "/api/overview" if get => {
             let body = app.overview_json().map_err(|e| db_error(app, &e))?;
             full(200, "application/json", body.as_ref().clone())
         }
-        "/api/retry" | "/api/cancel" | "/api/pause" | "/api/resume" if post => {
+        "/api/retry" | "/api/cancel" | "/api/pause" | "/api/resume" | "/api/limit" if post => {
             action(app, who, parts, path, body)?
         }
         p if get && p.starts_with("/api/job/") => {
@@ -218,7 +218,9 @@ fn answer(app: &App, parts: &Parts, body: &Bytes) -> Result<Reply, Response<Resp
             return Ok(Reply::Blob(blob_head(&hash, reader.size()), reader));
         }
         "/" | "/app.js" | "/app.css" | "/metrics" | "/api/overview" => method_not_allowed("GET"),
-        "/api/retry" | "/api/cancel" | "/api/pause" | "/api/resume" => method_not_allowed("POST"),
+        "/api/retry" | "/api/cancel" | "/api/pause" | "/api/resume" | "/api/limit" => {
+            method_not_allowed("POST")
+        }
         p if p.starts_with("/api/job/") || p.starts_with("/blob/") => method_not_allowed("GET"),
         _ => json_error(404, &format!("no such page: {}", path)),
     };
@@ -329,6 +331,14 @@ struct QueueBody {
     queue: String,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitBody {
+    queue: String,
+    /// 0 removes the limit, as `batchdb limit Q 0`.
+    limit: u32,
+}
+
 fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Response<RespBody>> {
     serde_json::from_slice(body).map_err(|e| json_error(400, &format!("bad JSON body: {e}")))
 }
@@ -367,16 +377,17 @@ fn action(
             app.db.cancel(&key, b.created).map_err(|e| db_error(app, &e))?;
             json_ok(&json!({ "key": key, "created": b.created, "cancelled": true }))
         }
+        "/api/limit" => {
+            let b: LimitBody = parse_body(body)?;
+            app.db.limit(&b.queue, b.limit).map_err(|e| db_error(app, &e))?;
+            json_ok(&json!({ "queue": b.queue, "limit": (b.limit > 0).then_some(b.limit) }))
+        }
         _ => {
             let b: QueueBody = parse_body(body)?;
-            return Err(json_error(
-                501,
-                &format!(
-                    "cannot {} queue {:?}: this build of batchdb has no named queues yet",
-                    &path["/api/".len()..],
-                    b.queue
-                ),
-            ));
+            let pause = path == "/api/pause";
+            let done = if pause { app.db.pause(&b.queue) } else { app.db.resume(&b.queue) };
+            done.map_err(|e| db_error(app, &e))?;
+            json_ok(&json!({ "queue": b.queue, "paused": pause }))
         }
     };
     app.forget_overview();

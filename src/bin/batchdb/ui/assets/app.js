@@ -94,6 +94,13 @@ function fill(id, rows, cols, empty) {
   }) : [el('tr', {}, el('td', { class: 'empty', colspan: cols }, empty))]));
 }
 
+function progress(p) {
+  if (!p) return '';
+  const pct = Math.round(Math.min(1, Math.max(0, p.done)) * 100);
+  return el('span', { class: 'progress' },
+    el('progress', { max: 100, value: pct }), ' ' + pct + '% ', el('span', { class: 'note' }, p.message || ''));
+}
+
 function chart(minutes) {
   const W = 720, H = 150, pad = 24;
   const max = Math.max(1, ...minutes.map((m) => m.results + m.fails));
@@ -151,8 +158,12 @@ function render(o) {
   })), 8, 'no queues');
   fill('running', o.running.map((r) => ({
     attrs: { 'data-key': r.key, 'data-created': r.created },
-    cells: [jobLink(r.key), r.created, r.queue, age(o.now - r.created)],
-  })), 4, 'nothing running');
+    cells: [jobLink(r.key), r.created, r.queue, age(o.now - r.created), progress(r.progress)],
+  })), 5, 'nothing running');
+  fill('schedules', o.schedules.map((x) => ({
+    attrs: { 'data-schedule': x.name },
+    cells: [x.name, el('code', {}, x.spec), x.queue, jobLink(x.job), time(x.next_run)],
+  })), 5, 'no schedules');
   fill('failures', o.failures.map((f) => ({
     attrs: { 'data-key': f.key, 'data-created': f.created },
     cells: [jobLink(f.key), f.created, el('td', { class: 'msg' }, f.message), f.attempts, time(f.end), retryButton(f.key, f.created)],
