@@ -47,8 +47,12 @@ pub struct Counts {
     pub queues: Vec<QueueCounts>,
     /// Result rows ever written, also those pruned since.
     pub results_total: u64,
-    /// Fail rows ever written.
+    /// Fail rows ever written, also those pruned or retried since.
     pub fails_total: u64,
+    /// Result rows now.
+    pub results: u64,
+    /// Fail rows now: the failures not retried or pruned yet.
+    pub fails: u64,
     /// Job rows.
     pub jobs: u64,
     /// Published blobs and their bytes.
@@ -217,6 +221,8 @@ pub fn counts(db: &Db) -> batchdb::Result<Counts> {
         queues,
         results_total: s.results_total,
         fails_total: s.fails_total,
+        results: s.results,
+        fails: s.fails,
         jobs: s.jobs,
         blobs: s.blobs,
         blob_bytes: s.blob_bytes,

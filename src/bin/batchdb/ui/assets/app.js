@@ -142,8 +142,11 @@ function render(o) {
   $('count-pending').textContent = sum((q) => q.pending);
   $('count-waiting').textContent = sum((q) => q.waiting);
   $('count-running').textContent = sum((q) => q.running);
-  $('count-results').textContent = o.counts.results_total;
-  $('count-fails').textContent = o.counts.fails_total;
+  // Rows now; the counters (which prune and retry do not lower) beside them.
+  $('count-results').textContent = o.counts.results;
+  $('results-total').textContent = '(' + o.counts.results_total + ' ever)';
+  $('count-fails').textContent = o.counts.fails;
+  $('fails-total').textContent = '(' + o.counts.fails_total + ' ever)';
   $('count-jobs').textContent = o.counts.jobs;
   $('oldest-pending').textContent = o.oldest_pending === null ? '–' : age(o.now - o.oldest_pending);
   $('db-bytes').textContent = bytes(o.counts.database_bytes);
