@@ -395,6 +395,7 @@ fn main() {
             log(r, &mut rows);
         }
         log(work::p4m(&plan, &s, p4_plain), &mut rows);
+        log(work::p4q(&plan, &s), &mut rows);
     }
     if want("P5") {
         for r in work::p5(&plan, &s) {

@@ -254,6 +254,47 @@ pub fn p4(plan: &Plan, s: &Scratch, d: Durability, workers: usize) -> Row {
     row
 }
 
+/// Issue 19: the claim cycle over 10 named queues, two of them limited and one paused, against
+/// the plain cycle (default queue only) with the same number of claimable instances.
+pub fn p4q(plan: &Plan, s: &Scratch) -> Row {
+    let mut row = Row::new(
+        "P4q",
+        "claim + complete over 10 queues (2 limited, 1 paused), normal, 1 worker",
+        "jobs/s",
+        "plain P4 cycle (same run, same claimable count)",
+        Some(0.9),
+    );
+    let n = plan.queue / 2;
+    let per = (n / 9).max(1);
+    let (a, b) = pair(
+        plan.reps,
+        || {
+            let path = s.db();
+            let db = open(&path, Durability::Normal);
+            db.limit("q0", 4).expect("limit");
+            db.limit("q1", 4).expect("limit");
+            db.pause("q2").expect("pause");
+            let t = tag();
+            for q in 0..10u64 {
+                let opts = PushOptions { queue: Some(format!("q{q}")), ..Default::default() };
+                // The paused queue holds as many as the others: they are skipped, not claimed.
+                let batch: Vec<Vec<u8>> = (0..per as u64).map(|i| payload(t, q * 1_000_000 + i)).collect();
+                for chunk in batch.chunks(1000) {
+                    db.add_batch_with(chunk, &opts).expect("fill");
+                }
+            }
+            let (rate, _) = batchdb_cycle(&db, 1, plan.slice);
+            drop(db);
+            s.done(&path);
+            rate
+        },
+        || rust_cycle(plan, s, Durability::Normal, per * 9),
+    );
+    row.batchdb = Some(a);
+    row.baseline = Some(b);
+    row
+}
+
 /// Issue 11: the claim cycle with mixed priorities and delays, against the plain cycle.
 pub fn p4m(plan: &Plan, s: &Scratch, _p4_plain: Option<f64>) -> Row {
     let mut row = Row::new(
@@ -671,7 +712,9 @@ pub fn p8(plan: &Plan, s: &Scratch, peers: &Peers) -> Vec<Row> {
         fill(&db, nc);
         let start = Instant::now();
         let report = db
-            .run(RunOptions { workers, until_empty: true, ..Default::default() }, |_job| Ok::<(), std::io::Error>(()))
+            .run(RunOptions { workers, until_empty: true, ..Default::default() }, |_job| {
+                Ok::<(), std::io::Error>(())
+            })
             .expect("run");
         assert_eq!(report.completed as usize, nc);
         row.batchdb = Some(nc as f64 / start.elapsed().as_secs_f64());

@@ -26,13 +26,16 @@ pub(crate) use listener::Wake;
 use schema::*;
 
 use super::{
-    chunk_digest, fail, BlobEntry, BlobId, Chunk, ClaimParams, Claimed, Expired, Finished, Idle, Pos,
-    Published, PushSpec, Register, Stats, Store, CHUNK_BATCH, GC_PAGE, READY, RUNNING, WAITING,
+    chunk_digest, fail, BlobEntry, BlobId, Chunk, ClaimOutcome, ClaimParams, Claimed, Expired, Finished,
+    IdleFacts, NewSchedule, Pos, Published, PushSpec, Pushed, QueueState, QueueStats, Register, ScheduleRow,
+    Stats, Store, CHUNK_BATCH, DEFAULT_QUEUE_ID, GC_PAGE, READY, RUNNING, WAITING,
 };
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
+use crate::options::DEFAULT_QUEUE;
 use crate::options::{Durability, Order};
+use crate::row::Progress;
 use crate::row::{FailRow, ListKind, PendingRow, ResultRow, Row};
 use conn::{Conns, Target, Tx};
 use listener::Listener;
@@ -162,13 +165,70 @@ fn publish_blob(t: &mut Tx<'_>, b: &Finished) -> Result<(BlobId, Option<BlobId>)
     Ok((id, None))
 }
 
-fn insert_instance(t: &mut Tx<'_>, job: BlobId, spec: PushSpec) -> Result<i64> {
+/// The id of queue `name`, its row created when missing.
+fn queue_id(t: &mut Tx<'_>, name: &str) -> Result<i64> {
+    if name == DEFAULT_QUEUE {
+        return Ok(DEFAULT_QUEUE_ID);
+    }
+    if let Some(r) = t.opt(QUEUE_ID, &[&name])? {
+        return Ok(r.get(0));
+    }
+    Ok(t.one(QUEUE_INSERT, &[&name])?.get(0))
+}
+
+/// Takes `created` first: its row lock on `meta` serializes pushes until commit, so a unique
+/// push's look for a live instance below sees every push committed before it.
+fn insert_instance(t: &mut Tx<'_>, job: BlobId, spec: &PushSpec) -> Result<Pushed> {
+    let queue = queue_id(t, &spec.queue)?;
     let created: i64 = t.one(NEXT_CREATED, &[&now_ms()])?.get(0);
+    if spec.unique {
+        if let Some(existing) = t.one(LIVE_INSTANCE, &[&job, &queue])?.get::<_, Option<i64>>(0) {
+            return Ok(Pushed { created: existing, new: false });
+        }
+    }
+    insert_instance_as(t, job, spec, queue, created)?;
+    Ok(Pushed { created, new: true })
+}
+
+fn insert_instance_as(t: &mut Tx<'_>, job: BlobId, spec: &PushSpec, queue: i64, created: i64) -> Result<()> {
     let (state, run_at) =
         if spec.delay_ms > 0 { (WAITING, Some(created + spec.delay_ms)) } else { (READY, None) };
-    t.exec(INSTANCE_INSERT, &[&created, &job, &state, &(spec.priority as i64), &run_at])?;
-    t.notify()?;
-    Ok(created)
+    t.exec(INSTANCE_INSERT, &[&created, &job, &state, &(spec.priority as i64), &run_at, &queue])?;
+    t.notify()
+}
+
+fn queue_states(t: &mut Tx<'_>) -> Result<Vec<QueueState>> {
+    Ok(t.query(QUEUE_STATES, &[])?
+        .iter()
+        .map(|r| QueueState {
+            id: r.get(0),
+            name: r.get(1),
+            limit: r.get(2),
+            paused: r.get(3),
+            running: r.get(4),
+            ready: r.get(5),
+        })
+        .collect())
+}
+
+/// Pushes one instance for each schedule that fell due, recording its slot in the same
+/// transaction; a schedule another claimer is firing is skipped (see [`SCHEDULES_DUE`]). A
+/// spec that no longer parses (damage) is skipped.
+fn fire_schedules(t: &mut Tx<'_>, now: i64) -> Result<Vec<(Hash, i64)>> {
+    let due = t.query(SCHEDULES_DUE, &[&now])?;
+    let mut fired = Vec::new();
+    for r in due {
+        let (name, spec, job, queue, priority, next_run): (String, String, BlobId, i64, i64, i64) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+        let key = hash_of(&r, 6, job)?;
+        let Ok((slot, next)) = crate::schedule::due(&spec, next_run, now) else { continue };
+        let created: i64 = t.one(NEXT_CREATED, &[&now_ms()])?.get(0);
+        let push = PushSpec { priority: priority as i32, ..PushSpec::plain() };
+        insert_instance_as(t, job, &push, queue, created)?;
+        t.exec(SCHEDULE_ADVANCE, &[&name, &next, &slot])?;
+        fired.push((key, created));
+    }
+    Ok(fired)
 }
 
 fn job_by_hash(t: &mut Tx<'_>, key: &Hash) -> Result<BlobId> {
@@ -176,10 +236,11 @@ fn job_by_hash(t: &mut Tx<'_>, key: &Hash) -> Result<BlobId> {
     t.opt(JOB_BY_HASH, &[&hash])?.map(|r| r.get(0)).ok_or_else(|| fail::job_not_found(key))
 }
 
-/// The fence: the instance must still be running under this attempt. Locks its row.
-fn fence(t: &mut Tx<'_>, created: i64, attempt: u32) -> Result<(BlobId, i64)> {
+/// The fence: the instance must still be running under this attempt. Locks its row. Its job,
+/// start and queue.
+fn fence(t: &mut Tx<'_>, created: i64, attempt: u32) -> Result<(BlobId, i64, i64)> {
     t.opt(FENCE, &[&created, &(attempt as i64)])?
-        .map(|r| (r.get(0), r.get::<_, Option<i64>>(1).unwrap_or(0)))
+        .map(|r| (r.get(0), r.get::<_, Option<i64>>(1).unwrap_or(0), r.get(2)))
         .ok_or_else(|| fail::not_held(created, attempt))
 }
 
@@ -223,14 +284,14 @@ impl Store for Postgres {
             let hash: &[u8] = blob.hash.as_bytes().as_slice();
             t.exec(JOB_INSERT, &[&id, &hash])?;
             let created = match push {
-                Some(spec) => Some(insert_instance(t, id, spec)?),
+                Some(spec) => Some(insert_instance(t, id, &spec)?),
                 None => None,
             };
             Ok(Published { created, duplicate_stage })
         })
     }
 
-    fn publish_many(&self, blobs: Vec<Finished>, push: PushSpec) -> Result<Vec<i64>> {
+    fn publish_many(&self, blobs: Vec<Finished>, push: PushSpec) -> Result<Vec<Pushed>> {
         self.conns.write(|t| {
             let mut created = Vec::with_capacity(blobs.len());
             for blob in &blobs {
@@ -238,7 +299,7 @@ impl Store for Postgres {
                 let (id, _) = publish_blob(t, blob)?;
                 let hash: &[u8] = blob.hash.as_bytes().as_slice();
                 t.exec(JOB_INSERT, &[&id, &hash])?;
-                created.push(insert_instance(t, id, push)?);
+                created.push(insert_instance(t, id, &push)?);
             }
             Ok(created)
         })
@@ -259,25 +320,30 @@ impl Store for Postgres {
         })
     }
 
-    fn push(&self, key: &Hash, spec: PushSpec) -> Result<i64> {
+    fn push(&self, key: &Hash, spec: PushSpec) -> Result<Pushed> {
         self.conns.write(|t| {
             let job = job_by_hash(t, key)?;
-            insert_instance(t, job, spec)
+            insert_instance(t, job, &spec)
         })
     }
 
-    fn claim(&self, p: &ClaimParams) -> Result<(Option<Claimed>, Vec<Expired>)> {
+    fn claim(&self, p: &ClaimParams) -> Result<ClaimOutcome> {
         let (lease_ms, max_attempts, order) = (p.lease_ms, p.max_attempts as i64, p.order);
+        let served = p.queues.as_deref();
         self.conns.write_lazy(|t| {
             let now = now_ms();
             let mut expired = Vec::new();
-            let stale: Vec<(i64, i64, BlobId, Option<i64>)> =
-                t.query(EXPIRED, &[&now])?.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
+            type Stale = (i64, i64, BlobId, Option<i64>, i64);
+            let stale: Vec<Stale> = t
+                .query(EXPIRED, &[&now])?
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+                .collect();
             let mut changed = false;
-            for (created, attempts, job, start) in stale {
+            for (created, attempts, job, start, queue) in stale {
                 if attempts >= max_attempts {
                     let message = fail::lease_expired(attempts);
-                    t.exec(FAIL_INSERT, &[&created, &job, &message, &start, &now, &attempts])?;
+                    t.exec(FAIL_INSERT, &[&created, &job, &message, &start, &now, &attempts, &queue])?;
                     t.exec(INSTANCE_DELETE, &[&created])?;
                     let key = hash_of(&t.one(JOB_HASH, &[&job])?, 0, job)?;
                     expired.push(Expired { key, created, message });
@@ -287,11 +353,32 @@ impl Store for Postgres {
                 }
             }
             changed |= t.exec(PROMOTE, &[&now])? > 0;
+            let fired = fire_schedules(t, now)?;
+            changed |= !fired.is_empty();
+            let mut states = queue_states(t)?;
+            // Limited queues: lock their rows, then count their running instances afresh, so
+            // that this count and this claim commit together whatever other clients do.
+            let limited: Vec<i64> = states
+                .iter()
+                .filter(|q| q.ready && q.limit.is_some() && q.claimable(served))
+                .map(|q| q.id)
+                .collect();
+            if !limited.is_empty() {
+                t.query(QUEUE_LOCK, &[&limited])?;
+                let counts: HashMap<i64, i64> =
+                    t.query(QUEUE_RUNNING, &[&limited])?.iter().map(|r| (r.get(0), r.get(1))).collect();
+                for q in states.iter_mut().filter(|q| limited.contains(&q.id)) {
+                    q.running = counts.get(&q.id).copied().unwrap_or(0);
+                }
+            }
+            let ids: Vec<i64> =
+                states.iter().filter(|q| q.ready && q.claimable(served)).map(|q| q.id).collect();
             let sql = match order {
                 Order::NewestFirst => CLAIM_NEWEST,
                 Order::OldestFirst => CLAIM_OLDEST,
             };
-            let claimed = match t.opt(sql, &[&now, &lease_ms])? {
+            let row = if ids.is_empty() { None } else { t.opt(sql, &[&now, &lease_ms, &ids])? };
+            let claimed = match row {
                 Some(row) => Some(Claimed {
                     created: row.get(0),
                     payload: row.get(1),
@@ -310,7 +397,93 @@ impl Store for Postgres {
             } else if !expired.is_empty() {
                 t.notify_if_drained()?;
             }
-            Ok((claimed, expired))
+            Ok(ClaimOutcome { claimed, expired, fired })
+        })
+    }
+
+    fn progress(&self, created: i64, attempt: u32, done: f64, message: &str) -> Result<()> {
+        let n =
+            self.conns.write_lazy(|t| t.exec(PROGRESS, &[&created, &(attempt as i64), &done, &message]))?;
+        if n == 0 {
+            return Err(fail::not_held(created, attempt));
+        }
+        Ok(())
+    }
+
+    fn set_limit(&self, queue: &str, limit: Option<u32>) -> Result<()> {
+        let limit = limit.map(i64::from);
+        self.conns.write(|t| {
+            t.exec(QUEUE_SET_LIMIT, &[&queue, &limit])?;
+            t.notify()
+        })
+    }
+
+    fn set_paused(&self, queue: &str, paused: bool) -> Result<()> {
+        self.conns.write(|t| {
+            t.exec(QUEUE_SET_PAUSED, &[&queue, &paused])?;
+            t.notify()
+        })
+    }
+
+    fn queues(&self) -> Result<Vec<QueueStats>> {
+        self.conns.read(|t| {
+            Ok(t.query(QUEUE_STATS, &[])?
+                .iter()
+                .map(|r| {
+                    let n = |i: usize| r.get::<_, i64>(i).max(0) as u64;
+                    QueueStats {
+                        name: r.get(0),
+                        limit: r.get::<_, Option<i64>>(1).map(|l| l.clamp(0, u32::MAX as i64) as u32),
+                        paused: r.get(2),
+                        pending: n(3),
+                        running: n(4),
+                        waiting: n(5),
+                        oldest_ready: r.get(6),
+                    }
+                })
+                .collect())
+        })
+    }
+
+    fn schedule_put(&self, s: NewSchedule) -> Result<()> {
+        self.conns.write(|t| {
+            let job = job_by_hash(t, &s.job)?;
+            let queue = queue_id(t, &s.queue)?;
+            t.exec(SCHEDULE_PUT, &[&s.name, &s.spec, &job, &queue, &(s.priority as i64), &s.next_run])?;
+            t.notify()
+        })
+    }
+
+    fn schedule_remove(&self, name: &str) -> Result<()> {
+        self.conns.write(|t| match t.exec(SCHEDULE_DELETE, &[&name])? {
+            0 => Err(fail::schedule_not_found(name)),
+            _ => Ok(()),
+        })
+    }
+
+    fn schedules(&self) -> Result<Vec<ScheduleRow>> {
+        self.conns.read(|t| {
+            t.query(SCHEDULE_LIST, &[])?
+                .iter()
+                .map(|r| {
+                    Ok(ScheduleRow {
+                        name: r.get(0),
+                        spec: r.get(1),
+                        queue: r.get(2),
+                        job: hash_of(r, 3, r.get(5))?,
+                        next_run: r.get(4),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn completions(&self, since: i64) -> Result<Vec<(i64, u64, u64)>> {
+        self.conns.read(|t| {
+            Ok(t.query(COMPLETIONS, &[&since])?
+                .iter()
+                .map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64, r.get::<_, i64>(2).max(0) as u64))
+                .collect())
         })
     }
 
@@ -342,7 +515,7 @@ impl Store for Postgres {
 
     fn fail(&self, created: i64, attempt: u32, message: &str, requeue_at: Option<i64>) -> Result<i64> {
         self.conns.write(|t| {
-            let (job, start) = fence(t, created, attempt)?;
+            let (job, start, queue) = fence(t, created, attempt)?;
             let end = now_ms();
             match requeue_at {
                 Some(at) => {
@@ -350,9 +523,14 @@ impl Store for Postgres {
                     t.notify()?;
                 }
                 None => {
-                    t.exec(FAIL_INSERT, &[&created, &job, &message, &start, &end, &(attempt as i64)])?;
+                    t.exec(
+                        FAIL_INSERT,
+                        &[&created, &job, &message, &start, &end, &(attempt as i64), &queue],
+                    )?;
                     t.exec(INSTANCE_DELETE, &[&created])?;
                     t.notify_if_drained()?;
+                    let channel = t.t.channel.clone();
+                    t.query(NOTIFY_IF_LIMITED, &[&channel, &queue])?;
                 }
             }
             Ok(end)
@@ -362,12 +540,15 @@ impl Store for Postgres {
     fn retry(&self, key: &Hash, created: i64) -> Result<i64> {
         let hash: &[u8] = key.as_bytes().as_slice();
         self.conns.write(|t| {
-            let job: BlobId = t
+            let (job, queue): (BlobId, i64) = t
                 .opt(FAIL_OF, &[&created, &hash])?
-                .map(|r| r.get(0))
+                .map(|r| (r.get(0), r.get(1)))
                 .ok_or_else(|| fail::no_failed_instance(key, created))?;
             t.exec(FAIL_DELETE, &[&created])?;
-            insert_instance(t, job, PushSpec { priority: 0, delay_ms: 0 })
+            t.exec(COUNT_REMOVED, &[&"removed_fails", &1i64])?;
+            let new: i64 = t.one(NEXT_CREATED, &[&now_ms()])?.get(0);
+            insert_instance_as(t, job, &PushSpec::plain(), queue, new)?;
+            Ok(new)
         })
     }
 
@@ -388,16 +569,25 @@ impl Store for Postgres {
 
     fn prune(&self, older_than_ms: i64) -> Result<u64> {
         self.conns.write(|t| {
-            Ok(t.exec(PRUNE_RESULTS, &[&older_than_ms])? + t.exec(PRUNE_FAILS, &[&older_than_ms])?)
+            let results = t.exec(PRUNE_RESULTS, &[&older_than_ms])?;
+            let fails = t.exec(PRUNE_FAILS, &[&older_than_ms])?;
+            t.exec(COUNT_REMOVED, &[&"removed_results", &(results as i64)])?;
+            t.exec(COUNT_REMOVED, &[&"removed_fails", &(fails as i64)])?;
+            Ok(results + fails)
         })
     }
 
-    fn idle(&self) -> Result<Idle> {
+    fn idle(&self) -> Result<IdleFacts> {
         self.conns.read(|t| {
+            let queues = queue_states(t)?;
             let r = t.one(IDLE, &[])?;
-            let (any, ready, wait, lease): (bool, bool, Option<i64>, Option<i64>) =
-                (r.get(0), r.get(1), r.get(2), r.get(3));
-            Ok(Idle::new(any, ready, wait, lease))
+            Ok(IdleFacts {
+                queues,
+                running: r.get(0),
+                earliest_wait: r.get(1),
+                earliest_lease: r.get(2),
+                next_schedule: r.get(3),
+            })
         })
     }
 
@@ -493,10 +683,13 @@ impl Store for Postgres {
     /// `file_bytes` is the size of the schema's tables with their indexes and TOAST data;
     /// `wal_bytes` is 0: the server's write-ahead log is shared and managed by the server.
     fn stats(&self) -> Result<Stats> {
-        self.conns.read(|t| {
+        let mut s = self.conns.read(|t| {
             let r = t.one(STATS, &[])?;
             let n = |i: usize| r.get::<_, i64>(i).max(0) as u64;
             Ok(Stats {
+                results_total: n(3) + n(8),
+                fails_total: n(4) + n(9),
+                queues: Default::default(),
                 jobs: n(0),
                 pending: n(1),
                 running: n(2),
@@ -507,7 +700,9 @@ impl Store for Postgres {
                 file_bytes: n(7),
                 wal_bytes: 0,
             })
-        })
+        })?;
+        s.queues = self.queues()?.into_iter().map(|q| (q.name.clone(), q)).collect();
+        Ok(s)
     }
 }
 
@@ -536,13 +731,21 @@ fn list_pending(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, P
         .map(|r| {
             let created: i64 = r.get(0);
             let priority = r.get::<_, i64>(3) as i32;
+            let running = r.get::<_, i64>(2) == RUNNING;
+            let queue: Option<String> = r.get(6);
+            let done: Option<f64> = r.get(7);
             Ok((
                 Row::Pending(PendingRow {
                     job: hash_of(r, 1, r.get(5))?,
                     created,
-                    running: r.get::<_, i64>(2) == RUNNING,
+                    running,
                     priority: (priority != 0).then_some(priority),
                     run_at: r.get(4),
+                    queue: queue.filter(|q| q != DEFAULT_QUEUE),
+                    progress: done.filter(|_| running).map(|done| Progress {
+                        done,
+                        message: r.get::<_, Option<String>>(8).unwrap_or_default(),
+                    }),
                 }),
                 Pos { hash: None, job: 0, created },
             ))

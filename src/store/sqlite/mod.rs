@@ -219,8 +219,8 @@ fn insert_instance_as(c: &Connection, job: BlobId, spec: &PushSpec, queue: i64, 
     Ok(())
 }
 
-fn queue_states(c: &Connection) -> Result<Vec<QueueState>> {
-    c.prepare_cached(QUEUE_STATES)
+fn queue_states(c: &Connection, sql: &str) -> Result<Vec<QueueState>> {
+    c.prepare_cached(sql)
         .sql()?
         .query_map([], |r| {
             Ok(QueueState {
@@ -439,22 +439,33 @@ impl Store for Sqlite {
             }
             c.prepare_cached(PROMOTE).sql()?.execute([now]).sql()?;
             let fired = fire_schedules(c, now)?;
-            let pick = match order {
-                Order::NewestFirst => PICK_NEWEST,
-                Order::OldestFirst => PICK_OLDEST,
-            };
-            let mut cands = Vec::new();
-            for q in queue_states(c)? {
-                if q.ready && q.claimable(served.as_deref()) {
-                    let cand: Option<(i64, i64)> = c
-                        .prepare_cached(pick)
+            let ids: Vec<i64> = queue_states(c, QUEUE_CONF)?
+                .into_iter()
+                .filter(|q| q.claimable(served.as_deref()))
+                .map(|q| q.id)
+                .collect();
+            let newest = order == Order::NewestFirst;
+            let cands: Vec<(i64, i64)> = match ids[..] {
+                [] => Vec::new(),
+                // One queue (the usual case): a plain statement, no JSON.
+                [id] => c
+                    .prepare_cached(if newest { PICK_NEWEST } else { PICK_OLDEST })
+                    .sql()?
+                    .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+                    .sql()?
+                    .into_iter()
+                    .collect(),
+                _ => {
+                    let list = format!("{ids:?}");
+                    c.prepare_cached(if newest { PICKS_NEWEST } else { PICKS_OLDEST })
                         .sql()?
-                        .query_row([q.id], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()
-                        .sql()?;
-                    cands.extend(cand);
+                        .query_map([list], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .sql()?
+                        .collect::<rusqlite::Result<_>>()
+                        .sql()?
                 }
-            }
+            };
             let taken: Option<(i64, BlobId, i64)> = match best_candidate(cands, order) {
                 None => None,
                 Some(best) => c
@@ -675,7 +686,7 @@ impl Store for Sqlite {
 
     fn idle(&self) -> Result<IdleFacts> {
         self.conns.read(|c| {
-            let queues = queue_states(c)?;
+            let queues = queue_states(c, QUEUE_STATES)?;
             c.prepare_cached(IDLE)
                 .sql()?
                 .query_row([], |r| {
