@@ -632,3 +632,29 @@ fn blobs_stream_exactly_and_a_damaged_one_is_cut_short() {
     // The server stays up.
     assert_eq!(s.get("/metrics").status, 200);
 }
+
+#[test]
+fn the_overview_shows_progress_schedules_and_queues() {
+    let w = work();
+    let db = Db::open(&w.path, Options::default()).unwrap();
+    let mail = batchdb::PushOptions { queue: Some("mail".into()), ..Default::default() };
+    db.add_with(&b"send <script>alert(1)</script>"[..], &mail).unwrap();
+    db.limit("mail", 2).unwrap();
+    let job = db.claim().unwrap().expect("a job");
+    job.progress(0.25, "a quarter").unwrap();
+    db.schedule("nightly", "0 3 * * *", &b"backup"[..], &batchdb::PushOptions::default()).unwrap();
+    let s = Server::start(&w.path, &["--listen", "127.0.0.1:0"]);
+    let o = s.get("/api/overview").json();
+    let running = &o["running"][0];
+    assert_eq!(running["created"], job.created());
+    assert_eq!(running["progress"]["done"], 0.25);
+    assert_eq!(running["progress"]["message"], "a quarter");
+    assert_eq!(o["schedules"][0]["name"], "nightly");
+    assert_eq!(o["schedules"][0]["spec"], "0 3 * * *");
+    let queues = o["counts"]["queues"].as_array().unwrap();
+    let names: Vec<&str> = queues.iter().map(|q| q["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["default", "mail"]);
+    assert_eq!(queues[1]["limit"], 2);
+    assert_eq!(o["partial"], false);
+    drop(job);
+}
