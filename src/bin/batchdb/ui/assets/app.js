@@ -159,6 +159,8 @@ function render(o) {
       actionButton(q.paused ? 'Resume' : 'Pause', q.paused ? 'resume' : 'pause', q.paused ? '/api/resume' : '/api/pause',
         { queue: q.name }, () => (q.paused ? 'resumed ' : 'paused ') + q.name)],
   })), 8, 'no queues');
+  const running = sum((q) => q.running);
+  $('running-shown').textContent = o.running.length < running ? `(${o.running.length} of ${running} shown)` : '';
   fill('running', o.running.map((r) => ({
     attrs: { 'data-key': r.key, 'data-created': r.created },
     cells: [jobLink(r.key), r.created, r.queue, age(o.now - r.created), progress(r.progress)],
