@@ -44,7 +44,8 @@ before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   // Finished and failed work.
   cli('add', 'echo "hello from batchdb"');
-  cli('add', 'echo compiling; echo "error: disk quota exceeded" >&2; exit 3');
+  // The message holds markup, which the page must show as text.
+  cli('add', 'echo compiling; echo "error: disk quota exceeded <img src=x onerror=window.pwned=1>" >&2; exit 3');
   cli('add', 'seq 1 20 | sha256sum');
   cli('run', '--until-empty', '--', 'sh');
   const fails = cli('list', 'fail').trim().split('\n').map((l) => JSON.parse(l));
@@ -100,7 +101,9 @@ test('the overview shows the counts, and Retry makes a failure pending again', a
   // The running instance, the failure with its message, the chart with this minute's work.
   assert.equal(await page.locator('#running tbody tr[data-key]').count(), 1);
   const failure = page.locator(`#failures tr[data-key="${failedKey}"][data-created="${failedCreated}"]`);
-  assert.match(await failure.locator('td.msg').textContent(), /disk quota exceeded/);
+  assert.match(await failure.locator('td.msg').textContent(), /disk quota exceeded <img src=x/);
+  assert.equal(await page.locator('#failures img').count(), 0, 'a fail message was rendered as HTML');
+  assert.equal(await page.evaluate(() => window.pwned), undefined);
   assert.match(await page.locator('#chart svg').getAttribute('aria-label'), /3 in the last hour/);
   await page.screenshot({ path: join(ARTIFACTS, 'overview.png'), fullPage: true });
 
