@@ -231,8 +231,7 @@ pub fn counts(db: &Db) -> batchdb::Result<Counts> {
 }
 
 /// The overview the page polls.
-pub fn overview(db: &Db, now: i64) -> batchdb::Result<Overview> {
-    let counts = counts(db)?;
+pub fn overview(db: &Db, counts: Counts, now: i64) -> batchdb::Result<Overview> {
     let oldest_pending = counts.queues.iter().filter_map(|q| q.oldest_pending).min();
     let mut partial = false;
 
