@@ -401,6 +401,8 @@ fn off_loopback_a_token_is_required() {
     }
     let login_page = s.get("/");
     assert_eq!(login_page.status, 401);
+    assert_eq!(s.get("/app.css").status, 200, "the login page's style needs no token");
+    assert_eq!(s.get("/app.js").status, 401);
     assert!(login_page.text().contains("name=\"token\""));
 
     // Bearer: no CSRF token needed.

@@ -199,6 +199,10 @@ fn answer(app: &App, parts: &Parts, body: &Bytes) -> Result<Reply, Response<Resp
             if path == "/login" {
                 return login(app, method, body).map(Reply::Full);
             }
+            // The login page's own style: static, the same for everyone, no data in it.
+            if path == "/app.css" && method == Method::GET {
+                return Ok(Reply::Full(full(200, "text/css; charset=utf-8", APP_CSS)));
+            }
             if path == "/" {
                 return Err(page(app, LOGIN_HTML, 401, ""));
             }
