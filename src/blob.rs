@@ -152,9 +152,8 @@ impl Writer {
         let out = self.inner.store.publish(blob, Register::Job { push })?;
         self.published(out.duplicate_stage);
         self.inner.events.emit(Event::Create { key });
-        if let Some(p) = out.created.filter(|p| p.new) {
-            self.inner.events.emit(Event::Push { key, created: p.created });
-            self.inner.wake_workers();
+        if let Some(p) = &out.created {
+            self.inner.pushed(key, p);
         }
         Ok((key, out.created))
     }

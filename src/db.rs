@@ -13,7 +13,8 @@ use crate::row::{FailRow, JobRow, ListKind, ListRow, PendingRow, ResultRow, Row}
 use crate::schedule::Spec;
 use crate::shared::Shared;
 use crate::store::{
-    Access, ClaimParams, Finished, GcReport, NewSchedule, PushSpec, Pushed, QueueStats, ScheduleRow, Stats,
+    Access, ClaimParams, Finished, GcReport, Lineage, NewSchedule, PushSpec, Pushed, QueueStats, ScheduleRow,
+    Stats,
 };
 use std::io::Read;
 use std::path::Path;
@@ -202,11 +203,9 @@ impl Db {
         let keys: Vec<Hash> = blobs.iter().map(|b| b.hash).collect();
         let created = self.inner.store.publish_many(blobs, spec)?;
         let added: Vec<(Hash, Pushed)> = keys.into_iter().zip(created).collect();
-        for &(key, p) in &added {
-            self.inner.events.emit(Event::Create { key });
-            if p.new {
-                self.inner.events.emit(Event::Push { key, created: p.created });
-            }
+        for (key, p) in &added {
+            self.inner.events.emit(Event::Create { key: *key });
+            self.inner.pushed(*key, p);
         }
         self.inner.wake_workers();
         Ok(added)
@@ -226,10 +225,7 @@ impl Db {
     pub fn push_with(&self, key: &Hash, opts: &PushOptions) -> Result<Pushed> {
         let spec = PushSpec::from_options(opts)?;
         let pushed = self.inner.store.push(key, spec)?;
-        if pushed.new {
-            self.inner.events.emit(Event::Push { key: *key, created: pushed.created });
-            self.inner.wake_workers();
-        }
+        self.inner.pushed(*key, &pushed);
         Ok(pushed)
     }
 
@@ -370,9 +366,7 @@ impl Db {
             queues,
         };
         let out = self.inner.store.claim(&params)?;
-        for e in out.expired {
-            self.inner.events.emit(Event::Fail { key: e.key, created: e.created, message: e.message });
-        }
+        self.inner.failed(out.expired);
         for (key, created) in out.fired {
             self.inner.events.emit(Event::Push { key, created });
         }
@@ -398,8 +392,23 @@ impl Db {
 
     /// Removes a pending instance that is not running. Unknown: [`Error::NotFound`]; running:
     /// [`Error::Busy`]. The job and its payload stay.
+    ///
+    /// Instances waiting for it become fail rows (`upstream K C cancelled`), and theirs in
+    /// turn (`upstream K C failed`): events `fail`.
     pub fn cancel(&self, key: &Hash, created: i64) -> Result<()> {
-        self.inner.store.cancel(key, created)
+        let dependents = self.inner.store.cancel(key, created)?;
+        self.inner.failed(dependents);
+        Ok(())
+    }
+
+    /// Where the blob `hash` came from: whether it is a job's payload, and which result rows
+    /// have it as output, each with the upstream instances it waited for. A hash the database
+    /// does not hold is [`Error::NotFound`].
+    pub fn why(&self, hash: &Hash) -> Result<Lineage> {
+        self.inner
+            .store
+            .why(hash)?
+            .ok_or_else(|| Error::not_found(format!("blob {} not found", hash.short())))
     }
 
     /// Removes the result and fail rows that ended before `older_than_ms` (epoch ms);

@@ -26,9 +26,10 @@ pub(crate) use listener::Wake;
 use schema::*;
 
 use super::{
-    chunk_digest, fail, BlobEntry, BlobId, Chunk, ClaimOutcome, ClaimParams, Claimed, Expired, Finished,
-    IdleFacts, NewSchedule, Pos, Published, PushSpec, Pushed, QueueState, QueueStats, Register, ScheduleRow,
-    Stats, Store, CHUNK_BATCH, DEFAULT_QUEUE_ID, GC_PAGE, READY, RUNNING, WAITING,
+    chunk_digest, fail, upstream_gone, BlobEntry, BlobId, Chunk, ClaimOutcome, ClaimParams, Claimed, Expired,
+    Finished, IdleFacts, Lineage, LineageResult, NewSchedule, Pos, Published, PushSpec, Pushed, QueueState,
+    QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH, DEFAULT_QUEUE_ID, GC_PAGE, READY, RUNNING,
+    UPSTREAM, WAITING,
 };
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -181,20 +182,92 @@ fn queue_id(t: &mut Tx<'_>, name: &str) -> Result<i64> {
 fn insert_instance(t: &mut Tx<'_>, job: BlobId, spec: &PushSpec) -> Result<Pushed> {
     let queue = queue_id(t, &spec.queue)?;
     let created: i64 = t.one(NEXT_CREATED, &[&now_ms()])?.get(0);
-    if spec.unique {
-        if let Some(existing) = t.one(LIVE_INSTANCE, &[&job, &queue])?.get::<_, Option<i64>>(0) {
-            return Ok(Pushed { created: existing, new: false });
+    // Live instance first, then results: an instance that completes between the two looks
+    // is seen by one of them.
+    let live: Option<i64> =
+        if spec.unique || spec.memo { t.one(LIVE_INSTANCE, &[&job, &queue])?.get(0) } else { None };
+    if spec.memo {
+        if let Some(r) = t.opt(NEWEST_RESULT, &[&job])? {
+            let hash = hash_of(&r, 1, r.get(2))?;
+            return Ok(Pushed { cached: Some(hash), ..Pushed::joined(r.get(0)) });
         }
     }
-    insert_instance_as(t, job, spec, queue, created)?;
-    Ok(Pushed { created, new: true })
+    if let Some(existing) = live {
+        return Ok(Pushed::joined(existing));
+    }
+    let mut ups = Vec::with_capacity(spec.after.len());
+    let (mut live, mut failed) = (0i64, None);
+    for (key, up) in &spec.after {
+        let bytes: &[u8] = key.as_bytes().as_slice();
+        match t.opt(UPSTREAM_STATE, &[&bytes, up])? {
+            Some(r) if r.get::<_, Option<i64>>(1).is_some() => {
+                live += 1;
+                ups.push((r.get::<_, i64>(0), *up));
+            }
+            Some(r) if r.get::<_, bool>(2) => ups.push((r.get(0), *up)),
+            Some(r) if r.get::<_, bool>(3) => {
+                failed.get_or_insert_with(|| upstream_gone(key, *up, "failed"));
+                ups.push((r.get(0), *up));
+            }
+            _ => return Err(fail::no_upstream(key, *up)),
+        }
+    }
+    for (up_job, up) in &ups {
+        t.exec(EDGE_INSERT, &[&created, up_job, up])?;
+    }
+    if let Some(message) = failed {
+        t.exec(FAIL_INSERT, &[&created, &job, &message, &None::<i64>, &now_ms(), &0i64, &queue])?;
+        return Ok(Pushed { failed: Some(message), ..Pushed::queued(created) });
+    }
+    insert_instance_as(t, job, spec, queue, created, live, ups.len() as i64)?;
+    Ok(Pushed::queued(created))
 }
 
-fn insert_instance_as(t: &mut Tx<'_>, job: BlobId, spec: &PushSpec, queue: i64, created: i64) -> Result<()> {
-    let (state, run_at) =
-        if spec.delay_ms > 0 { (WAITING, Some(created + spec.delay_ms)) } else { (READY, None) };
-    t.exec(INSTANCE_INSERT, &[&created, &job, &state, &(spec.priority as i64), &run_at, &queue])?;
+#[allow(clippy::too_many_arguments)]
+fn insert_instance_as(
+    t: &mut Tx<'_>,
+    job: BlobId,
+    spec: &PushSpec,
+    queue: i64,
+    created: i64,
+    waiting_on: i64,
+    deps: i64,
+) -> Result<()> {
+    let run_at = (spec.delay_ms > 0).then(|| created + spec.delay_ms);
+    let state = match (waiting_on > 0, run_at.is_some()) {
+        (true, _) => UPSTREAM,
+        (false, true) => WAITING,
+        (false, false) => READY,
+    };
+    t.exec(
+        INSTANCE_INSERT,
+        &[&created, &job, &state, &(spec.priority as i64), &run_at, &queue, &waiting_on, &deps],
+    )?;
     t.notify()
+}
+
+/// Turns the instances waiting for `(key, created)`, which ended without a result, into fail
+/// rows, and theirs in turn; returns them, for events.
+fn fail_dependents(t: &mut Tx<'_>, key: Hash, created: i64, how: &str, now: i64) -> Result<Vec<Expired>> {
+    let mut out = Vec::new();
+    let mut work = vec![(key, created, how.to_string())];
+    while let Some((up_key, up, how)) = work.pop() {
+        for r in t.query(DEPENDENTS, &[&up])? {
+            let (dc, djob, dq): (i64, BlobId, i64) = (r.get(0), r.get(1), r.get(2));
+            let dkey = hash_of(&r, 3, djob)?;
+            let message = upstream_gone(&up_key, up, &how);
+            t.exec(FAIL_INSERT, &[&dc, &djob, &message, &None::<i64>, &now, &0i64, &dq])?;
+            t.exec(INSTANCE_DELETE, &[&dc])?;
+            out.push(Expired { key: dkey, created: dc, message });
+            work.push((dkey, dc, "failed".to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// The upstreams `(key, created)` listed by `sql` for instance `created`.
+fn edges(t: &mut Tx<'_>, sql: &'static str, created: i64) -> Result<Vec<(Hash, i64)>> {
+    t.query(sql, &[&created])?.iter().map(|r| Ok((hash_of(r, 0, r.get(2))?, r.get(1)))).collect()
 }
 
 fn queue_states(t: &mut Tx<'_>) -> Result<Vec<QueueState>> {
@@ -224,7 +297,7 @@ fn fire_schedules(t: &mut Tx<'_>, now: i64) -> Result<Vec<(Hash, i64)>> {
         let Ok((slot, next)) = crate::schedule::due(&spec, next_run, now) else { continue };
         let created: i64 = t.one(NEXT_CREATED, &[&now_ms()])?.get(0);
         let push = PushSpec { priority: priority as i32, ..PushSpec::plain() };
-        insert_instance_as(t, job, &push, queue, created)?;
+        insert_instance_as(t, job, &push, queue, created, 0, 0)?;
         t.exec(SCHEDULE_ADVANCE, &[&name, &next, &slot])?;
         fired.push((key, created));
     }
@@ -347,6 +420,7 @@ impl Store for Postgres {
                     t.exec(INSTANCE_DELETE, &[&created])?;
                     let key = hash_of(&t.one(JOB_HASH, &[&job])?, 0, job)?;
                     expired.push(Expired { key, created, message });
+                    expired.extend(fail_dependents(t, key, created, "failed", now)?);
                 } else {
                     t.exec(REQUEUE_NOW, &[&created])?;
                     changed = true;
@@ -379,16 +453,28 @@ impl Store for Postgres {
             };
             let row = if ids.is_empty() { None } else { t.opt(sql, &[&now, &lease_ms, &ids])? };
             let claimed = match row {
-                Some(row) => Some(Claimed {
-                    created: row.get(0),
-                    payload: row.get(1),
-                    attempt: row.get::<_, i64>(2) as u32,
-                    key: hash_of(&row, 3, row.get(1))?,
-                    size: row.get::<_, i64>(4) as u64,
-                    first_chunk: row
-                        .get::<_, Option<Vec<u8>>>(5)
-                        .map(|data| Ok(Chunk { data, digest: Some(row.get(6)) })),
-                }),
+                Some(row) => {
+                    let created: i64 = row.get(0);
+                    let after = if row.get::<_, i64>(7) == 0 {
+                        Vec::new()
+                    } else {
+                        t.query(UPSTREAM_RESULTS, &[&created])?
+                            .iter()
+                            .map(|r| Ok((hash_of(r, 0, r.get(3))?, r.get(1), hash_of(r, 2, r.get(4))?)))
+                            .collect::<Result<_>>()?
+                    };
+                    Some(Claimed {
+                        created,
+                        payload: row.get(1),
+                        attempt: row.get::<_, i64>(2) as u32,
+                        key: hash_of(&row, 3, row.get(1))?,
+                        size: row.get::<_, i64>(4) as u64,
+                        after,
+                        first_chunk: row
+                            .get::<_, Option<Vec<u8>>>(5)
+                            .map(|data| Ok(Chunk { data, digest: Some(row.get(6)) })),
+                    })
+                }
                 None => None,
             };
             if changed {
@@ -513,7 +599,13 @@ impl Store for Postgres {
         })
     }
 
-    fn fail(&self, created: i64, attempt: u32, message: &str, requeue_at: Option<i64>) -> Result<i64> {
+    fn fail(
+        &self,
+        created: i64,
+        attempt: u32,
+        message: &str,
+        requeue_at: Option<i64>,
+    ) -> Result<(i64, Vec<Expired>)> {
         self.conns.write(|t| {
             let (job, start, queue) = fence(t, created, attempt)?;
             let end = now_ms();
@@ -521,6 +613,7 @@ impl Store for Postgres {
                 Some(at) => {
                     t.exec(REQUEUE_AT, &[&created, &at])?;
                     t.notify()?;
+                    Ok((end, Vec::new()))
                 }
                 None => {
                     t.exec(
@@ -528,12 +621,14 @@ impl Store for Postgres {
                         &[&created, &job, &message, &start, &end, &(attempt as i64), &queue],
                     )?;
                     t.exec(INSTANCE_DELETE, &[&created])?;
+                    let key = hash_of(&t.one(JOB_HASH, &[&job])?, 0, job)?;
+                    let dependents = fail_dependents(t, key, created, "failed", end)?;
                     t.notify_if_drained()?;
                     let channel = t.t.channel.clone();
                     t.query(NOTIFY_IF_LIMITED, &[&channel, &queue])?;
+                    Ok((end, dependents))
                 }
             }
-            Ok(end)
         })
     }
 
@@ -547,12 +642,12 @@ impl Store for Postgres {
             t.exec(FAIL_DELETE, &[&created])?;
             t.exec(COUNT_REMOVED, &[&"removed_fails", &1i64])?;
             let new: i64 = t.one(NEXT_CREATED, &[&now_ms()])?.get(0);
-            insert_instance_as(t, job, &PushSpec::plain(), queue, new)?;
+            insert_instance_as(t, job, &PushSpec::plain(), queue, new, 0, 0)?;
             Ok(new)
         })
     }
 
-    fn cancel(&self, key: &Hash, created: i64) -> Result<()> {
+    fn cancel(&self, key: &Hash, created: i64) -> Result<Vec<Expired>> {
         let hash: &[u8] = key.as_bytes().as_slice();
         self.conns.write(|t| {
             let state: i64 = t
@@ -563,7 +658,27 @@ impl Store for Postgres {
                 return Err(fail::instance_running(key, created));
             }
             t.exec(INSTANCE_DELETE, &[&created])?;
-            t.notify_if_drained()
+            let dependents = fail_dependents(t, *key, created, "cancelled", now_ms())?;
+            t.notify_if_drained()?;
+            Ok(dependents)
+        })
+    }
+
+    fn why(&self, hash: &Hash) -> Result<Option<Lineage>> {
+        let bytes: &[u8] = hash.as_bytes().as_slice();
+        self.conns.tx(BEGIN_SNAPSHOT, |t| {
+            let Some(r) = t.opt(BLOB_JOB_FLAG, &[&bytes])? else { return Ok(None) };
+            let (id, job): (BlobId, bool) = (r.get(0), r.get(1));
+            let rows: Vec<(Hash, i64)> = t
+                .query(RESULTS_WITH_BLOB, &[&id])?
+                .iter()
+                .map(|r| Ok((hash_of(r, 0, r.get(2))?, r.get(1))))
+                .collect::<Result<_>>()?;
+            let mut results = Vec::with_capacity(rows.len());
+            for (key, created) in rows {
+                results.push(LineageResult { key, created, after: edges(t, EDGES_OF, created)? });
+            }
+            Ok(Some(Lineage { job, results }))
         })
     }
 
@@ -726,12 +841,14 @@ fn list_jobs(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)
 }
 
 fn list_pending(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
-    t.query(LIST_PENDING, &[&after.created, &(limit as i64)])?
+    let mut rows: Vec<(Row, Pos)> = t
+        .query(LIST_PENDING, &[&after.created, &(limit as i64)])?
         .iter()
         .map(|r| {
             let created: i64 = r.get(0);
             let priority = r.get::<_, i64>(3) as i32;
-            let running = r.get::<_, i64>(2) == RUNNING;
+            let state = r.get::<_, i64>(2);
+            let running = state == RUNNING;
             let queue: Option<String> = r.get(6);
             let done: Option<f64> = r.get(7);
             Ok((
@@ -746,11 +863,19 @@ fn list_pending(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, P
                         done,
                         message: r.get::<_, Option<String>>(8).unwrap_or_default(),
                     }),
+                    after: (state == UPSTREAM).then(Vec::new),
                 }),
                 Pos { hash: None, job: 0, created },
             ))
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    // Rows that wait for upstreams show which (a few rows of a page, each one query).
+    for (row, _) in &mut rows {
+        if let Row::Pending(PendingRow { created, after: Some(after), .. }) = row {
+            *after = edges(t, WAITING_ON, *created)?;
+        }
+    }
+    Ok(rows)
 }
 
 /// Results and fails are listed by (job key, created): first the rest of the current job's

@@ -117,6 +117,15 @@ CREATE TABLE schedule (
 );
 CREATE INDEX schedule_due ON schedule (next_run);
 INSERT INTO meta (name, value) VALUES ('removed_results', 0), ('removed_fails', 0);
+ALTER TABLE instance ADD COLUMN waiting_on BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE instance ADD COLUMN deps BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE edge (
+    created    BIGINT NOT NULL,
+    up_job     BIGINT NOT NULL,
+    up_created BIGINT NOT NULL,
+    PRIMARY KEY (created, up_created)
+);
+CREATE INDEX edge_up ON edge (up_created);
 "#,
 ];
 
@@ -183,8 +192,34 @@ pub(crate) const JOB_HASH: &str = "SELECT hash FROM job WHERE blob = $1";
 /// increase in commit order across every client of the server.
 pub(crate) const NEXT_CREATED: &str =
     "UPDATE meta SET value = GREATEST(value + 1, $1::bigint) WHERE name = 'last_created' RETURNING value";
-pub(crate) const INSTANCE_INSERT: &str =
-    "INSERT INTO instance (created, job, state, priority, run_at, queue) VALUES ($1, $2, $3, $4, $5, $6)";
+pub(crate) const INSTANCE_INSERT: &str = "INSERT INTO instance \
+     (created, job, state, priority, run_at, queue, waiting_on, deps) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+// Memoized runs, dependencies and lineage (see the SQLite schema for what each does).
+pub(crate) const NEWEST_RESULT: &str = "SELECT r.created, b.hash, r.blob FROM result r \
+     JOIN blob b ON b.id = r.blob WHERE r.job = $1 ORDER BY r.created DESC LIMIT 1";
+pub(crate) const UPSTREAM_STATE: &str = "SELECT j.blob, \
+     (SELECT state FROM instance WHERE created = $2 AND job = j.blob), \
+     EXISTS (SELECT 1 FROM result WHERE job = j.blob AND created = $2), \
+     EXISTS (SELECT 1 FROM fail WHERE created = $2 AND job = j.blob) \
+     FROM job j WHERE j.hash = $1";
+pub(crate) const EDGE_INSERT: &str = "INSERT INTO edge (created, up_job, up_created) VALUES ($1, $2, $3)";
+pub(crate) const DEPENDENTS: &str = "SELECT i.created, i.job, i.queue, j.hash FROM edge e \
+     JOIN instance i ON i.created = e.created JOIN job j ON j.blob = i.job \
+     WHERE e.up_created = $1 AND i.state = 3 FOR UPDATE OF i";
+pub(crate) const UPSTREAM_RESULTS: &str =
+    "SELECT j.hash, e.up_created, b.hash, e.up_job, r.blob FROM edge e \
+     JOIN job j ON j.blob = e.up_job JOIN result r ON r.created = e.up_created \
+     JOIN blob b ON b.id = r.blob WHERE e.created = $1 ORDER BY e.up_created";
+pub(crate) const EDGES_OF: &str = "SELECT j.hash, e.up_created, e.up_job FROM edge e \
+     JOIN job j ON j.blob = e.up_job WHERE e.created = $1 ORDER BY e.up_created";
+pub(crate) const WAITING_ON: &str = "SELECT j.hash, e.up_created, e.up_job FROM edge e \
+     JOIN job j ON j.blob = e.up_job WHERE e.created = $1 \
+     AND NOT EXISTS (SELECT 1 FROM result WHERE created = e.up_created) ORDER BY e.up_created";
+pub(crate) const BLOB_JOB_FLAG: &str = "SELECT b.id, EXISTS (SELECT 1 FROM job WHERE blob = b.id) \
+     FROM blob b WHERE b.hash = $1";
+pub(crate) const RESULTS_WITH_BLOB: &str = "SELECT j.hash, r.created, r.job FROM result r \
+     JOIN job j ON j.blob = r.job WHERE r.blob = $1 ORDER BY j.hash, r.created";
 /// The newest live instance of a job in a queue, for unique pushes.
 pub(crate) const LIVE_INSTANCE: &str = "SELECT max(created) FROM instance WHERE job = $1 AND queue = $2";
 
@@ -257,8 +292,8 @@ macro_rules! claim {
                  SET state = 1, attempts = attempts + 1, lease_until = $1::bigint + $2::bigint, start = $1, \
                      progress = NULL, note = NULL \
                  WHERE created = (SELECT created FROM p) \
-                 RETURNING created, job, attempts) \
-             SELECT c.created, c.job, c.attempts, j.hash, b.size, ch.data, ch.digest \
+                 RETURNING created, job, attempts, deps) \
+             SELECT c.created, c.job, c.attempts, j.hash, b.size, ch.data, ch.digest, c.deps \
              FROM c JOIN job j ON j.blob = c.job JOIN blob b ON b.id = c.job \
              LEFT JOIN chunk ch ON ch.blob = c.job AND ch.seq = 0"
         )
@@ -281,9 +316,14 @@ pub(crate) const INSTANCE_DELETE: &str = "DELETE FROM instance WHERE created = $
 pub(crate) const COMPLETE: &str = "WITH d AS (DELETE FROM instance \
          WHERE created = $1 AND attempts = $2 AND state = 1 RETURNING job, start, queue), \
      r AS (INSERT INTO result (created, job, blob, started, ended) \
-         SELECT $1, job, $3, coalesce(start, 0), $4 FROM d RETURNING created) \
+         SELECT $1, job, $3, coalesce(start, 0), $4 FROM d RETURNING created), \
+     u AS (UPDATE instance SET waiting_on = waiting_on - 1, \
+         state = CASE WHEN waiting_on > 1 THEN 3 WHEN run_at > $4 THEN 2 ELSE 0 END \
+         WHERE state = 3 AND EXISTS (SELECT 1 FROM r) \
+         AND created IN (SELECT created FROM edge WHERE up_created = $1)) \
      SELECT r.created, CASE WHEN NOT EXISTS (SELECT 1 FROM instance WHERE created <> $1) \
          OR EXISTS (SELECT 1 FROM d JOIN queue q ON q.id = d.queue WHERE q.max_running IS NOT NULL) \
+         OR EXISTS (SELECT 1 FROM edge WHERE up_created = $1) \
          THEN pg_notify($5, '') END FROM r";
 pub(crate) const REQUEUE_AT: &str =
     "UPDATE instance SET state = 2, run_at = $2, lease_until = NULL WHERE created = $1";
@@ -299,7 +339,7 @@ pub(crate) const PRUNE_RESULTS: &str = "DELETE FROM result WHERE ended < $1";
 pub(crate) const PRUNE_FAILS: &str = "DELETE FROM fail WHERE ended < $1";
 /// Keeps `results_total` and `fails_total` counting rows that prune or retry removed.
 pub(crate) const COUNT_REMOVED: &str = "UPDATE meta SET value = value + $2 WHERE name = $1";
-pub(crate) const IDLE: &str = "SELECT EXISTS (SELECT 1 FROM instance WHERE state = 1), \
+pub(crate) const IDLE: &str = "SELECT EXISTS (SELECT 1 FROM instance WHERE state IN (1, 3)), \
      (SELECT run_at FROM instance i WHERE state = 2 \
         AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.id = i.queue AND q.paused) \
         ORDER BY run_at LIMIT 1), \
