@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"strings"
 	"unsafe"
 )
 
@@ -143,7 +144,8 @@ func (db *DB) Schedule(name, spec string, r io.Reader, opts PushOptions) (Schedu
 	if queue == "" {
 		queue = "default"
 	}
-	return ScheduleRow{Name: name, Spec: spec, Queue: queue, Job: C.GoString(&key[0]), NextRun: int64(next)}, nil
+	// The library stores the spec trimmed.
+	return ScheduleRow{Name: name, Spec: strings.TrimSpace(spec), Queue: queue, Job: C.GoString(&key[0]), NextRun: int64(next)}, nil
 }
 
 // Schedules lists the recurring schedules, sorted by name. Like the other listings it is an

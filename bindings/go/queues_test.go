@@ -311,12 +311,13 @@ func TestScheduleEverySecond(t *testing.T) {
 		s.NextRun%1000 != 0 || s.NextRun < before-1000 || s.NextRun > time.Now().UnixMilli()+1000 {
 		t.Fatalf("Schedule returned %+v", s)
 	}
-	if _, err := db.Schedule("nightly", "0 3 * * *", strings.NewReader("nightly"), PushOptions{}); err != nil {
+	nightly, err := db.Schedule("nightly", " 0 3 * * * ", strings.NewReader("nightly"), PushOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
 	rows := listed(t, db.Schedules())
-	if len(rows) != 2 || rows[0].Name != "nightly" || rows[1] != s {
-		t.Fatalf("Schedules: %+v; want nightly, then %+v", rows, s)
+	if len(rows) != 2 || rows[0] != nightly || rows[1] != s {
+		t.Fatalf("Schedules: %+v; want %+v, then %+v", rows, nightly, s)
 	}
 	if rows[0].Queue != "default" || rows[0].Spec != "0 3 * * *" || rows[0].NextRun%86_400_000 != 3*3_600_000 {
 		t.Fatalf("the cron schedule's row: %+v", rows[0])

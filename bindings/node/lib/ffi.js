@@ -525,7 +525,8 @@ class Database {
     const key = Buffer.alloc(65);
     const next = Buffer.alloc(8);
     await this.#call((db) => status('schedule', C.schedule, [db, n, sp, data, data.length, native, key, next]));
-    return { name: n, spec: sp, queue: native.queue || 'default', job: hex(key), next_run: i64(next) };
+    // The library stores the spec trimmed.
+    return { name: n, spec: sp.trim(), queue: native.queue || 'default', job: hex(key), next_run: i64(next) };
   }
 
   async unschedule(name) {

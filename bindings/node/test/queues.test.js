@@ -162,7 +162,7 @@ test('schedule every 1s fires into a waiting run; schedules lists; unschedule re
   assert.deepStrictEqual([row.name, row.spec, row.queue], ['ticker', 'every 1s', 'sched']);
   assert.ok(row.next_run % 1000 === 0 && row.next_run >= before - 1000 && row.next_run <= Date.now() + 1000);
   const nightly = await new Promise((resolve, reject) =>
-    compute.schedule('nightly', '0 3 * * *', Buffer.from('nightly'), (err, r) => (err ? reject(err) : resolve(r))),
+    compute.schedule('nightly', ' 0 3 * * *\n', Buffer.from('nightly'), (err, r) => (err ? reject(err) : resolve(r))),
   );
   assert.strictEqual(nightly.queue, 'default');
   assert.strictEqual(nightly.next_run % 86400000, 3 * 3600000);
