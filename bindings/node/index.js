@@ -684,27 +684,39 @@ class Compute extends EventEmitter {
   // running, delayed, or ready in a served queue that is not paused; false when something is;
   // or a Job claimed here. The pending rows do not say which queues are paused: a ready row of a
   // served queue that the claim did not get is in a paused queue (a queue at its limit has
-  // running rows), or was pushed since; one more claim tells them apart.
+  // running rows), was claimed elsewhere meanwhile, or was pushed since. One more claim, and a
+  // second look at the rows, tell them apart.
   async #idle(db, queues) {
-    const cursor = await db.list('pending');
-    let readyServed = false;
-    try {
-      const now = Date.now();
-      for (let row = await cursor.next(); row !== null; row = await cursor.next()) {
-        if (row.running || (row.run_at !== undefined && row.run_at > now)) return false;
-        if (!queues || queues.includes(row.queue || 'default')) readyServed = true;
-      }
-    } finally {
-      await cursor.close();
-    }
-    if (!readyServed) return true;
+    const state = await this.#pendingState(db, queues);
+    if (state !== 'ready') return state === 'none';
     try {
       const job = queues ? await db.claimFrom(queues) : await db.claim();
-      return job || true;
+      if (job) return job;
     } catch (err) {
       if (err.code === 'BATCHDB_ERR_BUSY') return false;
       throw err;
     }
+    return (await this.#pendingState(db, queues)) !== 'busy';
+  }
+
+  // 'busy' when a pending row is running or delayed, else 'ready' when one of a served queue is
+  // ready, else 'none'.
+  async #pendingState(db, queues) {
+    const cursor = await db.list('pending');
+    let state = 'none';
+    try {
+      const now = Date.now();
+      for (let row = await cursor.next(); row !== null; row = await cursor.next()) {
+        if (row.running || (row.run_at !== undefined && row.run_at > now)) {
+          state = 'busy';
+          break;
+        }
+        if (!queues || queues.includes(row.queue || 'default')) state = 'ready';
+      }
+    } finally {
+      await cursor.close();
+    }
+    return state;
   }
 
   // Resolves after `ms`, or at once on stop() or close(); the timer holds the event loop only
