@@ -277,6 +277,12 @@ impl Db {
         check_name("schedule", name)?;
         let parsed = Spec::parse(spec)?;
         opts.validate()?;
+        if !opts.delay.is_zero() || opts.unique || opts.memo || !opts.after.is_empty() {
+            return Err(Error::invalid(format!(
+                "schedule {name:?}: a schedule pushes with a queue and a priority only \
+                 (delay, unique, memo and after do not apply)"
+            )));
+        }
         let job = self.create(payload)?;
         let next_run = parsed.next_at_or_after(crate::clock::now_ms())?;
         let queue = opts.queue_name().to_string();

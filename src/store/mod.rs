@@ -187,6 +187,22 @@ pub struct Lineage {
     pub results: Vec<LineageResult>,
 }
 
+impl Lineage {
+    /// The lineage as the contract's JSON lines: `{"job": K}` when the blob is a job's
+    /// payload (K is its hash), then `{"result": [K, C], "after": [[K2, C2], ...]}` for each
+    /// result row that produced it (`after` always present, maybe empty).
+    pub fn json_lines(&self, hash: &Hash) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.job {
+            out.push(serde_json::json!({ "job": hash }).to_string());
+        }
+        for r in &self.results {
+            out.push(serde_json::json!({ "result": (r.key, r.created), "after": r.after }).to_string());
+        }
+        out
+    }
+}
+
 /// A result row whose output is the blob asked about (see [`Lineage`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LineageResult {
