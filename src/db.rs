@@ -407,6 +407,38 @@ impl Db {
         Ok(())
     }
 
+    /// Writes a consistent copy of the whole database, as of one instant, to the new file
+    /// `dest`, while other handles and processes keep working; the copy opens as a batchdb
+    /// database and passes [`check`](Db::check). An existing `dest` is refused
+    /// ([`Error::Invalid`]) and left alone; the copy appears at `dest` only when complete.
+    pub fn backup(&self, dest: impl AsRef<Path>) -> Result<()> {
+        let dest = dest.as_ref();
+        let shown = crate::redact(&dest.to_string_lossy());
+        if dest.symlink_metadata().is_ok() {
+            return Err(Error::invalid(format!("backup destination {shown} exists; name a new file")));
+        }
+        let name = dest
+            .file_name()
+            .ok_or_else(|| Error::invalid(format!("backup destination {shown} is not a file name")))?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".backup-{}", std::process::id()));
+        let tmp = dest.with_file_name(tmp_name);
+        let _ = std::fs::remove_file(&tmp);
+        let done = self.inner.store.backup(&tmp).and_then(|()| {
+            // A hard link never replaces an existing file: a DEST that appeared meanwhile wins.
+            std::fs::hard_link(&tmp, dest).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    Error::invalid(format!("backup destination {shown} exists; name a new file"))
+                } else {
+                    Error::io(format!("writing the backup {shown}: {e}"))
+                }
+            })
+        });
+        let _ = std::fs::remove_file(&tmp);
+        done.map_err(|e| e.context(format!("backing up to {shown}")))
+    }
+
     /// Where the blob `hash` came from: whether it is a job's payload, and which result rows
     /// have it as output, each with the upstream instances it waited for. A hash the database
     /// does not hold is [`Error::NotFound`].

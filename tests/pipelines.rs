@@ -247,3 +247,49 @@ fn a_dag_runs_every_node_once_and_never_before_its_inputs() {
     assert!(done[&sink.created] == done.len() - 1, "the sink ran last");
     assert_eq!(db.results().count(), 47);
 }
+
+#[test]
+fn backups_taken_during_a_write_heavy_run_are_consistent_copies() {
+    let t = temp_path();
+    let db = open(&t.path);
+    let dir = tempfile::tempdir().unwrap();
+    if on_pg() {
+        let err = db.backup(dir.path().join("b.db")).unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)), "{err}");
+        return;
+    }
+    let writer = open(&t.path);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                writer.add(format!("job {i}").as_bytes()).unwrap();
+                if let Some(mut job) = writer.claim().unwrap() {
+                    job.write_all(&vec![b'x'; (i % 5) as usize * 100_000]).unwrap();
+                    job.complete().unwrap();
+                }
+                i += 1;
+            }
+        });
+        for n in 0..10 {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            let dest = dir.path().join(format!("backup-{n}.db"));
+            db.backup(&dest).unwrap();
+            let copy = Db::open_existing(&dest, Default::default()).unwrap();
+            let report = copy.check().unwrap();
+            assert!(report.problems.is_empty(), "backup {n}: {:?}", report.problems);
+            for r in copy.results() {
+                let r = r.unwrap();
+                let mut out = Vec::new();
+                copy.get(&r.hash).unwrap().read_to_end(&mut out).unwrap();
+                assert_eq!(Hash::of(&out), r.hash, "backup {n}: a result without its blob");
+            }
+            let err = db.backup(&dest).unwrap_err();
+            assert!(matches!(err, Error::Invalid(_)) && err.to_string().contains("exists"), "{err}");
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(names.iter().all(|n| !n.to_string_lossy().contains(".backup-")), "no temporary left: {names:?}");
+}

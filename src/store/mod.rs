@@ -604,6 +604,9 @@ pub(crate) trait Store: Send + Sync {
     fn retry(&self, key: &Hash, created: i64) -> Result<i64>;
     /// Removes a pending instance; returns its dependents, now fail rows.
     fn cancel(&self, key: &Hash, created: i64) -> Result<Vec<Expired>>;
+    /// Writes a consistent copy of the whole database, as of one instant, to the new file
+    /// `tmp` (which the caller then moves into place).
+    fn backup(&self, tmp: &Path) -> Result<()>;
     /// Where a blob came from; None when the database holds no such blob.
     fn why(&self, hash: &Hash) -> Result<Option<Lineage>>;
     fn prune(&self, older_than_ms: i64) -> Result<u64>;

@@ -41,6 +41,7 @@ use crate::row::{FailRow, ListKind, PendingRow, ResultRow, Row};
 use conn::{Conns, Target, Tx};
 use listener::Listener;
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Mutex;
 
 pub(crate) struct Postgres {
@@ -662,6 +663,12 @@ impl Store for Postgres {
             t.notify_if_drained()?;
             Ok(dependents)
         })
+    }
+
+    fn backup(&self, _tmp: &Path) -> Result<()> {
+        Err(Error::invalid(
+            "backup of a PostgreSQL database into a file is not available yet: use pg_dump on the schema",
+        ))
     }
 
     fn why(&self, hash: &Hash) -> Result<Option<Lineage>> {

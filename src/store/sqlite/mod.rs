@@ -815,6 +815,21 @@ impl Store for Sqlite {
         })
     }
 
+    /// SQLite's online backup, in one step: the pages are copied under one read transaction,
+    /// so the copy is the database as of that instant, while writers (of this or any
+    /// process) go on in the write-ahead log.
+    fn backup(&self, tmp: &Path) -> Result<()> {
+        let mut dst = Connection::open(tmp).sql()?;
+        self.conns.read(|c| {
+            let b = rusqlite::backup::Backup::new(c, &mut dst).sql()?;
+            match b.step(-1).sql()? {
+                rusqlite::backup::StepResult::Done => Ok(()),
+                other => Err(Error::busy(format!("the backup did not complete in one step ({other:?})"))),
+            }
+        })?;
+        dst.close().map_err(|(_, e)| e).sql()
+    }
+
     fn why(&self, hash: &Hash) -> Result<Option<Lineage>> {
         self.conns.read(|c| {
             let found: Option<(BlobId, i64)> = c
