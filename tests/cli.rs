@@ -1602,6 +1602,20 @@ fn bad_queue_limit_and_schedule_input_is_refused_and_changes_nothing() {
     // What the refused commands would have changed, done right.
     env.ok(&["limit", "q", "0"]);
     env.ok(&["schedule", "rm", "keep"]);
+    let out =
+        env.ok(&["schedule", "add", "c", "--cron", "*/5 * * * *", "--queue", "q", "--priority", "3", "x"]);
+    let (key, next_run) = out.trim_end().split_once(' ').expect("KEY NEXT_RUN");
+    assert_eq!(key, sha256_hex(b"x"));
+    let next_run: i64 = next_run.parse().expect("next_run");
+    assert_eq!(next_run % 300_000, 0, "{out}");
+    assert!(next_run >= now_ms() - 1000 && next_run <= now_ms() + 300_000, "{out}");
+    let listed: Value = serde_json::from_str(env.ok(&["schedule", "list"]).trim_end()).expect("json");
+    assert_eq!(
+        listed,
+        serde_json::json!({"name": "c", "spec": "*/5 * * * *", "queue": "q", "job": key, "next_run": next_run})
+    );
+    env.ok(&["schedule", "rm", "c"]);
+    assert_eq!(env.err(&["schedule", "rm", "c"]), "batchdb: schedule \"c\" not found");
     let s = stats_json(&env);
     assert_eq!(s["queues"]["q"]["limit"], Value::Null);
     assert_eq!(s["queues"]["p"]["paused"], true);
@@ -1613,17 +1627,20 @@ fn progress_lines_show_on_the_pending_row_and_stay_out_of_fail_messages() {
     let env = Env::new();
     let go = env.path("go");
     let go = go.to_str().expect("path");
+    // A burst of reports, then the one that must stay shown (reports are throttled, the
+    // latest kept).
     let (_, created) = env.add(&[&format!(
-        "echo 'batchdb-progress: 0.5 halfway' >&2; while [ ! -e '{go}' ]; do sleep 0.05; done; echo finished"
+        "i=0; while [ $i -lt 50 ]; do echo \"batchdb-progress: 0.01 step $i\" >&2; i=$((i+1)); done; \
+         echo 'batchdb-progress: 0.5 halfway' >&2; while [ ! -e '{go}' ]; do sleep 0.05; done; echo finished"
     )]);
     let mut run = spawn_bg(&env, &["run", "--until-empty", "--", "sh"], "run");
+    let want = serde_json::json!({"done": 0.5, "message": "halfway"});
     let mut row = Value::Null;
     wait_until(Duration::from_secs(30), "the progress on the pending row", || {
         row = env.rows("pending").into_iter().find(|p| p["created"] == created).unwrap_or_default();
-        row.get("progress").is_some()
+        row.get("progress") == Some(&want)
     });
-    assert_eq!(row["progress"], serde_json::json!({"done": 0.5, "message": "halfway"}), "{row}");
-    assert_eq!(row["running"], true);
+    assert_eq!(row["running"], true, "{row}");
     std::fs::write(go, "").expect("touch");
     let status = wait_timeout(&mut run, Duration::from_secs(30)).expect("run ends");
     assert!(status.success(), "{}", stderr_of(&env, "run"));
