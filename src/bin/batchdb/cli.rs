@@ -27,7 +27,8 @@ but its output could not be written; 128+N run stopped by signal N.";
 #[derive(Debug, Parser)]
 #[command(name = "batchdb", version, after_help = MAIN_AFTER_HELP, arg_required_else_help = true)]
 pub struct Cli {
-    /// The database file (created by add, create and run when missing), or a postgres:// URL.
+    /// The database file (which commands create it when missing: see below), or a
+    /// postgres:// URL.
     // hide_env_values: help must never print $BATCHDB_PATH, which may hold a password.
     #[arg(
         long,
