@@ -1704,4 +1704,13 @@ fn unique_pushes_print_the_live_instance_and_stats_show_queues() {
     let (_, c3) = env.add(&["--unique", "echo once"]);
     assert!(c3 > c2);
     assert_eq!(env.rows("pending").len(), 2);
+
+    // run --queue, repeated, serves those queues only.
+    env.ok(&["resume", "other"]);
+    for q in ["a", "b", "c"] {
+        env.add(&["--queue", q, &format!("echo {q}")]);
+    }
+    env.ok(&["run", "--until-empty", "--queue", "a", "--queue", "b", "--", "sh"]);
+    let left: Vec<Value> = env.rows("pending").iter().map(|p| p["queue"].clone()).collect();
+    assert_eq!(left, ["other".into(), Value::Null, "c".into()], "by created: c2, c3, then c");
 }
