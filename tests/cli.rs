@@ -649,6 +649,8 @@ fn help_for_every_subcommand() {
         "schedule add",
         "schedule list",
         "schedule rm",
+        "why",
+        "backup",
     ] {
         let out = Command::new(BIN).args(sub.split(' ')).arg("--help").output().expect("run");
         assert!(out.status.success(), "{sub} --help");
@@ -1713,4 +1715,67 @@ fn unique_pushes_print_the_live_instance_and_stats_show_queues() {
     env.ok(&["run", "--until-empty", "--queue", "a", "--queue", "b", "--", "sh"]);
     let left: Vec<Value> = env.rows("pending").iter().map(|p| p["queue"].clone()).collect();
     assert_eq!(left, ["other".into(), Value::Null, "c".into()], "by created: c2, c3, then c");
+}
+
+// Issue 20: memo, dependencies, lineage and backup from the shell.
+
+#[test]
+fn memo_after_why_and_backup() {
+    let env = Env::new();
+    let (k, c) = env.add(&["echo", "up"]);
+    // A memo add of a live job joins it.
+    assert_eq!(env.ok(&["add", "--memo", "echo", "up"]), format!("{k} {c}\n"));
+    let (dk, dc) = env.add(&["--after", &format!("{k}:{c}"), "printf", "%s", "\"$BATCHDB_AFTER\""]);
+    let pending = env.rows("pending");
+    let waiting = pending.iter().find(|r| r["created"] == dc).unwrap();
+    assert_eq!(waiting["after"], serde_json::json!([[k, c]]));
+    env.ok(&["run", "--until-empty", "--", "sh"]);
+    let results = env.rows("result");
+    let up_hash =
+        results.iter().find(|r| r["key"][1] == c).unwrap()["value"]["hash"].as_str().unwrap().to_string();
+    let down_hash =
+        results.iter().find(|r| r["key"][1] == dc).unwrap()["value"]["hash"].as_str().unwrap().to_string();
+    assert_eq!(env.ok(&["get", &down_hash]), format!("{k}:{c}:{up_hash}"), "BATCHDB_AFTER");
+    // A memo add of a job with a result reuses it.
+    assert_eq!(env.ok(&["add", "--memo", "echo", "up"]), format!("{k} {c} cached {up_hash}\n"));
+    assert_eq!(env.ok(&["push", "--memo", &k]), format!("{c} cached {up_hash}\n"));
+    assert!(env.rows("pending").is_empty(), "nothing queued");
+    // Lineage.
+    assert_eq!(env.ok(&["why", &k]), format!("{{\"job\":\"{k}\"}}\n"));
+    assert_eq!(
+        env.ok(&["why", &down_hash]),
+        format!("{{\"result\":[\"{dk}\",{dc}],\"after\":[[\"{k}\",{c}]]}}\n")
+    );
+    assert_eq!(env.ok(&["why", &up_hash]), format!("{{\"result\":[\"{k}\",{c}],\"after\":[]}}\n"));
+    let unknown = sha256_hex(b"never stored");
+    assert!(env.err(&["why", &unknown]).contains("not found"));
+    // Bad --after: clear errors, nothing queued.
+    let before = env.ok(&["stats", "--json"]);
+    assert!(env.err(&["add", "--after", "nonsense", "x"]).contains("KEY:CREATED"));
+    assert!(env.err(&["add", "--after", &format!("{k}:1"), "x"]).contains("not found"));
+    assert!(env.err(&["push", "--after", &format!("{unknown}:{c}"), &k]).contains("not found"));
+    assert_eq!(
+        env.ok(&["stats", "--json"]).replace(char::is_numeric, ""),
+        before.replace(char::is_numeric, "")
+    );
+    assert!(env.rows("pending").is_empty());
+    // A failed upstream fails its dependent.
+    let (bk, bc) = env.add(&["exit", "3"]);
+    let (_, fc) = env.add(&["--after", &format!("{bk}:{bc}"), "echo", "never"]);
+    env.ok(&["run", "--until-empty", "--", "sh"]);
+    let fails = env.rows("fail");
+    let dependent = fails.iter().find(|r| r["key"][1] == fc).unwrap();
+    assert_eq!(dependent["value"]["message"], format!("upstream {bk} {bc} failed"));
+    // Backup: a copy that checks clean and lists the same; an existing DEST is refused.
+    let dest = env.path("copy.db");
+    env.ok(&["backup", dest.to_str().unwrap()]);
+    assert!(env.err(&["backup", dest.to_str().unwrap()]).contains("exists"));
+    let copy = |args: &[&str]| {
+        let out = Command::new(BIN).arg("--db").arg(&dest).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    copy(&["check"]);
+    assert_eq!(copy(&["list", "result"]), env.ok(&["list", "result"]));
+    assert_eq!(copy(&["list", "fail"]), env.ok(&["list", "fail"]));
 }

@@ -192,12 +192,24 @@ impl Lineage {
     /// payload (K is its hash), then `{"result": [K, C], "after": [[K2, C2], ...]}` for each
     /// result row that produced it (`after` always present, maybe empty).
     pub fn json_lines(&self, hash: &Hash) -> Vec<String> {
+        // Structs, not json!: the contract's key order ("result" before "after").
+        #[derive(serde::Serialize)]
+        struct JobLine<'a> {
+            job: &'a Hash,
+        }
+        #[derive(serde::Serialize)]
+        struct ResultLine<'a> {
+            result: (&'a Hash, i64),
+            after: &'a [(Hash, i64)],
+        }
         let mut out = Vec::new();
         if self.job {
-            out.push(serde_json::json!({ "job": hash }).to_string());
+            out.extend(serde_json::to_string(&JobLine { job: hash }).ok());
         }
         for r in &self.results {
-            out.push(serde_json::json!({ "result": (r.key, r.created), "after": r.after }).to_string());
+            out.extend(
+                serde_json::to_string(&ResultLine { result: (&r.key, r.created), after: &r.after }).ok(),
+            );
         }
         out
     }

@@ -275,6 +275,30 @@ pub enum Command {
     )]
     Gc,
 
+    /// Where a blob came from: its job, and the results that produced it with their inputs.
+    #[command(
+        long_about = "Print the lineage of the blob HASH, one JSON object a line: {\"job\": K} when \
+                      it is a job's payload, and {\"result\": [K, C], \"after\": [[K2, C2], ...]} for each \
+                      result row whose output it is, with the instances that result waited for. A hash \
+                      the database does not hold is an error.",
+        after_help = "Example:\n  batchdb why $(batchdb list result | head -1 | jq -r .value.hash)"
+    )]
+    Why {
+        /// The blob's hash (64 hex characters).
+        hash: String,
+    },
+
+    /// Write a consistent copy of the whole database to a new file DEST.
+    #[command(
+        long_about = "Write a consistent copy of the whole database, as of one instant, to the new \
+                      file DEST, while other processes keep working. An existing DEST is refused.",
+        after_help = "Example:\n  batchdb backup /backups/batchdb-$(date +%F).db"
+    )]
+    Backup {
+        /// The new file.
+        dest: std::path::PathBuf,
+    },
+
     /// Verify the whole file; exits non-zero when it finds a problem.
     #[command(
         long_about = "Verify the whole file: SQLite's integrity check, every blob re-hashed, no \
@@ -318,6 +342,14 @@ pub struct PushArgs {
     /// already; print that instance's CREATED instead.
     #[arg(long)]
     pub unique: bool,
+    /// Memoized: when the job has a result already, queue nothing and print "CREATED cached
+    /// HASH" (its newest result); when an instance is live, join it as --unique does.
+    #[arg(long)]
+    pub memo: bool,
+    /// Wait for the instance KEY:CREATED to have a result before running (repeatable); the
+    /// command gets the upstream results in $BATCHDB_AFTER as "KEY:CREATED:HASH ...".
+    #[arg(long, value_name = "KEY:CREATED")]
+    pub after: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -179,6 +179,8 @@ enum Checked<'a> {
     ScheduleAdd { name: &'a str, spec: String, words: &'a [OsString], opts: PushOptions },
     ScheduleList,
     ScheduleRm(&'a str),
+    Why(Hash),
+    Backup(&'a std::path::Path),
 }
 
 impl Checked<'_> {
@@ -201,7 +203,9 @@ impl Checked<'_> {
             | Checked::Get(_)
             | Checked::Check
             | Checked::Stats(_)
-            | Checked::ScheduleList => Access::ReadOnly,
+            | Checked::ScheduleList
+            | Checked::Why(_)
+            | Checked::Backup(_) => Access::ReadOnly,
         }
     }
 }
@@ -222,6 +226,8 @@ fn check_args(command: &Command) -> CliResult<Checked<'_>> {
         Command::Cancel { key, created } => Checked::Cancel(parse_hash(key)?, *created),
         Command::Prune { older_than } => Checked::Prune(older_than),
         Command::Gc => Checked::Gc,
+        Command::Why { hash } => Checked::Why(parse_hash(hash)?),
+        Command::Backup { dest } => Checked::Backup(dest),
         Command::Check => Checked::Check,
         Command::Stats { json } => Checked::Stats(*json),
         Command::Limit { queue, n } => Checked::Limit(check_queue(queue)?, parse_limit(n)?),
@@ -270,9 +276,9 @@ fn dispatch(cli: Cli) -> CliResult<i32> {
     let mut out = BufWriter::new(stdout.lock());
     match command {
         Checked::Add(words, opts) => {
-            let (key, created) = with_payload(words, |r| db.add_with(r, &opts).map(|(k, p)| (k, p.created)))?;
+            let (key, pushed) = with_payload(words, |r| db.add_with(r, &opts))?;
             drop(out);
-            report_done(&format!("job {key} was queued"), &format!("{key} {created}"))?;
+            report_done(&format!("job {key} was queued"), &format!("{key} {}", pushed_text(&pushed)))?;
             return Ok(0);
         }
         Checked::Create(words) => {
@@ -282,10 +288,18 @@ fn dispatch(cli: Cli) -> CliResult<i32> {
             return Ok(0);
         }
         Checked::Push(key, opts) => {
-            let created = db.push_with(&key, &opts)?.created;
+            let pushed = db.push_with(&key, &opts)?;
             drop(out);
-            report_done(&format!("an instance of job {key} was queued"), &created.to_string())?;
+            report_done(&format!("an instance of job {key} was queued"), &pushed_text(&pushed))?;
             return Ok(0);
+        }
+        Checked::Why(hash) => {
+            for line in db.why(&hash)?.json_lines(&hash) {
+                writeln!(out, "{line}").map_err(stdout_error)?;
+            }
+        }
+        Checked::Backup(dest) => {
+            db.backup(dest)?;
         }
         Checked::List(kind) => {
             for row in db.list(kind) {
@@ -415,9 +429,29 @@ fn push_options(p: &PushArgs) -> CliResult<PushOptions> {
         delay: p.delay.unwrap_or_default(),
         queue: p.queue.clone(),
         unique: p.unique,
+        memo: p.memo,
+        after: p.after.iter().map(|a| parse_instance(a)).collect::<CliResult<_>>()?,
     };
     opts.validate()?;
     Ok(opts)
+}
+
+/// `KEY:CREATED`, as `--after` takes it.
+fn parse_instance(s: &str) -> CliResult<(Hash, i64)> {
+    let bad =
+        || CliError::Msg(format!("--after {s:?}: expected KEY:CREATED (a 64-hex key, a colon, a number)"));
+    let (key, created) = s.split_once(':').ok_or_else(bad)?;
+    let created: i64 = created.parse().map_err(|_| bad())?;
+    Ok((key.parse::<Hash>().map_err(|e| CliError::Msg(format!("--after {s:?}: {e}")))?, created))
+}
+
+/// What a push prints after its key (for `add`) or alone (for `push`): `CREATED`, or
+/// `CREATED cached HASH` when a memo push reused a result.
+fn pushed_text(p: &batchdb::Pushed) -> String {
+    match &p.cached {
+        Some(hash) => format!("{} cached {hash}", p.created),
+        None => p.created.to_string(),
+    }
 }
 
 /// Checks a queue name as the library does (through the push options that carry one).

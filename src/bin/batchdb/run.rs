@@ -396,6 +396,10 @@ impl Runner {
             .env("BATCHDB_KEY", job.key().to_string())
             .env("BATCHDB_CREATED", job.created().to_string())
             .env("BATCHDB_ATTEMPT", job.attempt().to_string())
+            .env(
+                "BATCHDB_AFTER",
+                job.after().iter().map(|(k, c, h)| format!("{k}:{c}:{h}")).collect::<Vec<_>>().join(" "),
+            )
             .process_group(0);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
