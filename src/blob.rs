@@ -176,6 +176,16 @@ impl Writer {
         created.map(|c| (key, c)).ok_or_else(|| Error::io("push recorded no instance"))
     }
 
+    /// Stores the blob without registering a job (an output that `copy` brings over before
+    /// its result row); returns its hash.
+    pub(crate) fn store_blob(mut self) -> Result<Hash> {
+        let blob = self.finish()?;
+        let key = blob.hash;
+        let out = self.inner.store.publish(blob, Register::Blob)?;
+        self.published(out.duplicate_stage);
+        Ok(key)
+    }
+
     /// Discards what was written.
     pub fn abort(self) {}
 }

@@ -296,7 +296,14 @@ impl Db {
         })?;
         // Waiting workers recompute when to wake.
         self.inner.wake_workers();
-        Ok(ScheduleRow { name: name.to_string(), spec: spec.trim().to_string(), queue, job, next_run })
+        Ok(ScheduleRow {
+            name: name.to_string(),
+            spec: spec.trim().to_string(),
+            queue,
+            job,
+            next_run,
+            priority: opts.priority,
+        })
     }
 
     /// The schedules, by name.
@@ -437,6 +444,18 @@ impl Db {
         });
         let _ = std::fs::remove_file(&tmp);
         done.map_err(|e| e.context(format!("backing up to {shown}")))
+    }
+
+    /// Copies this database into `target` (a file or a server, opened as any database is):
+    /// every job, blob, instance, result and fail row, queue setting and schedule, keeping
+    /// keys and `created` values. Blobs the target holds (by hash) are not sent again, and
+    /// a second copy changes nothing; a copy that was interrupted is finished by running it
+    /// again. Instances that moved on in the source since the last copy move on in the target
+    /// too (a result or fail row replaces the pending instance; one cancelled in the source
+    /// is removed). The target must be empty or an earlier copy (or a backup) of this
+    /// database; anything else is refused with [`Error::Invalid`] before a byte is written.
+    pub fn copy_to(&self, target: &Db) -> Result<crate::CopyReport> {
+        crate::copy::copy(self, target)
     }
 
     /// Where the blob `hash` came from: whether it is a job's payload, and which result rows

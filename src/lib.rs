@@ -35,6 +35,7 @@
 mod blob;
 mod check;
 mod clock;
+mod copy;
 mod db;
 mod duration;
 mod error;
@@ -57,6 +58,7 @@ mod sync;
 
 pub use blob::{Reader, Writer};
 pub use check::CheckReport;
+pub use copy::CopyReport;
 pub use db::Db;
 pub use duration::parse_duration;
 pub use error::{Error, Result};

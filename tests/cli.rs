@@ -651,6 +651,7 @@ fn help_for_every_subcommand() {
         "schedule rm",
         "why",
         "backup",
+        "copy",
     ] {
         let out = Command::new(BIN).args(sub.split(' ')).arg("--help").output().expect("run");
         assert!(out.status.success(), "{sub} --help");
@@ -1778,4 +1779,42 @@ fn memo_after_why_and_backup() {
     copy(&["check"]);
     assert_eq!(copy(&["list", "result"]), env.ok(&["list", "result"]));
     assert_eq!(copy(&["list", "fail"]), env.ok(&["list", "fail"]));
+}
+
+#[test]
+fn copy_converges_when_killed_and_run_again() {
+    let env = Env::new();
+    for i in 0..120 {
+        env.add(&["head", "-c", &format!("{}", 20_000 + i), "/dev/zero"]);
+    }
+    env.ok(&["run", "--until-empty", "--workers", "2", "--", "sh"]);
+    env.add(&["echo", "still pending"]);
+    let target = env.path("copy.db");
+    let t = target.to_str().unwrap().to_string();
+    for delay_ms in [30, 80, 150] {
+        let mut child =
+            env.cmd(&["copy", "--to", &t]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let out = env.ok(&["copy", "--to", &t]);
+    assert!(out.starts_with("copied to "), "{out}");
+    let copy = |args: &[&str]| {
+        let out = Command::new(BIN).arg("--db").arg(&target).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for kind in ["job", "pending", "result", "fail"] {
+        assert_eq!(copy(&["list", kind]), env.ok(&["list", kind]), "{kind}");
+    }
+    copy(&["check"]);
+    // A second copy sends nothing.
+    let again = env.ok(&["copy", "--to", &t]);
+    assert!(again.contains(": 0 blobs (0 bytes) sent"), "{again}");
+    // A stranger is refused.
+    let other = Env::new();
+    other.add(&["echo", "mine"]);
+    let err = env.err(&["copy", "--to", other.db.to_str().unwrap()]);
+    assert!(err.contains("neither empty nor an earlier copy"), "{err}");
 }

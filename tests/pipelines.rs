@@ -293,3 +293,105 @@ fn backups_taken_during_a_write_heavy_run_are_consistent_copies() {
     let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(names.iter().all(|n| !n.to_string_lossy().contains(".backup-")), "no temporary left: {names:?}");
 }
+
+fn listing(db: &Db) -> Vec<String> {
+    let mut out = Vec::new();
+    for kind in [
+        batchdb::ListKind::Job,
+        batchdb::ListKind::Pending,
+        batchdb::ListKind::Result,
+        batchdb::ListKind::Fail,
+    ] {
+        out.extend(db.list(kind).map(|r| r.unwrap().to_json()));
+    }
+    out.push(serde_json::to_string(&db.schedules().unwrap()).unwrap());
+    let queues: Vec<_> =
+        db.queues().unwrap().into_iter().map(|q| (q.name, q.limit, q.paused, q.pending, q.waiting)).collect();
+    out.push(format!("{queues:?}"));
+    out
+}
+
+fn same_blobs(a: &Db, b: &Db) {
+    for r in a.results() {
+        let r = r.unwrap();
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        a.get(&r.hash).unwrap().read_to_end(&mut x).unwrap();
+        b.get(&r.hash).unwrap().read_to_end(&mut y).unwrap();
+        assert_eq!(x, y);
+    }
+}
+
+#[test]
+fn copy_brings_everything_over_converges_and_refuses_strangers() {
+    let t = temp_path();
+    let src = open_with(&t.path, |o| o.chunk_size = 4096);
+    let (a, ca) = src.add(&b"a"[..]).unwrap();
+    let (b, cb) = src.add(&b"b"[..]).unwrap();
+    src.add_with(&b"queued"[..], &PushOptions { queue: Some("q".into()), priority: 3, ..Default::default() })
+        .unwrap();
+    src.add_with(
+        &b"later"[..],
+        &PushOptions { delay: std::time::Duration::from_secs(3600), ..Default::default() },
+    )
+    .unwrap();
+    src.limit("q", 2).unwrap();
+    src.pause("q").unwrap();
+    src.schedule("nightly", "0 3 * * *", &b"report"[..], &Default::default()).unwrap();
+    // a: a large output (several chunks); b: a failure; d waits for a.
+    let job = src.claim_from(&["default"]).unwrap().unwrap();
+    assert_eq!(job.key(), b);
+    job.fail("b broke").unwrap();
+    let mut job = src.claim_from(&["default"]).unwrap().unwrap();
+    assert_eq!(job.key(), a);
+    job.write_all(&vec![7u8; 50_000]).unwrap();
+    let (d, cd) = src.add_with(&b"d"[..], &after(&[(a, ca)])).unwrap();
+    assert!(src.pending().any(|r| r.unwrap().after.is_some()), "d waits");
+    job.complete().unwrap();
+    let _ = (cb, d);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mid = Db::open(dir.path().join("mid.db"), Default::default()).unwrap();
+    let first = src.copy_to(&mid).unwrap();
+    assert!(first.blobs_sent >= 5, "{first:?}");
+    assert_eq!(listing(&mid), listing(&src));
+    same_blobs(&src, &mid);
+    assert!(mid.check().unwrap().problems.is_empty());
+    // The runner's inputs came along (seen in a copy of its own: a claim changes a database).
+    let probe = Db::open(dir.path().join("probe.db"), Default::default()).unwrap();
+    src.copy_to(&probe).unwrap();
+    let got = probe.claim_from(&["default"]).unwrap().unwrap();
+    assert_eq!(got.created(), cd.created);
+    assert_eq!(got.after().len(), 1);
+    assert_eq!(got.after()[0].0, a);
+    drop(got);
+
+    // A second copy sends nothing and changes nothing.
+    let second = src.copy_to(&mid).unwrap();
+    assert_eq!(second.blobs_sent, 0);
+    assert_eq!(listing(&mid), listing(&src));
+
+    // Things move on in the source: d completes, "later" is cancelled.
+    let mut job = src.claim_from(&["default"]).unwrap().unwrap();
+    assert_eq!(job.after()[0].0, a);
+    job.write_all(b"d done").unwrap();
+    job.complete().unwrap();
+    let later = src.pending().map(|r| r.unwrap()).find(|r| r.run_at.is_some()).unwrap();
+    src.cancel(&later.job, later.created).unwrap();
+    src.copy_to(&mid).unwrap();
+    assert_eq!(listing(&mid), listing(&src));
+
+    // And back, into another database (a server when the suite runs on one).
+    let t2 = temp_path();
+    let back = open(&t2.path);
+    mid.copy_to(&back).unwrap();
+    assert_eq!(listing(&back), listing(&src));
+    same_blobs(&mid, &back);
+
+    // A target that is neither empty nor a copy is refused, unchanged.
+    let stranger = Db::open(dir.path().join("stranger.db"), Default::default()).unwrap();
+    stranger.add(&b"mine"[..]).unwrap();
+    let before = listing(&stranger);
+    let err = src.copy_to(&stranger).unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)) && err.to_string().contains("neither empty"), "{err}");
+    assert_eq!(listing(&stranger), before);
+}

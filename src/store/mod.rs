@@ -105,6 +105,54 @@ pub(crate) struct Chunk {
 pub(crate) enum Register {
     /// Register the blob as a job, and optionally push an instance of it.
     Job { push: Option<PushSpec> },
+    /// Publish the blob only (an output a copy brings over before its result row).
+    Blob,
+}
+
+/// A row that `copy` brings into a target database: applied idempotently, keeping the
+/// source's `created` values, so that a copy can be killed and run again and a second copy
+/// changes nothing.
+#[derive(Clone, Debug)]
+pub(crate) enum ImportRow {
+    /// Registers a stored blob as a job.
+    Job(Hash),
+    Queue {
+        name: String,
+        limit: Option<u32>,
+        paused: bool,
+    },
+    Schedule(NewSchedule),
+    /// A pending instance (a running one in the source arrives ready), unless the target has
+    /// that instance, or its result or fail row, already.
+    Pending {
+        key: Hash,
+        created: i64,
+        queue: String,
+        priority: i32,
+        run_at: Option<i64>,
+        after: Vec<(Hash, i64)>,
+    },
+    /// A result; the target's instance of it, if any, is done with (and its dependents
+    /// released).
+    Result {
+        key: Hash,
+        created: i64,
+        hash: Hash,
+        start: i64,
+        end: i64,
+        after: Vec<(Hash, i64)>,
+    },
+    Fail {
+        key: Hash,
+        created: i64,
+        message: String,
+        start: i64,
+        end: i64,
+        attempts: u32,
+        after: Vec<(Hash, i64)>,
+    },
+    /// An instance the source no longer has (cancelled there).
+    Drop(i64),
 }
 
 /// How to push an instance: the checked form of [`PushOptions`](crate::PushOptions).
@@ -301,9 +349,13 @@ pub struct ScheduleRow {
     pub job: Hash,
     /// The next slot, epoch ms.
     pub next_run: i64,
+    /// The priority of the instances it pushes.
+    #[serde(skip)]
+    pub priority: i32,
 }
 
 /// A schedule to store (see [`Store::schedule_put`]).
+#[derive(Clone, Debug)]
 pub(crate) struct NewSchedule {
     pub name: String,
     pub spec: String,
@@ -619,6 +671,14 @@ pub(crate) trait Store: Send + Sync {
     /// Writes a consistent copy of the whole database, as of one instant, to the new file
     /// `tmp` (which the caller then moves into place).
     fn backup(&self, tmp: &Path) -> Result<()>;
+    /// This database's random id, and the id of the database it is a copy of, if any.
+    fn identity(&self) -> Result<(i64, Option<i64>)>;
+    /// Records that this database is a copy of `source`.
+    fn set_copied_from(&self, source: i64) -> Result<()>;
+    /// Applies rows a copy brings, in one transaction (see [`ImportRow`]).
+    fn import(&self, rows: Vec<ImportRow>) -> Result<()>;
+    /// The upstreams `(key, created)` instance `created` was pushed with.
+    fn edges(&self, created: i64) -> Result<Vec<(Hash, i64)>>;
     /// Where a blob came from; None when the database holds no such blob.
     fn why(&self, hash: &Hash) -> Result<Option<Lineage>>;
     fn prune(&self, older_than_ms: i64) -> Result<u64>;

@@ -299,6 +299,22 @@ pub enum Command {
         dest: std::path::PathBuf,
     },
 
+    /// Copy everything into another database (a file or a postgres:// URL).
+    #[command(
+        long_about = "Copy every job, blob, instance, result and fail row, queue setting and \
+                      schedule into the database DB (a file, created when missing, or a postgres:// \
+                      URL), keeping keys and CREATED values. Blobs DB holds already are not sent \
+                      again; a second copy changes nothing, and an interrupted one is finished by \
+                      running it again. DB must be empty or an earlier copy of this database. Prints \
+                      what was sent.",
+        after_help = "Example:\n  batchdb copy --to postgres://batchdb@db.internal/jobs"
+    )]
+    Copy {
+        /// The target database.
+        #[arg(long = "to", value_name = "DB")]
+        to: std::path::PathBuf,
+    },
+
     /// Verify the whole file; exits non-zero when it finds a problem.
     #[command(
         long_about = "Verify the whole file: SQLite's integrity check, every blob re-hashed, no \

@@ -181,6 +181,7 @@ enum Checked<'a> {
     ScheduleRm(&'a str),
     Why(Hash),
     Backup(&'a std::path::Path),
+    Copy(&'a std::path::Path),
 }
 
 impl Checked<'_> {
@@ -205,7 +206,8 @@ impl Checked<'_> {
             | Checked::Stats(_)
             | Checked::ScheduleList
             | Checked::Why(_)
-            | Checked::Backup(_) => Access::ReadOnly,
+            | Checked::Backup(_)
+            | Checked::Copy(_) => Access::ReadOnly,
         }
     }
 }
@@ -228,6 +230,7 @@ fn check_args(command: &Command) -> CliResult<Checked<'_>> {
         Command::Gc => Checked::Gc,
         Command::Why { hash } => Checked::Why(parse_hash(hash)?),
         Command::Backup { dest } => Checked::Backup(dest),
+        Command::Copy { to } => Checked::Copy(to),
         Command::Check => Checked::Check,
         Command::Stats { json } => Checked::Stats(*json),
         Command::Limit { queue, n } => Checked::Limit(check_queue(queue)?, parse_limit(n)?),
@@ -297,6 +300,18 @@ fn dispatch(cli: Cli) -> CliResult<i32> {
             for line in db.why(&hash)?.json_lines(&hash) {
                 writeln!(out, "{line}").map_err(stdout_error)?;
             }
+        }
+        Checked::Copy(to) => {
+            let shown = batchdb::redact(&to.to_string_lossy());
+            let target =
+                Db::open(to, Options::default()).map_err(|e| CliError::Msg(format!("{shown}: {e}")))?;
+            let r = db.copy_to(&target)?;
+            writeln!(
+                out,
+                "copied to {shown}: {} blobs ({} bytes) sent, {} rows applied",
+                r.blobs_sent, r.bytes_sent, r.rows
+            )
+            .map_err(stdout_error)?;
         }
         Checked::Backup(dest) => {
             db.backup(dest)?;

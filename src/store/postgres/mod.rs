@@ -27,9 +27,9 @@ use schema::*;
 
 use super::{
     chunk_digest, fail, upstream_gone, BlobEntry, BlobId, Chunk, ClaimOutcome, ClaimParams, Claimed, Expired,
-    Finished, IdleFacts, Lineage, LineageResult, NewSchedule, Pos, Published, PushSpec, Pushed, QueueState,
-    QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH, DEFAULT_QUEUE_ID, GC_PAGE, READY, RUNNING,
-    UPSTREAM, WAITING,
+    Finished, IdleFacts, ImportRow, Lineage, LineageResult, NewSchedule, Pos, Published, PushSpec, Pushed,
+    QueueState, QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH, DEFAULT_QUEUE_ID, GC_PAGE,
+    READY, RUNNING, UPSTREAM, WAITING,
 };
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -266,6 +266,92 @@ fn fail_dependents(t: &mut Tx<'_>, key: Hash, created: i64, how: &str, now: i64)
     Ok(out)
 }
 
+fn import_edges(t: &mut Tx<'_>, created: i64, after: &[(Hash, i64)]) -> Result<i64> {
+    for (key, up) in after {
+        let up_job = job_by_hash(t, key)?;
+        t.exec(EDGE_INSERT, &[&created, &up_job, up])?;
+    }
+    if after.is_empty() {
+        return Ok(0);
+    }
+    Ok(t.one(UPSTREAMS_LEFT, &[&created])?.get(0))
+}
+
+/// Applies one row a copy brings (see [`ImportRow`]); rows the target has are left alone.
+fn import_row(t: &mut Tx<'_>, row: ImportRow) -> Result<()> {
+    let now = now_ms();
+    match row {
+        ImportRow::Job(key) => {
+            let bytes: &[u8] = key.as_bytes().as_slice();
+            let id: BlobId =
+                t.opt(BLOB_BY_HASH, &[&bytes])?.map(|r| r.get(0)).ok_or_else(|| fail::job_not_found(&key))?;
+            t.exec(JOB_INSERT, &[&id, &bytes])?;
+        }
+        ImportRow::Queue { name, limit, paused } => {
+            let limit = limit.map(i64::from);
+            t.exec(QUEUE_SET_LIMIT, &[&name, &limit])?;
+            t.exec(QUEUE_SET_PAUSED, &[&name, &paused])?;
+        }
+        ImportRow::Schedule(s) => {
+            let job = job_by_hash(t, &s.job)?;
+            let queue = queue_id(t, &s.queue)?;
+            t.exec(SCHEDULE_PUT, &[&s.name, &s.spec, &job, &queue, &(s.priority as i64), &s.next_run])?;
+        }
+        ImportRow::Pending { key, created, queue, priority, run_at, after } => {
+            let job = job_by_hash(t, &key)?;
+            if !t.one(KNOWN_INSTANCE, &[&created])?.get::<_, bool>(0) {
+                let left = import_edges(t, created, &after)?;
+                let state = match (left > 0, run_at.is_some_and(|x| x > now)) {
+                    (true, _) => UPSTREAM,
+                    (false, true) => WAITING,
+                    (false, false) => READY,
+                };
+                let queue = queue_id(t, &queue)?;
+                t.exec(
+                    INSTANCE_INSERT,
+                    &[
+                        &created,
+                        &job,
+                        &state,
+                        &(priority as i64),
+                        &run_at,
+                        &queue,
+                        &left,
+                        &(after.len() as i64),
+                    ],
+                )?;
+            }
+            t.exec(CREATED_AT_LEAST, &[&created])?;
+        }
+        ImportRow::Result { key, created, hash, start, end, after } => {
+            let job = job_by_hash(t, &key)?;
+            let bytes: &[u8] = hash.as_bytes().as_slice();
+            let blob: BlobId = t
+                .opt(BLOB_BY_HASH, &[&bytes])?
+                .map(|r| r.get(0))
+                .ok_or_else(|| Error::not_found(format!("blob {} not found", hash.short())))?;
+            import_edges(t, created, &after)?;
+            if t.exec(RESULT_IMPORT, &[&created, &job, &blob, &start, &end])? == 1 {
+                t.exec(INSTANCE_DELETE, &[&created])?;
+                t.exec(RELEASE_DEPENDENTS, &[&created, &now])?;
+            }
+            t.exec(CREATED_AT_LEAST, &[&created])?;
+        }
+        ImportRow::Fail { key, created, message, start, end, attempts, after } => {
+            let job = job_by_hash(t, &key)?;
+            import_edges(t, created, &after)?;
+            if t.exec(FAIL_IMPORT, &[&created, &job, &message, &start, &end, &(attempts as i64)])? == 1 {
+                t.exec(INSTANCE_DELETE, &[&created])?;
+            }
+            t.exec(CREATED_AT_LEAST, &[&created])?;
+        }
+        ImportRow::Drop(created) => {
+            t.exec(INSTANCE_DELETE, &[&created])?;
+        }
+    }
+    Ok(())
+}
+
 /// The upstreams `(key, created)` listed by `sql` for instance `created`.
 fn edges(t: &mut Tx<'_>, sql: &'static str, created: i64) -> Result<Vec<(Hash, i64)>> {
     t.query(sql, &[&created])?.iter().map(|r| Ok((hash_of(r, 0, r.get(2))?, r.get(1)))).collect()
@@ -354,9 +440,14 @@ impl Store for Postgres {
     fn publish(&self, blob: Finished, register: Register) -> Result<Published> {
         self.conns.write(|t| {
             let (id, duplicate_stage) = publish_blob(t, &blob)?;
-            let Register::Job { push } = register;
-            let hash: &[u8] = blob.hash.as_bytes().as_slice();
-            t.exec(JOB_INSERT, &[&id, &hash])?;
+            let push = match register {
+                Register::Job { push } => {
+                    let hash: &[u8] = blob.hash.as_bytes().as_slice();
+                    t.exec(JOB_INSERT, &[&id, &hash])?;
+                    push
+                }
+                Register::Blob => None,
+            };
             let created = match push {
                 Some(spec) => Some(insert_instance(t, id, &spec)?),
                 None => None,
@@ -559,6 +650,7 @@ impl Store for Postgres {
                         queue: r.get(2),
                         job: hash_of(r, 3, r.get(5))?,
                         next_run: r.get(4),
+                        priority: r.get::<_, i64>(6) as i32,
                     })
                 })
                 .collect()
@@ -669,6 +761,30 @@ impl Store for Postgres {
         Err(Error::invalid(
             "backup of a PostgreSQL database into a file is not available yet: use pg_dump on the schema",
         ))
+    }
+
+    fn identity(&self) -> Result<(i64, Option<i64>)> {
+        self.conns.read(|t| {
+            let r = t.one(IDENTITY, &[])?;
+            Ok((r.get(0), Some(r.get::<_, i64>(1)).filter(|v| *v != 0)))
+        })
+    }
+
+    fn set_copied_from(&self, source: i64) -> Result<()> {
+        self.conns.write(|t| t.exec(SET_COPIED_FROM, &[&source]).map(|_| ()))
+    }
+
+    fn import(&self, rows: Vec<ImportRow>) -> Result<()> {
+        self.conns.write(|t| {
+            for row in rows.iter().cloned() {
+                import_row(t, row)?;
+            }
+            t.notify()
+        })
+    }
+
+    fn edges(&self, created: i64) -> Result<Vec<(Hash, i64)>> {
+        self.conns.read(|t| edges(t, EDGES_OF, created))
     }
 
     fn why(&self, hash: &Hash) -> Result<Option<Lineage>> {

@@ -126,6 +126,7 @@ CREATE TABLE edge (
     PRIMARY KEY (created, up_created)
 );
 CREATE INDEX edge_up ON edge (up_created);
+INSERT INTO meta (name, value) VALUES ('db_id', floor(random() * 9007199254740991)::bigint), ('copied_from', 0);
 "#,
 ];
 
@@ -203,7 +204,27 @@ pub(crate) const UPSTREAM_STATE: &str = "SELECT j.blob, \
      EXISTS (SELECT 1 FROM result WHERE job = j.blob AND created = $2), \
      EXISTS (SELECT 1 FROM fail WHERE created = $2 AND job = j.blob) \
      FROM job j WHERE j.hash = $1";
-pub(crate) const EDGE_INSERT: &str = "INSERT INTO edge (created, up_job, up_created) VALUES ($1, $2, $3)";
+pub(crate) const EDGE_INSERT: &str =
+    "INSERT INTO edge (created, up_job, up_created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+pub(crate) const RELEASE_DEPENDENTS: &str = "UPDATE instance SET waiting_on = waiting_on - 1, \
+     state = CASE WHEN waiting_on > 1 THEN 3 WHEN run_at > $2 THEN 2 ELSE 0 END \
+     WHERE state = 3 AND created IN (SELECT created FROM edge WHERE up_created = $1)";
+
+// Copies between databases (see the SQLite schema).
+pub(crate) const IDENTITY: &str = "SELECT (SELECT value FROM meta WHERE name = 'db_id'), \
+     (SELECT value FROM meta WHERE name = 'copied_from')";
+pub(crate) const SET_COPIED_FROM: &str = "UPDATE meta SET value = $1 WHERE name = 'copied_from'";
+pub(crate) const KNOWN_INSTANCE: &str = "SELECT EXISTS (SELECT 1 FROM instance WHERE created = $1) \
+     OR EXISTS (SELECT 1 FROM result WHERE created = $1) OR EXISTS (SELECT 1 FROM fail WHERE created = $1)";
+pub(crate) const UPSTREAMS_LEFT: &str = "SELECT count(*) FROM edge e WHERE e.created = $1 \
+     AND NOT EXISTS (SELECT 1 FROM result r WHERE r.created = e.up_created)";
+pub(crate) const RESULT_IMPORT: &str = "INSERT INTO result (created, job, blob, started, ended) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+pub(crate) const FAIL_IMPORT: &str =
+    "INSERT INTO fail (created, job, message, started, ended, attempts, queue) \
+     VALUES ($1, $2, $3, $4, $5, $6, 0) ON CONFLICT DO NOTHING";
+pub(crate) const CREATED_AT_LEAST: &str =
+    "UPDATE meta SET value = GREATEST(value, $1) WHERE name = 'last_created'";
 pub(crate) const DEPENDENTS: &str = "SELECT i.created, i.job, i.queue, j.hash FROM edge e \
      JOIN instance i ON i.created = e.created JOIN job j ON j.blob = i.job \
      WHERE e.up_created = $1 AND i.state = 3 FOR UPDATE OF i";
@@ -259,7 +280,8 @@ pub(crate) const SCHEDULE_PUT: &str = "INSERT INTO schedule (name, spec, job, qu
      job = excluded.job, queue = excluded.queue, priority = excluded.priority, \
      next_run = excluded.next_run, last_slot = NULL";
 pub(crate) const SCHEDULE_DELETE: &str = "DELETE FROM schedule WHERE name = $1";
-pub(crate) const SCHEDULE_LIST: &str = "SELECT s.name, s.spec, q.name, j.hash, s.next_run, s.job \
+pub(crate) const SCHEDULE_LIST: &str =
+    "SELECT s.name, s.spec, q.name, j.hash, s.next_run, s.job, s.priority \
      FROM schedule s JOIN job j ON j.blob = s.job JOIN queue q ON q.id = s.queue ORDER BY s.name";
 /// Due schedules, locked: one another claimer is firing is skipped, so each slot is pushed
 /// once.

@@ -10,9 +10,9 @@ use schema::*;
 use super::Access;
 use super::{
     best_candidate, chunk_digest, fail, upstream_gone, BlobEntry, BlobId, Chunk, ClaimOutcome, ClaimParams,
-    Claimed, Expired, Finished, IdleFacts, Lineage, LineageResult, NewSchedule, Pos, Published, PushSpec,
-    Pushed, QueueState, QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH, DEFAULT_QUEUE_ID,
-    GC_PAGE, READY, RUNNING, UPSTREAM, WAITING,
+    Claimed, Expired, Finished, IdleFacts, ImportRow, Lineage, LineageResult, NewSchedule, Pos, Published,
+    PushSpec, Pushed, QueueState, QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH,
+    DEFAULT_QUEUE_ID, GC_PAGE, READY, RUNNING, UPSTREAM, WAITING,
 };
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -314,6 +314,104 @@ fn fail_dependents(c: &Connection, key: Hash, created: i64, how: &str, now: i64)
     Ok(out)
 }
 
+/// Records the upstreams of `created` (kept if present) and returns how many have no result.
+fn import_edges(c: &Connection, created: i64, after: &[(Hash, i64)]) -> Result<i64> {
+    for (key, up) in after {
+        let up_job = job_by_hash(c, key)?;
+        c.prepare_cached(EDGE_INSERT).sql()?.execute(params![created, up_job, up]).sql()?;
+    }
+    if after.is_empty() {
+        return Ok(0);
+    }
+    c.prepare_cached(UPSTREAMS_LEFT).sql()?.query_row([created], |r| r.get(0)).sql()
+}
+
+/// Applies one row a copy brings (see [`ImportRow`]); rows the target has are left alone.
+fn import_row(c: &Connection, row: ImportRow) -> Result<()> {
+    let now = now_ms();
+    match row {
+        ImportRow::Job(key) => {
+            let (id, _) = c
+                .prepare_cached(BLOB_BY_HASH)
+                .sql()?
+                .query_row([key.as_bytes().as_slice()], |r| Ok((r.get::<_, BlobId>(0)?, ())))
+                .optional()
+                .sql()?
+                .ok_or_else(|| fail::job_not_found(&key))?;
+            c.prepare_cached(JOB_MARK).sql()?.execute([id]).sql()?;
+        }
+        ImportRow::Queue { name, limit, paused } => {
+            c.prepare_cached(QUEUE_SET_LIMIT).sql()?.execute(params![name, limit]).sql()?;
+            c.prepare_cached(QUEUE_SET_PAUSED).sql()?.execute(params![name, paused]).sql()?;
+        }
+        ImportRow::Schedule(s) => {
+            let job = job_by_hash(c, &s.job)?;
+            let queue = queue_id(c, &s.queue)?;
+            c.prepare_cached(SCHEDULE_PUT)
+                .sql()?
+                .execute(params![s.name, s.spec, job, queue, s.priority, s.next_run])
+                .sql()?;
+        }
+        ImportRow::Pending { key, created, queue, priority, run_at, after } => {
+            let job = job_by_hash(c, &key)?;
+            let known: bool =
+                c.prepare_cached(KNOWN_INSTANCE).sql()?.query_row([job, created], |r| r.get(0)).sql()?;
+            if !known {
+                let left = import_edges(c, created, &after)?;
+                let state = match (left > 0, run_at.is_some_and(|t| t > now)) {
+                    (true, _) => UPSTREAM,
+                    (false, true) => WAITING,
+                    (false, false) => READY,
+                };
+                let queue = queue_id(c, &queue)?;
+                c.prepare_cached(INSTANCE_INSERT)
+                    .sql()?
+                    .execute(params![created, job, state, priority, run_at, queue, left, after.len() as i64])
+                    .sql()?;
+            }
+            c.prepare_cached(CREATED_AT_LEAST).sql()?.execute([created]).sql()?;
+        }
+        ImportRow::Result { key, created, hash, start, end, after } => {
+            let job = job_by_hash(c, &key)?;
+            let blob: BlobId = c
+                .prepare_cached(BLOB_BY_HASH)
+                .sql()?
+                .query_row([hash.as_bytes().as_slice()], |r| r.get(0))
+                .optional()
+                .sql()?
+                .ok_or_else(|| Error::not_found(format!("blob {} not found", hash.short())))?;
+            import_edges(c, created, &after)?;
+            if c.prepare_cached(RESULT_IMPORT)
+                .sql()?
+                .execute(params![created, job, blob, start, end])
+                .sql()?
+                == 1
+            {
+                c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
+                c.prepare_cached(RELEASE_DEPENDENTS).sql()?.execute([created, now]).sql()?;
+            }
+            c.prepare_cached(CREATED_AT_LEAST).sql()?.execute([created]).sql()?;
+        }
+        ImportRow::Fail { key, created, message, start, end, attempts, after } => {
+            let job = job_by_hash(c, &key)?;
+            import_edges(c, created, &after)?;
+            if c.prepare_cached(FAIL_IMPORT)
+                .sql()?
+                .execute(params![created, job, message, start, end, attempts])
+                .sql()?
+                == 1
+            {
+                c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
+            }
+            c.prepare_cached(CREATED_AT_LEAST).sql()?.execute([created]).sql()?;
+        }
+        ImportRow::Drop(created) => {
+            c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
+        }
+    }
+    Ok(())
+}
+
 /// The upstreams `(key, created)` listed by `sql` for instance `created`.
 fn edges(c: &Connection, sql: &str, created: i64) -> Result<Vec<(Hash, i64)>> {
     c.prepare_cached(sql)
@@ -429,8 +527,11 @@ impl Store for Sqlite {
 
     fn publish(&self, blob: Finished, register: Register) -> Result<Published> {
         self.conns.write(true, move |c| {
-            let Register::Job { push } = register;
-            let (id, duplicate_stage) = publish_blob(c, &blob, true)?;
+            let (job, push) = match register {
+                Register::Job { push } => (true, push),
+                Register::Blob => (false, None),
+            };
+            let (id, duplicate_stage) = publish_blob(c, &blob, job)?;
             let created = match push {
                 Some(spec) => Some(insert_instance(c, id, &spec)?),
                 None => None,
@@ -704,6 +805,7 @@ impl Store for Sqlite {
                         queue: r.get(2)?,
                         job: blob_hash(r, 3, 5)?,
                         next_run: r.get(4)?,
+                        priority: r.get(6)?,
                     })
                 })
                 .sql()?
@@ -828,6 +930,34 @@ impl Store for Sqlite {
             }
         })?;
         dst.close().map_err(|(_, e)| e).sql()
+    }
+
+    fn identity(&self) -> Result<(i64, Option<i64>)> {
+        self.conns.read(|c| {
+            c.prepare_cached(IDENTITY)
+                .sql()?
+                .query_row([], |r| Ok((r.get(0)?, r.get::<_, i64>(1).map(|v| (v != 0).then_some(v))?)))
+                .sql()
+        })
+    }
+
+    fn set_copied_from(&self, source: i64) -> Result<()> {
+        self.conns.write(true, move |c| {
+            c.prepare_cached(SET_COPIED_FROM).sql()?.execute([source]).sql().map(|_| ())
+        })
+    }
+
+    fn import(&self, rows: Vec<ImportRow>) -> Result<()> {
+        self.conns.write(true, move |c| {
+            for row in rows {
+                import_row(c, row)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn edges(&self, created: i64) -> Result<Vec<(Hash, i64)>> {
+        self.conns.read(|c| edges(c, EDGES_OF, created))
     }
 
     fn why(&self, hash: &Hash) -> Result<Option<Lineage>> {

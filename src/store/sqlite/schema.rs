@@ -125,6 +125,7 @@ CREATE TABLE edge (
     PRIMARY KEY (created, up_created)
 ) WITHOUT ROWID;
 CREATE INDEX edge_up ON edge (up_created);
+INSERT INTO meta (name, value) VALUES ('db_id', abs(random() % 9007199254740991)), ('copied_from', 0);
 "#,
 ];
 
@@ -192,7 +193,28 @@ pub(crate) const UPSTREAM_STATE: &str = "SELECT j.id, \
      EXISTS (SELECT 1 FROM result WHERE job = j.id AND created = ?2), \
      EXISTS (SELECT 1 FROM fail WHERE created = ?2 AND job = j.id) \
      FROM blob j WHERE j.hash = ?1 AND j.job = 1";
-pub(crate) const EDGE_INSERT: &str = "INSERT INTO edge (created, up_job, up_created) VALUES (?1, ?2, ?3)";
+pub(crate) const EDGE_INSERT: &str =
+    "INSERT INTO edge (created, up_job, up_created) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+
+// Copies between databases.
+pub(crate) const IDENTITY: &str = "SELECT (SELECT value FROM meta WHERE name = 'db_id'), \
+     (SELECT value FROM meta WHERE name = 'copied_from')";
+pub(crate) const SET_COPIED_FROM: &str = "UPDATE meta SET value = ?1 WHERE name = 'copied_from'";
+/// Whether the target knows instance ?2 of job ?1 already: pending, a result or a fail row.
+pub(crate) const KNOWN_INSTANCE: &str = "SELECT EXISTS (SELECT 1 FROM instance WHERE created = ?2) \
+     OR EXISTS (SELECT 1 FROM result WHERE job = ?1 AND created = ?2) \
+     OR EXISTS (SELECT 1 FROM fail WHERE created = ?2)";
+/// How many upstreams of ?1 have no result in this database yet.
+pub(crate) const UPSTREAMS_LEFT: &str = "SELECT count(*) FROM edge e WHERE e.created = ?1 \
+     AND NOT EXISTS (SELECT 1 FROM result r WHERE r.job = e.up_job AND r.created = e.up_created)";
+pub(crate) const RESULT_IMPORT: &str = "INSERT INTO result (created, job, blob, started, ended) \
+     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING";
+pub(crate) const FAIL_IMPORT: &str =
+    "INSERT INTO fail (created, job, message, started, ended, attempts, queue) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0) ON CONFLICT DO NOTHING";
+/// Keeps `created` increasing in the target past every imported value.
+pub(crate) const CREATED_AT_LEAST: &str =
+    "UPDATE meta SET value = max(value, ?1) WHERE name = 'last_created'";
 /// After instance ?1 completed: each dependent waits for one upstream fewer, and the last one
 /// makes it ready (or waiting, if its delay has not passed by ?2), in the completion's
 /// transaction.
@@ -254,7 +276,8 @@ pub(crate) const SCHEDULE_PUT: &str = "INSERT INTO schedule (name, spec, job, qu
      job = excluded.job, queue = excluded.queue, priority = excluded.priority, \
      next_run = excluded.next_run, last_slot = NULL";
 pub(crate) const SCHEDULE_DELETE: &str = "DELETE FROM schedule WHERE name = ?1";
-pub(crate) const SCHEDULE_LIST: &str = "SELECT s.name, s.spec, q.name, j.hash, s.next_run, s.job \
+pub(crate) const SCHEDULE_LIST: &str =
+    "SELECT s.name, s.spec, q.name, j.hash, s.next_run, s.job, s.priority \
      FROM schedule s JOIN blob j ON j.id = s.job JOIN queue q ON q.id = s.queue ORDER BY s.name";
 pub(crate) const SCHEDULES_DUE: &str =
     "SELECT s.name, s.spec, s.job, s.queue, s.priority, s.next_run, j.hash \
