@@ -416,7 +416,9 @@ impl Db {
 
     /// Writes a consistent copy of the whole database, as of one instant, to the new file
     /// `dest`, while other handles and processes keep working; the copy opens as a batchdb
-    /// database and passes [`check`](Db::check). An existing `dest` is refused
+    /// database and passes [`check`](Db::check). A database on PostgreSQL is copied into the
+    /// new file with [`copy_to`](Db::copy_to), table by table: each listing is consistent,
+    /// not the whole (use `pg_dump` for a snapshot of a busy server). An existing `dest` is refused
     /// ([`Error::Invalid`]) and left alone; the copy appears at `dest` only when complete.
     pub fn backup(&self, dest: impl AsRef<Path>) -> Result<()> {
         let dest = dest.as_ref();
@@ -432,7 +434,18 @@ impl Db {
         tmp_name.push(format!(".backup-{}", std::process::id()));
         let tmp = dest.with_file_name(tmp_name);
         let _ = std::fs::remove_file(&tmp);
-        let done = self.inner.store.backup(&tmp).and_then(|()| {
+        let native = self.inner.store.backup(&tmp).and_then(|done| {
+            if done {
+                return Ok(());
+            }
+            // A server: a copy into a new file, through each table's listing in turn.
+            let file =
+                Db::open(&tmp, Options { durability: crate::Durability::Normal, ..Options::default() })?;
+            self.copy_to(&file)?;
+            drop(file);
+            Ok(())
+        });
+        let done = native.and_then(|()| {
             // A hard link never replaces an existing file: a DEST that appeared meanwhile wins.
             std::fs::hard_link(&tmp, dest).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::AlreadyExists {

@@ -669,8 +669,9 @@ pub(crate) trait Store: Send + Sync {
     /// Removes a pending instance; returns its dependents, now fail rows.
     fn cancel(&self, key: &Hash, created: i64) -> Result<Vec<Expired>>;
     /// Writes a consistent copy of the whole database, as of one instant, to the new file
-    /// `tmp` (which the caller then moves into place).
-    fn backup(&self, tmp: &Path) -> Result<()>;
+    /// `tmp` (which the caller then moves into place); false when the engine has no such
+    /// copy of its own (the caller then copies row by row into a new file).
+    fn backup(&self, tmp: &Path) -> Result<bool>;
     /// This database's random id, and the id of the database it is a copy of, if any.
     fn identity(&self) -> Result<(i64, Option<i64>)>;
     /// Records that this database is a copy of `source`.

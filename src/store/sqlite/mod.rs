@@ -920,7 +920,7 @@ impl Store for Sqlite {
     /// SQLite's online backup, in one step: the pages are copied under one read transaction,
     /// so the copy is the database as of that instant, while writers (of this or any
     /// process) go on in the write-ahead log.
-    fn backup(&self, tmp: &Path) -> Result<()> {
+    fn backup(&self, tmp: &Path) -> Result<bool> {
         let mut dst = Connection::open(tmp).sql()?;
         self.conns.read(|c| {
             let b = rusqlite::backup::Backup::new(c, &mut dst).sql()?;
@@ -929,7 +929,8 @@ impl Store for Sqlite {
                 other => Err(Error::busy(format!("the backup did not complete in one step ({other:?})"))),
             }
         })?;
-        dst.close().map_err(|(_, e)| e).sql()
+        dst.close().map_err(|(_, e)| e).sql()?;
+        Ok(true)
     }
 
     fn identity(&self) -> Result<(i64, Option<i64>)> {
