@@ -152,9 +152,8 @@ impl Writer {
         let out = self.inner.store.publish(blob, Register::Job { push })?;
         self.published(out.duplicate_stage);
         self.inner.events.emit(Event::Create { key });
-        if let Some(p) = out.created.filter(|p| p.new) {
-            self.inner.events.emit(Event::Push { key, created: p.created });
-            self.inner.wake_workers();
+        if let Some(p) = &out.created {
+            self.inner.pushed(key, p);
         }
         Ok((key, out.created))
     }
@@ -175,6 +174,16 @@ impl Writer {
         let spec = PushSpec::from_options(opts)?;
         let (key, created) = self.register(Some(spec))?;
         created.map(|c| (key, c)).ok_or_else(|| Error::io("push recorded no instance"))
+    }
+
+    /// Stores the blob without registering a job (an output that `copy` brings over before
+    /// its result row); returns its hash.
+    pub(crate) fn store_blob(mut self) -> Result<Hash> {
+        let blob = self.finish()?;
+        let key = blob.hash;
+        let out = self.inner.store.publish(blob, Register::Blob)?;
+        self.published(out.duplicate_stage);
+        Ok(key)
     }
 
     /// Discards what was written.

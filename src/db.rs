@@ -13,7 +13,8 @@ use crate::row::{FailRow, JobRow, ListKind, ListRow, PendingRow, ResultRow, Row}
 use crate::schedule::Spec;
 use crate::shared::Shared;
 use crate::store::{
-    Access, ClaimParams, Finished, GcReport, NewSchedule, PushSpec, Pushed, QueueStats, ScheduleRow, Stats,
+    Access, ClaimParams, Finished, GcReport, Lineage, NewSchedule, PushSpec, Pushed, QueueStats, ScheduleRow,
+    Stats,
 };
 use std::io::Read;
 use std::path::Path;
@@ -202,11 +203,9 @@ impl Db {
         let keys: Vec<Hash> = blobs.iter().map(|b| b.hash).collect();
         let created = self.inner.store.publish_many(blobs, spec)?;
         let added: Vec<(Hash, Pushed)> = keys.into_iter().zip(created).collect();
-        for &(key, p) in &added {
-            self.inner.events.emit(Event::Create { key });
-            if p.new {
-                self.inner.events.emit(Event::Push { key, created: p.created });
-            }
+        for (key, p) in &added {
+            self.inner.events.emit(Event::Create { key: *key });
+            self.inner.pushed(*key, p);
         }
         self.inner.wake_workers();
         Ok(added)
@@ -226,10 +225,7 @@ impl Db {
     pub fn push_with(&self, key: &Hash, opts: &PushOptions) -> Result<Pushed> {
         let spec = PushSpec::from_options(opts)?;
         let pushed = self.inner.store.push(key, spec)?;
-        if pushed.new {
-            self.inner.events.emit(Event::Push { key: *key, created: pushed.created });
-            self.inner.wake_workers();
-        }
+        self.inner.pushed(*key, &pushed);
         Ok(pushed)
     }
 
@@ -281,6 +277,12 @@ impl Db {
         check_name("schedule", name)?;
         let parsed = Spec::parse(spec)?;
         opts.validate()?;
+        if !opts.delay.is_zero() || opts.unique || opts.memo || !opts.after.is_empty() {
+            return Err(Error::invalid(format!(
+                "schedule {name:?}: a schedule pushes with a queue and a priority only \
+                 (delay, unique, memo and after do not apply)"
+            )));
+        }
         let job = self.create(payload)?;
         let next_run = parsed.next_at_or_after(crate::clock::now_ms())?;
         let queue = opts.queue_name().to_string();
@@ -294,7 +296,14 @@ impl Db {
         })?;
         // Waiting workers recompute when to wake.
         self.inner.wake_workers();
-        Ok(ScheduleRow { name: name.to_string(), spec: spec.trim().to_string(), queue, job, next_run })
+        Ok(ScheduleRow {
+            name: name.to_string(),
+            spec: spec.trim().to_string(),
+            queue,
+            job,
+            next_run,
+            priority: opts.priority,
+        })
     }
 
     /// The schedules, by name.
@@ -370,9 +379,7 @@ impl Db {
             queues,
         };
         let out = self.inner.store.claim(&params)?;
-        for e in out.expired {
-            self.inner.events.emit(Event::Fail { key: e.key, created: e.created, message: e.message });
-        }
+        self.inner.failed(out.expired);
         for (key, created) in out.fired {
             self.inner.events.emit(Event::Push { key, created });
         }
@@ -398,8 +405,80 @@ impl Db {
 
     /// Removes a pending instance that is not running. Unknown: [`Error::NotFound`]; running:
     /// [`Error::Busy`]. The job and its payload stay.
+    ///
+    /// Instances waiting for it become fail rows (`upstream K C cancelled`), and theirs in
+    /// turn (`upstream K C failed`): events `fail`.
     pub fn cancel(&self, key: &Hash, created: i64) -> Result<()> {
-        self.inner.store.cancel(key, created)
+        let dependents = self.inner.store.cancel(key, created)?;
+        self.inner.failed(dependents);
+        Ok(())
+    }
+
+    /// Writes a consistent copy of the whole database, as of one instant, to the new file
+    /// `dest`, while other handles and processes keep working; the copy opens as a batchdb
+    /// database and passes [`check`](Db::check). A database on PostgreSQL is copied into the
+    /// new file with [`copy_to`](Db::copy_to), table by table: each listing is consistent,
+    /// not the whole (use `pg_dump` for a snapshot of a busy server). An existing `dest` is refused
+    /// ([`Error::Invalid`]) and left alone; the copy appears at `dest` only when complete.
+    pub fn backup(&self, dest: impl AsRef<Path>) -> Result<()> {
+        let dest = dest.as_ref();
+        let shown = crate::redact(&dest.to_string_lossy());
+        if dest.symlink_metadata().is_ok() {
+            return Err(Error::invalid(format!("backup destination {shown} exists; name a new file")));
+        }
+        let name = dest
+            .file_name()
+            .ok_or_else(|| Error::invalid(format!("backup destination {shown} is not a file name")))?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".backup-{}", std::process::id()));
+        let tmp = dest.with_file_name(tmp_name);
+        let _ = std::fs::remove_file(&tmp);
+        let native = self.inner.store.backup(&tmp).and_then(|done| {
+            if done {
+                return Ok(());
+            }
+            // A server: a copy into a new file, through each table's listing in turn.
+            let file =
+                Db::open(&tmp, Options { durability: crate::Durability::Normal, ..Options::default() })?;
+            self.copy_to(&file)?;
+            drop(file);
+            Ok(())
+        });
+        let done = native.and_then(|()| {
+            // A hard link never replaces an existing file: a DEST that appeared meanwhile wins.
+            std::fs::hard_link(&tmp, dest).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    Error::invalid(format!("backup destination {shown} exists; name a new file"))
+                } else {
+                    Error::io(format!("writing the backup {shown}: {e}"))
+                }
+            })
+        });
+        let _ = std::fs::remove_file(&tmp);
+        done.map_err(|e| e.context(format!("backing up to {shown}")))
+    }
+
+    /// Copies this database into `target` (a file or a server, opened as any database is):
+    /// every job, blob, instance, result and fail row, queue setting and schedule, keeping
+    /// keys and `created` values. Blobs the target holds (by hash) are not sent again, and
+    /// a second copy changes nothing; a copy that was interrupted is finished by running it
+    /// again. Instances that moved on in the source since the last copy move on in the target
+    /// too (a result or fail row replaces the pending instance; one cancelled in the source
+    /// is removed). The target must be empty or an earlier copy (or a backup) of this
+    /// database; anything else is refused with [`Error::Invalid`] before a byte is written.
+    pub fn copy_to(&self, target: &Db) -> Result<crate::CopyReport> {
+        crate::copy::copy(self, target)
+    }
+
+    /// Where the blob `hash` came from: whether it is a job's payload, and which result rows
+    /// have it as output, each with the upstream instances it waited for. A hash the database
+    /// does not hold is [`Error::NotFound`].
+    pub fn why(&self, hash: &Hash) -> Result<Lineage> {
+        self.inner
+            .store
+            .why(hash)?
+            .ok_or_else(|| Error::not_found(format!("blob {} not found", hash.short())))
     }
 
     /// Removes the result and fail rows that ended before `older_than_ms` (epoch ms);

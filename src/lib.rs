@@ -35,6 +35,7 @@
 mod blob;
 mod check;
 mod clock;
+mod copy;
 mod db;
 mod duration;
 mod error;
@@ -57,6 +58,7 @@ mod sync;
 
 pub use blob::{Reader, Writer};
 pub use check::CheckReport;
+pub use copy::CopyReport;
 pub use db::Db;
 pub use duration::parse_duration;
 pub use error::{Error, Result};
@@ -68,4 +70,4 @@ pub use options::{Durability, Options, Order, PushOptions, RunOptions, DEFAULT_Q
 pub use queue::Job;
 pub use row::{FailRow, JobRow, ListKind, ListRow, PendingRow, Progress, ResultRow, Row};
 pub use run::RunReport;
-pub use store::{GcReport, Pushed, QueueStats, ScheduleRow, Stats};
+pub use store::{GcReport, Lineage, LineageResult, Pushed, QueueStats, ScheduleRow, Stats};

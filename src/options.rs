@@ -129,6 +129,13 @@ pub struct PushOptions {
     /// When an instance of the same job is already pending, waiting or running in the queue,
     /// push nothing and return that instance's `created`.
     pub unique: bool,
+    /// Memoized: when the job already has a result, push nothing and return it (its newest
+    /// result's `created` and hash); otherwise as `unique`.
+    pub memo: bool,
+    /// Upstream instances `(key, created)`: the new instance waits, unclaimed, until each has
+    /// a result, and becomes a fail row when one ends without (`upstream K C failed`). Each
+    /// must exist (pending, running, or a result or fail row).
+    pub after: Vec<(crate::Hash, i64)>,
 }
 
 impl PushOptions {

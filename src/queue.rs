@@ -32,6 +32,7 @@ pub struct Job {
     key: Hash,
     created: i64,
     attempt: u32,
+    after: Vec<(Hash, i64, Hash)>,
     payload: Reader,
     output: Writer,
     finished: bool,
@@ -39,7 +40,7 @@ pub struct Job {
 
 impl Job {
     pub(crate) fn new(inner: Arc<Shared>, claimed: Claimed) -> Job {
-        let Claimed { key, payload, size, created, attempt, first_chunk } = claimed;
+        let Claimed { key, payload, size, created, attempt, after, first_chunk } = claimed;
         inner.live_job(created, attempt, true);
         let mut reader = Reader::at(inner.clone(), key, payload, size);
         if let Some(chunk) = first_chunk {
@@ -52,6 +53,7 @@ impl Job {
             key,
             created,
             attempt,
+            after,
             finished: false,
         }
     }
@@ -64,6 +66,12 @@ impl Job {
     /// The instance's `created`, epoch milliseconds.
     pub fn created(&self) -> i64 {
         self.created
+    }
+
+    /// The upstream instances this one waited for (its push's `after`), each as `(key,
+    /// created, result hash)`: the runner's inputs, readable with [`Db::get`](crate::Db::get).
+    pub fn after(&self) -> &[(Hash, i64, Hash)] {
+        &self.after
     }
 
     /// Which attempt this is, from 1.
@@ -130,7 +138,7 @@ impl Job {
     fn finish_failed(&mut self, message: &str, requeue_at: Option<i64>) -> Result<()> {
         self.finished = true;
         self.inner.live_job(self.created, self.attempt, false);
-        self.inner.store.fail(self.created, self.attempt, message, requeue_at)?;
+        let (_, dependents) = self.inner.store.fail(self.created, self.attempt, message, requeue_at)?;
         if requeue_at.is_none() {
             self.inner.events.emit(Event::Fail {
                 key: self.key,
@@ -138,6 +146,7 @@ impl Job {
                 message: message.to_string(),
             });
         }
+        self.inner.failed(dependents);
         self.inner.wake_workers();
         Ok(())
     }

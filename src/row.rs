@@ -77,6 +77,9 @@ pub struct PendingRow {
     /// Its progress, while it runs and has reported some.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
+    /// The upstream instances it still waits for, while it waits for some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<Vec<(Hash, i64)>>,
 }
 
 /// A result: `{"key": [K, C], "value": {"hash": H, "start": S, "end": E, "created": C}}`.

@@ -3,10 +3,12 @@
 //! Blobs, jobs and cursors keep an `Arc` of it, so each stays usable while it lives.
 
 use crate::error::Result;
+use crate::events::Event;
 use crate::events::Events;
+use crate::hash::Hash;
 use crate::lease::{Heartbeat, Live};
 use crate::options::Options;
-use crate::store::{Access, Store};
+use crate::store::{Access, Expired, Pushed, Store};
 use crate::sync::lock;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,6 +88,26 @@ impl Shared {
             live.stages.insert(stage);
         } else {
             live.stages.remove(&stage);
+        }
+    }
+
+    /// Announces a push: event `push` for a new instance, `fail` when it became a fail row at
+    /// once (a failed upstream), and wakes the workers.
+    pub fn pushed(&self, key: Hash, p: &Pushed) {
+        if p.new {
+            self.events.emit(Event::Push { key, created: p.created });
+        }
+        if let Some(message) = &p.failed {
+            self.events.emit(Event::Fail { key, created: p.created, message: message.clone() });
+        } else if p.new {
+            self.wake_workers();
+        }
+    }
+
+    /// Announces fail rows a change made (expired leases, dependents of a failed upstream).
+    pub fn failed(&self, rows: Vec<Expired>) {
+        for e in rows {
+            self.events.emit(Event::Fail { key: e.key, created: e.created, message: e.message });
         }
     }
 

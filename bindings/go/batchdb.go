@@ -62,13 +62,18 @@ type Options struct {
 	Order Order
 }
 
-// PushOptions set the priority and the delay of a pushed instance. The zero value means
-// priority 0 and no delay.
+// PushOptions set the priority, delay, queue and uniqueness of a pushed instance. The zero
+// value means priority 0, no delay, the queue "default" and always a new instance.
 type PushOptions struct {
 	// Priority: higher runs first. Default 0.
 	Priority int
 	// Delay: the instance is not claimed before its created time plus Delay.
 	Delay time.Duration
+	// Queue names the queue: 1 to 64 characters of [A-Za-z0-9_.-]; "" is "default".
+	Queue string
+	// Unique: when an instance of the job is already pending, waiting or running in the
+	// queue, nothing is queued and that instance's created time is returned.
+	Unique bool
 }
 
 // DB is an open batchdb database. It is safe for concurrent use by many goroutines.
@@ -161,6 +166,8 @@ func (o *Options) toC(c *C.batchdb_options) error {
 	return nil
 }
 
+// toC converts the options; the queue name is copied to C memory, which the caller frees
+// with freePushOptions once the call that reads it has returned.
 func (o PushOptions) toC(op string) (C.batchdb_push_options, error) {
 	if o.Priority < math.MinInt32 || o.Priority > math.MaxInt32 {
 		return C.batchdb_push_options{}, invalidError(op, fmt.Sprintf("priority %d is out of range", o.Priority))
@@ -172,7 +179,25 @@ func (o PushOptions) toC(op string) (C.batchdb_push_options, error) {
 	if o.Delay > 0 && delay == 0 {
 		delay = 1 // round a sub-millisecond delay up rather than drop it
 	}
-	return C.batchdb_push_options{priority: C.int32_t(o.Priority), delay_ms: C.int64_t(delay)}, nil
+	c := C.batchdb_push_options{priority: C.int32_t(o.Priority), delay_ms: C.int64_t(delay)}
+	if o.Unique {
+		c.unique = 1
+	}
+	if o.Queue != "" {
+		q, err := cString(op, o.Queue)
+		if err != nil {
+			return C.batchdb_push_options{}, err
+		}
+		c.queue = q
+	}
+	return c, nil
+}
+
+func freePushOptions(c *C.batchdb_push_options) {
+	if c != nil && c.queue != nil {
+		C.free(unsafe.Pointer(c.queue))
+		c.queue = nil
+	}
 }
 
 // acquire returns the C handle for one call and counts the call as in flight; every
@@ -271,12 +296,15 @@ func (db *DB) Add(r io.Reader) (key string, created int64, err error) {
 	return db.write("Add", r, nil, true)
 }
 
-// AddWith is Add with a priority and a delay, in one transaction.
+// AddWith is Add with a priority, a delay, a queue or uniqueness, in one transaction. With
+// Unique, when an instance of the job is already live in the queue, its created time is
+// returned and nothing is queued.
 func (db *DB) AddWith(r io.Reader, opts PushOptions) (key string, created int64, err error) {
 	co, err := opts.toC("AddWith")
 	if err != nil {
 		return "", 0, err
 	}
+	defer freePushOptions(&co)
 	return db.write("AddWith", r, &co, true)
 }
 
@@ -342,12 +370,15 @@ func (db *DB) Push(key string) (created int64, err error) {
 	return db.push("Push", key, nil)
 }
 
-// PushWith is Push with a priority and a delay.
+// PushWith is Push with a priority, a delay, a queue or uniqueness. With Unique, when an
+// instance of the job is already pending, waiting or running in the queue, nothing is queued
+// and that instance's created time is returned.
 func (db *DB) PushWith(key string, opts PushOptions) (created int64, err error) {
 	co, err := opts.toC("PushWith")
 	if err != nil {
 		return 0, err
 	}
+	defer freePushOptions(&co)
 	return db.push("PushWith", key, &co)
 }
 

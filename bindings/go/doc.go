@@ -70,6 +70,23 @@
 //	defer out.Close()
 //	io.Copy(os.Stdout, out) // the date, verified against its hash
 //
+// # Queues, limits, schedules and progress
+//
+// PushOptions.Queue puts an instance in a named queue ("" is "default"), and PushOptions.Unique
+// queues nothing when an instance of the job is already live in that queue. ClaimFrom and
+// RunOptions.Queues serve a set of queues. Limit, Pause and Resume are stored in the database
+// and hold for every process on it. Schedule creates a recurring schedule ("every 30s", or
+// 5-field cron in UTC) whose slots the active Runs and claims push, one instance per slot;
+// Schedules lists them as an iterator, like the other listings, and Unschedule removes one. A
+// runner reports progress with Job.Progress, which shows on its PendingRow.
+//
+//	db.Limit("emails", 2)
+//	db.AddWith(strings.NewReader(payload), batchdb.PushOptions{Queue: "emails", Unique: true})
+//	db.Schedule("nightly", "0 3 * * *", strings.NewReader("backup"), batchdb.PushOptions{})
+//	db.Run(ctx, batchdb.RunOptions{Queues: []string{"emails"}}, func(ctx context.Context, j *batchdb.Job) error {
+//		return j.Progress(0.5, "half way")
+//	})
+//
 // # Concurrency and lifetimes
 //
 // A *DB is safe for concurrent use by many goroutines, and many processes may open one

@@ -66,19 +66,35 @@ func (s *jobState) release() {
 // Fail; a job that is dropped is released back to pending by the garbage collector, and
 // Close releases the jobs still held.
 func (db *DB) Claim() (*Job, error) {
-	p, err := db.acquire("Claim")
+	return db.claim("Claim", nil)
+}
+
+// ClaimFrom is Claim from the named queues only; with no names it serves every queue, as
+// Claim does. Paused queues and queues at their limit are skipped. A malformed queue name is
+// ErrInvalid.
+func (db *DB) ClaimFrom(queues ...string) (*Job, error) {
+	return db.claim("ClaimFrom", queues)
+}
+
+func (db *DB) claim(op string, queues []string) (*Job, error) {
+	p, err := db.acquire(op)
 	if err != nil {
 		return nil, err
 	}
 	defer db.release()
+	names, n, err := cStrings(op, queues)
+	if err != nil {
+		return nil, err
+	}
+	defer freeCStrings(names, n)
 	var e C.batchdb_error
 	var j *C.batchdb_job
-	switch rc := C.batchdb_claim(p, &j, &e); rc {
+	switch rc := C.batchdb_claim_from(p, names, n, &j, &e); rc {
 	case C.BATCHDB_OK:
 	case C.BATCHDB_DONE:
 		return nil, nil
 	default:
-		return nil, errorOf("Claim", rc, &e)
+		return nil, errorOf(op, rc, &e)
 	}
 	s := newJobState(j, false)
 	s.db = db.s
@@ -124,6 +140,30 @@ func (j *Job) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return int(n), nil
+}
+
+// Progress reports how far the job is: done from 0 to 1 and a short message (at most 1000
+// bytes of UTF-8). While the instance runs, its pending row carries them (PendingRow.Progress)
+// and the library's progress event fires. A fraction out of range, NaN or a message too long,
+// not UTF-8 or holding a NUL byte is ErrInvalid and changes nothing; ErrStale means this worker
+// lost its lease. Works on owned jobs and on jobs lent to a Run callback.
+func (j *Job) Progress(done float64, message string) error {
+	cmsg, err := cString("Progress", message)
+	if err != nil {
+		return err
+	}
+	defer C.free(unsafe.Pointer(cmsg))
+	s := j.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p == nil {
+		return s.gone("Progress")
+	}
+	var e C.batchdb_error
+	if rc := C.batchdb_job_progress(s.p, C.double(done), cmsg, &e); rc != C.BATCHDB_OK {
+		return errorOf("Progress", rc, &e)
+	}
+	return nil
 }
 
 // Write appends p to the instance's output, which becomes its result on completion.

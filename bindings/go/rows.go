@@ -21,7 +21,8 @@ type JobRow struct {
 }
 
 // PendingRow is a pending (or running) instance: {"job": K, "created": C, "running": false},
-// plus "priority" and "run_at" when its push set them.
+// plus "priority" and "run_at" when its push set them, "queue" when it is not the default
+// queue, and "progress" while it runs and has reported some.
 type PendingRow struct {
 	Job     string
 	Created int64
@@ -31,6 +32,18 @@ type PendingRow struct {
 	// RunAt is when a delayed (or backed-off) instance may run, epoch ms; 0 when not
 	// delayed, and then left out of the JSON.
 	RunAt int64
+	// Queue is the instance's queue; "" stands for "default" (left out of the JSON, as the
+	// contract's shape has it).
+	Queue string
+	// Progress is what a running instance last reported with Job.Progress; nil when it
+	// reported nothing or is not running.
+	Progress *Progress
+}
+
+// Progress is a running job's report: {"done": F, "message": M}.
+type Progress struct {
+	Done    float64 `json:"done"`    // 0 to 1
+	Message string  `json:"message"` // a short text, maybe empty
 }
 
 // ResultRow is a completed instance:
@@ -138,11 +151,13 @@ func (r *JobRow) UnmarshalJSON(b []byte) error {
 }
 
 type pendingJSON struct {
-	Job      string `json:"job"`
-	Created  int64  `json:"created"`
-	Running  bool   `json:"running"`
-	Priority int    `json:"priority,omitempty"`
-	RunAt    int64  `json:"run_at,omitempty"`
+	Job      string    `json:"job"`
+	Created  int64     `json:"created"`
+	Running  bool      `json:"running"`
+	Priority int       `json:"priority,omitempty"`
+	RunAt    int64     `json:"run_at,omitempty"`
+	Queue    string    `json:"queue,omitempty"`
+	Progress *Progress `json:"progress,omitempty"`
 }
 
 // MarshalJSON encodes the row in the contract's shape.
@@ -164,10 +179,34 @@ func (r *PendingRow) UnmarshalJSON(b []byte) error {
 		member(m, row, "running", &p.Running, false),
 		member(m, row, "priority", &p.Priority, true),
 		member(m, row, "run_at", &p.RunAt, true),
+		member(m, row, "queue", &p.Queue, true),
 	} {
 		if err != nil {
 			return err
 		}
+	}
+	if v, ok := m["progress"]; ok {
+		pm, err := members(v, row+" progress")
+		if err != nil {
+			return err
+		}
+		if pm == nil {
+			return fmt.Errorf("batchdb: %s: \"progress\" is not an object", row)
+		}
+		var pr Progress
+		for _, err := range []error{
+			member(pm, row+" progress", "done", &pr.Done, false),
+			member(pm, row+" progress", "message", &pr.Message, false),
+		} {
+			if err != nil {
+				return err
+			}
+		}
+		p.Progress = &pr
+	}
+	// "default" is the zero value's queue: the shape leaves it out.
+	if p.Queue == "default" {
+		p.Queue = ""
 	}
 	*r = p
 	return nil

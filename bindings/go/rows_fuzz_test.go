@@ -27,6 +27,10 @@ func FuzzRowJSON(f *testing.F) {
 		`{"key":"` + k + `","running":[5,6]}`,
 		`{"job":"` + k + `","created":7,"running":false}`,
 		`{"job":"` + k + `","created":7,"running":true,"priority":2,"run_at":9}`,
+		`{"job":"` + k + `","created":7,"running":true,"queue":"q.1","progress":{"done":0.5,"message":"half"}}`,
+		`{"job":"` + k + `","created":7,"running":false,"queue":"default"}`,
+		`{"job":"` + k + `","created":7,"running":true,"progress":{"done":1}}`,
+		`{"job":"` + k + `","created":7,"running":true,"progress":[0.5,"x"]}`,
 		`{"key":["` + k + `",7],"value":{"hash":"h","start":8,"end":9,"created":7}}`,
 		`{"key":["` + k + `",7],"value":{"message":"m \"q\" \u00e9","start":8,"end":9,"attempts":3}}`,
 		`null`,
@@ -163,6 +167,34 @@ func refPendingRow(m map[string]any) (PendingRow, bool) {
 			return r, false
 		}
 		r.RunAt = at
+	}
+	// queue is optional; "default" is the zero value's queue.
+	if v, present := refMember(m, "queue"); present {
+		q, ok := v.(string)
+		if !ok {
+			return r, false
+		}
+		if q != "default" {
+			r.Queue = q
+		}
+	}
+	// progress is optional, and when present an object with both members.
+	if v, present := refMember(m, "progress"); present {
+		pm, isObj := v.(map[string]any)
+		if !isObj {
+			return r, false
+		}
+		d, _ := refMember(pm, "done")
+		n, isNum := d.(json.Number)
+		msg, ok := refString(pm, "message")
+		if !isNum || !ok {
+			return r, false
+		}
+		f, err := strconv.ParseFloat(string(n), 64)
+		if err != nil {
+			return r, false
+		}
+		r.Progress = &Progress{Done: f, Message: msg}
 	}
 	return r, true
 }

@@ -31,9 +31,12 @@ import (
 type RunOptions struct {
 	// Workers is the number of worker threads, at most 1024; 0 means 1.
 	Workers int
-	// UntilEmpty makes Run return once nothing is pending, waiting or running. Without it,
-	// Run waits for new work (also from other processes) until ctx is cancelled.
+	// UntilEmpty makes Run return once nothing is pending, waiting or running in the served
+	// queues (instances of paused queues do not hold it). Without it, Run waits for new work
+	// (also from other processes, and schedules falling due) until ctx is cancelled.
 	UntilEmpty bool
+	// Queues are the queues to serve; none means every queue.
+	Queues []string
 }
 
 // runState is what the trampoline finds behind the cgo.Handle.
@@ -101,7 +104,12 @@ func (db *DB) Run(ctx context.Context, opts RunOptions, fn func(ctx context.Cont
 	defer watcher.Wait()
 	defer close(finished)
 
-	o := C.batchdb_run_options{workers: C.uint32_t(opts.Workers)}
+	names, n, err := cStrings("Run", opts.Queues)
+	if err != nil {
+		return err
+	}
+	defer freeCStrings(names, n)
+	o := C.batchdb_run_options{workers: C.uint32_t(opts.Workers), queues: names, queues_len: n}
 	if opts.UntilEmpty {
 		o.until_empty = 1
 	}

@@ -15,11 +15,29 @@ declare namespace batchdb {
     pipe(...args: any[]): unknown;
   }
 
+  /** The runner's third argument: the instance being run. */
+  interface RunningJob {
+    readonly key: Hash;
+    readonly created: number;
+    /**
+     * Reports progress: `done` from 0 to 1 and a short message (default ""). While the instance
+     * runs its pending row carries `progress: {done, message}`, and the Compute emits
+     * 'progress' (key, created, done, message). Resolves once recorded, or calls `cb`; rejects
+     * with BATCHDB_ERR_INVALID for a fraction out of range or a message over 1000 bytes, and
+     * BATCHDB_ERR_MISUSE once the instance is finished. The promise may be left unawaited: a
+     * refusal is then dropped, never an unhandled rejection.
+     */
+    progress(done: number, message?: string): Promise<void>;
+    progress(done: number, cb: Callback<void>): void;
+    progress(done: number, message: string, cb: Callback<void>): void;
+  }
+
   /**
    * Runs one instance: the payload is written into the returned stream (when it is writable),
-   * its output is the result; an 'error' on it fails the instance.
+   * its output is the result; an 'error' on it fails the instance. The third argument, which
+   * the original's runners ignore, reports progress.
    */
-  type Runner = (key: Hash, created: number) => Duplex | Readable | StreamLike;
+  type Runner = (key: Hash, created: number, job: RunningJob) => Duplex | Readable | StreamLike;
 
   interface Options {
     /** The runner used by run(). */
@@ -45,6 +63,8 @@ declare namespace batchdb {
      * processes). Default false: as in the original, an idle run() lets the process exit.
      */
     keepAlive?: boolean;
+    /** The queues run() serves. Default (or []): every queue. */
+    queues?: string[];
   }
 
   interface PushOptions {
@@ -52,13 +72,28 @@ declare namespace batchdb {
     priority?: number;
     /** Not claimed before created + delay (ms). Default 0. */
     delay?: number;
+    /** The queue: 1 to 64 characters of [A-Za-z0-9_.-]. Default (or ''): 'default'. */
+    queue?: string;
+    /**
+     * When an instance of the job is already pending, waiting or running in the queue, queue
+     * nothing and resolve to that instance's created (the push event carries it too).
+     */
+    unique?: boolean;
   }
 
+  /** schedule()'s options: the queue and priority of the instances it pushes. */
+  type ScheduleOptions = Pick<PushOptions, 'queue' | 'priority'>;
+
   interface RunOptions {
-    /** Resolve once nothing is pending, delayed or running, instead of waiting for new work. */
+    /**
+     * Resolve once nothing is pending, delayed or running, instead of waiting for new work.
+     * Ready instances of paused queues, and of queues this run does not serve, do not hold it.
+     */
     untilEmpty?: boolean;
     /** Overrides the constructor's keepAlive for this run. */
     keepAlive?: boolean;
+    /** Overrides the constructor's queues for this run. */
+    queues?: string[];
   }
 
   interface JobRow {
@@ -73,6 +108,21 @@ declare namespace batchdb {
     priority?: number;
     /** Present only when the push set a delay: epoch ms. */
     run_at?: number;
+    /** Present only when the instance is not in the queue 'default'. */
+    queue?: string;
+    /** Present only while it runs and has reported progress. */
+    progress?: { done: number; message: string };
+  }
+  /** A recurring schedule, as schedule() returns it and schedules() lists it. */
+  interface ScheduleRow {
+    name: string;
+    /** 'every DURATION' or a 5-field cron expression (UTC). */
+    spec: string;
+    queue: string;
+    /** The key of the job each slot pushes an instance of. */
+    job: Hash;
+    /** The next slot, epoch ms. */
+    next_run: number;
   }
   interface ResultRow {
     key: [Hash, number];
@@ -91,6 +141,7 @@ declare namespace batchdb {
     pending: PendingRow;
     result: ResultRow;
     fail: FailRow;
+    schedule: ScheduleRow;
   }
   type ListType = keyof Rows;
 
@@ -170,6 +221,32 @@ declare namespace batchdb {
     gc(): Promise<number>;
     gc(cb: Callback<number>): void;
 
+    /** At most `n` instances of `queue` run at once, across every process; 0 removes the limit. */
+    limit(queue: string, n: number): Promise<void>;
+    limit(queue: string, n: number, cb: Callback<void>): void;
+
+    /** No process claims the instances of `queue` until resume(); running ones finish. */
+    pause(queue: string): Promise<void>;
+    pause(queue: string, cb: Callback<void>): void;
+    resume(queue: string): Promise<void>;
+    resume(queue: string, cb: Callback<void>): void;
+
+    /**
+     * Creates or replaces the schedule `name`: each slot of `spec` ('every 30s', or a 5-field
+     * cron expression in UTC) pushes one instance of `payload`, whatever the number of processes.
+     */
+    schedule(name: string, spec: string, payload: Buffer | Uint8Array | string, opts?: ScheduleOptions): Promise<ScheduleRow>;
+    schedule(name: string, spec: string, payload: Buffer | Uint8Array | string, cb: Callback<ScheduleRow>): void;
+    schedule(name: string, spec: string, payload: Buffer | Uint8Array | string, opts: ScheduleOptions, cb: Callback<ScheduleRow>): void;
+
+    /** The schedules, by name. */
+    schedules(): Promise<ScheduleRow[]>;
+    schedules(cb: Callback<ScheduleRow[]>): void;
+
+    /** Removes a schedule (the instances it pushed stay); an unknown name is BATCHDB_ERR_NOT_FOUND. */
+    unschedule(name: string): Promise<void>;
+    unschedule(name: string, cb: Callback<void>): void;
+
     close(): Promise<void>;
     close(cb: Callback<void>): void;
 
@@ -178,6 +255,7 @@ declare namespace batchdb {
     on(event: 'start', listener: (key: Hash, created: number) => void): this;
     on(event: 'result', listener: (key: Hash, hash: Hash, created: number) => void): this;
     on(event: 'fail', listener: (err: FailError) => void): this;
+    on(event: 'progress', listener: (key: Hash, created: number, done: number, message: string) => void): this;
     on(event: 'error', listener: (err: Error) => void): this;
     on(event: 'close', listener: () => void): this;
     on(event: string | symbol, listener: (...args: any[]) => void): this;
@@ -186,6 +264,7 @@ declare namespace batchdb {
     once(event: 'start', listener: (key: Hash, created: number) => void): this;
     once(event: 'result', listener: (key: Hash, hash: Hash, created: number) => void): this;
     once(event: 'fail', listener: (err: FailError) => void): this;
+    once(event: 'progress', listener: (key: Hash, created: number, done: number, message: string) => void): this;
     once(event: string | symbol, listener: (...args: any[]) => void): this;
   }
 

@@ -15,6 +15,10 @@ const IDLE_SLICE_MS = 250;
 const OUTPUT_HIGH_WATER = 16;
 // Output bytes gathered before they are written to the job (fewer calls into C).
 const OUTPUT_FLUSH = 64 * 1024;
+// A run serving some queues only waits with batchdb_wait, which wakes for work in any queue:
+// after a wake-up that brought it nothing it waits this long before the next wait, so that work
+// queued for others cannot make it spin (about 1% of a core with 100 ms; half that with 200).
+const FOREIGN_WAKE_PAUSE_MS = 200;
 const noop = () => {};
 
 // Calls `cb(err, ...values)` outside the promise chain when given, else returns the promise.
@@ -378,8 +382,10 @@ class Compute extends EventEmitter {
   #waitPromise = null;
   #jobs = new Set();
   #keepAlive;
+  #queues = null;
   #commitTail = Promise.resolve();
   #endGap = null;
+  #sleepers = new Set();
 
   constructor(file, opts = {}) {
     super();
@@ -390,6 +396,7 @@ class Compute extends EventEmitter {
     const workers = opts.workers === undefined ? 1 : opts.workers;
     if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new TypeError('batchdb: opts.workers must be an integer from 1 to 256');
     if (opts.keepAlive !== undefined && typeof opts.keepAlive !== 'boolean') throw new TypeError('batchdb: opts.keepAlive must be a boolean');
+    this.#queues = ffi.queueList(opts.queues, 'open');
     this.#runner = opts.run;
     this.#workers = workers;
     this.#keepAlive = Boolean(opts.keepAlive);
@@ -491,6 +498,53 @@ class Compute extends EventEmitter {
     return settle(this._database().then((db) => db.gc()), cb);
   }
 
+  /** At most `n` instances of `queue` run at once, across every process; 0 removes the limit. */
+  limit(queue, n, cb) {
+    return settle(this._database().then((db) => db.limit(queue, n)), cb);
+  }
+
+  /** No process claims the instances of `queue` until resume(); running ones finish. */
+  pause(queue, cb) {
+    return settle(this._database().then((db) => db.pause(queue)), cb);
+  }
+
+  resume(queue, cb) {
+    return settle(this._database().then((db) => db.resume(queue)), cb);
+  }
+
+  /**
+   * Creates or replaces the recurring schedule `name`: each slot of `spec` ('every 30s', or a
+   * 5-field cron expression in UTC) pushes one instance of `payload` (a Buffer or a string) with
+   * opts' queue and priority. Resolves to its row {name, spec, queue, job, next_run}.
+   */
+  schedule(name, spec, payload, opts, cb) {
+    if (typeof opts === 'function') {
+      cb = opts;
+      opts = undefined;
+    }
+    return settle(this._database().then((db) => db.schedule(name, spec, payload, opts)), cb);
+  }
+
+  /** Resolves to the schedules, by name: [{name, spec, queue, job, next_run}, ...]. */
+  schedules(cb) {
+    const p = this._database().then(async (db) => {
+      const cursor = await db.list('schedule');
+      const rows = [];
+      try {
+        for (let row = await cursor.next(); row !== null; row = await cursor.next()) rows.push(row);
+      } finally {
+        await cursor.close();
+      }
+      return rows;
+    });
+    return settle(p, cb);
+  }
+
+  /** Removes the schedule `name` (the instances it pushed stay); unknown: BATCHDB_ERR_NOT_FOUND. */
+  unschedule(name, cb) {
+    return settle(this._database().then((db) => db.unschedule(name)), cb);
+  }
+
   /**
    * Processes the queue with opts.run. Without untilEmpty it waits for new work (also from
    * other processes) until stop() or close(); that waiting does not keep the process alive
@@ -508,6 +562,7 @@ class Compute extends EventEmitter {
     if (options.keepAlive !== undefined && typeof options.keepAlive !== 'boolean') {
       throw new TypeError('batchdb: keepAlive must be a boolean');
     }
+    const queues = options.queues === undefined ? this.#queues : ffi.queueList(options.queues, 'run');
     if (!this.#runPromise) {
       if (typeof this.#runner !== 'function') {
         const err = new TypeError('batchdb: run() needs a runner: batchdb(path, { run: function (key, created) { return stream } })');
@@ -519,7 +574,7 @@ class Compute extends EventEmitter {
       }
       this.#stopping = false;
       const keepAlive = options.keepAlive === undefined ? this.#keepAlive : options.keepAlive;
-      const p = this.#runLoop(Boolean(options.untilEmpty), keepAlive).finally(() => {
+      const p = this.#runLoop(Boolean(options.untilEmpty), keepAlive, queues).finally(() => {
         this.#runPromise = null;
       });
       p.catch((err) => {
@@ -534,6 +589,7 @@ class Compute extends EventEmitter {
   stop(cb) {
     this.#stopping = true;
     if (this.#endGap) this.#endGap();
+    for (const wake of this.#sleepers) wake();
     const p = this.#dbPromise.then(
       async (db) => {
         db.stop();
@@ -552,6 +608,7 @@ class Compute extends EventEmitter {
     if (!this.#closing) {
       this.#stopping = true;
       if (this.#endGap) this.#endGap();
+      for (const wake of this.#sleepers) wake();
       this.#closing = (async () => {
         let db;
         try {
@@ -569,21 +626,23 @@ class Compute extends EventEmitter {
     return settle(this.#closing, cb);
   }
 
-  async #runLoop(untilEmpty, keepAlive) {
+  async #runLoop(untilEmpty, keepAlive, queues) {
     const db = await this._database();
     // untilEmpty ends by itself, so its waits may hold the event loop like keepAlive's.
     const hold = untilEmpty || keepAlive;
     const worker = async () => {
       // A job's complete also claims the next one (one call into C per small job): that job is
-      // carried into the next turn of the loop.
+      // carried into the next turn of the loop. (Not with queues: that chained claim serves
+      // every queue.)
       let carry = null;
+      let wokeForNothing = false;
       try {
         while (!this.#stopping) {
           let job = carry;
           carry = null;
           if (!job) {
             try {
-              job = await db.claim();
+              job = queues ? await db.claimFrom(queues) : await db.claim();
             } catch (err) {
               if (err.code === 'BATCHDB_ERR_BUSY') {
                 await this.#waitForWork(db, hold);
@@ -598,12 +657,21 @@ class Compute extends EventEmitter {
             return;
           }
           if (job) {
-            carry = await this.#drive(job, db);
-          } else if (untilEmpty && (await this.#empty(db))) {
-            return;
-          } else {
-            await this.#waitForWork(db, hold);
+            wokeForNothing = false;
+            carry = await this.#drive(job, db, queues);
+            continue;
           }
+          if (untilEmpty) {
+            const idle = await this.#idle(db, queues);
+            if (idle === true) return;
+            if (idle) {
+              carry = idle; // claimed while making sure
+              continue;
+            }
+          }
+          if (queues && wokeForNothing) await this.#sleep(FOREIGN_WAKE_PAUSE_MS, hold);
+          if (this.#stopping) break;
+          wokeForNothing = await this.#waitForWork(db, hold);
         }
       } finally {
         if (carry) await carry.release().catch(noop);
@@ -612,14 +680,58 @@ class Compute extends EventEmitter {
     await Promise.all(Array.from({ length: this.#workers }, worker));
   }
 
-  // Nothing pending, delayed or running (running instances are listed as pending rows).
-  async #empty(db) {
-    const cursor = await db.list('pending');
+  // Whether an untilEmpty run is done, after a claim found nothing: true when nothing is
+  // running, delayed, or ready in a served queue that is not paused; false when something is;
+  // or a Job claimed here. The pending rows do not say which queues are paused: a ready row of a
+  // served queue that the claim did not get is in a paused queue (a queue at its limit has
+  // running rows), was claimed elsewhere meanwhile, or was pushed since. One more claim, and a
+  // second look at the rows, tell them apart.
+  async #idle(db, queues) {
+    const state = await this.#pendingState(db, queues);
+    if (state !== 'ready') return state === 'none';
     try {
-      return (await cursor.next()) === null;
+      const job = queues ? await db.claimFrom(queues) : await db.claim();
+      if (job) return job;
+    } catch (err) {
+      if (err.code === 'BATCHDB_ERR_BUSY') return false;
+      throw err;
+    }
+    return (await this.#pendingState(db, queues)) !== 'busy';
+  }
+
+  // 'busy' when a pending row is running or delayed, else 'ready' when one of a served queue is
+  // ready, else 'none'.
+  async #pendingState(db, queues) {
+    const cursor = await db.list('pending');
+    let state = 'none';
+    try {
+      const now = Date.now();
+      for (let row = await cursor.next(); row !== null; row = await cursor.next()) {
+        if (row.running || (row.run_at !== undefined && row.run_at > now)) {
+          state = 'busy';
+          break;
+        }
+        if (!queues || queues.includes(row.queue || 'default')) state = 'ready';
+      }
     } finally {
       await cursor.close();
     }
+    return state;
+  }
+
+  // Resolves after `ms`, or at once on stop() or close(); the timer holds the event loop only
+  // with `hold`.
+  #sleep(ms, hold) {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.#sleepers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      if (!hold) timer.unref();
+      this.#sleepers.add(wake);
+    });
   }
 
   // One waiter per instance, shared by the idle workers. batchdb_wait returns at once when work
@@ -658,9 +770,34 @@ class Compute extends EventEmitter {
     return this.#waitPromise;
   }
 
+  // The runner's third argument: the instance, with progress(done, message[, cb]), which
+  // records the report on its pending row and emits 'progress' (key, created, done, message).
+  #handle(job) {
+    const { key, created } = job;
+    const progress = (done, message, cb) => {
+      if (typeof message === 'function') {
+        cb = message;
+        message = undefined;
+      }
+      const p = (async () => {
+        if (typeof done !== 'number') throw new TypeError('batchdb: progress takes a number from 0 to 1');
+        const text = message === undefined || message === null ? '' : String(message);
+        if (text.includes('\0')) {
+          throw new BatchdbError(ffi.codes.BATCHDB_ERR_INVALID, 'batchdb: a progress message must not hold a NUL byte', 'progress');
+        }
+        await job.progress(done, text);
+        this.emit('progress', key, created, done, text);
+      })();
+      // A runner may report and not wait: a refused report must not be an unhandled rejection.
+      p.catch(noop);
+      return settle(p, cb);
+    };
+    return Object.freeze({ key, created, progress });
+  }
+
   // Runs one claimed instance through the runner's stream. Resolves to the next instance when
   // its complete claimed one, else null.
-  async #drive(job, db) {
+  async #drive(job, db, queues) {
     const { key, created } = job;
     let stream = null;
     const ctl = {
@@ -681,7 +818,7 @@ class Compute extends EventEmitter {
       try {
         let ret;
         try {
-          ret = this.#runner(key, created);
+          ret = this.#runner(key, created, this.#handle(job));
         } catch (e) {
           throw asError(e, 'batchdb: opts.run threw');
         }
@@ -698,7 +835,8 @@ class Compute extends EventEmitter {
           throw e;
         }
         if (ctl.aborted) throw new Error('batchdb: closed while the job ran');
-        ({ hash, next } = await db.completeClaim(job, tail));
+        if (queues) hash = await job.complete(tail);
+        else ({ hash, next } = await db.completeClaim(job, tail));
       } catch (err) {
         if (ctl.aborted) {
           await job.release().catch(noop);

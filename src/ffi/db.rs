@@ -57,6 +57,7 @@ pub(crate) fn push_options(o: Option<&batchdb_push_options>) -> Result<PushOptio
         delay: Duration::from_millis(delay),
         queue: name_arg(c_str(o.queue), "queue")?.filter(|q| !q.is_empty()).map(str::to_string),
         unique: flag(o.unique, "unique")?,
+        ..Default::default()
     };
     opts.validate()?;
     Ok(opts)

@@ -105,6 +105,54 @@ pub(crate) struct Chunk {
 pub(crate) enum Register {
     /// Register the blob as a job, and optionally push an instance of it.
     Job { push: Option<PushSpec> },
+    /// Publish the blob only (an output a copy brings over before its result row).
+    Blob,
+}
+
+/// A row that `copy` brings into a target database: applied idempotently, keeping the
+/// source's `created` values, so that a copy can be killed and run again and a second copy
+/// changes nothing.
+#[derive(Clone, Debug)]
+pub(crate) enum ImportRow {
+    /// Registers a stored blob as a job.
+    Job(Hash),
+    Queue {
+        name: String,
+        limit: Option<u32>,
+        paused: bool,
+    },
+    Schedule(NewSchedule),
+    /// A pending instance (a running one in the source arrives ready), unless the target has
+    /// that instance, or its result or fail row, already.
+    Pending {
+        key: Hash,
+        created: i64,
+        queue: String,
+        priority: i32,
+        run_at: Option<i64>,
+        after: Vec<(Hash, i64)>,
+    },
+    /// A result; the target's instance of it, if any, is done with (and its dependents
+    /// released).
+    Result {
+        key: Hash,
+        created: i64,
+        hash: Hash,
+        start: i64,
+        end: i64,
+        after: Vec<(Hash, i64)>,
+    },
+    Fail {
+        key: Hash,
+        created: i64,
+        message: String,
+        start: i64,
+        end: i64,
+        attempts: u32,
+        after: Vec<(Hash, i64)>,
+    },
+    /// An instance the source no longer has (cancelled there).
+    Drop(i64),
 }
 
 /// How to push an instance: the checked form of [`PushOptions`](crate::PushOptions).
@@ -116,6 +164,10 @@ pub(crate) struct PushSpec {
     pub queue: String,
     /// Push nothing when an instance of the job is live in the queue (see [`Pushed`]).
     pub unique: bool,
+    /// As `unique`, and return the job's newest result instead when it has one.
+    pub memo: bool,
+    /// Upstream instances this one waits for.
+    pub after: Vec<(Hash, i64)>,
 }
 
 impl PushSpec {
@@ -127,23 +179,104 @@ impl PushSpec {
             delay_ms: o.delay_ms()?,
             queue: o.queue_name().to_string(),
             unique: o.unique,
+            memo: o.memo,
+            after: o.after.clone(),
         })
     }
 
     /// A plain push into the default queue.
     pub fn plain() -> PushSpec {
-        PushSpec { priority: 0, delay_ms: 0, queue: DEFAULT_QUEUE.to_string(), unique: false }
+        PushSpec {
+            priority: 0,
+            delay_ms: 0,
+            queue: DEFAULT_QUEUE.to_string(),
+            unique: false,
+            memo: false,
+            after: Vec::new(),
+        }
     }
 }
 
-/// The instance a push returns: a new one, or, for a unique push, the live one it found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The instance a push returns: a new one, or, for a unique or memo push, the live one it
+/// found, or, for a memo push, the result it found.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pushed {
+    /// The instance's `created` (for a cached result, the result's).
+    pub created: i64,
+    /// True when this push queued it; false when a unique or memo push found it live already
+    /// (pending, waiting or running in the same queue), or a memo push found a result, and
+    /// queued nothing.
+    pub new: bool,
+    /// A memo push that found a result of the job: the output's hash (of its newest result).
+    pub cached: Option<Hash>,
+    /// The new instance became a fail row at once, because an upstream it was to wait for is
+    /// a fail row already: the fail row's message (`upstream K C failed`).
+    pub failed: Option<String>,
+}
+
+impl Pushed {
+    /// A new instance.
+    pub(crate) fn queued(created: i64) -> Pushed {
+        Pushed { created, new: true, cached: None, failed: None }
+    }
+
+    /// A live instance found by a unique or memo push.
+    pub(crate) fn joined(created: i64) -> Pushed {
+        Pushed { created, new: false, cached: None, failed: None }
+    }
+}
+
+/// Lineage of a blob (see [`Db::why`](crate::Db::why)).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Lineage {
+    /// The blob is the payload of a job (its key is the blob's hash).
+    pub job: bool,
+    /// The result rows whose output it is.
+    pub results: Vec<LineageResult>,
+}
+
+impl Lineage {
+    /// The lineage as the contract's JSON lines: `{"job": K}` when the blob is a job's
+    /// payload (K is its hash), then `{"result": [K, C], "after": [[K2, C2], ...]}` for each
+    /// result row that produced it (`after` always present, maybe empty).
+    pub fn json_lines(&self, hash: &Hash) -> Vec<String> {
+        // Structs, not json!: the contract's key order ("result" before "after").
+        #[derive(serde::Serialize)]
+        struct JobLine<'a> {
+            job: &'a Hash,
+        }
+        #[derive(serde::Serialize)]
+        struct ResultLine<'a> {
+            result: (&'a Hash, i64),
+            after: &'a [(Hash, i64)],
+        }
+        let mut out = Vec::new();
+        if self.job {
+            out.extend(serde_json::to_string(&JobLine { job: hash }).ok());
+        }
+        for r in &self.results {
+            out.extend(
+                serde_json::to_string(&ResultLine { result: (&r.key, r.created), after: &r.after }).ok(),
+            );
+        }
+        out
+    }
+}
+
+/// A result row whose output is the blob asked about (see [`Lineage`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineageResult {
+    /// The job's key.
+    pub key: Hash,
     /// The instance's `created`.
     pub created: i64,
-    /// True when this push queued it; false when a unique push found it live already
-    /// (pending, waiting or running in the same queue), and queued nothing.
-    pub new: bool,
+    /// The upstream instances it waited for, `(key, created)`; empty when none.
+    pub after: Vec<(Hash, i64)>,
+}
+
+/// The message of a dependent whose upstream ended without a result.
+pub(crate) fn upstream_gone(key: &Hash, created: i64, how: &str) -> String {
+    format!("upstream {key} {created} {how}")
 }
 
 /// The id of the default queue's row, which every database has.
@@ -216,9 +349,13 @@ pub struct ScheduleRow {
     pub job: Hash,
     /// The next slot, epoch ms.
     pub next_run: i64,
+    /// The priority of the instances it pushes.
+    #[serde(skip)]
+    pub priority: i32,
 }
 
 /// A schedule to store (see [`Store::schedule_put`]).
+#[derive(Clone, Debug)]
 pub(crate) struct NewSchedule {
     pub name: String,
     pub spec: String,
@@ -242,6 +379,8 @@ pub(crate) struct Claimed {
     pub size: u64,
     pub created: i64,
     pub attempt: u32,
+    /// The upstream instances it waited for, with their results' hashes.
+    pub after: Vec<(Hash, i64, Hash)>,
     /// The payload's first chunk, when the claim read it at no extra cost (a small payload
     /// kept inline): the worker then reads its input without another transaction. An error
     /// when the stored chunk is damaged: the worker's read of its payload then fails with it.
@@ -382,6 +521,10 @@ pub(crate) mod fail {
         Error::not_found(format!("no failed instance {} of job {}", created, key.short()))
     }
 
+    pub fn no_upstream(key: &Hash, created: i64) -> Error {
+        Error::not_found(format!("upstream instance {created} of job {} not found", key.short()))
+    }
+
     pub fn no_pending_instance(key: &Hash, created: i64) -> Error {
         Error::not_found(format!("no pending instance {} of job {}", created, key.short()))
     }
@@ -444,10 +587,12 @@ pub(crate) mod fail {
 }
 
 /// An instance's `state` column, in both backends (the SQL's partial indexes spell the same
-/// numbers): ready to claim, claimed under a lease, waiting for its `run_at`.
+/// numbers): ready to claim, claimed under a lease, waiting for its `run_at`, waiting for
+/// upstream instances (`waiting_on` of them still without a result).
 pub(crate) const READY: i64 = 0;
 pub(crate) const RUNNING: i64 = 1;
 pub(crate) const WAITING: i64 = 2;
+pub(crate) const UPSTREAM: i64 = 3;
 
 /// Chunks a maintenance transaction deletes at most, so that gc and aborted writes never
 /// hold the write lock for long.
@@ -511,10 +656,32 @@ pub(crate) trait Store: Send + Sync {
     fn renew(&self, jobs: Vec<(i64, u32)>, stages: Vec<BlobId>, lease_ms: i64) -> Result<()>;
     /// Records the result if `(created, attempt)` still holds the lease; returns the end time.
     fn complete(&self, created: i64, attempt: u32, output: Finished) -> Result<(i64, Option<BlobId>)>;
-    /// Records a fail row, or re-queues at `requeue_at` (epoch ms), if still fenced.
-    fn fail(&self, created: i64, attempt: u32, message: &str, requeue_at: Option<i64>) -> Result<i64>;
+    /// Records a fail row, or re-queues at `requeue_at` (epoch ms), if still fenced. Returns
+    /// the end time and the dependents that became fail rows with it, transitively.
+    fn fail(
+        &self,
+        created: i64,
+        attempt: u32,
+        message: &str,
+        requeue_at: Option<i64>,
+    ) -> Result<(i64, Vec<Expired>)>;
     fn retry(&self, key: &Hash, created: i64) -> Result<i64>;
-    fn cancel(&self, key: &Hash, created: i64) -> Result<()>;
+    /// Removes a pending instance; returns its dependents, now fail rows.
+    fn cancel(&self, key: &Hash, created: i64) -> Result<Vec<Expired>>;
+    /// Writes a consistent copy of the whole database, as of one instant, to the new file
+    /// `tmp` (which the caller then moves into place); false when the engine has no such
+    /// copy of its own (the caller then copies row by row into a new file).
+    fn backup(&self, tmp: &Path) -> Result<bool>;
+    /// This database's random id, and the id of the database it is a copy of, if any.
+    fn identity(&self) -> Result<(i64, Option<i64>)>;
+    /// Records that this database is a copy of `source`.
+    fn set_copied_from(&self, source: i64) -> Result<()>;
+    /// Applies rows a copy brings, in one transaction (see [`ImportRow`]).
+    fn import(&self, rows: Vec<ImportRow>) -> Result<()>;
+    /// The upstreams `(key, created)` instance `created` was pushed with.
+    fn edges(&self, created: i64) -> Result<Vec<(Hash, i64)>>;
+    /// Where a blob came from; None when the database holds no such blob.
+    fn why(&self, hash: &Hash) -> Result<Option<Lineage>>;
     fn prune(&self, older_than_ms: i64) -> Result<u64>;
     fn idle(&self) -> Result<IdleFacts>;
     /// A number that changes whenever another process commits.

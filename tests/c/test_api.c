@@ -4,6 +4,7 @@
 #include "check.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
@@ -338,7 +339,7 @@ static void test_list(void) {
     batchdb_cursor_free(c);
     CHECK_OK(batchdb_job_complete(j, NULL, &err), &err);
 
-    CHECK_RC(batchdb_list(db, 4, &c, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_list(db, BATCHDB_LIST_SCHEDULE + 1, &c, &err), BATCHDB_ERR_INVALID, &err);
     CHECK(c == NULL);
     CHECK_RC(batchdb_list(db, -1, &c, &err), BATCHDB_ERR_INVALID, &err);
     CHECK_RC(batchdb_list(NULL, BATCHDB_LIST_JOB, &c, &err), BATCHDB_ERR_INVALID, &err);
@@ -485,18 +486,28 @@ static int32_t runner(void *userdata, batchdb_job *job, batchdb_error *fail_out)
 }
 
 struct counts {
-    atomic_int kind[5];
+    atomic_int kind[6];
     atomic_int bad;
+    /* The last progress event's fraction (in thousandths) and message. */
+    atomic_int done_milli;
+    char progress_message[64];
 };
 
 static void on_event(void *userdata, const batchdb_event *ev) {
     struct counts *c = userdata;
-    if (ev->kind < 0 || ev->kind > 4 || ev->job == NULL || strlen(ev->job) != 64) {
+    if (ev->kind < 0 || ev->kind > BATCHDB_EVENT_PROGRESS || ev->job == NULL || strlen(ev->job) != 64) {
         atomic_fetch_add(&c->bad, 1);
         return;
     }
     int hash_ok = (ev->kind == BATCHDB_EVENT_RESULT) == (ev->hash != NULL);
-    int msg_ok = (ev->kind == BATCHDB_EVENT_FAIL) == (ev->message != NULL);
+    int msg_ok = (ev->kind == BATCHDB_EVENT_FAIL || ev->kind == BATCHDB_EVENT_PROGRESS) == (ev->message != NULL);
+    if (ev->kind == BATCHDB_EVENT_PROGRESS) {
+        if (!(ev->done >= 0.0 && ev->done <= 1.0)) atomic_fetch_add(&c->bad, 1);
+        atomic_store(&c->done_milli, (int)(ev->done * 1000.0 + 0.5));
+        if (ev->message != NULL) snprintf(c->progress_message, sizeof c->progress_message, "%s", ev->message);
+    } else if (ev->done != 0.0) {
+        atomic_fetch_add(&c->bad, 1);
+    }
     int created_ok = ev->kind == BATCHDB_EVENT_CREATE ? ev->created == 0 : ev->created > 0;
     if (!hash_ok || !msg_ok || !created_ok || (ev->hash != NULL && strlen(ev->hash) != 64))
         atomic_fetch_add(&c->bad, 1);
@@ -631,7 +642,7 @@ static void test_run_and_events(void) {
 
     struct run_state st;
     memset(&st, 0, sizeof st);
-    batchdb_run_options ro = {2, 1};
+    batchdb_run_options ro = {.workers = 2, .until_empty = 1};
     CHECK_OK(batchdb_run(db, &ro, runner, &st, &err), &err);
     CHECK(atomic_load(&st.calls) == 6);
     CHECK(atomic_load(&st.misuse_refused) == 6);
@@ -679,7 +690,7 @@ static void test_run_and_events(void) {
     /* Invalid arguments. */
     CHECK_RC(batchdb_run(NULL, &ro, runner, &st, &err), BATCHDB_ERR_INVALID, &err);
     CHECK_RC(batchdb_run(db, &ro, NULL, &st, &err), BATCHDB_ERR_INVALID, &err);
-    batchdb_run_options bad1 = {1, 2}, bad2 = {5000, 1};
+    batchdb_run_options bad1 = {.workers = 1, .until_empty = 2}, bad2 = {.workers = 5000, .until_empty = 1};
     CHECK_RC(batchdb_run(db, &bad1, runner, &st, &err), BATCHDB_ERR_INVALID, &err);
     CHECK_RC(batchdb_run(db, &bad2, runner, &st, &err), BATCHDB_ERR_INVALID, &err);
     CHECK_RC(batchdb_subscribe(db, NULL, &ev, &err), BATCHDB_ERR_INVALID, &err);
@@ -687,7 +698,7 @@ static void test_run_and_events(void) {
     CHECK_RC(batchdb_unsubscribe(NULL, on_event, &ev, &err), BATCHDB_ERR_INVALID, &err);
 
     /* Zero workers means one; the last add is processed. */
-    batchdb_run_options zero = {0, 1};
+    batchdb_run_options zero = {.until_empty = 1};
     CHECK_OK(batchdb_run(db, &zero, runner, &st, &err), &err);
     CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 4);
 
@@ -824,7 +835,8 @@ static void test_priority_delay_order(void) {
     batchdb_error err;
     char key[65];
     int64_t created;
-    batchdb_push_options p0 = {0, 0}, p5 = {5, 0}, p1 = {1, 0}, later = {9, 60000}, neg = {0, -1};
+    batchdb_push_options p0 = {.priority = 0}, p5 = {.priority = 5}, p1 = {.priority = 1},
+                         later = {.priority = 9, .delay_ms = 60000}, neg = {.delay_ms = -1};
 
     CHECK_OK(batchdb_add_with(db, bytes("p0"), 2, &p0, key, &created, &err), &err);
     CHECK_OK(batchdb_add_with(db, bytes("p5"), 2, &p5, NULL, NULL, &err), &err);
@@ -946,6 +958,335 @@ static void test_error_message_is_bounded(void) {
     batchdb_close(db);
 }
 
+/* ---- API.md section 9: queues, limits, pause, unique pushes, schedules, progress ---- */
+
+/* Claims from `queues` (n names) and reads the payload into `buf` (cap bytes); returns the job
+ * (owned) or NULL when nothing was claimable. */
+static batchdb_job *claim_from_payload(batchdb *db, const char *const *queues, size_t n, char *buf, size_t cap) {
+    batchdb_job *j = NULL;
+    batchdb_error err;
+    size_t got = 0, total = 0;
+    buf[0] = '\0';
+    int32_t rc = batchdb_claim_from(db, queues, n, &j, &err);
+    if (rc == BATCHDB_DONE) return NULL;
+    CHECK_OK(rc, &err);
+    if (j == NULL) return NULL;
+    do {
+        CHECK_OK(batchdb_job_read(j, (uint8_t *)buf + total, cap - 1 - total, &got, &err), &err);
+        total += got;
+    } while (got != 0 && total < cap - 1);
+    buf[total] = '\0';
+    return j;
+}
+
+/* The pending row of instance `created`: its queue name (copied to `queue`, "" when NULL), its
+ * progress and whether its JSON holds `needle` (NULL: not asked). 0 when not listed. */
+static int pending_row(batchdb *db, int64_t created, char queue[80], double *progress, const char *needle,
+                       int *has_needle) {
+    batchdb_cursor *c = NULL;
+    batchdb_row row;
+    batchdb_error err;
+    int found = 0;
+    CHECK_OK(batchdb_list(db, BATCHDB_LIST_PENDING, &c, &err), &err);
+    while (c != NULL && batchdb_cursor_next(c, &row, &err) == BATCHDB_OK) {
+        if (row.created != created) continue;
+        found = 1;
+        snprintf(queue, 80, "%s", row.queue != NULL ? row.queue : "");
+        if (progress != NULL) *progress = row.progress;
+        if (needle != NULL && has_needle != NULL) *has_needle = strstr(row.json, needle) != NULL;
+    }
+    batchdb_cursor_free(c);
+    return found;
+}
+
+static void test_queues_claim_from(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    char key[65], queue[80], buf[64];
+    int64_t ca, cb, cd;
+    batchdb_push_options alpha = {0, 0, "alpha", 0}, beta = {0, 0, "beta", 0}, empty = {0, 0, "", 0};
+    CHECK_OK(batchdb_add_with(db, bytes("in alpha"), 8, &alpha, key, &ca, &err), &err);
+    CHECK_OK(batchdb_add_with(db, bytes("in beta"), 7, &beta, NULL, &cb, &err), &err);
+    CHECK_OK(batchdb_add_with(db, bytes("in default"), 10, &empty, NULL, &cd, &err), &err);
+
+    /* Pending rows name their queue; the JSON carries it only when it is not "default". */
+    int has = -1;
+    CHECK(pending_row(db, ca, queue, NULL, "\"queue\":\"alpha\"", &has) && strcmp(queue, "alpha") == 0 && has == 1);
+    CHECK(pending_row(db, cd, queue, NULL, "\"queue\"", &has) && strcmp(queue, "default") == 0 && has == 0);
+
+    /* A claim serves the named queues only. */
+    const char *only_beta[] = {"beta"}, *nothing_there[] = {"gamma"}, *both[] = {"alpha", "default"};
+    batchdb_job *j = claim_from_payload(db, only_beta, 1, buf, sizeof buf);
+    CHECK(j != NULL && strcmp(buf, "in beta") == 0 && batchdb_job_created(j) == cb);
+    CHECK_OK(batchdb_job_complete(j, NULL, &err), &err);
+    CHECK(claim_from_payload(db, only_beta, 1, buf, sizeof buf) == NULL);
+    CHECK(claim_from_payload(db, nothing_there, 1, buf, sizeof buf) == NULL);
+    /* NULL with 0 names serves every queue, like batchdb_claim: newest first. */
+    j = claim_from_payload(db, NULL, 0, buf, sizeof buf);
+    CHECK(j != NULL && strcmp(buf, "in default") == 0);
+    CHECK_OK(batchdb_job_complete(j, NULL, &err), &err);
+    j = claim_from_payload(db, both, 2, buf, sizeof buf);
+    CHECK(j != NULL && strcmp(buf, "in alpha") == 0);
+    CHECK_OK(batchdb_job_complete(j, NULL, &err), &err);
+
+    /* Pushing a known job into a queue, and a run that serves one queue only. */
+    CHECK_OK(batchdb_push_with(db, key, &beta, &cb, &err), &err);
+    CHECK_OK(batchdb_add_with(db, bytes("ok gamma"), 8, &(batchdb_push_options){0, 0, "gamma", 0}, NULL, NULL, &err), &err);
+    struct run_state st;
+    memset(&st, 0, sizeof st);
+    const char *gamma[] = {"gamma"};
+    batchdb_run_options ro = {1, 1, gamma, 1};
+    CHECK_OK(batchdb_run(db, &ro, runner, &st, &err), &err);
+    CHECK(atomic_load(&st.calls) == 1);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 1);
+    CHECK(pending_row(db, cb, queue, NULL, NULL, NULL) && strcmp(queue, "beta") == 0);
+    batchdb_close(db);
+}
+
+static void test_limit_and_pause(void) {
+    batchdb *db = open_fresh(NULL), *other = NULL;
+    batchdb_error err;
+    char buf[64];
+    CHECK_OK(batchdb_open(test_db, NULL, &other, &err), &err);
+    batchdb_push_options lim = {0, 0, "lim", 0};
+    for (int i = 0; i < 4; i++) {
+        char payload[16];
+        int len = snprintf(payload, sizeof payload, "job %d", i);
+        CHECK_OK(batchdb_add_with(db, bytes(payload), (size_t)len, &lim, NULL, NULL, &err), &err);
+    }
+    const char *q[] = {"lim"};
+
+    /* At most 2 running, counting both handles. */
+    CHECK_OK(batchdb_limit(db, "lim", 2, &err), &err);
+    batchdb_job *j1 = claim_from_payload(db, q, 1, buf, sizeof buf);
+    batchdb_job *j2 = claim_from_payload(other, q, 1, buf, sizeof buf);
+    CHECK(j1 != NULL && j2 != NULL);
+    CHECK(claim_from_payload(db, q, 1, buf, sizeof buf) == NULL);
+    CHECK(claim_from_payload(other, NULL, 0, buf, sizeof buf) == NULL);
+    batchdb_job *none = (batchdb_job *)1;
+    CHECK_RC(batchdb_claim(other, &none, &err), BATCHDB_DONE, &err);
+    CHECK(none == NULL);
+    /* A finished instance frees its slot. */
+    CHECK_OK(batchdb_job_complete(j1, NULL, &err), &err);
+    j1 = claim_from_payload(other, q, 1, buf, sizeof buf);
+    CHECK(j1 != NULL);
+    CHECK(claim_from_payload(db, q, 1, buf, sizeof buf) == NULL);
+    /* 0 removes the limit. */
+    CHECK_OK(batchdb_limit(other, "lim", 0, &err), &err);
+    batchdb_job *j3 = claim_from_payload(db, q, 1, buf, sizeof buf);
+    CHECK(j3 != NULL);
+    CHECK_OK(batchdb_job_complete(j1, NULL, &err), &err);
+    CHECK_OK(batchdb_job_complete(j2, NULL, &err), &err);
+    CHECK_OK(batchdb_job_complete(j3, NULL, &err), &err);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 0);
+
+    /* Pause in one handle stops claims in the other; the running instance finishes; resume. */
+    CHECK_OK(batchdb_add_with(db, bytes("job 4"), 5, &lim, NULL, NULL, &err), &err);
+    j1 = claim_from_payload(db, q, 1, buf, sizeof buf);
+    CHECK(j1 != NULL && strcmp(buf, "job 4") == 0);
+    CHECK_OK(batchdb_pause(other, "lim", &err), &err);
+    CHECK_OK(batchdb_pause(other, "lim", &err), &err); /* twice is fine */
+    CHECK(claim_from_payload(db, q, 1, buf, sizeof buf) == NULL);
+    CHECK(claim_from_payload(db, NULL, 0, buf, sizeof buf) == NULL);
+    /* Pushes still queue, and other queues still run. */
+    CHECK_OK(batchdb_add_with(db, bytes("job 5"), 5, &lim, NULL, NULL, &err), &err);
+    CHECK_OK(batchdb_add(db, bytes("elsewhere"), 9, NULL, NULL, &err), &err);
+    j2 = claim_from_payload(other, NULL, 0, buf, sizeof buf);
+    CHECK(j2 != NULL && strcmp(buf, "elsewhere") == 0);
+    CHECK_OK(batchdb_job_complete(j2, NULL, &err), &err);
+    CHECK_OK(batchdb_job_complete(j1, NULL, &err), &err);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 1);
+    /* A run until empty is not held by a paused queue. */
+    struct run_state st;
+    memset(&st, 0, sizeof st);
+    batchdb_run_options ro = {1, 1, NULL, 0};
+    CHECK_OK(batchdb_run(db, &ro, runner, &st, &err), &err);
+    CHECK(atomic_load(&st.calls) == 0);
+    CHECK_OK(batchdb_resume(db, "lim", &err), &err);
+    CHECK_OK(batchdb_resume(db, "never-paused", &err), &err);
+    j1 = claim_from_payload(other, q, 1, buf, sizeof buf);
+    CHECK(j1 != NULL && strcmp(buf, "job 5") == 0);
+    CHECK_OK(batchdb_job_complete(j1, NULL, &err), &err);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 0);
+    batchdb_close(other);
+    batchdb_close(db);
+}
+
+static void test_unique_push(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    char key[65], key2[65];
+    int64_t c1, c2, c3, c4;
+    batchdb_push_options uq = {0, 0, "uq", 1}, other = {0, 0, "other", 1}, plain = {0, 0, "uq", 0};
+    CHECK_OK(batchdb_add_with(db, bytes("only once"), 9, &uq, key, &c1, &err), &err);
+    /* A pending instance in the queue: nothing queued, its created back. */
+    CHECK_OK(batchdb_push_with(db, key, &uq, &c2, &err), &err);
+    CHECK(c2 == c1);
+    CHECK_OK(batchdb_add_with(db, bytes("only once"), 9, &uq, key2, &c2, &err), &err);
+    CHECK(c2 == c1 && strcmp(key, key2) == 0);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 1);
+    /* Another queue is looked at on its own. */
+    CHECK_OK(batchdb_push_with(db, key, &other, &c3, &err), &err);
+    CHECK(c3 != c1);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 2);
+    /* A running instance counts too. */
+    const char *q[] = {"uq"};
+    char buf[32];
+    batchdb_job *j = claim_from_payload(db, q, 1, buf, sizeof buf);
+    CHECK(j != NULL && batchdb_job_created(j) == c1);
+    CHECK_OK(batchdb_push_with(db, key, &uq, &c4, &err), &err);
+    CHECK(c4 == c1);
+    /* Without unique, a second instance is queued. */
+    CHECK_OK(batchdb_push_with(db, key, &plain, &c4, &err), &err);
+    CHECK(c4 > c1);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 3);
+    CHECK_OK(batchdb_job_complete(j, NULL, &err), &err);
+    /* Done: the next unique push finds the plain instance. */
+    CHECK_OK(batchdb_push_with(db, key, &uq, &c2, &err), &err);
+    CHECK(c2 == c4);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 2);
+    /* unique must be 0 or 1. */
+    batchdb_push_options bad = {0, 0, "uq", 2};
+    CHECK_RC(batchdb_push_with(db, key, &bad, &c2, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 2);
+    batchdb_close(db);
+}
+
+static int count_schedules(batchdb *db) { return count_rows(db, BATCHDB_LIST_SCHEDULE); }
+
+static void test_schedules(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    char key[65], expect[65], buf[32];
+    int64_t next = 0, before = now_ms();
+    batchdb_push_options sq = {0, 0, "sched", 0};
+    CHECK(count_schedules(db) == 0);
+    CHECK_OK(batchdb_create(db, bytes("tick"), 4, expect, &err), &err);
+    CHECK_OK(batchdb_schedule(db, "ticker", "every 1s", bytes("tick"), 4, &sq, key, &next, &err), &err);
+    CHECK(strcmp(key, expect) == 0);
+    CHECK(next % 1000 == 0 && next >= before - 1000 && next <= now_ms() + 1000);
+    CHECK_OK(batchdb_schedule(db, "daily", "0 3 * * *", bytes("nightly"), 7, NULL, NULL, NULL, &err), &err);
+
+    /* Listed by name, with the row fields and the JSON of API.md section 9. */
+    batchdb_cursor *c = NULL;
+    batchdb_row row;
+    int n = 0;
+    CHECK_OK(batchdb_list(db, BATCHDB_LIST_SCHEDULE, &c, &err), &err);
+    while (batchdb_cursor_next(c, &row, &err) == BATCHDB_OK) {
+        CHECK(row.kind == BATCHDB_LIST_SCHEDULE && row.message != NULL && row.queue != NULL);
+        if (n == 0) {
+            CHECK(strcmp(row.message, "daily") == 0 && strcmp(row.queue, "default") == 0);
+            CHECK(strstr(row.json, "\"spec\":\"0 3 * * *\"") != NULL);
+            CHECK(row.created % (24 * 3600 * 1000) == 3 * 3600 * 1000 && row.created > before);
+        } else {
+            CHECK(strcmp(row.message, "ticker") == 0 && strcmp(row.queue, "sched") == 0);
+            CHECK(strcmp(row.job, key) == 0 && row.created == next);
+            CHECK(strstr(row.json, "\"name\":\"ticker\"") != NULL && strstr(row.json, "\"spec\":\"every 1s\"") != NULL &&
+                  strstr(row.json, "\"queue\":\"sched\"") != NULL && strstr(row.json, key) != NULL &&
+                  strstr(row.json, "\"next_run\":") != NULL);
+        }
+        n++;
+    }
+    batchdb_cursor_free(c);
+    CHECK(n == 2);
+
+    /* The slot falls due and a claim in the queue gets one instance of the job. */
+    const char *q[] = {"sched"};
+    batchdb_job *j = NULL;
+    for (int64_t deadline = now_ms() + 15000; j == NULL && now_ms() < deadline;) {
+        j = claim_from_payload(db, q, 1, buf, sizeof buf);
+        if (j == NULL) batchdb_wait(db, 200, NULL);
+    }
+    CHECK(j != NULL && strcmp(buf, "tick") == 0 && strcmp(batchdb_job_key(j), key) == 0);
+    if (j != NULL) CHECK(batchdb_job_created(j) > 0);
+    CHECK_OK(batchdb_job_complete(j, NULL, &err), &err);
+
+    /* Replacing keeps one schedule of that name. */
+    CHECK_OK(batchdb_schedule(db, "ticker", "*/5 * * * *", bytes("tock"), 4, NULL, key, &next, &err), &err);
+    CHECK(count_schedules(db) == 2);
+    CHECK(next % (5 * 60 * 1000) == 0);
+
+    /* Removing: the instances it pushed stay; an unknown name is NOT_FOUND. */
+    CHECK_OK(batchdb_unschedule(db, "ticker", &err), &err);
+    CHECK_RC(batchdb_unschedule(db, "ticker", &err), BATCHDB_ERR_NOT_FOUND, &err);
+    CHECK(err.code == BATCHDB_ERR_NOT_FOUND && strlen(err.message) > 0);
+    CHECK_OK(batchdb_unschedule(db, "daily", &err), &err);
+    CHECK(count_schedules(db) == 0);
+    CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 1);
+    batchdb_close(db);
+}
+
+static int32_t progress_runner(void *userdata, batchdb_job *job, batchdb_error *fail_out) {
+    (void)fail_out;
+    atomic_int *ok = userdata;
+    batchdb_error err;
+    if (batchdb_job_progress(job, 0.25, "a quarter", &err) == BATCHDB_OK &&
+        batchdb_job_progress(job, 2.0, "too much", &err) == BATCHDB_ERR_INVALID)
+        atomic_fetch_add(ok, 1);
+    return 0;
+}
+
+static void test_progress(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    struct counts ev;
+    memset(&ev, 0, sizeof ev);
+    CHECK_OK(batchdb_subscribe(db, on_event, &ev, &err), &err);
+    char key[65], queue[80];
+    int64_t created;
+    double progress = 99;
+    int has = 0;
+    CHECK_OK(batchdb_add(db, bytes("long job"), 8, key, &created, &err), &err);
+    CHECK(pending_row(db, created, queue, &progress, "\"progress\"", &has) && progress == -1.0 && has == 0);
+
+    batchdb_job *j = NULL;
+    CHECK_OK(batchdb_claim(db, &j, &err), &err);
+    CHECK(pending_row(db, created, queue, &progress, "\"progress\"", &has) && progress == -1.0 && has == 0);
+    CHECK_OK(batchdb_job_progress(j, 0.5, "half way", &err), &err);
+    CHECK(atomic_load(&ev.kind[BATCHDB_EVENT_PROGRESS]) == 1);
+    CHECK(atomic_load(&ev.done_milli) == 500 && strcmp(ev.progress_message, "half way") == 0);
+
+    batchdb_cursor *c = NULL;
+    batchdb_row row;
+    CHECK_OK(batchdb_list(db, BATCHDB_LIST_PENDING, &c, &err), &err);
+    CHECK_OK(batchdb_cursor_next(c, &row, &err), &err);
+    CHECK(row.running == 1 && row.progress == 0.5 && row.message != NULL && strcmp(row.message, "half way") == 0);
+    CHECK(strstr(row.json, "\"progress\":{\"done\":0.5,\"message\":\"half way\"}") != NULL);
+    batchdb_cursor_free(c);
+
+    /* Out of range, NaN, too long: INVALID, and the row keeps the last report. */
+    char long_message[1100];
+    memset(long_message, 'x', sizeof long_message - 1);
+    long_message[sizeof long_message - 1] = '\0';
+    CHECK_RC(batchdb_job_progress(j, -0.1, "x", &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_job_progress(j, 1.5, "x", &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_job_progress(j, NAN, "x", &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_job_progress(j, 0.6, long_message, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_job_progress(j, 0.6, "\xff\xfe", &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_job_progress(NULL, 0.6, "x", &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(pending_row(db, created, queue, &progress, NULL, NULL) && progress == 0.5);
+    CHECK(atomic_load(&ev.kind[BATCHDB_EVENT_PROGRESS]) == 1);
+    /* A NULL message is "". */
+    CHECK_OK(batchdb_job_progress(j, 1.0, NULL, &err), &err);
+    CHECK(pending_row(db, created, queue, &progress, "\"message\":\"\"", &has) && progress == 1.0 && has == 1);
+    CHECK(atomic_load(&ev.done_milli) == 1000 && ev.progress_message[0] == '\0');
+    CHECK_OK(batchdb_job_complete(j, NULL, &err), &err);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 0);
+
+    /* A lent job reports progress from a run callback. */
+    atomic_int ok;
+    atomic_init(&ok, 0);
+    CHECK_OK(batchdb_push(db, key, &created, &err), &err);
+    batchdb_run_options ro = {1, 1, NULL, 0};
+    CHECK_OK(batchdb_run(db, &ro, progress_runner, &ok, &err), &err);
+    CHECK(atomic_load(&ok) == 1);
+    CHECK(atomic_load(&ev.kind[BATCHDB_EVENT_PROGRESS]) == 3);
+    CHECK(atomic_load(&ev.done_milli) == 250 && strcmp(ev.progress_message, "a quarter") == 0);
+    CHECK(atomic_load(&ev.bad) == 0);
+    CHECK_OK(batchdb_unsubscribe(db, on_event, &ev, &err), &err);
+    batchdb_close(db);
+}
+
 int main(void) {
     RUN(test_version);
     RUN(test_open_and_options);
@@ -966,5 +1307,10 @@ int main(void) {
     RUN(test_null_handles);
     RUN(test_handles_outlive_close);
     RUN(test_error_message_is_bounded);
+    RUN(test_queues_claim_from);
+    RUN(test_limit_and_pause);
+    RUN(test_unique_push);
+    RUN(test_schedules);
+    RUN(test_progress);
     return tests_failed == 0 ? 0 : 1;
 }

@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
 
+#include <stdint.h>
 #include <sys/stat.h>
 
 #define EMPTY_KEY "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -49,7 +50,7 @@ static char *snapshot(batchdb *db) {
     FILE *f = open_memstream(&out, &len);
     if (f == NULL) return NULL;
     int ok = 1;
-    for (int32_t kind = BATCHDB_LIST_JOB; kind <= BATCHDB_LIST_FAIL; kind++) {
+    for (int32_t kind = BATCHDB_LIST_JOB; kind <= BATCHDB_LIST_SCHEDULE; kind++) {
         batchdb_cursor *c = NULL;
         batchdb_row row;
         batchdb_error err;
@@ -113,7 +114,7 @@ static void test_malformed_and_unknown_hashes(void) {
     CHECK_RC(batchdb_retry(db, key, created, &c, &err), BATCHDB_ERR_NOT_FOUND, &err);
     CHECK_RC(batchdb_cancel(db, UNKNOWN_KEY, created, &err), BATCHDB_ERR_NOT_FOUND, &err);
     batchdb_cursor *cur = NULL;
-    CHECK_RC(batchdb_list(db, 4, &cur, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_list(db, BATCHDB_LIST_SCHEDULE + 1, &cur, &err), BATCHDB_ERR_INVALID, &err);
     CHECK_RC(batchdb_list(db, -1, &cur, &err), BATCHDB_ERR_INVALID, &err);
     CHECK(cur == NULL);
     CHECK_RC(batchdb_push(db, NULL, &c, &err), BATCHDB_ERR_INVALID, &err);
@@ -229,10 +230,128 @@ static void test_locations_that_cannot_be_opened(void) {
     CHECK(stat(missing, &st) != 0);
 }
 
+
+static int32_t never_run(void *userdata, batchdb_job *job, batchdb_error *fail_out) {
+    (void)job;
+    (void)fail_out;
+    (*(int *)userdata)++;
+    return 0;
+}
+
+/* API.md section 9: bad queue names, limits below 0, bad specs, unknown schedules, NULL
+ * pointers. Each is a clear error, and the database (its rows, and on a file its bytes: the
+ * queue table's limits and pauses too) is unchanged. */
+static void test_queue_schedule_progress_bad_input(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    char key[65];
+    int64_t created = 0, next = 0;
+    batchdb_push_options q = {0, 0, "q", 0};
+    CHECK_OK(batchdb_add_with(db, (const uint8_t *)"job", 3, &q, key, &created, &err), &err);
+    CHECK_OK(batchdb_limit(db, "q", 3, &err), &err);
+    CHECK_OK(batchdb_pause(db, "paused", &err), &err);
+    CHECK_OK(batchdb_schedule(db, "nightly", "0 3 * * *", (const uint8_t *)"job", 3, &q, NULL, &next, &err), &err);
+    char *rows_before = snapshot(db);
+    CHECK(rows_before != NULL && strstr(rows_before, "nightly") != NULL);
+    batchdb_close(db);
+    size_t len = 0;
+    unsigned char *before = on_pg() ? NULL : slurp(test_db, &len);
+    CHECK(on_pg() || before != NULL);
+    CHECK_OK(batchdb_open(test_db, NULL, &db, &err), &err);
+
+    char too_long[66];
+    memset(too_long, 'a', 65);
+    too_long[65] = '\0';
+    const char *bad_names[] = {"has space", "a/b", "\xc3\xa9t\xc3\xa9", too_long, "tab\there", "semi;colon", "\xff"};
+    for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
+        const char *name = bad_names[i];
+        batchdb_push_options bad = {0, 0, name, 0};
+        int64_t c = 0;
+        CHECK_RC(batchdb_push_with(db, key, &bad, &c, &err), BATCHDB_ERR_INVALID, &err);
+        CHECK(strlen(err.message) > 0);
+        CHECK_RC(batchdb_add_with(db, (const uint8_t *)"new", 3, &bad, NULL, NULL, &err), BATCHDB_ERR_INVALID, &err);
+        CHECK_RC(batchdb_limit(db, name, 1, &err), BATCHDB_ERR_INVALID, &err);
+        CHECK_RC(batchdb_pause(db, name, &err), BATCHDB_ERR_INVALID, &err);
+        CHECK_RC(batchdb_resume(db, name, &err), BATCHDB_ERR_INVALID, &err);
+        batchdb_job *j = (batchdb_job *)1;
+        const char *queues[] = {"q", name};
+        CHECK_RC(batchdb_claim_from(db, queues, 2, &j, &err), BATCHDB_ERR_INVALID, &err);
+        CHECK(j == NULL);
+        /* A schedule's name follows the queue-name alphabet; so does its queue. */
+        CHECK_RC(batchdb_schedule(db, name, "every 1s", (const uint8_t *)"new", 3, NULL, NULL, NULL, &err),
+                 BATCHDB_ERR_INVALID, &err);
+        CHECK_RC(batchdb_schedule(db, "fine", "every 1s", (const uint8_t *)"new", 3, &bad, NULL, NULL, &err),
+                 BATCHDB_ERR_INVALID, &err);
+        CHECK_RC(batchdb_unschedule(db, name, &err), BATCHDB_ERR_INVALID, &err);
+        int calls = 0;
+        batchdb_run_options ro = {1, 1, queues, 2};
+        CHECK_RC(batchdb_run(db, &ro, never_run, &calls, &err), BATCHDB_ERR_INVALID, &err);
+        CHECK(calls == 0);
+    }
+
+    /* Limits below 0 or beyond 32 bits. */
+    CHECK_RC(batchdb_limit(db, "q", -1, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(strstr(err.message, "-1") != NULL);
+    CHECK_RC(batchdb_limit(db, "q", (int64_t)1 << 32, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_limit(db, "q", INT64_MIN, &err), BATCHDB_ERR_INVALID, &err);
+
+    /* Specs that are neither `every DURATION` nor 5-field cron. */
+    const char *bad_specs[] = {"", "every", "every 0s", "every -1s", "every soon", "* * * *", "* * * * * *",
+                               "61 * * * *", "0 25 * * *", "@daily", "0 0 30 2 *", "hourly"};
+    for (size_t i = 0; i < sizeof bad_specs / sizeof bad_specs[0]; i++) {
+        CHECK_RC(batchdb_schedule(db, "nightly", bad_specs[i], (const uint8_t *)"new", 3, NULL, NULL, NULL, &err),
+                 BATCHDB_ERR_INVALID, &err);
+        CHECK(strlen(err.message) > 0);
+    }
+
+    /* Unknown schedules; NULL pointers and handles; unique out of range. */
+    CHECK_RC(batchdb_unschedule(db, "unknown", &err), BATCHDB_ERR_NOT_FOUND, &err);
+    CHECK_RC(batchdb_unschedule(db, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_unschedule(NULL, "nightly", &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_limit(db, NULL, 1, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_limit(NULL, "q", 1, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_pause(db, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_pause(NULL, "q", &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_resume(db, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_resume(NULL, "paused", &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_limit(db, "", 1, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_pause(db, "", &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_schedule(NULL, "s", "every 1s", (const uint8_t *)"x", 1, NULL, NULL, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_schedule(db, NULL, "every 1s", (const uint8_t *)"x", 1, NULL, NULL, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_schedule(db, "s", NULL, (const uint8_t *)"x", 1, NULL, NULL, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_schedule(db, "s", "every 1s", NULL, 1, NULL, NULL, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_schedule(db, "", "every 1s", (const uint8_t *)"x", 1, NULL, NULL, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    batchdb_push_options neg = {0, -5, "q", 0}, not_flag = {0, 0, "q", 2};
+    CHECK_RC(batchdb_schedule(db, "s", "every 1s", (const uint8_t *)"x", 1, &neg, NULL, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_push_with(db, key, &not_flag, &created, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_push_with(db, key, &(batchdb_push_options){0, 0, "q", -1}, &created, &err), BATCHDB_ERR_INVALID, &err);
+    batchdb_job *j = (batchdb_job *)1;
+    CHECK_RC(batchdb_claim_from(db, NULL, 1, &j, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(j == NULL);
+    const char *null_name[] = {NULL};
+    CHECK_RC(batchdb_claim_from(db, null_name, 1, &j, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_claim_from(NULL, NULL, 0, &j, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_claim_from(db, NULL, 0, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    int calls = 0;
+    batchdb_run_options null_queues = {1, 1, NULL, 3};
+    CHECK_RC(batchdb_run(db, &null_queues, never_run, &calls, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(calls == 0);
+    CHECK_RC(batchdb_job_progress(NULL, 0.5, "x", &err), BATCHDB_ERR_INVALID, &err);
+
+    char *rows_after = snapshot(db);
+    CHECK(rows_before != NULL && rows_after != NULL && strcmp(rows_before, rows_after) == 0);
+    free(rows_before);
+    free(rows_after);
+    batchdb_close(db);
+    if (!on_pg()) CHECK(same_file(test_db, before, len));
+    free(before);
+}
+
 int main(void) {
     RUN(test_malformed_and_unknown_hashes);
     RUN(test_empty_payload);
     RUN(test_empty_file_is_a_new_database);
     RUN(test_locations_that_cannot_be_opened);
+    RUN(test_queue_schedule_progress_bad_input);
     return tests_failed == 0 ? 0 : 1;
 }

@@ -60,7 +60,7 @@ static int32_t note_and_stop(void *userdata, batchdb_job *job, batchdb_error *fa
 
 static void *run_body(void *arg) {
     struct waiting_run *r = arg;
-    batchdb_run_options ro = {2, 0};
+    batchdb_run_options ro = {.workers = 2};
     r->rc = batchdb_run(r->db, &ro, note_and_stop, r, &r->err);
     return NULL;
 }
@@ -112,7 +112,7 @@ static void test_waiting_run_starts_an_added_delayed_instance_on_time(void) {
     wait_ms(200);
     CHECK(atomic_load(&r.calls) == 0);
 
-    batchdb_push_options delayed = {0, DELAY_MS};
+    batchdb_push_options delayed = {.delay_ms = DELAY_MS};
     int64_t created = 0;
     CHECK_OK(batchdb_add_with(db, (const uint8_t *)"soon", 4, &delayed, NULL, &created, &err), &err);
     wait_ms(DELAY_MS / 2);
@@ -134,7 +134,7 @@ static void test_waiting_run_starts_a_pushed_delayed_instance_on_time(void) {
     batchdb *db = open_fresh(NULL);
     batchdb_error err;
     char key[65];
-    batchdb_push_options hour = {0, 3600 * 1000}, delayed = {0, DELAY_MS};
+    batchdb_push_options hour = {.delay_ms = 3600 * 1000}, delayed = {.delay_ms = DELAY_MS};
     CHECK_OK(batchdb_create(db, (const uint8_t *)"pushed", 6, key, &err), &err);
     CHECK_OK(batchdb_add_with(db, (const uint8_t *)"much later", 10, &hour, NULL, NULL, &err), &err);
 
@@ -157,7 +157,7 @@ static void test_waiting_run_starts_a_pushed_delayed_instance_on_time(void) {
 static void test_idle_run_sleeps_and_stop_ends_it(void) {
     batchdb *db = open_fresh(NULL);
     batchdb_error err;
-    batchdb_push_options hour = {0, 3600 * 1000};
+    batchdb_push_options hour = {.delay_ms = 3600 * 1000};
     CHECK_OK(batchdb_add_with(db, (const uint8_t *)"later", 5, &hour, NULL, NULL, &err), &err);
 
     struct waiting_run r;

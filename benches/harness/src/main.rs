@@ -420,6 +420,12 @@ fn main() {
     if want("P9") {
         log(work::p9(&plan, &s, p1_rate), &mut rows);
     }
+    if want("P11") {
+        log(work::p11(&plan, &s), &mut rows);
+    }
+    if want("P12") {
+        log(work::p12(&plan, &s), &mut rows);
+    }
     if want("P10") {
         for r in pg::p10(&plan, pg_url.as_deref(), pg_status.as_deref()) {
             log(r, &mut rows);

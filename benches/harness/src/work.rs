@@ -854,3 +854,86 @@ pub fn curves(plan: &Plan, s: &Scratch) -> Value {
            "notes": "workers: claim+complete cycle (empty output) at both durabilities and add at full, \
                      one timed slice each; payload: add at durability normal, 1 thread"})
 }
+
+// ---------------------------------------------------------------------------------------------
+// P11, P12: pipelines (issue 20).
+
+/// Pushes `n` no-op jobs, as a DAG (a root, its fan-out, one sink after all of them) or
+/// plainly, and runs them to the end with 2 workers; returns nodes per second, push to finish.
+fn dag_run(s: &Scratch, n: usize, dag: bool) -> f64 {
+    let path = s.db();
+    let db = open(&path, Durability::Normal);
+    let t = tag();
+    let start = Instant::now();
+    let (root, rc) = db.add(&payload(t, 0)[..]).expect("add root");
+    let dep = PushOptions { after: vec![(root, rc)], ..Default::default() };
+    let plain = PushOptions::default();
+    let mut middle = Vec::with_capacity(n);
+    for i in 1..n as u64 - 1 {
+        let (k, p) = db.add_with(&payload(t, i)[..], if dag { &dep } else { &plain }).expect("add node");
+        middle.push((k, p.created));
+    }
+    let sink = PushOptions { after: if dag { middle } else { Vec::new() }, ..Default::default() };
+    db.add_with(&payload(t, n as u64)[..], &sink).expect("add sink");
+    let report = db
+        .run(RunOptions { workers: 2, until_empty: true, ..Default::default() }, |_job| {
+            Ok::<(), std::io::Error>(())
+        })
+        .expect("run");
+    assert_eq!(report.completed as usize, n, "every node ran");
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    drop(db);
+    s.done(&path);
+    rate
+}
+
+pub fn p11(plan: &Plan, s: &Scratch) -> Row {
+    let n = if plan.smoke { 200 } else { 10_000 };
+    let mut row = Row::new(
+        "P11",
+        &format!("a {n}-node DAG of no-op jobs (fan-out, then fan-in), pushed and run, normal, 2 workers"),
+        "nodes/s",
+        "the same jobs without dependencies (same run)",
+        Some(0.7),
+    );
+    let (a, b) = pair(plan.reps, || dag_run(s, n, true), || dag_run(s, n, false));
+    row.batchdb = Some(a);
+    row.baseline = Some(b);
+    row
+}
+
+pub fn p12(plan: &Plan, s: &Scratch) -> Row {
+    let mut row = Row::new(
+        "P12",
+        "a memo push that finds a result, durability full",
+        "pushes/s",
+        "a plain add of an existing job (same run)",
+        Some(1.0),
+    );
+    let path = s.db();
+    let db = open(&path, Durability::Full);
+    let t = tag();
+    let (key, _) = db.add(&payload(t, 0)[..]).expect("add");
+    let job = db.claim().expect("claim").expect("one");
+    job.complete().expect("complete");
+    let memo = PushOptions { memo: true, ..Default::default() };
+    let (a, b) = pair(
+        plan.reps,
+        || {
+            timed(plan.slice, |_| {
+                let p = db.push_with(&key, &memo).expect("memo push");
+                assert!(p.cached.is_some());
+            })
+        },
+        || {
+            timed(plan.slice, |_| {
+                db.add(&payload(t, 0)[..]).expect("add");
+            })
+        },
+    );
+    drop(db);
+    s.done(&path);
+    row.batchdb = Some(a);
+    row.baseline = Some(b);
+    row
+}

@@ -45,7 +45,7 @@ const CODE_NAMES = {
 const ERR_INVALID = -1;
 const ERR_MISUSE = -8;
 
-const LIST_KINDS = { job: 0, pending: 1, result: 2, fail: 3 };
+const LIST_KINDS = { job: 0, pending: 1, result: 2, fail: 3, schedule: 4 };
 
 koffi.opaque('batchdb');
 koffi.opaque('batchdb_writer');
@@ -64,6 +64,8 @@ koffi.struct('batchdb_options', {
 koffi.struct('batchdb_push_options', {
   priority: 'int32_t',
   delay_ms: 'int64_t',
+  queue: 'const char *',
+  unique: 'int32_t',
 });
 koffi.struct('batchdb_row', {
   kind: 'int32_t',
@@ -76,6 +78,8 @@ koffi.struct('batchdb_row', {
   attempts: 'uint32_t',
   message: 'const char *',
   json: 'const char *',
+  queue: 'const char *',
+  progress: 'double',
 });
 
 // Keys, hashes and int64 outputs go through plain Buffers: the C side writes into them
@@ -90,6 +94,11 @@ const C = {
   cancel: lib.func('int32_t batchdb_cancel(batchdb *db, const char *key, int64_t created, uint8_t *err)'),
   prune: lib.func('int32_t batchdb_prune(batchdb *db, int64_t older_than_ms, uint8_t *rows_removed, uint8_t *err)'),
   gc: lib.func('int32_t batchdb_gc(batchdb *db, uint8_t *blobs_removed, uint8_t *err)'),
+  limit: lib.func('int32_t batchdb_limit(batchdb *db, const char *queue, int64_t n, uint8_t *err)'),
+  pause: lib.func('int32_t batchdb_pause(batchdb *db, const char *queue, uint8_t *err)'),
+  resume: lib.func('int32_t batchdb_resume(batchdb *db, const char *queue, uint8_t *err)'),
+  schedule: lib.func('int32_t batchdb_schedule(batchdb *db, const char *name, const char *spec, const uint8_t *data, size_t len, const batchdb_push_options *opts, uint8_t *key_out, uint8_t *next_run_out, uint8_t *err)'),
+  unschedule: lib.func('int32_t batchdb_unschedule(batchdb *db, const char *name, uint8_t *err)'),
   version: lib.func('const char *batchdb_version()'),
 
   writerOpen: lib.func('int32_t batchdb_writer_open(batchdb *db, _Out_ batchdb_writer **out, uint8_t *err)'),
@@ -108,10 +117,12 @@ const C = {
   cursorFree: lib.func('void batchdb_cursor_free(batchdb_cursor *c)'),
 
   claim: lib.func('int32_t batchdb_claim(batchdb *db, _Out_ batchdb_job **out, uint8_t *err)'),
+  claimFrom: lib.func('int32_t batchdb_claim_from(batchdb *db, const char *const *queues, size_t queues_len, _Out_ batchdb_job **out, uint8_t *err)'),
   claimRead: lib.func('int32_t batchdb_claim_read(batchdb *db, uint8_t *buf, size_t cap, uint8_t *n_out, _Out_ batchdb_job **out, uint8_t *err)'),
   jobKey: lib.func('const char *batchdb_job_key(const batchdb_job *j)'),
   jobCreated: lib.func('int64_t batchdb_job_created(const batchdb_job *j)'),
   jobRead: lib.func('int32_t batchdb_job_read(batchdb_job *j, uint8_t *buf, size_t cap, uint8_t *n_out, uint8_t *err)'),
+  jobProgress: lib.func('int32_t batchdb_job_progress(batchdb_job *j, double done, const char *message, uint8_t *err)'),
   jobWrite: lib.func('int32_t batchdb_job_write(batchdb_job *j, const uint8_t *data, size_t len, uint8_t *err)'),
   jobComplete: lib.func('int32_t batchdb_job_complete(batchdb_job *j, uint8_t *hash_out, uint8_t *err)'),
   jobCompleteClaim: lib.func('int32_t batchdb_job_complete_claim(batchdb *db, batchdb_job *j, const uint8_t *data, size_t len, uint8_t *hash_out, uint8_t *buf, size_t cap, uint8_t *n_out, _Out_ batchdb_job **next_out, uint8_t *err)'),
@@ -318,6 +329,10 @@ class Job extends Handle {
   write(buf) {
     return this._use((j) => status('run', C.jobWrite, [j, buf, buf.length]));
   }
+  // Reports progress (0 to 1, and a message); the C side checks the range and the length.
+  progress(done, message) {
+    return this._use((j) => status('progress', C.jobProgress, [j, done, message]));
+  }
   // Records the result; `tail`, output not yet written, is written in the same call.
   async complete(tail) {
     const hash = Buffer.alloc(65);
@@ -371,13 +386,32 @@ function nativeOptions(opts) {
   };
 }
 
-function pushOptions(opts) {
+// A name (queue, schedule) or spec for C: a string without NUL bytes, which C would cut it at
+// (a queue "a\0b" must not become the queue "a"). The C side checks the alphabet and length.
+function cName(value, what, op) {
+  if (typeof value !== 'string') throw new TypeError(`batchdb: ${what} must be a string`);
+  if (value.includes('\0')) throw new BatchdbError(ERR_INVALID, `batchdb: ${what} ${JSON.stringify(value)} holds a NUL byte`, op);
+  return value;
+}
+
+function pushOptions(opts, op = 'push') {
   const o = opts || {};
   const priority = o.priority === undefined ? 0 : o.priority;
   const delay = o.delay === undefined ? 0 : o.delay;
   if (!Number.isInteger(priority) || priority < -0x80000000 || priority > 0x7fffffff) throw new TypeError('batchdb: priority must be a 32-bit integer');
   if (!Number.isInteger(delay) || delay < 0) throw new TypeError('batchdb: delay must be a non-negative integer (ms)');
-  return { priority, delay_ms: delay };
+  if (o.unique !== undefined && o.unique !== null && typeof o.unique !== 'boolean') throw new TypeError('batchdb: unique must be a boolean');
+  // undefined, null and '' are the queue "default" (NULL for C).
+  const queue = o.queue === undefined || o.queue === null || o.queue === '' ? null : cName(o.queue, 'queue', op);
+  return { priority, delay_ms: delay, queue, unique: o.unique ? 1 : 0 };
+}
+
+// The queues a claim serves, for C: null (every queue) or a non-empty array of names.
+function queueList(queues, op) {
+  if (queues === undefined || queues === null) return null;
+  if (!Array.isArray(queues)) throw new TypeError('batchdb: queues must be an array of queue names');
+  const list = queues.map((q) => cName(q, 'queue', op));
+  return list.length ? list : null;
 }
 
 // The database handle. Calls on it may run concurrently (it is thread-safe in C); close()
@@ -465,6 +499,41 @@ class Database {
     return u64(out);
   }
 
+  async limit(queue, n) {
+    const q = cName(queue, 'queue', 'limit');
+    if (!Number.isSafeInteger(n)) throw new TypeError('batchdb: limit must be an integer (0 removes the limit)');
+    await this.#call((db) => status('limit', C.limit, [db, q, n]));
+  }
+
+  async pause(queue) {
+    const q = cName(queue, 'queue', 'pause');
+    await this.#call((db) => status('pause', C.pause, [db, q]));
+  }
+
+  async resume(queue) {
+    const q = cName(queue, 'queue', 'resume');
+    await this.#call((db) => status('resume', C.resume, [db, q]));
+  }
+
+  // Resolves to the schedule's row: {name, spec, queue, job, next_run}.
+  async schedule(name, spec, payload, opts) {
+    const n = cName(name, 'schedule name', 'schedule');
+    const sp = cName(spec, 'schedule spec', 'schedule');
+    const data = typeof payload === 'string' ? Buffer.from(payload) : payload;
+    if (!(data instanceof Uint8Array)) throw new TypeError('batchdb: a schedule payload must be a Buffer or a string');
+    const native = pushOptions(opts, 'schedule');
+    const key = Buffer.alloc(65);
+    const next = Buffer.alloc(8);
+    await this.#call((db) => status('schedule', C.schedule, [db, n, sp, data, data.length, native, key, next]));
+    // The library stores the spec trimmed.
+    return { name: n, spec: sp.trim(), queue: native.queue || 'default', job: hex(key), next_run: i64(next) };
+  }
+
+  async unschedule(name) {
+    const n = cName(name, 'schedule name', 'unschedule');
+    await this.#call((db) => status('unschedule', C.unschedule, [db, n]));
+  }
+
   // true when work may be claimable, false on timeout.
   async wait(timeoutMs) {
     const rc = await this.#call((db) => status('wait', C.wait, [db, timeoutMs], true));
@@ -493,7 +562,7 @@ class Database {
 
   async list(kind) {
     if (!Object.hasOwn(LIST_KINDS, kind)) {
-      throw new BatchdbError(ERR_INVALID, `batchdb: unknown list type ${JSON.stringify(kind)} (job, pending, result or fail)`, 'list');
+      throw new BatchdbError(ERR_INVALID, `batchdb: unknown list type ${JSON.stringify(kind)} (job, pending, result, fail or schedule)`, 'list');
     }
     this.#prune();
     const out = [null];
@@ -512,6 +581,18 @@ class Database {
     if (rc === DONE) return null;
     const got = u64(n);
     return this.#child(new Job(out[0], buf.subarray(0, got), got < headCap));
+  }
+
+  // claim() from the named queues only (null: every queue). The payload is read by the Job's
+  // own reads (batchdb_claim_read serves every queue).
+  async claimFrom(queues) {
+    const list = queueList(queues, 'claim');
+    if (!list) return this.claim();
+    this.#prune();
+    const out = [null];
+    const rc = await this.#call((db) => status('claim', C.claimFrom, [db, list, list.length, out], true));
+    if (rc === DONE) return null;
+    return this.#child(new Job(out[0]));
   }
 
   // Completes `job` (with `tail`, its output's last bytes) and claims the next instance, in one
@@ -564,6 +645,7 @@ class Database {
 module.exports = {
   Database,
   BatchdbError,
+  queueList,
   version: () => C.version(),
   codes: Object.fromEntries(Object.entries(CODE_NAMES).map(([k, v]) => [v, Number(k)])),
 };

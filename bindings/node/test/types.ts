@@ -31,6 +31,33 @@ async function main(): Promise<void> {
   const g: number = await compute.gc();
   await compute.run({ untilEmpty: true });
   await compute.run({ keepAlive: true });
+
+  // Section 9: queues, limits, pause, unique pushes, schedules, progress.
+  const c3: number = await compute.push(k2, { queue: 'emails', unique: true });
+  await compute.add({ queue: 'emails', unique: true, priority: 1 }).end('z').promise;
+  await compute.limit('emails', 2);
+  await compute.pause('emails');
+  compute.resume('emails', (err) => console.log(err));
+  const s: batchdb.ScheduleRow = await compute.schedule('nightly', '0 3 * * *', 'backup', { queue: 'emails' });
+  compute.schedule('tick', 'every 30s', Buffer.from('tick'), (err, row) => console.log(err, row && row.next_run));
+  for (const row of await compute.schedules()) console.log(row.name, row.spec, row.queue, row.job, row.next_run);
+  await compute.unschedule(s.name);
+  for await (const row of compute.list('pending')) {
+    const q: string | undefined = row.queue;
+    const done: number | undefined = row.progress && row.progress.done;
+    console.log(q, done, row.progress?.message);
+  }
+  compute.on('progress', (k, c, done, message) => console.log(k, c + 1, done * 100, message.length));
+  const queued = batchdb('/tmp/q.db', {
+    queues: ['emails', 'default'],
+    run: (key, created, job) => {
+      job.progress(0.5, 'half').then(() => job.progress(1));
+      job.progress(0.1, (err) => console.log(err, job.key, job.created));
+      return run(key, created);
+    },
+  });
+  await queued.run({ untilEmpty: true, queues: ['emails'] });
+  console.log(c3);
   const classic = batchdb('/tmp/c.db', { keepAlive: false, run: () => ({ on: () => undefined, pipe: () => undefined }) });
   classic.run();
   await compute.close();

@@ -1,4 +1,4 @@
-//! `batchdb`: the command-line interface to a batchdb database (contract sections 7 and 8).
+//! `batchdb`: the command-line interface to a batchdb database (contract sections 7, 8 and 9).
 //!
 //! Every error ends as one line on standard error, `batchdb: <message>`, and a non-zero exit
 //! status: 1 for errors, 2 for a command line clap refuses, 128 + N for a `run` stopped by
@@ -13,7 +13,7 @@ mod ui;
 use batchdb::{Db, Hash, ListKind, Options, PushOptions};
 use clap::error::ErrorKind;
 use clap::Parser;
-use cli::{Cli, Command, ListKindArg, PushArgs};
+use cli::{Cli, Command, ListKindArg, PushArgs, ScheduleCommand};
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, BufWriter, Read, Write};
@@ -174,18 +174,41 @@ enum Checked<'a> {
     Gc,
     Check,
     Stats(bool),
+    Limit(&'a str, u32),
+    Pause(&'a str),
+    Resume(&'a str),
+    ScheduleAdd { name: &'a str, spec: String, words: &'a [OsString], opts: PushOptions },
+    ScheduleList,
+    ScheduleRm(&'a str),
+    Why(Hash),
+    Backup(&'a std::path::Path),
+    Copy(&'a std::path::Path),
 }
 
 impl Checked<'_> {
     fn access(&self) -> Access {
         match self {
-            Checked::Add(..) | Checked::Create(_) => Access::Create,
+            // Settings and schedules may come before any job: they create the database too.
+            Checked::Add(..)
+            | Checked::Create(_)
+            | Checked::Limit(..)
+            | Checked::Pause(_)
+            | Checked::Resume(_)
+            | Checked::ScheduleAdd { .. } => Access::Create,
             Checked::Push(..)
             | Checked::Retry(..)
             | Checked::Cancel(..)
             | Checked::Prune(_)
-            | Checked::Gc => Access::Existing,
-            Checked::List(_) | Checked::Get(_) | Checked::Check | Checked::Stats(_) => Access::ReadOnly,
+            | Checked::Gc
+            | Checked::ScheduleRm(_) => Access::Existing,
+            Checked::List(_)
+            | Checked::Get(_)
+            | Checked::Check
+            | Checked::Stats(_)
+            | Checked::ScheduleList
+            | Checked::Why(_)
+            | Checked::Backup(_)
+            | Checked::Copy(_) => Access::ReadOnly,
         }
     }
 }
@@ -206,8 +229,31 @@ fn check_args(command: &Command) -> CliResult<Checked<'_>> {
         Command::Cancel { key, created } => Checked::Cancel(parse_hash(key)?, *created),
         Command::Prune { older_than } => Checked::Prune(older_than),
         Command::Gc => Checked::Gc,
+        Command::Why { hash } => Checked::Why(parse_hash(hash)?),
+        Command::Backup { dest } => Checked::Backup(dest),
+        Command::Copy { to } => Checked::Copy(to),
         Command::Check => Checked::Check,
         Command::Stats { json } => Checked::Stats(*json),
+        Command::Limit { queue, n } => Checked::Limit(check_queue(queue)?, parse_limit(n)?),
+        Command::Pause { queue } => Checked::Pause(check_queue(queue)?),
+        Command::Resume { queue } => Checked::Resume(check_queue(queue)?),
+        Command::Schedule(ScheduleCommand::Add { name, every, cron, queue, priority, words }) => {
+            check_name("schedule", name)?;
+            let spec = match (every, cron) {
+                (Some(d), None) => format!("every {d}"),
+                (None, Some(c)) => c.trim().to_string(),
+                _ => unreachable!("clap requires exactly one of --every and --cron"),
+            };
+            check_spec(&spec)?;
+            let opts = PushOptions { priority: *priority, queue: queue.clone(), ..Default::default() };
+            opts.validate()?;
+            Checked::ScheduleAdd { name, spec, words, opts }
+        }
+        Command::Schedule(ScheduleCommand::List) => Checked::ScheduleList,
+        Command::Schedule(ScheduleCommand::Rm { name }) => {
+            check_name("schedule", name)?;
+            Checked::ScheduleRm(name)
+        }
         Command::Run(_) | Command::Ui(_) => unreachable!("run and ui check their own arguments"),
     })
 }
@@ -237,9 +283,9 @@ fn dispatch(cli: Cli) -> CliResult<i32> {
     let mut out = BufWriter::new(stdout.lock());
     match command {
         Checked::Add(words, opts) => {
-            let (key, created) = with_payload(words, |r| db.add_with(r, &opts).map(|(k, p)| (k, p.created)))?;
+            let (key, pushed) = with_payload(words, |r| db.add_with(r, &opts))?;
             drop(out);
-            report_done(&format!("job {key} was queued"), &format!("{key} {created}"))?;
+            report_done(&format!("job {key} was queued"), &format!("{key} {}", pushed_text(&pushed)))?;
             return Ok(0);
         }
         Checked::Create(words) => {
@@ -249,10 +295,30 @@ fn dispatch(cli: Cli) -> CliResult<i32> {
             return Ok(0);
         }
         Checked::Push(key, opts) => {
-            let created = db.push_with(&key, &opts)?.created;
+            let pushed = db.push_with(&key, &opts)?;
             drop(out);
-            report_done(&format!("an instance of job {key} was queued"), &created.to_string())?;
+            report_done(&format!("an instance of job {key} was queued"), &pushed_text(&pushed))?;
             return Ok(0);
+        }
+        Checked::Why(hash) => {
+            for line in db.why(&hash)?.json_lines(&hash) {
+                writeln!(out, "{line}").map_err(stdout_error)?;
+            }
+        }
+        Checked::Copy(to) => {
+            let shown = batchdb::redact(&to.to_string_lossy());
+            let target =
+                Db::open(to, Options::default()).map_err(|e| CliError::Msg(format!("{shown}: {e}")))?;
+            let r = db.copy_to(&target)?;
+            writeln!(
+                out,
+                "copied to {shown}: {} blobs ({} bytes) sent, {} rows applied",
+                r.blobs_sent, r.bytes_sent, r.rows
+            )
+            .map_err(stdout_error)?;
+        }
+        Checked::Backup(dest) => {
+            db.backup(dest)?;
         }
         Checked::List(kind) => {
             for row in db.list(kind) {
@@ -331,12 +397,42 @@ fn dispatch(cli: Cli) -> CliResult<i32> {
                     ("blob_bytes", s.blob_bytes),
                     ("file_bytes", s.file_bytes),
                     ("wal_bytes", s.wal_bytes),
+                    ("results_total", s.results_total),
+                    ("fails_total", s.fails_total),
                 ];
                 for (name, value) in lines {
                     writeln!(out, "{name}: {value}").map_err(stdout_error)?;
                 }
+                for (name, q) in &s.queues {
+                    let limit = q.limit.map_or_else(|| "none".to_string(), |l| l.to_string());
+                    writeln!(
+                        out,
+                        "queue {name}: pending {}, running {}, waiting {}, limit {limit}, paused {}",
+                        q.pending,
+                        q.running,
+                        q.waiting,
+                        if q.paused { "yes" } else { "no" }
+                    )
+                    .map_err(stdout_error)?;
+                }
             }
         }
+        Checked::Limit(queue, n) => db.limit(queue, n)?,
+        Checked::Pause(queue) => db.pause(queue)?,
+        Checked::Resume(queue) => db.resume(queue)?,
+        Checked::ScheduleAdd { name, spec, words, opts } => {
+            let row = with_payload(words, |r| db.schedule(name, &spec, r, &opts))?;
+            drop(out);
+            report_done(&format!("schedule {name} was stored"), &format!("{} {}", row.job, row.next_run))?;
+            return Ok(0);
+        }
+        Checked::ScheduleList => {
+            for row in db.schedules()? {
+                let text = serde_json::to_string(&row).map_err(|e| CliError::Msg(e.to_string()))?;
+                writeln!(out, "{text}").map_err(stdout_error)?;
+            }
+        }
+        Checked::ScheduleRm(name) => db.unschedule(name)?,
     }
     out.flush().map_err(stdout_error)?;
     Ok(0)
@@ -347,9 +443,89 @@ fn parse_hash(s: &str) -> CliResult<Hash> {
 }
 
 fn push_options(p: &PushArgs) -> CliResult<PushOptions> {
-    let opts = PushOptions { priority: p.priority, delay: p.delay.unwrap_or_default(), ..Default::default() };
+    let opts = PushOptions {
+        priority: p.priority,
+        delay: p.delay.unwrap_or_default(),
+        queue: p.queue.clone(),
+        unique: p.unique,
+        memo: p.memo,
+        after: p.after.iter().map(|a| parse_instance(a)).collect::<CliResult<_>>()?,
+    };
     opts.validate()?;
     Ok(opts)
+}
+
+/// `KEY:CREATED`, as `--after` takes it.
+fn parse_instance(s: &str) -> CliResult<(Hash, i64)> {
+    let bad =
+        || CliError::Msg(format!("--after {s:?}: expected KEY:CREATED (a 64-hex key, a colon, a number)"));
+    let (key, created) = s.split_once(':').ok_or_else(bad)?;
+    let created: i64 = created.parse().map_err(|_| bad())?;
+    Ok((key.parse::<Hash>().map_err(|e| CliError::Msg(format!("--after {s:?}: {e}")))?, created))
+}
+
+/// What a push prints after its key (for `add`) or alone (for `push`): `CREATED`, or
+/// `CREATED cached HASH` when a memo push reused a result.
+fn pushed_text(p: &batchdb::Pushed) -> String {
+    match &p.cached {
+        Some(hash) => format!("{} cached {hash}", p.created),
+        None => p.created.to_string(),
+    }
+}
+
+/// Checks a queue name as the library does (through the push options that carry one).
+pub fn check_queue(queue: &str) -> CliResult<&str> {
+    PushOptions { queue: Some(queue.to_string()), ..Default::default() }.validate()?;
+    Ok(queue)
+}
+
+/// Checks a schedule name: the queue-name alphabet (the library checks it again).
+fn check_name(what: &str, name: &str) -> CliResult {
+    let ok = (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        return Ok(());
+    }
+    let shown: String = name.chars().take(80).collect();
+    Err(CliError::Msg(format!(
+        "{what} name {shown:?} is invalid: expected 1 to 64 characters of A-Z, a-z, 0-9, '_', '.' and '-'"
+    )))
+}
+
+/// `limit`'s N: a whole number from 0 (no limit) up.
+fn parse_limit(n: &str) -> CliResult<u32> {
+    match n.parse::<u32>() {
+        Ok(v) if n.bytes().all(|b| b.is_ascii_digit()) => Ok(v),
+        _ => Err(CliError::Msg(format!(
+            "limit {n:?} is invalid: expected a whole number from 0 (no limit) to {}",
+            u32::MAX
+        ))),
+    }
+}
+
+/// Checks a schedule spec before the database is opened, so that a refused one creates no
+/// file. The rules are the library's (`every DURATION` between 1 ms and 100 years, or a
+/// 5-field cron expression that falls due some day), which `Db::schedule` applies again.
+fn check_spec(spec: &str) -> CliResult {
+    use std::str::FromStr;
+    if let Some(d) = spec.strip_prefix("every ") {
+        let d = batchdb::parse_duration(d).map_err(|e| format!("--every: {e}"))?;
+        if d.is_zero() || d.as_millis() > 100 * 365 * 86_400_000 {
+            return Err(CliError::Msg(format!(
+                "--every {:?}: the interval must be between 1ms and 100 years",
+                &spec["every ".len()..]
+            )));
+        }
+        return Ok(());
+    }
+    let bad = |why: String| CliError::Msg(format!("--cron {spec:?} is not a valid cron expression: {why}"));
+    if spec.split_whitespace().count() != 5 || spec.starts_with('@') {
+        return Err(bad("expected 5 fields, 'MIN HOUR DOM MON DOW' (UTC)".into()));
+    }
+    let cron = croner::Cron::from_str(spec).map_err(|e| bad(e.to_string()))?;
+    let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    cron.find_next_occurrence(&epoch, true).map_err(|_| bad("it never falls due".into()))?;
+    Ok(())
 }
 
 /// Calls `f` with the payload: the words joined by single spaces, or standard input,

@@ -5,8 +5,11 @@
 //! every runner error is a fail row. The rules:
 //!
 //! * Each instance's CMD runs in its own process group, the payload streamed to its stdin by
-//!   one thread, its stdout streamed into the result blob by the worker, its stderr's tail
-//!   kept by a third thread (for the fail message).
+//!   one thread, its stdout streamed into the result blob by the worker, its stderr read by a
+//!   third thread, which reports `batchdb-progress: F MESSAGE` lines as the job's progress
+//!   (at most one report per [`PROGRESS_EVERY`], the latest one kept) and keeps the tail of
+//!   the other lines (for the fail message). The three share the [`Job`] behind a mutex,
+//!   each taking it for one read, write or report at a time.
 //! * Exit status 0 completes the instance; anything else fails it with the status (or signal)
 //!   and the last lines of stderr.
 //! * SIGINT, SIGTERM or SIGHUP stop the run: nothing new is claimed, every running child's
@@ -17,18 +20,23 @@
 //!   The run exits with 128 + the signal's number.
 //! * A child is reaped only after it is taken out of the signal list (`waitid` with
 //!   `WNOWAIT` first), so a signal never goes to a recycled process id.
-//! * Waiting for work polls [`Db::claim`] every [`POLL`], which also sees jobs pushed by
-//!   other processes; this process's own events wake the workers at once.
+//! * `--queue` (repeatable) narrows the claims and the waits to those queues. An idle worker
+//!   sleeps in [`Db::wait_for_work_from`] for the same queues, which wakes for this process's
+//!   pushes and finishes, other processes' commits, due delays, lease ends and schedule slots,
+//!   and does not count a paused or full queue's ready instances as work, so that it never
+//!   spins on them. `--until-empty` ends once nothing is ready, running, delayed or waiting in
+//!   a served queue that is not paused.
 
 use crate::cli::{Cli, OrderArg, RunArgs};
 use crate::progress::{Counts, Progress};
 use crate::{open, Access, CliError, CliResult};
-use batchdb::{Db, Event, Job, Options, Order, Reader, Writer};
+use batchdb::{Db, Event, Job, Options, Order};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::collections::{HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -37,12 +45,22 @@ use std::path::Path;
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// The longest an idle worker sleeps in `Db::wait_for_work` before it looks again. The
-/// library wakes it sooner for pushes, finishes, due delays, other processes' commits and
-/// `Db::stop` (which signals and fatal errors call), so this is only a safety net.
+/// The longest an idle worker sleeps in `Db::wait_for_work_from` before it looks again. The
+/// library wakes it sooner for pushes, finishes, due delays and schedule slots, other
+/// processes' commits and `Db::stop` (which signals and fatal errors call), so this is only a
+/// safety net.
 const POLL: Duration = Duration::from_secs(1);
+/// The prefix of a progress line on a command's stderr.
+const PROGRESS_PREFIX: &[u8] = b"batchdb-progress:";
+/// A progress line is at most this long (the library takes messages of up to 1000 bytes);
+/// a longer line is ordinary stderr.
+const PROGRESS_LINE_MAX: usize = 1100;
+/// The least time between two progress reports of one instance: each is a commit, which wakes
+/// the idle workers of every process. A report that comes sooner is held, and the latest held
+/// one is sent when the time is up.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// How long interrupted children get between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(10);
 /// How much of a failing command's stderr its fail message keeps: the last lines, at most
@@ -74,6 +92,9 @@ pub fn run(cli: &Cli, args: &RunArgs) -> CliResult<i32> {
         ..defaults
     };
     let max_attempts = opts.max_attempts;
+    for q in &args.queues {
+        crate::check_queue(q)?;
+    }
     let db = open(cli, opts, Access::Create)?;
 
     let runner = Arc::new(Runner {
@@ -81,6 +102,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> CliResult<i32> {
         args: program_args.to_vec(),
         name: program.to_string_lossy().into_owned(),
         until_empty: args.until_empty,
+        queues: args.queues.clone(),
         max_attempts,
         db: db.clone(),
         state: Mutex::new(State::default()),
@@ -208,6 +230,8 @@ struct Runner {
     args: Vec<OsString>,
     name: String,
     until_empty: bool,
+    /// The queues served; empty: every queue.
+    queues: Vec<String>,
     max_attempts: u32,
     /// To wake workers sleeping in the library.
     db: Db,
@@ -316,7 +340,7 @@ impl Runner {
                 }
                 st.generation
             };
-            match db.claim() {
+            match db.claim_from(&self.queues) {
                 Ok(Some(job)) => match self.execute(job) {
                     Ok(Outcome::Released) => {
                         self.released.fetch_add(1, Ordering::Relaxed);
@@ -329,20 +353,20 @@ impl Runner {
                 },
                 Ok(None) => {
                     if self.until_empty {
-                        match db.pending().next() {
-                            None => {
+                        match self.anything_left(db) {
+                            Ok(false) => {
                                 // Let the other workers see it too.
                                 self.notify();
                                 return;
                             }
-                            Some(Ok(_)) | Some(Err(batchdb::Error::Busy(_))) => {}
-                            Some(Err(e)) => return self.fatal(e.to_string()),
+                            Ok(true) | Err(batchdb::Error::Busy(_)) => {}
+                            Err(e) => return self.fatal(e.to_string()),
                         }
                     }
                     if self.lock().generation != seen {
                         continue;
                     }
-                    if let Err(e) = db.wait_for_work(POLL) {
+                    if let Err(e) = db.wait_for_work_from(&self.queues, POLL) {
                         return self.fatal(e.to_string());
                     }
                 }
@@ -352,8 +376,18 @@ impl Runner {
         }
     }
 
+    /// Whether an `--until-empty` run must go on: an instance is ready, running, delayed or
+    /// backing off in a served queue that is not paused.
+    fn anything_left(&self, db: &Db) -> batchdb::Result<bool> {
+        Ok(db.queues()?.iter().any(|q| {
+            (self.queues.is_empty() || self.queues.contains(&q.name))
+                && !q.paused
+                && q.pending + q.running + q.waiting > 0
+        }))
+    }
+
     /// Runs one claimed instance to its outcome. An `Err` ends the whole run.
-    fn execute(&self, mut job: Job) -> Result<Outcome, String> {
+    fn execute(&self, job: Job) -> Result<Outcome, String> {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
             .stdin(Stdio::piped())
@@ -362,6 +396,10 @@ impl Runner {
             .env("BATCHDB_KEY", job.key().to_string())
             .env("BATCHDB_CREATED", job.created().to_string())
             .env("BATCHDB_ATTEMPT", job.attempt().to_string())
+            .env(
+                "BATCHDB_AFTER",
+                job.after().iter().map(|(k, c, h)| format!("{k}:{c}:{h}")).collect::<Vec<_>>().join(" "),
+            )
             .process_group(0);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
@@ -374,8 +412,9 @@ impl Runner {
         let pid = child.id();
         self.register(pid);
         let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-        let (payload, output) = job.io();
-        let io = std::thread::scope(|s| pump(s, pid, payload, stdin, output, stdout, stderr));
+        let shared = Mutex::new(job);
+        let io = std::thread::scope(|s| pump(s, pid, &shared, stdin, stdout, stderr));
+        let job = shared.into_inner().unwrap_or_else(|e| e.into_inner());
         let status = self.reap(&mut child, pid);
 
         let io = match io {
@@ -449,15 +488,22 @@ struct Pumped {
     tail: String,
 }
 
-/// Streams the payload into the child, its stdout into the output blob, and keeps its
-/// stderr's tail, on three threads. `Err` only when a thread could not be started (the
-/// child is then killed).
-fn pump<'scope, 'env>(
-    s: &'scope std::thread::Scope<'scope, 'env>,
+/// The job, shared by the threads that feed its payload, store its output and report its
+/// progress.
+type Shared = Mutex<Job>;
+
+fn lock_job(job: &Shared) -> MutexGuard<'_, Job> {
+    job.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Streams the payload into the child, its stdout into the output blob, and reads its stderr
+/// (progress reports and the tail), on three threads. `Err` only when a thread could not be
+/// started (the child is then killed).
+fn pump<'scope>(
+    s: &'scope std::thread::Scope<'scope, '_>,
     pid: u32,
-    payload: &'env mut Reader,
+    job: &'scope Shared,
     stdin: Option<ChildStdin>,
-    output: &mut Writer,
     stdout: Option<ChildStdout>,
     stderr: Option<ChildStderr>,
 ) -> Result<Pumped, String> {
@@ -467,14 +513,14 @@ fn pump<'scope, 'env>(
     };
     let feeder = std::thread::Builder::new()
         .name("batchdb-feed".into())
-        .spawn_scoped(s, move || feed(payload, stdin, pid))
+        .spawn_scoped(s, move || feed(job, stdin, pid))
         .map_err(spawn_failed)?;
     let tailer = std::thread::Builder::new()
         .name("batchdb-stderr".into())
-        .spawn_scoped(s, move || stderr.map(tail_of).unwrap_or_default())
+        .spawn_scoped(s, move || stderr.map(|e| watch_stderr(e, job)).unwrap_or_default())
         .map_err(spawn_failed)?;
     let stored = match stdout {
-        Some(out) => store(out, output),
+        Some(out) => store(out, job),
         None => Err("no pipe for its standard output".to_string()),
     };
     if stored.is_err() {
@@ -488,11 +534,12 @@ fn pump<'scope, 'env>(
 /// Copies the payload to the child's stdin, then closes it. A child that stops reading its
 /// input is not an error (its exit status decides); a payload that cannot be read is, and
 /// kills the child.
-fn feed(payload: &mut Reader, stdin: Option<ChildStdin>, pid: u32) -> Result<(), String> {
+fn feed(job: &Shared, stdin: Option<ChildStdin>, pid: u32) -> Result<(), String> {
     let Some(mut stdin) = stdin else { return Ok(()) };
     let mut buf = vec![0u8; BUF];
     loop {
-        let n = match payload.read(&mut buf) {
+        let read = lock_job(job).read(&mut buf);
+        let n = match read {
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -508,7 +555,7 @@ fn feed(payload: &mut Reader, stdin: Option<ChildStdin>, pid: u32) -> Result<(),
 }
 
 /// Copies the child's stdout into the output blob, a buffer at a time.
-fn store(mut stdout: ChildStdout, output: &mut Writer) -> Result<(), String> {
+fn store(mut stdout: ChildStdout, job: &Shared) -> Result<(), String> {
     let mut buf = vec![0u8; BUF];
     loop {
         let n = match stdout.read(&mut buf) {
@@ -517,39 +564,159 @@ fn store(mut stdout: ChildStdout, output: &mut Writer) -> Result<(), String> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(format!("reading its standard output: {e}")),
         };
-        output.write_all(&buf[..n]).map_err(|e| batchdb::Error::from(e).to_string())?;
+        lock_job(job).write_all(&buf[..n]).map_err(|e| batchdb::Error::from(e).to_string())?;
     }
 }
 
-/// Reads stderr to its end, keeping the last lines (at most TAIL_LINES and TAIL_BYTES).
-fn tail_of(mut stderr: ChildStderr) -> String {
-    let mut ring: VecDeque<u8> = VecDeque::with_capacity(TAIL_BYTES);
-    let mut cut = false;
-    let mut buf = [0u8; 8192];
-    loop {
-        match stderr.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                ring.extend(&buf[..n]);
-                if ring.len() > TAIL_BYTES {
-                    cut = true;
-                    ring.drain(..ring.len() - TAIL_BYTES);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
+/// The last lines of a command's stderr: at most TAIL_LINES and TAIL_BYTES.
+#[derive(Default)]
+struct Tail {
+    ring: VecDeque<u8>,
+    cut: bool,
+}
+
+impl Tail {
+    fn push(&mut self, bytes: &[u8]) {
+        self.ring.extend(bytes);
+        if self.ring.len() > TAIL_BYTES {
+            self.cut = true;
+            self.ring.drain(..self.ring.len() - TAIL_BYTES);
         }
     }
-    let bytes: Vec<u8> = ring.into();
-    let text = String::from_utf8_lossy(&bytes);
-    let lines: Vec<&str> = text.trim_end().lines().collect();
-    let skip = lines.len().saturating_sub(TAIL_LINES);
-    let kept = lines[skip..].join("\n");
-    if cut || skip > 0 {
-        format!("…{kept}")
-    } else {
-        kept
+
+    fn finish(self) -> String {
+        let bytes: Vec<u8> = self.ring.into();
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text.trim_end().lines().collect();
+        let skip = lines.len().saturating_sub(TAIL_LINES);
+        let kept = lines[skip..].join("\n");
+        if self.cut || skip > 0 {
+            format!("…{kept}")
+        } else {
+            kept
+        }
     }
+}
+
+/// Sends a job's progress reports, at most one per [`PROGRESS_EVERY`].
+struct Reporter<'a> {
+    job: &'a Shared,
+    last: Option<Instant>,
+    held: Option<(f64, String)>,
+}
+
+impl Reporter<'_> {
+    fn report(&mut self, done: f64, message: String) {
+        if self.last.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) {
+            self.held = Some((done, message));
+        } else {
+            self.send(done, &message);
+        }
+    }
+
+    /// How long a held report may still wait.
+    fn wait(&self) -> Option<Duration> {
+        self.held.as_ref()?;
+        Some(self.last.map_or(Duration::ZERO, |t| PROGRESS_EVERY.saturating_sub(t.elapsed())))
+    }
+
+    fn flush(&mut self) {
+        if let Some((done, message)) = self.held.take() {
+            self.send(done, &message);
+        }
+    }
+
+    fn send(&mut self, done: f64, message: &str) {
+        self.last = Some(Instant::now());
+        // Best effort: a worker that lost its lease (Stale) learns it when it finishes.
+        let _ = lock_job(self.job).progress(done, message);
+    }
+}
+
+/// Reads the child's stderr to its end: progress lines are reported, the other lines' tail
+/// is returned (for the fail message).
+fn watch_stderr(mut stderr: ChildStderr, job: &Shared) -> String {
+    let fd = stderr.as_raw_fd();
+    let mut tail = Tail::default();
+    let mut reporter = Reporter { job, last: None, held: None };
+    // The current line while it may still be a progress line; a longer one goes to the tail
+    // as it comes (`overlong`) until its end.
+    let mut line: Vec<u8> = Vec::new();
+    let mut overlong = false;
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(wait) = reporter.wait() {
+            if !readable(fd, wait) {
+                reporter.flush();
+                continue;
+            }
+        }
+        let n = match stderr.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        for piece in buf[..n].split_inclusive(|&b| b == b'\n') {
+            let ends = piece.ends_with(b"\n");
+            if overlong {
+                tail.push(piece);
+                overlong = !ends;
+                continue;
+            }
+            line.extend_from_slice(piece);
+            if ends {
+                match parse_progress(&line) {
+                    Some((done, message)) => reporter.report(done, message),
+                    None => tail.push(&line),
+                }
+                line.clear();
+            } else if line.len() > PROGRESS_LINE_MAX {
+                tail.push(&line);
+                line.clear();
+                overlong = true;
+            }
+        }
+    }
+    // A last line without a newline is a line too.
+    match parse_progress(&line) {
+        Some((done, message)) => reporter.report(done, message),
+        None => tail.push(&line),
+    }
+    reporter.flush();
+    tail.finish()
+}
+
+/// Whether `fd` has data (or its end) to read within `wait`; true also when poll fails, so
+/// that the caller reads and learns the error.
+fn readable(fd: std::os::fd::RawFd, wait: Duration) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let ms = libc::c_int::try_from(wait.as_millis() + 1).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `p` is one valid, exclusively borrowed pollfd for the whole call.
+    let r = unsafe { libc::poll(&mut p, 1, ms) };
+    r != 0
+}
+
+/// A `batchdb-progress: F MESSAGE` line (F from 0 to 1, MESSAGE at most 1000 bytes of UTF-8,
+/// possibly empty): the fraction and the message. Anything else is `None`, ordinary stderr.
+fn parse_progress(line: &[u8]) -> Option<(f64, String)> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let rest = std::str::from_utf8(line.strip_prefix(PROGRESS_PREFIX)?).ok()?;
+    let blank = |c: char| c == ' ' || c == '\t';
+    if !rest.starts_with(blank) {
+        return None;
+    }
+    let rest = rest.trim_start_matches(blank);
+    let (number, message) = match rest.find(blank) {
+        Some(i) => (&rest[..i], rest[i..].trim_matches(blank)),
+        None => (rest, ""),
+    };
+    let done: f64 = number.parse().ok()?;
+    if !(0.0..=1.0).contains(&done) || message.len() > 1000 {
+        return None;
+    }
+    Some((done, message.to_string()))
 }
 
 /// The fail message of a command that did not exit 0.

@@ -26,9 +26,10 @@ pub(crate) use listener::Wake;
 use schema::*;
 
 use super::{
-    chunk_digest, fail, BlobEntry, BlobId, Chunk, ClaimOutcome, ClaimParams, Claimed, Expired, Finished,
-    IdleFacts, NewSchedule, Pos, Published, PushSpec, Pushed, QueueState, QueueStats, Register, ScheduleRow,
-    Stats, Store, CHUNK_BATCH, DEFAULT_QUEUE_ID, GC_PAGE, READY, RUNNING, WAITING,
+    chunk_digest, fail, upstream_gone, BlobEntry, BlobId, Chunk, ClaimOutcome, ClaimParams, Claimed, Expired,
+    Finished, IdleFacts, ImportRow, Lineage, LineageResult, NewSchedule, Pos, Published, PushSpec, Pushed,
+    QueueState, QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH, DEFAULT_QUEUE_ID, GC_PAGE,
+    READY, RUNNING, UPSTREAM, WAITING,
 };
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -40,6 +41,7 @@ use crate::row::{FailRow, ListKind, PendingRow, ResultRow, Row};
 use conn::{Conns, Target, Tx};
 use listener::Listener;
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Mutex;
 
 pub(crate) struct Postgres {
@@ -181,20 +183,178 @@ fn queue_id(t: &mut Tx<'_>, name: &str) -> Result<i64> {
 fn insert_instance(t: &mut Tx<'_>, job: BlobId, spec: &PushSpec) -> Result<Pushed> {
     let queue = queue_id(t, &spec.queue)?;
     let created: i64 = t.one(NEXT_CREATED, &[&now_ms()])?.get(0);
-    if spec.unique {
-        if let Some(existing) = t.one(LIVE_INSTANCE, &[&job, &queue])?.get::<_, Option<i64>>(0) {
-            return Ok(Pushed { created: existing, new: false });
+    // Live instance first, then results: an instance that completes between the two looks
+    // is seen by one of them.
+    let live: Option<i64> =
+        if spec.unique || spec.memo { t.one(LIVE_INSTANCE, &[&job, &queue])?.get(0) } else { None };
+    if spec.memo {
+        if let Some(r) = t.opt(NEWEST_RESULT, &[&job])? {
+            let hash = hash_of(&r, 1, r.get(2))?;
+            return Ok(Pushed { cached: Some(hash), ..Pushed::joined(r.get(0)) });
         }
     }
-    insert_instance_as(t, job, spec, queue, created)?;
-    Ok(Pushed { created, new: true })
+    if let Some(existing) = live {
+        return Ok(Pushed::joined(existing));
+    }
+    let mut ups = Vec::with_capacity(spec.after.len());
+    let (mut live, mut failed) = (0i64, None);
+    for (key, up) in &spec.after {
+        let bytes: &[u8] = key.as_bytes().as_slice();
+        match t.opt(UPSTREAM_STATE, &[&bytes, up])? {
+            Some(r) if r.get::<_, Option<i64>>(1).is_some() => {
+                live += 1;
+                ups.push((r.get::<_, i64>(0), *up));
+            }
+            Some(r) if r.get::<_, bool>(2) => ups.push((r.get(0), *up)),
+            Some(r) if r.get::<_, bool>(3) => {
+                failed.get_or_insert_with(|| upstream_gone(key, *up, "failed"));
+                ups.push((r.get(0), *up));
+            }
+            _ => return Err(fail::no_upstream(key, *up)),
+        }
+    }
+    for (up_job, up) in &ups {
+        t.exec(EDGE_INSERT, &[&created, up_job, up])?;
+    }
+    if let Some(message) = failed {
+        t.exec(FAIL_INSERT, &[&created, &job, &message, &None::<i64>, &now_ms(), &0i64, &queue])?;
+        return Ok(Pushed { failed: Some(message), ..Pushed::queued(created) });
+    }
+    insert_instance_as(t, job, spec, queue, created, live, ups.len() as i64)?;
+    Ok(Pushed::queued(created))
 }
 
-fn insert_instance_as(t: &mut Tx<'_>, job: BlobId, spec: &PushSpec, queue: i64, created: i64) -> Result<()> {
-    let (state, run_at) =
-        if spec.delay_ms > 0 { (WAITING, Some(created + spec.delay_ms)) } else { (READY, None) };
-    t.exec(INSTANCE_INSERT, &[&created, &job, &state, &(spec.priority as i64), &run_at, &queue])?;
+#[allow(clippy::too_many_arguments)]
+fn insert_instance_as(
+    t: &mut Tx<'_>,
+    job: BlobId,
+    spec: &PushSpec,
+    queue: i64,
+    created: i64,
+    waiting_on: i64,
+    deps: i64,
+) -> Result<()> {
+    let run_at = (spec.delay_ms > 0).then(|| created + spec.delay_ms);
+    let state = match (waiting_on > 0, run_at.is_some()) {
+        (true, _) => UPSTREAM,
+        (false, true) => WAITING,
+        (false, false) => READY,
+    };
+    t.exec(
+        INSTANCE_INSERT,
+        &[&created, &job, &state, &(spec.priority as i64), &run_at, &queue, &waiting_on, &deps],
+    )?;
     t.notify()
+}
+
+/// Turns the instances waiting for `(key, created)`, which ended without a result, into fail
+/// rows, and theirs in turn; returns them, for events.
+fn fail_dependents(t: &mut Tx<'_>, key: Hash, created: i64, how: &str, now: i64) -> Result<Vec<Expired>> {
+    let mut out = Vec::new();
+    let mut work = vec![(key, created, how.to_string())];
+    while let Some((up_key, up, how)) = work.pop() {
+        for r in t.query(DEPENDENTS, &[&up])? {
+            let (dc, djob, dq): (i64, BlobId, i64) = (r.get(0), r.get(1), r.get(2));
+            let dkey = hash_of(&r, 3, djob)?;
+            let message = upstream_gone(&up_key, up, &how);
+            t.exec(FAIL_INSERT, &[&dc, &djob, &message, &None::<i64>, &now, &0i64, &dq])?;
+            t.exec(INSTANCE_DELETE, &[&dc])?;
+            out.push(Expired { key: dkey, created: dc, message });
+            work.push((dkey, dc, "failed".to_string()));
+        }
+    }
+    Ok(out)
+}
+
+fn import_edges(t: &mut Tx<'_>, created: i64, after: &[(Hash, i64)]) -> Result<i64> {
+    for (key, up) in after {
+        let up_job = job_by_hash(t, key)?;
+        t.exec(EDGE_INSERT, &[&created, &up_job, up])?;
+    }
+    if after.is_empty() {
+        return Ok(0);
+    }
+    Ok(t.one(UPSTREAMS_LEFT, &[&created])?.get(0))
+}
+
+/// Applies one row a copy brings (see [`ImportRow`]); rows the target has are left alone.
+fn import_row(t: &mut Tx<'_>, row: ImportRow) -> Result<()> {
+    let now = now_ms();
+    match row {
+        ImportRow::Job(key) => {
+            let bytes: &[u8] = key.as_bytes().as_slice();
+            let id: BlobId =
+                t.opt(BLOB_BY_HASH, &[&bytes])?.map(|r| r.get(0)).ok_or_else(|| fail::job_not_found(&key))?;
+            t.exec(JOB_INSERT, &[&id, &bytes])?;
+        }
+        ImportRow::Queue { name, limit, paused } => {
+            let limit = limit.map(i64::from);
+            t.exec(QUEUE_SET_LIMIT, &[&name, &limit])?;
+            t.exec(QUEUE_SET_PAUSED, &[&name, &paused])?;
+        }
+        ImportRow::Schedule(s) => {
+            let job = job_by_hash(t, &s.job)?;
+            let queue = queue_id(t, &s.queue)?;
+            t.exec(SCHEDULE_PUT, &[&s.name, &s.spec, &job, &queue, &(s.priority as i64), &s.next_run])?;
+        }
+        ImportRow::Pending { key, created, queue, priority, run_at, after } => {
+            let job = job_by_hash(t, &key)?;
+            if !t.one(KNOWN_INSTANCE, &[&created])?.get::<_, bool>(0) {
+                let left = import_edges(t, created, &after)?;
+                let state = match (left > 0, run_at.is_some_and(|x| x > now)) {
+                    (true, _) => UPSTREAM,
+                    (false, true) => WAITING,
+                    (false, false) => READY,
+                };
+                let queue = queue_id(t, &queue)?;
+                t.exec(
+                    INSTANCE_INSERT,
+                    &[
+                        &created,
+                        &job,
+                        &state,
+                        &(priority as i64),
+                        &run_at,
+                        &queue,
+                        &left,
+                        &(after.len() as i64),
+                    ],
+                )?;
+            }
+            t.exec(CREATED_AT_LEAST, &[&created])?;
+        }
+        ImportRow::Result { key, created, hash, start, end, after } => {
+            let job = job_by_hash(t, &key)?;
+            let bytes: &[u8] = hash.as_bytes().as_slice();
+            let blob: BlobId = t
+                .opt(BLOB_BY_HASH, &[&bytes])?
+                .map(|r| r.get(0))
+                .ok_or_else(|| Error::not_found(format!("blob {} not found", hash.short())))?;
+            import_edges(t, created, &after)?;
+            if t.exec(RESULT_IMPORT, &[&created, &job, &blob, &start, &end])? == 1 {
+                t.exec(INSTANCE_DELETE, &[&created])?;
+                t.exec(RELEASE_DEPENDENTS, &[&created, &now])?;
+            }
+            t.exec(CREATED_AT_LEAST, &[&created])?;
+        }
+        ImportRow::Fail { key, created, message, start, end, attempts, after } => {
+            let job = job_by_hash(t, &key)?;
+            import_edges(t, created, &after)?;
+            if t.exec(FAIL_IMPORT, &[&created, &job, &message, &start, &end, &(attempts as i64)])? == 1 {
+                t.exec(INSTANCE_DELETE, &[&created])?;
+            }
+            t.exec(CREATED_AT_LEAST, &[&created])?;
+        }
+        ImportRow::Drop(created) => {
+            t.exec(INSTANCE_DELETE, &[&created])?;
+        }
+    }
+    Ok(())
+}
+
+/// The upstreams `(key, created)` listed by `sql` for instance `created`.
+fn edges(t: &mut Tx<'_>, sql: &'static str, created: i64) -> Result<Vec<(Hash, i64)>> {
+    t.query(sql, &[&created])?.iter().map(|r| Ok((hash_of(r, 0, r.get(2))?, r.get(1)))).collect()
 }
 
 fn queue_states(t: &mut Tx<'_>) -> Result<Vec<QueueState>> {
@@ -224,7 +384,7 @@ fn fire_schedules(t: &mut Tx<'_>, now: i64) -> Result<Vec<(Hash, i64)>> {
         let Ok((slot, next)) = crate::schedule::due(&spec, next_run, now) else { continue };
         let created: i64 = t.one(NEXT_CREATED, &[&now_ms()])?.get(0);
         let push = PushSpec { priority: priority as i32, ..PushSpec::plain() };
-        insert_instance_as(t, job, &push, queue, created)?;
+        insert_instance_as(t, job, &push, queue, created, 0, 0)?;
         t.exec(SCHEDULE_ADVANCE, &[&name, &next, &slot])?;
         fired.push((key, created));
     }
@@ -280,9 +440,14 @@ impl Store for Postgres {
     fn publish(&self, blob: Finished, register: Register) -> Result<Published> {
         self.conns.write(|t| {
             let (id, duplicate_stage) = publish_blob(t, &blob)?;
-            let Register::Job { push } = register;
-            let hash: &[u8] = blob.hash.as_bytes().as_slice();
-            t.exec(JOB_INSERT, &[&id, &hash])?;
+            let push = match register {
+                Register::Job { push } => {
+                    let hash: &[u8] = blob.hash.as_bytes().as_slice();
+                    t.exec(JOB_INSERT, &[&id, &hash])?;
+                    push
+                }
+                Register::Blob => None,
+            };
             let created = match push {
                 Some(spec) => Some(insert_instance(t, id, &spec)?),
                 None => None,
@@ -347,6 +512,7 @@ impl Store for Postgres {
                     t.exec(INSTANCE_DELETE, &[&created])?;
                     let key = hash_of(&t.one(JOB_HASH, &[&job])?, 0, job)?;
                     expired.push(Expired { key, created, message });
+                    expired.extend(fail_dependents(t, key, created, "failed", now)?);
                 } else {
                     t.exec(REQUEUE_NOW, &[&created])?;
                     changed = true;
@@ -379,16 +545,28 @@ impl Store for Postgres {
             };
             let row = if ids.is_empty() { None } else { t.opt(sql, &[&now, &lease_ms, &ids])? };
             let claimed = match row {
-                Some(row) => Some(Claimed {
-                    created: row.get(0),
-                    payload: row.get(1),
-                    attempt: row.get::<_, i64>(2) as u32,
-                    key: hash_of(&row, 3, row.get(1))?,
-                    size: row.get::<_, i64>(4) as u64,
-                    first_chunk: row
-                        .get::<_, Option<Vec<u8>>>(5)
-                        .map(|data| Ok(Chunk { data, digest: Some(row.get(6)) })),
-                }),
+                Some(row) => {
+                    let created: i64 = row.get(0);
+                    let after = if row.get::<_, i64>(7) == 0 {
+                        Vec::new()
+                    } else {
+                        t.query(UPSTREAM_RESULTS, &[&created])?
+                            .iter()
+                            .map(|r| Ok((hash_of(r, 0, r.get(3))?, r.get(1), hash_of(r, 2, r.get(4))?)))
+                            .collect::<Result<_>>()?
+                    };
+                    Some(Claimed {
+                        created,
+                        payload: row.get(1),
+                        attempt: row.get::<_, i64>(2) as u32,
+                        key: hash_of(&row, 3, row.get(1))?,
+                        size: row.get::<_, i64>(4) as u64,
+                        after,
+                        first_chunk: row
+                            .get::<_, Option<Vec<u8>>>(5)
+                            .map(|data| Ok(Chunk { data, digest: Some(row.get(6)) })),
+                    })
+                }
                 None => None,
             };
             if changed {
@@ -472,6 +650,7 @@ impl Store for Postgres {
                         queue: r.get(2),
                         job: hash_of(r, 3, r.get(5))?,
                         next_run: r.get(4),
+                        priority: r.get::<_, i64>(6) as i32,
                     })
                 })
                 .collect()
@@ -513,7 +692,13 @@ impl Store for Postgres {
         })
     }
 
-    fn fail(&self, created: i64, attempt: u32, message: &str, requeue_at: Option<i64>) -> Result<i64> {
+    fn fail(
+        &self,
+        created: i64,
+        attempt: u32,
+        message: &str,
+        requeue_at: Option<i64>,
+    ) -> Result<(i64, Vec<Expired>)> {
         self.conns.write(|t| {
             let (job, start, queue) = fence(t, created, attempt)?;
             let end = now_ms();
@@ -521,6 +706,7 @@ impl Store for Postgres {
                 Some(at) => {
                     t.exec(REQUEUE_AT, &[&created, &at])?;
                     t.notify()?;
+                    Ok((end, Vec::new()))
                 }
                 None => {
                     t.exec(
@@ -528,12 +714,14 @@ impl Store for Postgres {
                         &[&created, &job, &message, &start, &end, &(attempt as i64), &queue],
                     )?;
                     t.exec(INSTANCE_DELETE, &[&created])?;
+                    let key = hash_of(&t.one(JOB_HASH, &[&job])?, 0, job)?;
+                    let dependents = fail_dependents(t, key, created, "failed", end)?;
                     t.notify_if_drained()?;
                     let channel = t.t.channel.clone();
                     t.query(NOTIFY_IF_LIMITED, &[&channel, &queue])?;
+                    Ok((end, dependents))
                 }
             }
-            Ok(end)
         })
     }
 
@@ -547,12 +735,12 @@ impl Store for Postgres {
             t.exec(FAIL_DELETE, &[&created])?;
             t.exec(COUNT_REMOVED, &[&"removed_fails", &1i64])?;
             let new: i64 = t.one(NEXT_CREATED, &[&now_ms()])?.get(0);
-            insert_instance_as(t, job, &PushSpec::plain(), queue, new)?;
+            insert_instance_as(t, job, &PushSpec::plain(), queue, new, 0, 0)?;
             Ok(new)
         })
     }
 
-    fn cancel(&self, key: &Hash, created: i64) -> Result<()> {
+    fn cancel(&self, key: &Hash, created: i64) -> Result<Vec<Expired>> {
         let hash: &[u8] = key.as_bytes().as_slice();
         self.conns.write(|t| {
             let state: i64 = t
@@ -563,7 +751,56 @@ impl Store for Postgres {
                 return Err(fail::instance_running(key, created));
             }
             t.exec(INSTANCE_DELETE, &[&created])?;
-            t.notify_if_drained()
+            let dependents = fail_dependents(t, *key, created, "cancelled", now_ms())?;
+            t.notify_if_drained()?;
+            Ok(dependents)
+        })
+    }
+
+    /// A server has no file to copy: `Db::backup` copies row by row into a new file.
+    fn backup(&self, _tmp: &Path) -> Result<bool> {
+        Ok(false)
+    }
+
+    fn identity(&self) -> Result<(i64, Option<i64>)> {
+        self.conns.read(|t| {
+            let r = t.one(IDENTITY, &[])?;
+            Ok((r.get(0), Some(r.get::<_, i64>(1)).filter(|v| *v != 0)))
+        })
+    }
+
+    fn set_copied_from(&self, source: i64) -> Result<()> {
+        self.conns.write(|t| t.exec(SET_COPIED_FROM, &[&source]).map(|_| ()))
+    }
+
+    fn import(&self, rows: Vec<ImportRow>) -> Result<()> {
+        self.conns.write(|t| {
+            for row in rows.iter().cloned() {
+                import_row(t, row)?;
+            }
+            t.notify()
+        })
+    }
+
+    fn edges(&self, created: i64) -> Result<Vec<(Hash, i64)>> {
+        self.conns.read(|t| edges(t, EDGES_OF, created))
+    }
+
+    fn why(&self, hash: &Hash) -> Result<Option<Lineage>> {
+        let bytes: &[u8] = hash.as_bytes().as_slice();
+        self.conns.tx(BEGIN_SNAPSHOT, |t| {
+            let Some(r) = t.opt(BLOB_JOB_FLAG, &[&bytes])? else { return Ok(None) };
+            let (id, job): (BlobId, bool) = (r.get(0), r.get(1));
+            let rows: Vec<(Hash, i64)> = t
+                .query(RESULTS_WITH_BLOB, &[&id])?
+                .iter()
+                .map(|r| Ok((hash_of(r, 0, r.get(2))?, r.get(1))))
+                .collect::<Result<_>>()?;
+            let mut results = Vec::with_capacity(rows.len());
+            for (key, created) in rows {
+                results.push(LineageResult { key, created, after: edges(t, EDGES_OF, created)? });
+            }
+            Ok(Some(Lineage { job, results }))
         })
     }
 
@@ -726,12 +963,14 @@ fn list_jobs(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)
 }
 
 fn list_pending(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
-    t.query(LIST_PENDING, &[&after.created, &(limit as i64)])?
+    let mut rows: Vec<(Row, Pos)> = t
+        .query(LIST_PENDING, &[&after.created, &(limit as i64)])?
         .iter()
         .map(|r| {
             let created: i64 = r.get(0);
             let priority = r.get::<_, i64>(3) as i32;
-            let running = r.get::<_, i64>(2) == RUNNING;
+            let state = r.get::<_, i64>(2);
+            let running = state == RUNNING;
             let queue: Option<String> = r.get(6);
             let done: Option<f64> = r.get(7);
             Ok((
@@ -746,11 +985,19 @@ fn list_pending(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, P
                         done,
                         message: r.get::<_, Option<String>>(8).unwrap_or_default(),
                     }),
+                    after: (state == UPSTREAM).then(Vec::new),
                 }),
                 Pos { hash: None, job: 0, created },
             ))
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    // Rows that wait for upstreams show which (a few rows of a page, each one query).
+    for (row, _) in &mut rows {
+        if let Row::Pending(PendingRow { created, after: Some(after), .. }) = row {
+            *after = edges(t, WAITING_ON, *created)?;
+        }
+    }
+    Ok(rows)
 }
 
 /// Results and fails are listed by (job key, created): first the rest of the current job's

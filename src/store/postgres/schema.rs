@@ -117,6 +117,16 @@ CREATE TABLE schedule (
 );
 CREATE INDEX schedule_due ON schedule (next_run);
 INSERT INTO meta (name, value) VALUES ('removed_results', 0), ('removed_fails', 0);
+ALTER TABLE instance ADD COLUMN waiting_on BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE instance ADD COLUMN deps BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE edge (
+    created    BIGINT NOT NULL,
+    up_job     BIGINT NOT NULL,
+    up_created BIGINT NOT NULL,
+    PRIMARY KEY (created, up_created)
+);
+CREATE INDEX edge_up ON edge (up_created);
+INSERT INTO meta (name, value) VALUES ('db_id', floor(random() * 9007199254740991)::bigint), ('copied_from', 0);
 "#,
 ];
 
@@ -183,8 +193,54 @@ pub(crate) const JOB_HASH: &str = "SELECT hash FROM job WHERE blob = $1";
 /// increase in commit order across every client of the server.
 pub(crate) const NEXT_CREATED: &str =
     "UPDATE meta SET value = GREATEST(value + 1, $1::bigint) WHERE name = 'last_created' RETURNING value";
-pub(crate) const INSTANCE_INSERT: &str =
-    "INSERT INTO instance (created, job, state, priority, run_at, queue) VALUES ($1, $2, $3, $4, $5, $6)";
+pub(crate) const INSTANCE_INSERT: &str = "INSERT INTO instance \
+     (created, job, state, priority, run_at, queue, waiting_on, deps) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+// Memoized runs, dependencies and lineage (see the SQLite schema for what each does).
+pub(crate) const NEWEST_RESULT: &str = "SELECT r.created, b.hash, r.blob FROM result r \
+     JOIN blob b ON b.id = r.blob WHERE r.job = $1 ORDER BY r.created DESC LIMIT 1";
+pub(crate) const UPSTREAM_STATE: &str = "SELECT j.blob, \
+     (SELECT state FROM instance WHERE created = $2 AND job = j.blob), \
+     EXISTS (SELECT 1 FROM result WHERE job = j.blob AND created = $2), \
+     EXISTS (SELECT 1 FROM fail WHERE created = $2 AND job = j.blob) \
+     FROM job j WHERE j.hash = $1";
+pub(crate) const EDGE_INSERT: &str =
+    "INSERT INTO edge (created, up_job, up_created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+pub(crate) const RELEASE_DEPENDENTS: &str = "UPDATE instance SET waiting_on = waiting_on - 1, \
+     state = CASE WHEN waiting_on > 1 THEN 3 WHEN run_at > $2 THEN 2 ELSE 0 END \
+     WHERE state = 3 AND created IN (SELECT created FROM edge WHERE up_created = $1)";
+
+// Copies between databases (see the SQLite schema).
+pub(crate) const IDENTITY: &str = "SELECT (SELECT value FROM meta WHERE name = 'db_id'), \
+     (SELECT value FROM meta WHERE name = 'copied_from')";
+pub(crate) const SET_COPIED_FROM: &str = "UPDATE meta SET value = $1 WHERE name = 'copied_from'";
+pub(crate) const KNOWN_INSTANCE: &str = "SELECT EXISTS (SELECT 1 FROM instance WHERE created = $1) \
+     OR EXISTS (SELECT 1 FROM result WHERE created = $1) OR EXISTS (SELECT 1 FROM fail WHERE created = $1)";
+pub(crate) const UPSTREAMS_LEFT: &str = "SELECT count(*) FROM edge e WHERE e.created = $1 \
+     AND NOT EXISTS (SELECT 1 FROM result r WHERE r.created = e.up_created)";
+pub(crate) const RESULT_IMPORT: &str = "INSERT INTO result (created, job, blob, started, ended) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+pub(crate) const FAIL_IMPORT: &str =
+    "INSERT INTO fail (created, job, message, started, ended, attempts, queue) \
+     VALUES ($1, $2, $3, $4, $5, $6, 0) ON CONFLICT DO NOTHING";
+pub(crate) const CREATED_AT_LEAST: &str =
+    "UPDATE meta SET value = GREATEST(value, $1) WHERE name = 'last_created'";
+pub(crate) const DEPENDENTS: &str = "SELECT i.created, i.job, i.queue, j.hash FROM edge e \
+     JOIN instance i ON i.created = e.created JOIN job j ON j.blob = i.job \
+     WHERE e.up_created = $1 AND i.state = 3 FOR UPDATE OF i";
+pub(crate) const UPSTREAM_RESULTS: &str =
+    "SELECT j.hash, e.up_created, b.hash, e.up_job, r.blob FROM edge e \
+     JOIN job j ON j.blob = e.up_job JOIN result r ON r.created = e.up_created \
+     JOIN blob b ON b.id = r.blob WHERE e.created = $1 ORDER BY e.up_created";
+pub(crate) const EDGES_OF: &str = "SELECT j.hash, e.up_created, e.up_job FROM edge e \
+     JOIN job j ON j.blob = e.up_job WHERE e.created = $1 ORDER BY e.up_created";
+pub(crate) const WAITING_ON: &str = "SELECT j.hash, e.up_created, e.up_job FROM edge e \
+     JOIN job j ON j.blob = e.up_job WHERE e.created = $1 \
+     AND NOT EXISTS (SELECT 1 FROM result WHERE created = e.up_created) ORDER BY e.up_created";
+pub(crate) const BLOB_JOB_FLAG: &str = "SELECT b.id, EXISTS (SELECT 1 FROM job WHERE blob = b.id) \
+     FROM blob b WHERE b.hash = $1";
+pub(crate) const RESULTS_WITH_BLOB: &str = "SELECT j.hash, r.created, r.job FROM result r \
+     JOIN job j ON j.blob = r.job WHERE r.blob = $1 ORDER BY j.hash, r.created";
 /// The newest live instance of a job in a queue, for unique pushes.
 pub(crate) const LIVE_INSTANCE: &str = "SELECT max(created) FROM instance WHERE job = $1 AND queue = $2";
 
@@ -224,7 +280,8 @@ pub(crate) const SCHEDULE_PUT: &str = "INSERT INTO schedule (name, spec, job, qu
      job = excluded.job, queue = excluded.queue, priority = excluded.priority, \
      next_run = excluded.next_run, last_slot = NULL";
 pub(crate) const SCHEDULE_DELETE: &str = "DELETE FROM schedule WHERE name = $1";
-pub(crate) const SCHEDULE_LIST: &str = "SELECT s.name, s.spec, q.name, j.hash, s.next_run, s.job \
+pub(crate) const SCHEDULE_LIST: &str =
+    "SELECT s.name, s.spec, q.name, j.hash, s.next_run, s.job, s.priority \
      FROM schedule s JOIN job j ON j.blob = s.job JOIN queue q ON q.id = s.queue ORDER BY s.name";
 /// Due schedules, locked: one another claimer is firing is skipped, so each slot is pushed
 /// once.
@@ -257,8 +314,8 @@ macro_rules! claim {
                  SET state = 1, attempts = attempts + 1, lease_until = $1::bigint + $2::bigint, start = $1, \
                      progress = NULL, note = NULL \
                  WHERE created = (SELECT created FROM p) \
-                 RETURNING created, job, attempts) \
-             SELECT c.created, c.job, c.attempts, j.hash, b.size, ch.data, ch.digest \
+                 RETURNING created, job, attempts, deps) \
+             SELECT c.created, c.job, c.attempts, j.hash, b.size, ch.data, ch.digest, c.deps \
              FROM c JOIN job j ON j.blob = c.job JOIN blob b ON b.id = c.job \
              LEFT JOIN chunk ch ON ch.blob = c.job AND ch.seq = 0"
         )
@@ -281,9 +338,14 @@ pub(crate) const INSTANCE_DELETE: &str = "DELETE FROM instance WHERE created = $
 pub(crate) const COMPLETE: &str = "WITH d AS (DELETE FROM instance \
          WHERE created = $1 AND attempts = $2 AND state = 1 RETURNING job, start, queue), \
      r AS (INSERT INTO result (created, job, blob, started, ended) \
-         SELECT $1, job, $3, coalesce(start, 0), $4 FROM d RETURNING created) \
+         SELECT $1, job, $3, coalesce(start, 0), $4 FROM d RETURNING created), \
+     u AS (UPDATE instance SET waiting_on = waiting_on - 1, \
+         state = CASE WHEN waiting_on > 1 THEN 3 WHEN run_at > $4 THEN 2 ELSE 0 END \
+         WHERE state = 3 AND EXISTS (SELECT 1 FROM r) \
+         AND created IN (SELECT created FROM edge WHERE up_created = $1)) \
      SELECT r.created, CASE WHEN NOT EXISTS (SELECT 1 FROM instance WHERE created <> $1) \
          OR EXISTS (SELECT 1 FROM d JOIN queue q ON q.id = d.queue WHERE q.max_running IS NOT NULL) \
+         OR EXISTS (SELECT 1 FROM edge WHERE up_created = $1) \
          THEN pg_notify($5, '') END FROM r";
 pub(crate) const REQUEUE_AT: &str =
     "UPDATE instance SET state = 2, run_at = $2, lease_until = NULL WHERE created = $1";
@@ -299,7 +361,7 @@ pub(crate) const PRUNE_RESULTS: &str = "DELETE FROM result WHERE ended < $1";
 pub(crate) const PRUNE_FAILS: &str = "DELETE FROM fail WHERE ended < $1";
 /// Keeps `results_total` and `fails_total` counting rows that prune or retry removed.
 pub(crate) const COUNT_REMOVED: &str = "UPDATE meta SET value = value + $2 WHERE name = $1";
-pub(crate) const IDLE: &str = "SELECT EXISTS (SELECT 1 FROM instance WHERE state = 1), \
+pub(crate) const IDLE: &str = "SELECT EXISTS (SELECT 1 FROM instance WHERE state IN (1, 3)), \
      (SELECT run_at FROM instance i WHERE state = 2 \
         AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.id = i.queue AND q.paused) \
         ORDER BY run_at LIMIT 1), \

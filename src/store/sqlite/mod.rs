@@ -9,9 +9,10 @@ use schema::*;
 
 use super::Access;
 use super::{
-    best_candidate, chunk_digest, fail, BlobEntry, BlobId, Chunk, ClaimOutcome, ClaimParams, Claimed,
-    Expired, Finished, IdleFacts, NewSchedule, Pos, Published, PushSpec, Pushed, QueueState, QueueStats,
-    Register, ScheduleRow, Stats, Store, CHUNK_BATCH, DEFAULT_QUEUE_ID, GC_PAGE, READY, RUNNING, WAITING,
+    best_candidate, chunk_digest, fail, upstream_gone, BlobEntry, BlobId, Chunk, ClaimOutcome, ClaimParams,
+    Claimed, Expired, Finished, IdleFacts, ImportRow, Lineage, LineageResult, NewSchedule, Pos, Published,
+    PushSpec, Pushed, QueueState, QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH,
+    DEFAULT_QUEUE_ID, GC_PAGE, READY, RUNNING, UPSTREAM, WAITING,
 };
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -197,26 +198,228 @@ fn live_instance(c: &Connection, job: BlobId, queue: i64) -> Result<Option<i64>>
     c.prepare_cached(LIVE_INSTANCE).sql()?.query_row([job, queue], |r| r.get(0)).sql()
 }
 
+/// Pushes an instance of `job` per `spec`: a memo push returns the job's newest result, a
+/// unique or memo push a live instance of it in the queue, if there is one; upstreams are
+/// resolved (an unknown one is `NotFound`, and nothing is written), and a push whose
+/// upstream already failed becomes a fail row at once.
 fn insert_instance(c: &Connection, job: BlobId, spec: &PushSpec) -> Result<Pushed> {
     let queue = queue_id(c, &spec.queue)?;
-    if spec.unique {
-        if let Some(created) = live_instance(c, job, queue)? {
-            return Ok(Pushed { created, new: false });
+    // Live instance first, then results: on PostgreSQL an instance that completes between the
+    // two looks is then seen by one of them (the other backend has one writer anyway).
+    let live = if spec.unique || spec.memo { live_instance(c, job, queue)? } else { None };
+    if spec.memo {
+        let found: Option<(i64, Hash)> = c
+            .prepare_cached(NEWEST_RESULT)
+            .sql()?
+            .query_row([job], |r| Ok((r.get(0)?, hash_of(r, 1, r.get(2)?)?)))
+            .optional()
+            .sql()?;
+        if let Some((created, hash)) = found {
+            return Ok(Pushed { cached: Some(hash), ..Pushed::joined(created) });
+        }
+    }
+    if let Some(created) = live {
+        return Ok(Pushed::joined(created));
+    }
+    let mut ups = Vec::with_capacity(spec.after.len());
+    let (mut live, mut failed) = (0, None);
+    for (key, up) in &spec.after {
+        type State = (BlobId, Option<i64>, bool, bool);
+        let st: Option<State> = c
+            .prepare_cached(UPSTREAM_STATE)
+            .sql()?
+            .query_row(params![key.as_bytes().as_slice(), up], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
+            .sql()?;
+        match st {
+            Some((id, Some(_), _, _)) => {
+                live += 1;
+                ups.push((id, *up));
+            }
+            Some((id, None, true, _)) => ups.push((id, *up)),
+            Some((id, None, false, true)) => {
+                failed.get_or_insert_with(|| upstream_gone(key, *up, "failed"));
+                ups.push((id, *up));
+            }
+            _ => return Err(fail::no_upstream(key, *up)),
         }
     }
     let created = next_created(c, 1)?;
-    insert_instance_as(c, job, spec, queue, created)?;
-    Ok(Pushed { created, new: true })
+    for (up_job, up) in &ups {
+        c.prepare_cached(EDGE_INSERT).sql()?.execute(params![created, up_job, up]).sql()?;
+    }
+    if let Some(message) = failed {
+        c.prepare_cached(FAIL_INSERT)
+            .sql()?
+            .execute(params![created, job, message, None::<i64>, now_ms(), 0, queue])
+            .sql()?;
+        return Ok(Pushed { failed: Some(message), ..Pushed::queued(created) });
+    }
+    insert_instance_as(c, job, spec, queue, created, live, ups.len() as i64)?;
+    Ok(Pushed::queued(created))
 }
 
-fn insert_instance_as(c: &Connection, job: BlobId, spec: &PushSpec, queue: i64, created: i64) -> Result<()> {
-    let (state, run_at) =
-        if spec.delay_ms > 0 { (WAITING, Some(created + spec.delay_ms)) } else { (READY, None) };
+#[allow(clippy::too_many_arguments)]
+fn insert_instance_as(
+    c: &Connection,
+    job: BlobId,
+    spec: &PushSpec,
+    queue: i64,
+    created: i64,
+    waiting_on: i64,
+    deps: i64,
+) -> Result<()> {
+    let run_at = (spec.delay_ms > 0).then(|| created + spec.delay_ms);
+    let state = match (waiting_on > 0, run_at.is_some()) {
+        (true, _) => UPSTREAM,
+        (false, true) => WAITING,
+        (false, false) => READY,
+    };
     c.prepare_cached(INSTANCE_INSERT)
         .sql()?
-        .execute(params![created, job, state, spec.priority, run_at, queue])
+        .execute(params![created, job, state, spec.priority, run_at, queue, waiting_on, deps])
         .sql()?;
     Ok(())
+}
+
+/// Turns the instances waiting for `(key, created)`, which ended without a result (`how`:
+/// "failed", "cancelled"), into fail rows, and theirs in turn; returns them, for events.
+fn fail_dependents(c: &Connection, key: Hash, created: i64, how: &str, now: i64) -> Result<Vec<Expired>> {
+    let mut out = Vec::new();
+    let mut work = vec![(key, created, how.to_string())];
+    while let Some((up_key, up, how)) = work.pop() {
+        let deps: Vec<(i64, BlobId, i64, Hash)> = c
+            .prepare_cached(DEPENDENTS)
+            .sql()?
+            .query_map([up], |r| {
+                let job = r.get(1)?;
+                Ok((r.get(0)?, job, r.get(2)?, hash_of(r, 3, job)?))
+            })
+            .sql()?
+            .collect::<rusqlite::Result<_>>()
+            .sql()?;
+        for (dc, djob, dq, dkey) in deps {
+            let message = upstream_gone(&up_key, up, &how);
+            c.prepare_cached(FAIL_INSERT)
+                .sql()?
+                .execute(params![dc, djob, message, None::<i64>, now, 0, dq])
+                .sql()?;
+            c.prepare_cached(INSTANCE_DELETE).sql()?.execute([dc]).sql()?;
+            out.push(Expired { key: dkey, created: dc, message });
+            work.push((dkey, dc, "failed".to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// Records the upstreams of `created` (kept if present) and returns how many have no result.
+fn import_edges(c: &Connection, created: i64, after: &[(Hash, i64)]) -> Result<i64> {
+    for (key, up) in after {
+        let up_job = job_by_hash(c, key)?;
+        c.prepare_cached(EDGE_INSERT).sql()?.execute(params![created, up_job, up]).sql()?;
+    }
+    if after.is_empty() {
+        return Ok(0);
+    }
+    c.prepare_cached(UPSTREAMS_LEFT).sql()?.query_row([created], |r| r.get(0)).sql()
+}
+
+/// Applies one row a copy brings (see [`ImportRow`]); rows the target has are left alone.
+fn import_row(c: &Connection, row: ImportRow) -> Result<()> {
+    let now = now_ms();
+    match row {
+        ImportRow::Job(key) => {
+            let (id, _) = c
+                .prepare_cached(BLOB_BY_HASH)
+                .sql()?
+                .query_row([key.as_bytes().as_slice()], |r| Ok((r.get::<_, BlobId>(0)?, ())))
+                .optional()
+                .sql()?
+                .ok_or_else(|| fail::job_not_found(&key))?;
+            c.prepare_cached(JOB_MARK).sql()?.execute([id]).sql()?;
+        }
+        ImportRow::Queue { name, limit, paused } => {
+            c.prepare_cached(QUEUE_SET_LIMIT).sql()?.execute(params![name, limit]).sql()?;
+            c.prepare_cached(QUEUE_SET_PAUSED).sql()?.execute(params![name, paused]).sql()?;
+        }
+        ImportRow::Schedule(s) => {
+            let job = job_by_hash(c, &s.job)?;
+            let queue = queue_id(c, &s.queue)?;
+            c.prepare_cached(SCHEDULE_PUT)
+                .sql()?
+                .execute(params![s.name, s.spec, job, queue, s.priority, s.next_run])
+                .sql()?;
+        }
+        ImportRow::Pending { key, created, queue, priority, run_at, after } => {
+            let job = job_by_hash(c, &key)?;
+            let known: bool =
+                c.prepare_cached(KNOWN_INSTANCE).sql()?.query_row([job, created], |r| r.get(0)).sql()?;
+            if !known {
+                let left = import_edges(c, created, &after)?;
+                let state = match (left > 0, run_at.is_some_and(|t| t > now)) {
+                    (true, _) => UPSTREAM,
+                    (false, true) => WAITING,
+                    (false, false) => READY,
+                };
+                let queue = queue_id(c, &queue)?;
+                c.prepare_cached(INSTANCE_INSERT)
+                    .sql()?
+                    .execute(params![created, job, state, priority, run_at, queue, left, after.len() as i64])
+                    .sql()?;
+            }
+            c.prepare_cached(CREATED_AT_LEAST).sql()?.execute([created]).sql()?;
+        }
+        ImportRow::Result { key, created, hash, start, end, after } => {
+            let job = job_by_hash(c, &key)?;
+            let blob: BlobId = c
+                .prepare_cached(BLOB_BY_HASH)
+                .sql()?
+                .query_row([hash.as_bytes().as_slice()], |r| r.get(0))
+                .optional()
+                .sql()?
+                .ok_or_else(|| Error::not_found(format!("blob {} not found", hash.short())))?;
+            import_edges(c, created, &after)?;
+            if c.prepare_cached(RESULT_IMPORT)
+                .sql()?
+                .execute(params![created, job, blob, start, end])
+                .sql()?
+                == 1
+            {
+                c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
+                c.prepare_cached(RELEASE_DEPENDENTS).sql()?.execute([created, now]).sql()?;
+            }
+            c.prepare_cached(CREATED_AT_LEAST).sql()?.execute([created]).sql()?;
+        }
+        ImportRow::Fail { key, created, message, start, end, attempts, after } => {
+            let job = job_by_hash(c, &key)?;
+            import_edges(c, created, &after)?;
+            if c.prepare_cached(FAIL_IMPORT)
+                .sql()?
+                .execute(params![created, job, message, start, end, attempts])
+                .sql()?
+                == 1
+            {
+                c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
+            }
+            c.prepare_cached(CREATED_AT_LEAST).sql()?.execute([created]).sql()?;
+        }
+        ImportRow::Drop(created) => {
+            c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
+        }
+    }
+    Ok(())
+}
+
+/// The upstreams `(key, created)` listed by `sql` for instance `created`.
+fn edges(c: &Connection, sql: &str, created: i64) -> Result<Vec<(Hash, i64)>> {
+    c.prepare_cached(sql)
+        .sql()?
+        .query_map([created], |r| Ok((hash_of(r, 0, r.get(2)?)?, r.get(1)?)))
+        .sql()?
+        .collect::<rusqlite::Result<_>>()
+        .sql()
 }
 
 fn queue_states(c: &Connection, sql: &str) -> Result<Vec<QueueState>> {
@@ -257,7 +460,7 @@ fn fire_schedules(c: &Connection, now: i64) -> Result<Vec<(Hash, i64)>> {
         let Ok((slot, next)) = crate::schedule::due(&spec, next_run, now) else { continue };
         let created = next_created(c, 1)?;
         let push = PushSpec { priority, ..PushSpec::plain() };
-        insert_instance_as(c, job, &push, queue, created)?;
+        insert_instance_as(c, job, &push, queue, created, 0, 0)?;
         c.prepare_cached(SCHEDULE_ADVANCE).sql()?.execute(params![name, next, slot]).sql()?;
         fired.push((key, created));
     }
@@ -324,8 +527,11 @@ impl Store for Sqlite {
 
     fn publish(&self, blob: Finished, register: Register) -> Result<Published> {
         self.conns.write(true, move |c| {
-            let Register::Job { push } = register;
-            let (id, duplicate_stage) = publish_blob(c, &blob, true)?;
+            let (job, push) = match register {
+                Register::Job { push } => (true, push),
+                Register::Blob => (false, None),
+            };
+            let (id, duplicate_stage) = publish_blob(c, &blob, job)?;
             let created = match push {
                 Some(spec) => Some(insert_instance(c, id, &spec)?),
                 None => None,
@@ -351,12 +557,17 @@ impl Store for Sqlite {
                 } else {
                     publish_blob(c, blob, true)?.0
                 };
+                // Memo and upstreams take the full path (their preallocated value goes unused).
+                if push.memo || !push.after.is_empty() {
+                    created.push(insert_instance(c, id, &push)?);
+                    continue;
+                }
                 let live = if push.unique { live_instance(c, id, queue)? } else { None };
                 created.push(match live {
-                    Some(existing) => Pushed { created: existing, new: false },
+                    Some(existing) => Pushed::joined(existing),
                     None => {
-                        insert_instance_as(c, id, &push, queue, first_created + i)?;
-                        Pushed { created: first_created + i, new: true }
+                        insert_instance_as(c, id, &push, queue, first_created + i, 0, 0)?;
+                        Pushed::queued(first_created + i)
                     }
                 });
             }
@@ -432,7 +643,9 @@ impl Store for Sqlite {
                         .execute(params![created, job, message, start, now, attempts, queue])
                         .sql()?;
                     c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
-                    expired.push(Expired { key: job_hash(c, job)?, created, message });
+                    let key = job_hash(c, job)?;
+                    expired.push(Expired { key, created, message });
+                    expired.extend(fail_dependents(c, key, created, "failed", now)?);
                 } else {
                     c.prepare_cached(REQUEUE_NOW).sql()?.execute([created]).sql()?;
                 }
@@ -466,17 +679,29 @@ impl Store for Sqlite {
                         .sql()?
                 }
             };
-            let taken: Option<(i64, BlobId, i64)> = match best_candidate(cands, order) {
+            let taken: Option<(i64, BlobId, i64, i64)> = match best_candidate(cands, order) {
                 None => None,
                 Some(best) => c
                     .prepare_cached(TAKE)
                     .sql()?
-                    .query_row([now, lease_ms, best], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .query_row([now, lease_ms, best], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
                     .optional()
                     .sql()?,
             };
             let claimed = match taken {
-                Some((created, job, attempt)) => {
+                Some((created, job, attempt, deps)) => {
+                    let after = if deps == 0 {
+                        Vec::new()
+                    } else {
+                        c.prepare_cached(UPSTREAM_RESULTS)
+                            .sql()?
+                            .query_map([created], |r| {
+                                Ok((hash_of(r, 0, r.get(3)?)?, r.get(1)?, hash_of(r, 2, r.get(4)?)?))
+                            })
+                            .sql()?
+                            .collect::<rusqlite::Result<_>>()
+                            .sql()?
+                    };
                     let (key, size, first_chunk) = c
                         .prepare_cached(CLAIMED_JOB)
                         .sql()?
@@ -484,7 +709,15 @@ impl Store for Sqlite {
                             Ok((hash_of(r, 0, job)?, blob_size(r, 1, job)?, inline_chunk(r, 2)?))
                         })
                         .sql()?;
-                    Some(Claimed { key, payload: job, size, created, attempt: attempt as u32, first_chunk })
+                    Some(Claimed {
+                        key,
+                        payload: job,
+                        size,
+                        created,
+                        attempt: attempt as u32,
+                        after,
+                        first_chunk,
+                    })
                 }
                 None => None,
             };
@@ -572,6 +805,7 @@ impl Store for Sqlite {
                         queue: r.get(2)?,
                         job: blob_hash(r, 3, 5)?,
                         next_run: r.get(4)?,
+                        priority: r.get(6)?,
                     })
                 })
                 .sql()?
@@ -613,11 +847,18 @@ impl Store for Sqlite {
             let end = now_ms();
             c.prepare_cached(RESULT_INSERT).sql()?.execute(params![created, job, blob, start, end]).sql()?;
             c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
+            c.prepare_cached(RELEASE_DEPENDENTS).sql()?.execute([created, end]).sql()?;
             Ok((end, surplus))
         })
     }
 
-    fn fail(&self, created: i64, attempt: u32, message: &str, requeue_at: Option<i64>) -> Result<i64> {
+    fn fail(
+        &self,
+        created: i64,
+        attempt: u32,
+        message: &str,
+        requeue_at: Option<i64>,
+    ) -> Result<(i64, Vec<Expired>)> {
         let message = message.to_string();
         self.conns.write(true, move |c| {
             let (job, start, queue) = fence(c, created, attempt)?;
@@ -625,6 +866,7 @@ impl Store for Sqlite {
             match requeue_at {
                 Some(at) => {
                     c.prepare_cached(REQUEUE_AT).sql()?.execute([created, at]).sql()?;
+                    Ok((end, Vec::new()))
                 }
                 None => {
                     c.prepare_cached(FAIL_INSERT)
@@ -632,9 +874,10 @@ impl Store for Sqlite {
                         .execute(params![created, job, message, start, end, attempt, queue])
                         .sql()?;
                     c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
+                    let key = job_hash(c, job)?;
+                    Ok((end, fail_dependents(c, key, created, "failed", end)?))
                 }
             }
-            Ok(end)
         })
     }
 
@@ -651,12 +894,12 @@ impl Store for Sqlite {
             c.prepare_cached(FAIL_DELETE).sql()?.execute([created]).sql()?;
             c.prepare_cached(COUNT_REMOVED).sql()?.execute(params!["removed_fails", 1]).sql()?;
             let new = next_created(c, 1)?;
-            insert_instance_as(c, job, &PushSpec::plain(), queue, new)?;
+            insert_instance_as(c, job, &PushSpec::plain(), queue, new, 0, 0)?;
             Ok(new)
         })
     }
 
-    fn cancel(&self, key: &Hash, created: i64) -> Result<()> {
+    fn cancel(&self, key: &Hash, created: i64) -> Result<Vec<Expired>> {
         let key = *key;
         self.conns.write(true, move |c| {
             let state: i64 = c
@@ -670,7 +913,75 @@ impl Store for Sqlite {
                 return Err(fail::instance_running(&key, created));
             }
             c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
+            fail_dependents(c, key, created, "cancelled", now_ms())
+        })
+    }
+
+    /// SQLite's online backup, in one step: the pages are copied under one read transaction,
+    /// so the copy is the database as of that instant, while writers (of this or any
+    /// process) go on in the write-ahead log.
+    fn backup(&self, tmp: &Path) -> Result<bool> {
+        let mut dst = Connection::open(tmp).sql()?;
+        self.conns.read(|c| {
+            let b = rusqlite::backup::Backup::new(c, &mut dst).sql()?;
+            match b.step(-1).sql()? {
+                rusqlite::backup::StepResult::Done => Ok(()),
+                other => Err(Error::busy(format!("the backup did not complete in one step ({other:?})"))),
+            }
+        })?;
+        dst.close().map_err(|(_, e)| e).sql()?;
+        Ok(true)
+    }
+
+    fn identity(&self) -> Result<(i64, Option<i64>)> {
+        self.conns.read(|c| {
+            c.prepare_cached(IDENTITY)
+                .sql()?
+                .query_row([], |r| Ok((r.get(0)?, r.get::<_, i64>(1).map(|v| (v != 0).then_some(v))?)))
+                .sql()
+        })
+    }
+
+    fn set_copied_from(&self, source: i64) -> Result<()> {
+        self.conns.write(true, move |c| {
+            c.prepare_cached(SET_COPIED_FROM).sql()?.execute([source]).sql().map(|_| ())
+        })
+    }
+
+    fn import(&self, rows: Vec<ImportRow>) -> Result<()> {
+        self.conns.write(true, move |c| {
+            for row in rows {
+                import_row(c, row)?;
+            }
             Ok(())
+        })
+    }
+
+    fn edges(&self, created: i64) -> Result<Vec<(Hash, i64)>> {
+        self.conns.read(|c| edges(c, EDGES_OF, created))
+    }
+
+    fn why(&self, hash: &Hash) -> Result<Option<Lineage>> {
+        self.conns.read(|c| {
+            let found: Option<(BlobId, i64)> = c
+                .prepare_cached(BLOB_JOB_FLAG)
+                .sql()?
+                .query_row([hash.as_bytes().as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .sql()?;
+            let Some((id, job)) = found else { return Ok(None) };
+            let rows: Vec<(Hash, i64)> = c
+                .prepare_cached(RESULTS_WITH_BLOB)
+                .sql()?
+                .query_map([id], |r| Ok((hash_of(r, 0, r.get(2)?)?, r.get(1)?)))
+                .sql()?
+                .collect::<rusqlite::Result<_>>()
+                .sql()?;
+            let mut results = Vec::with_capacity(rows.len());
+            for (key, created) in rows {
+                results.push(LineageResult { key, created, after: edges(c, EDGES_OF, created)? });
+            }
+            Ok(Some(Lineage { job: job == 1, results }))
         })
     }
 
@@ -901,12 +1212,14 @@ fn list_jobs(c: &Connection, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)
 }
 
 fn list_pending(c: &Connection, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
-    c.prepare_cached(LIST_PENDING)
+    let mut rows: Vec<(Row, Pos)> = c
+        .prepare_cached(LIST_PENDING)
         .sql()?
         .query_map(params![after.created, limit as i64], |r| {
             let created: i64 = r.get(0)?;
             let priority: i32 = r.get(3)?;
-            let running = r.get::<_, i64>(2)? == RUNNING;
+            let state = r.get::<_, i64>(2)?;
+            let running = state == RUNNING;
             let queue: Option<String> = r.get(6)?;
             let done: Option<f64> = r.get(7)?;
             Ok((
@@ -926,13 +1239,21 @@ fn list_pending(c: &Connection, after: &Pos, limit: usize) -> Result<Vec<(Row, P
                             })
                         })
                         .transpose()?,
+                    after: (state == UPSTREAM).then(Vec::new),
                 }),
                 Pos { hash: None, job: 0, created },
             ))
         })
         .sql()?
         .collect::<rusqlite::Result<_>>()
-        .sql()
+        .sql()?;
+    // Rows that wait for upstreams show which (a few rows of a page, each one probe).
+    for (row, _) in &mut rows {
+        if let Row::Pending(PendingRow { created, after: Some(after), .. }) = row {
+            *after = edges(c, WAITING_ON, *created)?;
+        }
+    }
+    Ok(rows)
 }
 
 /// Results and fails are listed by (job key, created): first the rest of the current job's

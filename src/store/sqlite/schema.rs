@@ -116,6 +116,16 @@ CREATE TABLE schedule (
 CREATE INDEX schedule_due ON schedule (next_run);
 INSERT INTO meta (name, value) VALUES ('removed_results', 0), ('removed_fails', 0);
 ALTER TABLE fail ADD COLUMN queue INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE instance ADD COLUMN waiting_on INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE instance ADD COLUMN deps INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE edge (
+    created    INTEGER NOT NULL,
+    up_job     INTEGER NOT NULL,
+    up_created INTEGER NOT NULL,
+    PRIMARY KEY (created, up_created)
+) WITHOUT ROWID;
+CREATE INDEX edge_up ON edge (up_created);
+INSERT INTO meta (name, value) VALUES ('db_id', abs(random() % 9007199254740991)), ('copied_from', 0);
 "#,
 ];
 
@@ -169,8 +179,68 @@ pub(crate) const JOB_HASH: &str = "SELECT hash FROM blob WHERE id = ?1";
 pub(crate) const CLAIMED_JOB: &str = "SELECT hash, size, data FROM blob WHERE id = ?1";
 pub(crate) const NEXT_CREATED: &str =
     "UPDATE meta SET value = max(value + 1, ?1) + ?2 - 1 WHERE name = 'last_created' RETURNING value";
-pub(crate) const INSTANCE_INSERT: &str =
-    "INSERT INTO instance (created, job, state, priority, run_at, queue) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+pub(crate) const INSTANCE_INSERT: &str = "INSERT INTO instance \
+     (created, job, state, priority, run_at, queue, waiting_on, deps) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+// Memoized runs, dependencies and lineage.
+/// A job's newest result: its `created` and output hash (for memo pushes).
+pub(crate) const NEWEST_RESULT: &str = "SELECT r.created, b.hash, r.blob FROM result r \
+     JOIN blob b ON b.id = r.blob WHERE r.job = ?1 ORDER BY r.created DESC LIMIT 1";
+/// Where an upstream `(key ?1, created ?2)` stands: its job's id, its instance's state (NULL
+/// when none), and whether it has a result or a fail row.
+pub(crate) const UPSTREAM_STATE: &str = "SELECT j.id, \
+     (SELECT state FROM instance WHERE created = ?2 AND job = j.id), \
+     EXISTS (SELECT 1 FROM result WHERE job = j.id AND created = ?2), \
+     EXISTS (SELECT 1 FROM fail WHERE created = ?2 AND job = j.id) \
+     FROM blob j WHERE j.hash = ?1 AND j.job = 1";
+pub(crate) const EDGE_INSERT: &str =
+    "INSERT INTO edge (created, up_job, up_created) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+
+// Copies between databases.
+pub(crate) const IDENTITY: &str = "SELECT (SELECT value FROM meta WHERE name = 'db_id'), \
+     (SELECT value FROM meta WHERE name = 'copied_from')";
+pub(crate) const SET_COPIED_FROM: &str = "UPDATE meta SET value = ?1 WHERE name = 'copied_from'";
+/// Whether the target knows instance ?2 of job ?1 already: pending, a result or a fail row.
+pub(crate) const KNOWN_INSTANCE: &str = "SELECT EXISTS (SELECT 1 FROM instance WHERE created = ?2) \
+     OR EXISTS (SELECT 1 FROM result WHERE job = ?1 AND created = ?2) \
+     OR EXISTS (SELECT 1 FROM fail WHERE created = ?2)";
+/// How many upstreams of ?1 have no result in this database yet.
+pub(crate) const UPSTREAMS_LEFT: &str = "SELECT count(*) FROM edge e WHERE e.created = ?1 \
+     AND NOT EXISTS (SELECT 1 FROM result r WHERE r.job = e.up_job AND r.created = e.up_created)";
+pub(crate) const RESULT_IMPORT: &str = "INSERT INTO result (created, job, blob, started, ended) \
+     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING";
+pub(crate) const FAIL_IMPORT: &str =
+    "INSERT INTO fail (created, job, message, started, ended, attempts, queue) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0) ON CONFLICT DO NOTHING";
+/// Keeps `created` increasing in the target past every imported value.
+pub(crate) const CREATED_AT_LEAST: &str =
+    "UPDATE meta SET value = max(value, ?1) WHERE name = 'last_created'";
+/// After instance ?1 completed: each dependent waits for one upstream fewer, and the last one
+/// makes it ready (or waiting, if its delay has not passed by ?2), in the completion's
+/// transaction.
+pub(crate) const RELEASE_DEPENDENTS: &str = "UPDATE instance SET waiting_on = waiting_on - 1, \
+     state = CASE WHEN waiting_on > 1 THEN 3 WHEN run_at > ?2 THEN 2 ELSE 0 END \
+     WHERE state = 3 AND created IN (SELECT created FROM edge WHERE up_created = ?1)";
+/// The dependents of ?1 still waiting for it.
+pub(crate) const DEPENDENTS: &str = "SELECT i.created, i.job, i.queue, j.hash FROM edge e \
+     JOIN instance i ON i.created = e.created JOIN blob j ON j.id = i.job \
+     WHERE e.up_created = ?1 AND i.state = 3";
+/// The upstreams of ?1 with their results' hashes: the inputs a runner gets.
+pub(crate) const UPSTREAM_RESULTS: &str =
+    "SELECT j.hash, e.up_created, b.hash, e.up_job, r.blob FROM edge e \
+     JOIN blob j ON j.id = e.up_job JOIN result r ON r.job = e.up_job AND r.created = e.up_created \
+     JOIN blob b ON b.id = r.blob WHERE e.created = ?1 ORDER BY e.up_created";
+/// The upstreams of ?1 (lineage), and those still without a result (a waiting pending row).
+pub(crate) const EDGES_OF: &str = "SELECT j.hash, e.up_created, e.up_job FROM edge e \
+     JOIN blob j ON j.id = e.up_job WHERE e.created = ?1 ORDER BY e.up_created";
+pub(crate) const WAITING_ON: &str = "SELECT j.hash, e.up_created, e.up_job FROM edge e \
+     JOIN blob j ON j.id = e.up_job WHERE e.created = ?1 \
+     AND NOT EXISTS (SELECT 1 FROM result WHERE job = e.up_job AND created = e.up_created) \
+     ORDER BY e.up_created";
+pub(crate) const BLOB_JOB_FLAG: &str =
+    "SELECT id, job, hash FROM blob WHERE id = (SELECT id FROM blob WHERE hash = ?1)";
+pub(crate) const RESULTS_WITH_BLOB: &str = "SELECT j.hash, r.created, r.job FROM result r \
+     JOIN blob j ON j.id = r.job WHERE r.blob = ?1 ORDER BY j.hash, r.created";
 /// The newest live instance of a job in a queue, for unique pushes.
 pub(crate) const LIVE_INSTANCE: &str = "SELECT max(created) FROM instance WHERE job = ?1 AND queue = ?2";
 
@@ -206,7 +276,8 @@ pub(crate) const SCHEDULE_PUT: &str = "INSERT INTO schedule (name, spec, job, qu
      job = excluded.job, queue = excluded.queue, priority = excluded.priority, \
      next_run = excluded.next_run, last_slot = NULL";
 pub(crate) const SCHEDULE_DELETE: &str = "DELETE FROM schedule WHERE name = ?1";
-pub(crate) const SCHEDULE_LIST: &str = "SELECT s.name, s.spec, q.name, j.hash, s.next_run, s.job \
+pub(crate) const SCHEDULE_LIST: &str =
+    "SELECT s.name, s.spec, q.name, j.hash, s.next_run, s.job, s.priority \
      FROM schedule s JOIN blob j ON j.id = s.job JOIN queue q ON q.id = s.queue ORDER BY s.name";
 pub(crate) const SCHEDULES_DUE: &str =
     "SELECT s.name, s.spec, s.job, s.queue, s.priority, s.next_run, j.hash \
@@ -238,7 +309,7 @@ pub(crate) const PICK_OLDEST: &str = "SELECT created, priority FROM instance WHE
      ORDER BY created ASC LIMIT 1";
 pub(crate) const TAKE: &str = "UPDATE instance \
      SET state = 1, attempts = attempts + 1, lease_until = ?1 + ?2, start = ?1, progress = NULL, note = NULL \
-     WHERE created = ?3 AND state = 0 RETURNING created, job, attempts";
+     WHERE created = ?3 AND state = 0 RETURNING created, job, attempts, deps";
 pub(crate) const PROGRESS: &str = "UPDATE instance SET progress = ?3, note = ?4 \
      WHERE created = ?1 AND attempts = ?2 AND state = 1";
 pub(crate) const RENEW: &str = "UPDATE instance SET lease_until = ?3 \
@@ -262,7 +333,7 @@ pub(crate) const PRUNE_RESULTS: &str = "DELETE FROM result WHERE ended < ?1";
 pub(crate) const PRUNE_FAILS: &str = "DELETE FROM fail WHERE ended < ?1";
 /// Keeps `results_total` and `fails_total` counting rows that prune or retry removed.
 pub(crate) const COUNT_REMOVED: &str = "UPDATE meta SET value = value + ?2 WHERE name = ?1";
-pub(crate) const IDLE: &str = "SELECT EXISTS (SELECT 1 FROM instance WHERE state = 1), \
+pub(crate) const IDLE: &str = "SELECT EXISTS (SELECT 1 FROM instance WHERE state IN (1, 3)), \
      (SELECT run_at FROM instance i WHERE state = 2 \
         AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.id = i.queue AND q.paused = 1) \
         ORDER BY run_at LIMIT 1), \
