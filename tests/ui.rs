@@ -657,3 +657,35 @@ fn the_overview_shows_progress_schedules_and_queues() {
     assert_eq!(o["partial"], false);
     drop(job);
 }
+
+#[test]
+fn a_job_page_shows_its_lineage() {
+    let tmp = common::temp_path();
+    let db = Db::open(&tmp.path, Options::default()).unwrap();
+    // A's output is B's payload; C waits for A; D waits for C and stays waiting.
+    let (a, a_created) = db.add(&b"make input"[..]).unwrap();
+    let mut job = db.claim().unwrap().unwrap();
+    job.write_all(b"the input").unwrap();
+    job.complete().unwrap();
+    let b = db.create(&b"the input"[..]).unwrap();
+    let after_a = batchdb::PushOptions { after: vec![(a, a_created)], ..Default::default() };
+    let (c, pushed) = db.add_with(&b"use input"[..], &after_a).unwrap();
+    let mut job = db.claim().unwrap().unwrap();
+    assert_eq!(job.key(), c);
+    job.write_all(b"used").unwrap();
+    job.complete().unwrap();
+    let after_c = batchdb::PushOptions { after: vec![(c, pushed.created)], ..Default::default() };
+    let (d, d_pushed) = db.add_with(&b"later still"[..], &after_c).unwrap();
+    let blocked = batchdb::PushOptions { after: vec![(d, d_pushed.created)], ..Default::default() };
+    let (e, _) = db.add_with(&b"blocked"[..], &blocked).unwrap();
+    let s = Server::start(&tmp.path, &["--listen", "127.0.0.1:0"]);
+
+    let page = s.get(&format!("/api/job/{b}")).json();
+    assert_eq!(page["made_by"][0]["key"], a.to_string(), "B's payload is A's output");
+    assert_eq!(page["made_by"][0]["created"], a_created);
+    let page = s.get(&format!("/api/job/{c}")).json();
+    assert_eq!(page["results"][0]["after"][0], serde_json::json!([a.to_string(), a_created]));
+    let page = s.get(&format!("/api/job/{e}")).json();
+    assert_eq!(page["instances"][0]["after"][0], serde_json::json!([d.to_string(), d_pushed.created]));
+    assert_eq!(s.get(&format!("/api/job/{}", Hash::of(b"used"))).status, 404, "an output is not a job");
+}

@@ -89,6 +89,8 @@ pub struct Pending {
     pub run_at: Option<i64>,
     /// Its priority, when not 0.
     pub priority: Option<i32>,
+    /// The instances it waits for, `[key, created]`, while it waits.
+    pub after: Option<Vec<(Hash, i64)>>,
 }
 
 /// A fail row.
@@ -175,6 +177,20 @@ pub struct JobPage {
     pub results: Vec<JobResult>,
     /// Its fail rows.
     pub failures: Vec<Failure>,
+    /// Lineage: the result rows whose output is this payload (it was made by those
+    /// instances), each with the instances that one waited for.
+    pub made_by: Vec<Made>,
+}
+
+/// A result row that produced a blob, from [`Db::why`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Made {
+    /// The job's key.
+    pub key: Hash,
+    /// The instance.
+    pub created: i64,
+    /// The instances it waited for, `[key, created]`.
+    pub after: Vec<(Hash, i64)>,
 }
 
 /// A result of a job.
@@ -190,6 +206,8 @@ pub struct JobResult {
     pub start: i64,
     /// When it ended.
     pub end: i64,
+    /// Lineage: the instances it waited for, `[key, created]`.
+    pub after: Vec<(Hash, i64)>,
 }
 
 fn queue_of(row: &PendingRow) -> String {
@@ -300,25 +318,22 @@ fn pending_of(row: &PendingRow) -> Pending {
         queue: queue_of(row),
         run_at: row.run_at,
         priority: row.priority,
+        after: row.after.clone(),
     }
 }
 
 /// A job's page; [`batchdb::Error::NotFound`] when `key` is not a job.
 pub fn job(db: &Db, key: &Hash) -> batchdb::Result<JobPage> {
-    let mut found = None;
-    // Jobs come by key: stop at the first key not below ours.
-    for row in db.jobs() {
-        let row = row?;
-        if row.key >= *key {
-            if row.key == *key {
-                found = Some(row);
-            }
-            break;
-        }
-    }
-    let Some(jobrow) = found else {
+    // `why` answers from the blob row whether it is a job's payload, and who made it.
+    let lineage = db.why(key)?;
+    if !lineage.job {
         return Err(batchdb::Error::NotFound(format!("job {key} not found")));
-    };
+    }
+    let made_by = lineage
+        .results
+        .into_iter()
+        .map(|r| Made { key: r.key, created: r.created, after: r.after })
+        .collect();
     let mut reader = db.get(key)?;
     let size = reader.size();
     let mut buf = Vec::with_capacity(PREVIEW.min(size as usize));
@@ -326,11 +341,17 @@ pub fn job(db: &Db, key: &Hash) -> batchdb::Result<JobPage> {
     let preview_complete = buf.len() as u64 == size;
     let preview = String::from_utf8_lossy(&buf).into_owned();
 
-    let instances: Vec<Pending> = db
-        .pending()
-        .filter(|r| r.as_ref().map_or(true, |r| r.job == *key))
-        .map(|r| r.map(|r| pending_of(&r)))
-        .collect::<batchdb::Result<_>>()?;
+    let mut instances = Vec::new();
+    let mut running = Vec::new();
+    for row in db.pending() {
+        let row = row?;
+        if row.job == *key {
+            if row.running {
+                running.push(row.created);
+            }
+            instances.push(pending_of(&row));
+        }
+    }
 
     let mut results = Vec::new();
     for row in db.results() {
@@ -340,12 +361,20 @@ pub fn job(db: &Db, key: &Hash) -> batchdb::Result<JobPage> {
         }
         if row.key == *key {
             let size = db.get(&row.hash).ok().map(|r| r.size());
+            // The output's lineage holds this row, with what it waited for.
+            let after = db
+                .why(&row.hash)
+                .ok()
+                .and_then(|l| l.results.into_iter().find(|r| r.key == *key && r.created == row.created))
+                .map(|r| r.after)
+                .unwrap_or_default();
             results.push(JobResult {
                 created: row.created,
                 hash: row.hash,
                 size,
                 start: row.start,
                 end: row.end,
+                after,
             });
         }
     }
@@ -359,14 +388,5 @@ pub fn job(db: &Db, key: &Hash) -> batchdb::Result<JobPage> {
             failures.push(row.into());
         }
     }
-    Ok(JobPage {
-        key: *key,
-        size,
-        preview,
-        preview_complete,
-        instances,
-        running: jobrow.running,
-        results,
-        failures,
-    })
+    Ok(JobPage { key: *key, size, preview, preview_complete, instances, running, results, failures, made_by })
 }

@@ -179,6 +179,13 @@ function render(o) {
   })), 5, 'nothing pending');
 }
 
+// A list of instances `[key, created]` as links to their jobs.
+function instances(list) {
+  const span = el('span', {});
+  (list || []).forEach(([k, c], i) => { if (i) span.append(', '); span.append(jobLink(k), ' ' + c); });
+  return span;
+}
+
 async function showJob(key) {
   const r = await fetch('/api/job/' + encodeURIComponent(key), { credentials: 'same-origin' });
   const j = await r.json();
@@ -191,14 +198,17 @@ async function showJob(key) {
     const running = j.running.includes(p.created);
     return {
       attrs: { 'data-created': p.created },
-      cells: [p.created, running ? 'running' : (p.run_at && p.run_at > Date.now() ? 'waiting' : 'pending'),
-        p.run_at ? time(p.run_at) : 'now', running ? '' : cancelButton(j.key, p.created)],
+      cells: [p.created, running ? 'running' : (p.after || (p.run_at && p.run_at > Date.now()) ? 'waiting' : 'pending'),
+        p.queue, p.run_at ? time(p.run_at) : 'now', instances(p.after), running ? '' : cancelButton(j.key, p.created)],
     };
-  }), 4, 'none');
+  }), 6, 'none');
   fill('job-results', j.results.map((x) => ({
     cells: [x.created, el('a', { href: '/blob/' + x.hash, class: 'key', title: x.hash }, short(x.hash)),
-      x.size === null ? '?' : bytes(x.size), age(x.end - x.start), time(x.end)],
-  })), 5, 'no results');
+      x.size === null ? '?' : bytes(x.size), age(x.end - x.start), time(x.end), instances(x.after)],
+  })), 6, 'no results');
+  fill('job-made-by', j.made_by.map((m) => ({
+    cells: [jobLink(m.key), m.created, instances(m.after)],
+  })), 3, 'not the output of any result');
   fill('job-failures', j.failures.map((f) => ({
     attrs: { 'data-created': f.created },
     cells: [f.created, el('td', { class: 'msg' }, f.message), f.attempts, time(f.end), retryButton(j.key, f.created)],
