@@ -44,20 +44,24 @@ before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   // Finished and failed work.
   cli('add', 'echo "hello from batchdb"');
-  // The message holds markup, which the page must show as text.
-  cli('add', 'echo compiling; echo "error: disk quota exceeded <img src=x onerror=window.pwned=1>" >&2; exit 3');
+  // The payload holds markup, which the job's page must show as text.
+  cli('add', 'echo "<img src=x onerror=window.pwned=1>"; echo "error: disk quota exceeded" >&2; exit 3');
   cli('add', 'seq 1 20 | sha256sum');
   cli('run', '--until-empty', '--', 'sh');
   const fails = cli('list', 'fail').trim().split('\n').map((l) => JSON.parse(l));
   assert.equal(fails.length, 1);
   [failedKey, failedCreated] = fails[0].key;
 
-  // One instance running (a worker holds it while the test runs), then two pending behind it.
-  cli('add', 'sleep 600');
+  // One instance running (a worker holds it while the test runs) and reporting progress, then
+  // two pending behind it; a second queue, limited, with work queued; a schedule.
+  cli('add', 'echo "batchdb-progress: 0.4 rendering frame 40 of 100" >&2; sleep 600');
   runner = spawn(BIN, ['--db', DB, 'run', '--workers', '1', '--', 'sh'], { cwd: dir, stdio: 'ignore' });
   await until('the runner to claim', () => stats().running === 1);
   cli('add', 'echo later');
   cli('add', '--delay', '1h', 'echo much later');
+  cli('add', '--queue', 'mail', 'send welcome mail');
+  cli('limit', 'mail', '2');
+  cli('schedule', 'add', 'nightly-report', '--cron', '0 3 * * *', 'make report');
 
   ui = spawn(BIN, ['--db', DB, 'ui', '--listen', '127.0.0.1:0'], { cwd: dir, stdio: ['ignore', 'pipe', 'inherit'] });
   const first = await new Promise((resolve, reject) => {
@@ -91,7 +95,7 @@ test('the overview shows the counts, and Retry makes a failure pending again', a
   const text = (sel) => page.locator(sel).textContent();
   await page.waitForFunction(() => document.getElementById('count-results').textContent !== '–');
   const s = stats();
-  assert.equal(await text('#count-pending'), '1');
+  assert.equal(await text('#count-pending'), '2'); // one in default, one in mail
   assert.equal(await text('#count-waiting'), '1');
   assert.equal(await text('#count-running'), String(s.running));
   assert.equal(await text('#count-running'), '1');
@@ -100,16 +104,24 @@ test('the overview shows the counts, and Retry makes a failure pending again', a
   assert.notEqual(await text('#oldest-pending'), '–');
   // The running instance, the failure with its message, the chart with this minute's work.
   assert.equal(await page.locator('#running tbody tr[data-key]').count(), 1);
+  await page.waitForFunction(() => /rendering frame 40/.test(document.querySelector('#running tbody').textContent));
+  assert.equal(await page.locator('#running progress').getAttribute('value'), '40');
+  assert.equal(await page.locator('#schedules tr[data-schedule="nightly-report"]').count(), 1);
+  const mail = page.locator('#queues tr[data-queue="mail"]');
+  assert.deepEqual(await mail.locator('td').allTextContents().then((t) => t.slice(0, 5)), ['mail', '1', '0', '0', '2']);
   const failure = page.locator(`#failures tr[data-key="${failedKey}"][data-created="${failedCreated}"]`);
-  assert.match(await failure.locator('td.msg').textContent(), /disk quota exceeded <img src=x/);
-  assert.equal(await page.locator('#failures img').count(), 0, 'a fail message was rendered as HTML');
-  assert.equal(await page.evaluate(() => window.pwned), undefined);
+  assert.match(await failure.locator('td.msg').textContent(), /disk quota exceeded/);
   assert.match(await page.locator('#chart svg').getAttribute('aria-label'), /3 in the last hour/);
   await page.screenshot({ path: join(ARTIFACTS, 'overview.png'), fullPage: true });
 
+  // Pause the mail queue from the page; `stats --json` sees it.
+  await mail.locator('button.pause').click();
+  await until('the mail queue to be paused', () => stats().queues.mail.paused === true);
+  await page.waitForFunction(() => document.querySelector('#queues tr[data-queue="mail"] button.resume') !== null);
+
   await failure.locator('button.retry').click();
   await page.waitForFunction(() => document.querySelector('#failures td.empty') !== null);
-  await page.waitForFunction(() => document.getElementById('count-pending').textContent === '2');
+  await page.waitForFunction(() => document.getElementById('count-pending').textContent === '3');
   assert.equal(await text('#count-fails'), '0');
   const again = page.locator(`#pending tr[data-key="${failedKey}"]`);
   assert.equal(await again.count(), 1, 'the retried instance is listed as pending');
@@ -122,7 +134,9 @@ test('the overview shows the counts, and Retry makes a failure pending again', a
   // The job's page: its payload and its instance, with a working Cancel.
   await page.locator(`#pending tr[data-key="${failedKey}"] a`).click();
   await page.waitForFunction((k) => document.getElementById('job-key').textContent === k, failedKey);
-  assert.match(await text('#job-preview'), /disk quota exceeded/);
+  assert.match(await text('#job-preview'), /<img src=x onerror=window.pwned=1>/);
+  assert.equal(await page.locator('#job img').count(), 0, 'the payload was rendered as HTML');
+  assert.equal(await page.evaluate(() => window.pwned), undefined);
   assert.equal(await page.locator('#job-instances tbody tr[data-created]').count(), 1);
   await page.screenshot({ path: join(ARTIFACTS, 'job.png'), fullPage: true });
   await page.locator('#job-instances button.cancel').click();
