@@ -260,3 +260,31 @@ fn stats_count_ready_running_and_waiting_per_queue() {
     let stats = db.stats().unwrap();
     assert_eq!((stats.results, stats.results_total), (0, 1));
 }
+
+#[test]
+fn is_idle_is_the_rule_an_until_empty_run_ends_by() {
+    let t = temp_path();
+    let db = open(&t.path);
+    assert!(db.is_idle::<&str>(&[]).unwrap());
+    db.add_with(&b"p"[..], &into("p")).unwrap();
+    assert!(!db.is_idle::<&str>(&[]).unwrap());
+    assert!(db.is_idle(&["other"]).unwrap(), "a queue not served does not count");
+    db.pause("p").unwrap();
+    assert!(db.is_idle::<&str>(&[]).unwrap(), "a paused queue does not count");
+    db.resume("p").unwrap();
+    let job = db.claim().unwrap().unwrap();
+    assert!(!db.is_idle(&["other"]).unwrap(), "a running instance counts");
+    let (k, c) = (job.key(), job.created());
+    let (_, dep) = db
+        .add_with(
+            &b"d"[..],
+            &PushOptions { after: vec![(k, c)], queue: Some("d".into()), ..Default::default() },
+        )
+        .unwrap();
+    job.complete().unwrap();
+    assert!(!db.is_idle(&["d"]).unwrap(), "the dependent is ready");
+    db.claim_from(&["d"]).unwrap().unwrap().complete().unwrap();
+    assert!(db.is_idle::<&str>(&[]).unwrap());
+    assert!(matches!(db.is_idle(&["bad name"]), Err(Error::Invalid(_))));
+    let _ = dep;
+}
