@@ -70,4 +70,5 @@ pub use options::{Durability, Options, Order, PushOptions, RunOptions, DEFAULT_Q
 pub use queue::Job;
 pub use row::{FailRow, JobRow, ListKind, ListRow, PendingRow, Progress, ResultRow, Row};
 pub use run::RunReport;
+pub use schedule::check_schedule;
 pub use store::{GcReport, Lineage, LineageResult, Pushed, QueueStats, ScheduleRow, Stats};

@@ -186,6 +186,16 @@ impl Db {
         self.sleep_until_work(seen, &mut version, idle.next_due, Some(timeout))
     }
 
+    /// Whether a run serving `queues` (none named: every queue) with `until_empty` would
+    /// return now: nothing is ready in a served queue that is not paused, and nothing is
+    /// running, delayed, backing off or waiting for an upstream. What callers that drive
+    /// [`claim_from`](Db::claim_from) themselves (the CLI, the bindings) ask, so that every
+    /// run loop ends by the same rule.
+    pub fn is_idle<S: AsRef<str>>(&self, queues: &[S]) -> Result<bool> {
+        let served = crate::db::served(queues)?;
+        Ok(!Idle::new(self.inner.store.idle()?, served.as_deref()).any)
+    }
+
     /// Sleeps until woken (true), `next_due` passes (true), another process commits (true),
     /// or `limit` passes (false).
     fn sleep_until_work(

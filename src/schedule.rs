@@ -85,6 +85,14 @@ impl Spec {
     }
 }
 
+/// Checks a schedule's name (1 to 64 characters of `[A-Za-z0-9_.-]`) and spec (`every
+/// DURATION` or a 5-field cron expression in UTC) without storing anything: what
+/// [`Db::schedule`](crate::Db::schedule) refuses, for a caller that checks its arguments first.
+pub fn check_schedule(name: &str, spec: &str) -> Result<()> {
+    crate::options::check_name("schedule", name)?;
+    Spec::parse(spec).map(|_| ())
+}
+
 fn to_utc(ms: i64) -> Result<DateTime<Utc>> {
     Utc.timestamp_millis_opt(ms.clamp(0, HORIZON_MS))
         .single()

@@ -260,3 +260,78 @@ fn stats_count_ready_running_and_waiting_per_queue() {
     let stats = db.stats().unwrap();
     assert_eq!((stats.results, stats.results_total), (0, 1));
 }
+
+#[test]
+fn is_idle_is_the_rule_an_until_empty_run_ends_by() {
+    let t = temp_path();
+    let db = open(&t.path);
+    assert!(db.is_idle::<&str>(&[]).unwrap());
+    db.add_with(&b"p"[..], &into("p")).unwrap();
+    assert!(!db.is_idle::<&str>(&[]).unwrap());
+    assert!(db.is_idle(&["other"]).unwrap(), "a queue not served does not count");
+    db.pause("p").unwrap();
+    assert!(db.is_idle::<&str>(&[]).unwrap(), "a paused queue does not count");
+    db.resume("p").unwrap();
+    let job = db.claim().unwrap().unwrap();
+    assert!(!db.is_idle(&["other"]).unwrap(), "a running instance counts");
+    let (k, c) = (job.key(), job.created());
+    let (_, dep) = db
+        .add_with(
+            &b"d"[..],
+            &PushOptions { after: vec![(k, c)], queue: Some("d".into()), ..Default::default() },
+        )
+        .unwrap();
+    job.complete().unwrap();
+    assert!(!db.is_idle(&["d"]).unwrap(), "the dependent is ready");
+    db.claim_from(&["d"]).unwrap().unwrap().complete().unwrap();
+    assert!(db.is_idle::<&str>(&[]).unwrap());
+    assert!(matches!(db.is_idle(&["bad name"]), Err(Error::Invalid(_))));
+    let _ = dep;
+}
+
+#[test]
+fn a_limit_holds_across_processes() {
+    use std::io::Write;
+    if helper_role().as_deref() == Some("limited") {
+        let db = open(std::path::Path::new(&env("DB")));
+        let log = Mutex::new(std::fs::OpenOptions::new().append(true).open(env("LOG")).unwrap());
+        db.run(RunOptions { workers: 2, until_empty: true, queues: vec!["q".into()] }, |job| {
+            // One write a line: O_APPEND keeps the processes' lines whole and in order.
+            log.lock().unwrap().write_all(format!("S {}\n", job.created()).as_bytes())?;
+            std::thread::sleep(Duration::from_millis(10));
+            log.lock().unwrap().write_all(format!("E {}\n", job.created()).as_bytes())
+        })
+        .unwrap();
+        return;
+    }
+    if helper_role().is_some() {
+        return;
+    }
+    let t = temp_path();
+    let db = open(&t.path);
+    db.limit("q", 2).unwrap();
+    for i in 0..150 {
+        db.add_with(format!("limited {i}").as_bytes(), &into("q")).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    std::fs::write(&log, b"").unwrap();
+    let args = [("DB", t.path.display().to_string()), ("LOG", log.display().to_string())];
+    let children: Vec<_> =
+        (0..3).map(|_| spawn_helper("a_limit_holds_across_processes", "limited", &args)).collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let (mut now, mut max, mut started) = (0i32, 0i32, 0);
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        if line.starts_with('S') {
+            now += 1;
+            started += 1;
+        } else {
+            now -= 1;
+        }
+        max = max.max(now);
+    }
+    assert_eq!(started, 150);
+    assert_eq!(max, 2, "three processes with two workers each, queue limit 2");
+}

@@ -325,7 +325,7 @@ pub struct QueueStats {
     pub pending: u64,
     /// Instances held by a worker.
     pub running: u64,
-    /// Instances waiting for their delay or backoff to end.
+    /// Instances waiting for their delay or backoff to end, or for an upstream.
     pub waiting: u64,
     /// The most instances that may run at once, in every process together; `None`: no limit.
     pub limit: Option<u32>,

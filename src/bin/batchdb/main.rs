@@ -215,6 +215,7 @@ impl Checked<'_> {
 
 fn check_args(command: &Command) -> CliResult<Checked<'_>> {
     Ok(match command {
+        Command::Ui(_) => unreachable!("ui checks its own arguments"),
         Command::Add { push, words } => Checked::Add(words, push_options(push)?),
         Command::Create { words } => Checked::Create(words),
         Command::Push { push, key } => Checked::Push(parse_hash(key)?, push_options(push)?),
@@ -238,23 +239,20 @@ fn check_args(command: &Command) -> CliResult<Checked<'_>> {
         Command::Pause { queue } => Checked::Pause(check_queue(queue)?),
         Command::Resume { queue } => Checked::Resume(check_queue(queue)?),
         Command::Schedule(ScheduleCommand::Add { name, every, cron, queue, priority, words }) => {
-            check_name("schedule", name)?;
             let spec = match (every, cron) {
                 (Some(d), None) => format!("every {d}"),
                 (None, Some(c)) => c.trim().to_string(),
                 _ => unreachable!("clap requires exactly one of --every and --cron"),
             };
-            check_spec(&spec)?;
+            batchdb::check_schedule(name, &spec)?;
             let opts = PushOptions { priority: *priority, queue: queue.clone(), ..Default::default() };
             opts.validate()?;
             Checked::ScheduleAdd { name, spec, words, opts }
         }
         Command::Schedule(ScheduleCommand::List) => Checked::ScheduleList,
-        Command::Schedule(ScheduleCommand::Rm { name }) => {
-            check_name("schedule", name)?;
-            Checked::ScheduleRm(name)
-        }
-        Command::Run(_) | Command::Ui(_) => unreachable!("run and ui check their own arguments"),
+        // The library checks the name (an existing database is needed first anyway).
+        Command::Schedule(ScheduleCommand::Rm { name }) => Checked::ScheduleRm(name),
+        Command::Run(_) => unreachable!("run checks its own arguments"),
     })
 }
 
@@ -479,19 +477,6 @@ pub fn check_queue(queue: &str) -> CliResult<&str> {
     Ok(queue)
 }
 
-/// Checks a schedule name: the queue-name alphabet (the library checks it again).
-fn check_name(what: &str, name: &str) -> CliResult {
-    let ok = (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if ok {
-        return Ok(());
-    }
-    let shown: String = name.chars().take(80).collect();
-    Err(CliError::Msg(format!(
-        "{what} name {shown:?} is invalid: expected 1 to 64 characters of A-Z, a-z, 0-9, '_', '.' and '-'"
-    )))
-}
-
 /// `limit`'s N: a whole number from 0 (no limit) up.
 fn parse_limit(n: &str) -> CliResult<u32> {
     match n.parse::<u32>() {
@@ -501,31 +486,6 @@ fn parse_limit(n: &str) -> CliResult<u32> {
             u32::MAX
         ))),
     }
-}
-
-/// Checks a schedule spec before the database is opened, so that a refused one creates no
-/// file. The rules are the library's (`every DURATION` between 1 ms and 100 years, or a
-/// 5-field cron expression that falls due some day), which `Db::schedule` applies again.
-fn check_spec(spec: &str) -> CliResult {
-    use std::str::FromStr;
-    if let Some(d) = spec.strip_prefix("every ") {
-        let d = batchdb::parse_duration(d).map_err(|e| format!("--every: {e}"))?;
-        if d.is_zero() || d.as_millis() > 100 * 365 * 86_400_000 {
-            return Err(CliError::Msg(format!(
-                "--every {:?}: the interval must be between 1ms and 100 years",
-                &spec["every ".len()..]
-            )));
-        }
-        return Ok(());
-    }
-    let bad = |why: String| CliError::Msg(format!("--cron {spec:?} is not a valid cron expression: {why}"));
-    if spec.split_whitespace().count() != 5 || spec.starts_with('@') {
-        return Err(bad("expected 5 fields, 'MIN HOUR DOM MON DOW' (UTC)".into()));
-    }
-    let cron = croner::Cron::from_str(spec).map_err(|e| bad(e.to_string()))?;
-    let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
-    cron.find_next_occurrence(&epoch, true).map_err(|_| bad("it never falls due".into()))?;
-    Ok(())
 }
 
 /// Calls `f` with the payload: the words joined by single spaces, or standard input,

@@ -376,14 +376,10 @@ impl Runner {
         }
     }
 
-    /// Whether an `--until-empty` run must go on: an instance is ready, running, delayed or
-    /// backing off in a served queue that is not paused.
+    /// Whether an `--until-empty` run must go on: the library's rule ([`Db::is_idle`]), the
+    /// one its own run loop ends by.
     fn anything_left(&self, db: &Db) -> batchdb::Result<bool> {
-        Ok(db.queues()?.iter().any(|q| {
-            (self.queues.is_empty() || self.queues.contains(&q.name))
-                && !q.paused
-                && q.pending + q.running + q.waiting > 0
-        }))
+        Ok(!db.is_idle(&self.queues)?)
     }
 
     /// Runs one claimed instance to its outcome. An `Err` ends the whole run.

@@ -358,17 +358,19 @@ fn edges(t: &mut Tx<'_>, sql: &'static str, created: i64) -> Result<Vec<(Hash, i
 }
 
 fn queue_states(t: &mut Tx<'_>) -> Result<Vec<QueueState>> {
-    Ok(t.query(QUEUE_STATES, &[])?
-        .iter()
-        .map(|r| QueueState {
-            id: r.get(0),
-            name: r.get(1),
-            limit: r.get(2),
-            paused: r.get(3),
-            running: r.get(4),
-            ready: r.get(5),
-        })
-        .collect())
+    Ok(t.query(QUEUE_STATES, &[])?.iter().map(|r| queue_state(r, 0)).collect())
+}
+
+/// A queue's state from the columns of [`QUEUE_STATES`], starting at column `at`.
+fn queue_state(r: &::postgres::Row, at: usize) -> QueueState {
+    QueueState {
+        id: r.get(at),
+        name: r.get(at + 1),
+        limit: r.get(at + 2),
+        paused: r.get(at + 3),
+        running: r.get(at + 4),
+        ready: r.get(at + 5),
+    }
 }
 
 /// Pushes one instance for each schedule that fell due, recording its slot in the same
@@ -518,10 +520,17 @@ impl Store for Postgres {
                     changed = true;
                 }
             }
-            changed |= t.exec(PROMOTE, &[&now])? > 0;
-            let fired = fire_schedules(t, now)?;
-            changed |= !fired.is_empty();
-            let mut states = queue_states(t)?;
+            let rows = t.query(PROMOTE_AND_STATES, &[&now])?;
+            let promoted = rows.first().is_some_and(|r| r.get::<_, i64>(0) > 0);
+            let due = rows.first().is_some_and(|r| r.get::<_, bool>(1));
+            let fired = if due { fire_schedules(t, now)? } else { Vec::new() };
+            changed |= promoted || !fired.is_empty();
+            // The statement's snapshot predates its own promotions (and the schedules' pushes).
+            let mut states = if promoted || !fired.is_empty() {
+                queue_states(t)?
+            } else {
+                rows.iter().map(|r| queue_state(r, 2)).collect()
+            };
             // Limited queues: lock their rows, then count their running instances afresh, so
             // that this count and this claim commit together whatever other clients do.
             let limited: Vec<i64> = states

@@ -267,7 +267,7 @@ pub(crate) const QUEUE_RUNNING: &str = "SELECT queue, count(*) FROM instance \
 pub(crate) const QUEUE_STATS: &str = "SELECT q.name, q.max_running, q.paused, \
      (SELECT count(*) FROM instance WHERE state = 0 AND queue = q.id), \
      (SELECT count(*) FROM instance WHERE state = 1 AND queue = q.id), \
-     (SELECT count(*) FROM instance WHERE state = 2 AND queue = q.id), \
+     (SELECT count(*) FROM instance WHERE state IN (2, 3) AND queue = q.id), \
      (SELECT min(created) FROM instance WHERE state = 0 AND queue = q.id) \
      FROM queue q ORDER BY q.name";
 /// Wakes waiters elsewhere when an instance of a limited queue ends: a slot is free.
@@ -294,8 +294,19 @@ pub(crate) const SCHEDULE_ADVANCE: &str = "UPDATE schedule SET next_run = $2, la
 pub(crate) const EXPIRED: &str = "SELECT created, attempts, job, start, queue FROM instance \
      WHERE state = 1 AND lease_until < $1 FOR UPDATE SKIP LOCKED";
 pub(crate) const REQUEUE_NOW: &str = "UPDATE instance SET state = 0, lease_until = NULL WHERE created = $1";
-pub(crate) const PROMOTE: &str = "UPDATE instance SET state = 0 WHERE created IN \
-     (SELECT created FROM instance WHERE state = 2 AND run_at <= $1 FOR UPDATE SKIP LOCKED)";
+/// Promotes the instances whose delay ended, and returns, in the same round trip, how many,
+/// whether a schedule is due, and each queue's state (as [`QUEUE_STATES`], one row a queue;
+/// the default queue always exists, so there is a row): a claim's cycle is bound by round
+/// trips. The states are read before this statement's own promotions are visible, so a
+/// claim that promoted something reads them again.
+pub(crate) const PROMOTE_AND_STATES: &str = "WITH p AS (UPDATE instance SET state = 0 WHERE created IN \
+     (SELECT created FROM instance WHERE state = 2 AND run_at <= $1 FOR UPDATE SKIP LOCKED) RETURNING 1) \
+     SELECT (SELECT count(*) FROM p), EXISTS (SELECT 1 FROM schedule WHERE next_run <= $1), \
+     q.id, q.name, q.max_running, q.paused, \
+     CASE WHEN q.max_running IS NULL THEN 0 \
+          ELSE (SELECT count(*) FROM instance WHERE state = 1 AND queue = q.id) END, \
+     EXISTS (SELECT 1 FROM instance WHERE state = 0 AND queue = q.id) \
+     FROM queue q ORDER BY q.id";
 /// Takes the best ready instance of the claimable queues `$3` (each queue's best found by one
 /// descent of its ready index, rows other claimers hold skipped) and returns it with its key,
 /// size and first chunk: one round trip, where a worker's cycle is otherwise bound by round

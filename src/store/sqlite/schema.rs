@@ -266,7 +266,7 @@ pub(crate) const QUEUE_STATES: &str = "SELECT q.id, q.name, q.max_running, q.pau
 pub(crate) const QUEUE_STATS: &str = "SELECT q.name, q.max_running, q.paused, \
      (SELECT count(*) FROM instance WHERE state = 0 AND queue = q.id), \
      (SELECT count(*) FROM instance WHERE state = 1 AND queue = q.id), \
-     (SELECT count(*) FROM instance WHERE state = 2 AND queue = q.id), \
+     (SELECT count(*) FROM instance WHERE state IN (2, 3) AND queue = q.id), \
      (SELECT min(created) FROM instance WHERE state = 0 AND queue = q.id) \
      FROM queue q ORDER BY q.name";
 
