@@ -39,11 +39,14 @@ bash tests/go-install.sh
 step "node: npm ci (koffi, pinned) and node --test (loads target/release/libbatchdb.so)"
 (cd bindings/node && npm ci --no-audit --no-fund && npm test)
 
+step "ui: the dashboard in Debian's chromium driven by playwright-core (installs chromium when missing)"
+bash tests/ui/run.sh
+
 step "fuzz: each cargo-fuzz target for 60 s from its seeds (nightly; installs cargo-fuzz when missing)"
 bash tests/fuzz/run.sh 60
 
 step "benchmarks: smoke run of every workload (BENCHMARKS.md has the full run)"
 bash benches/run.sh --smoke
 
-step "postgres: the core and queue suites against a throwaway PostgreSQL cluster"
+step "postgres: the core, queue, queues, pipelines and ui suites against a throwaway PostgreSQL cluster"
 bash tests/pg/run.sh

@@ -41,7 +41,7 @@ URL="postgres://batchdb_test@127.0.0.1:$PORT/batchdb_test"
 echo "tests/pg/run.sh: server up at $URL"
 
 LOG="$TMP/cargo-test.log"
-BATCHDB_TEST_PG="$URL" cargo test --features postgres --test core --test queue --test queues --test pipelines "$@" 2>&1 | tee "$LOG"
+BATCHDB_TEST_PG="$URL" cargo test --features postgres --test core --test queue --test queues --test pipelines --test ui "$@" 2>&1 | tee "$LOG"
 STATUS=${PIPESTATUS[0]}
 
 # The CLI, built with the feature, against the same server.
