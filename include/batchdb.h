@@ -426,6 +426,24 @@ typedef int32_t (*batchdb_run_fn)(void *userdata,
                                   struct batchdb_job *job,
                                   struct batchdb_error *fail_out);
 
+/**
+ * What `batchdb_copy` did.
+ */
+typedef struct batchdb_copy_report {
+  /**
+   * Blobs the target did not hold, sent.
+   */
+  uint64_t blobs_sent;
+  /**
+   * Their bytes.
+   */
+  uint64_t bytes_sent;
+  /**
+   * Rows applied (the target keeps the ones it had).
+   */
+  uint64_t rows;
+} batchdb_copy_report;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -1046,6 +1064,36 @@ int32_t batchdb_run(struct batchdb *db,
  */
 int32_t batchdb_wait(struct batchdb *db,
                      uint32_t timeout_ms,
+                     struct batchdb_error *err);
+
+/**
+ * Writes a consistent copy of the whole database, as of one instant, to the new file `dest`
+ * (NUL-terminated path), while other handles and processes keep working. The copy is written
+ * beside `dest` and linked into place when complete. A database on PostgreSQL is copied into
+ * the new file table by table (see `batchdb_copy`).
+ *
+ * Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` for NULL arguments or an existing `dest` (left
+ * alone); `BATCHDB_ERR_IO` when the file cannot be written. Thread-safe.
+ */
+int32_t batchdb_backup(struct batchdb *db,
+                       const char *dest,
+                       struct batchdb_error *err);
+
+/**
+ * Copies every job, blob, instance, result and fail row, queue setting and schedule of `db`
+ * into the open database `target` (a file or a server), keeping keys and `created` values.
+ * Blobs the target holds are not sent again; a second copy changes nothing, and an
+ * interrupted one is finished by calling this again. `target` must be empty or an earlier
+ * copy (or a backup) of `db`. What was sent goes to `report_out` (may be NULL).
+ *
+ * Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` for NULL handles or a target that is neither
+ * empty nor an earlier copy (nothing is written); `BATCHDB_ERR_IO`, `BATCHDB_ERR_CORRUPT`
+ * (a source blob found damaged: the copy stops before sending it), `BATCHDB_ERR_BUSY`.
+ * Thread-safe; both handles stay usable by other threads meanwhile.
+ */
+int32_t batchdb_copy(struct batchdb *db,
+                     struct batchdb *target,
+                     struct batchdb_copy_report *report_out,
                      struct batchdb_error *err);
 
 #ifdef __cplusplus

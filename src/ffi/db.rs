@@ -82,7 +82,7 @@ pub(crate) fn queue_list(queues: *const *const c_char, n: usize) -> Result<Vec<S
     ptrs.iter().map(|&p| required_name(p, "queue name").map(str::to_string)).collect()
 }
 
-fn path_arg(path: Option<&CStr>) -> Result<std::path::PathBuf, Error> {
+pub(crate) fn path_arg(path: Option<&CStr>) -> Result<std::path::PathBuf, Error> {
     let path = path.ok_or_else(|| null("path"))?;
     #[cfg(unix)]
     {

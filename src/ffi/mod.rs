@@ -39,11 +39,14 @@ mod run;
 
 mod events;
 
+mod copy;
+
 mod error;
 mod handles;
 mod panic;
 
 pub use blob::*;
+pub use copy::*;
 pub use db::*;
 pub use events::*;
 pub use job::*;
