@@ -41,6 +41,7 @@ echo "== building the C cycle program (P6)" >&2
 if cc -O2 -Wall -Wextra -I "$root/include" benches/c/cycle.c -L "$lib_dir" -lbatchdb \
         -Wl,-rpath,"$lib_dir" -o "$build_dir/cycle-c"; then
     peers+=(--c-cycle "$build_dir/cycle-c")
+    peers+=(--cli "$lib_dir/batchdb")
 else
     echo "   (C cycle program did not build: P6-C is reported as not measured)" >&2
 fi

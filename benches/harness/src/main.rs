@@ -150,6 +150,8 @@ pub struct Peers {
     pub effectum: Option<PathBuf>,
     pub original: Option<PathBuf>,
     pub original_status: Option<String>,
+    /// P4ui: the `batchdb` CLI, whose `ui` serves the dashboard.
+    pub cli: Option<PathBuf>,
 }
 
 /// A fresh scratch directory for one measurement.
@@ -316,6 +318,7 @@ fn main() {
         effectum: None,
         original: None,
         original_status: None,
+        cli: None,
     };
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
@@ -327,6 +330,7 @@ fn main() {
             "--scratch" => scratch = val().into(),
             "--only" => only = Some(val().split(',').map(str::to_string).collect()),
             "--c-cycle" => peers.c_cycle = Some(val().into()),
+            "--cli" => peers.cli = Some(val().into()),
             "--go-cycle" => peers.go_cycle = Some(val().into()),
             "--go-cycle-status" => peers.go_status = Some(val()),
             "--node-cycle" => peers.node_cycle = Some(val().into()),
@@ -396,6 +400,7 @@ fn main() {
         }
         log(work::p4m(&plan, &s, p4_plain), &mut rows);
         log(work::p4q(&plan, &s), &mut rows);
+        log(work::p4ui(&plan, &s, &peers), &mut rows);
     }
     if want("P5") {
         for r in work::p5(&plan, &s) {

@@ -937,3 +937,84 @@ pub fn p12(plan: &Plan, s: &Scratch) -> Row {
     row.baseline = Some(b);
     row
 }
+
+// ---------------------------------------------------------------------------------------------
+// P4ui: the cycle while the dashboard is open (issue 21).
+
+/// Starts `batchdb ui` on `db` and returns it with its address (from its first line).
+fn start_ui(cli: &Path, db: &Path) -> Option<(std::process::Child, String)> {
+    use std::io::BufRead;
+    let mut child = Command::new(cli)
+        .arg("--db")
+        .arg(db)
+        .args(["ui", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take()?).read_line(&mut line).ok()?;
+    let addr = line.split("http://").nth(1)?.trim().trim_end_matches('/').to_string();
+    Some((child, addr))
+}
+
+/// One GET, the whole answer read; what a page refresh or a scrape costs the server.
+fn http_get(addr: &str, path: &str) {
+    if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+        let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let _ = std::io::copy(&mut s, &mut std::io::sink());
+    }
+}
+
+pub fn p4ui(plan: &Plan, s: &Scratch, peers: &Peers) -> Row {
+    let mut row = Row::new(
+        "P4ui",
+        "claim + complete, normal, 1 worker, while the dashboard refreshes (overview and /metrics every 500 ms)",
+        "jobs/s",
+        "the same cycle without a dashboard (same run)",
+        Some(0.95),
+    );
+    let Some(cli) = peers.cli.clone() else {
+        row.notes.push("not measured: no --cli given".into());
+        return row;
+    };
+    let (a, b) = pair(
+        plan.reps,
+        || {
+            let path = s.db();
+            let db = open(&path, Durability::Normal);
+            fill(&db, plan.queue);
+            let Some((mut ui, addr)) = start_ui(&cli, &path) else { return 0.0 };
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            let rate = std::thread::scope(|sc| {
+                sc.spawn(|| {
+                    while !stop.load(Ordering::Relaxed) {
+                        http_get(&addr, "/api/overview");
+                        http_get(&addr, "/metrics");
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                });
+                let (rate, _) = batchdb_cycle(&db, 1, plan.slice);
+                stop.store(true, Ordering::Relaxed);
+                rate
+            });
+            let _ = ui.kill();
+            let _ = ui.wait();
+            drop(db);
+            s.done(&path);
+            rate
+        },
+        || {
+            let path = s.db();
+            let db = open(&path, Durability::Normal);
+            fill(&db, plan.queue);
+            let (rate, _) = batchdb_cycle(&db, 1, plan.slice);
+            drop(db);
+            s.done(&path);
+            rate
+        },
+    );
+    row.batchdb = Some(a);
+    row.baseline = Some(b);
+    row
+}
