@@ -286,6 +286,8 @@ pub(crate) const DEFAULT_QUEUE_ID: i64 = 0;
 /// when it has a limit), and whether one is ready.
 #[derive(Clone, Debug)]
 pub(crate) struct QueueState {
+    /// The queue row's id (PostgreSQL's claim names the claimable queues by it).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub id: i64,
     pub name: String,
     pub limit: Option<i64>,

@@ -652,33 +652,28 @@ impl Store for Sqlite {
             }
             c.prepare_cached(PROMOTE).sql()?.execute([now]).sql()?;
             let fired = fire_schedules(c, now)?;
-            let ids: Vec<i64> = queue_states(c, QUEUE_CONF)?
-                .into_iter()
-                .filter(|q| q.claimable(served.as_deref()))
-                .map(|q| q.id)
-                .collect();
-            let newest = order == Order::NewestFirst;
-            let cands: Vec<(i64, i64)> = match ids[..] {
-                [] => Vec::new(),
-                // One queue (the usual case): a plain statement, no JSON.
-                [id] => c
-                    .prepare_cached(if newest { PICK_NEWEST } else { PICK_OLDEST })
-                    .sql()?
-                    .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-                    .sql()?
-                    .into_iter()
-                    .collect(),
-                _ => {
-                    let list = format!("{ids:?}");
-                    c.prepare_cached(if newest { PICKS_NEWEST } else { PICKS_OLDEST })
-                        .sql()?
-                        .query_map([list], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .sql()?
-                        .collect::<rusqlite::Result<_>>()
-                        .sql()?
+            // Every queue's settings and best ready instance in one statement; the claimable
+            // ones' candidates compete (`best_candidate`).
+            let sql = if order == Order::NewestFirst { QUEUE_PICKS_NEWEST } else { QUEUE_PICKS_OLDEST };
+            let mut cands = Vec::new();
+            let mut stmt = c.prepare_cached(sql).sql()?;
+            let mut rows = stmt.query([]).sql()?;
+            while let Some(r) = rows.next().sql()? {
+                let q = QueueState {
+                    id: r.get(0).sql()?,
+                    name: r.get(1).sql()?,
+                    limit: r.get(2).sql()?,
+                    paused: r.get::<_, i64>(3).sql()? != 0,
+                    running: r.get(4).sql()?,
+                    ready: true,
+                };
+                let pick: Option<i64> = r.get(6).sql()?;
+                if let (Some(created), true) = (pick, q.claimable(served.as_deref())) {
+                    cands.push((created, r.get::<_, i64>(5).sql()?));
                 }
-            };
+            }
+            drop(rows);
+            drop(stmt);
             let taken: Option<(i64, BlobId, i64, i64)> = match best_candidate(cands, order) {
                 None => None,
                 Some(best) => c

@@ -251,13 +251,8 @@ pub(crate) const QUEUE_SET_LIMIT: &str = "INSERT INTO queue (name, max_running) 
      ON CONFLICT (name) DO UPDATE SET max_running = excluded.max_running";
 pub(crate) const QUEUE_SET_PAUSED: &str = "INSERT INTO queue (name, paused) VALUES (?1, ?2) \
      ON CONFLICT (name) DO UPDATE SET paused = excluded.paused";
-/// Each queue's settings and its running count when it has a limit: what a claim decides by
-/// (`store::QueueState`, with `ready` taken as true: the picks find out).
-pub(crate) const QUEUE_CONF: &str = "SELECT q.id, q.name, q.max_running, q.paused, \
-     CASE WHEN q.max_running IS NULL THEN 0 \
-          ELSE (SELECT count(*) FROM instance WHERE state = 1 AND queue = q.id) END, 1 \
-     FROM queue q ORDER BY q.id";
-/// The same, with whether each queue has a ready instance: what an idle worker decides by.
+/// Each queue's settings, its running count when it has a limit, and whether it has a ready
+/// instance: what an idle worker decides by (`store::QueueState`).
 pub(crate) const QUEUE_STATES: &str = "SELECT q.id, q.name, q.max_running, q.paused, \
      CASE WHEN q.max_running IS NULL THEN 0 \
           ELSE (SELECT count(*) FROM instance WHERE state = 1 AND queue = q.id) END, \
@@ -289,24 +284,26 @@ pub(crate) const EXPIRED: &str =
     "SELECT created, attempts, job, start, queue FROM instance WHERE state = 1 AND lease_until < ?1";
 pub(crate) const REQUEUE_NOW: &str = "UPDATE instance SET state = 0, lease_until = NULL WHERE created = ?1";
 pub(crate) const PROMOTE: &str = "UPDATE instance SET state = 0 WHERE state = 2 AND run_at <= ?1";
-/// The best ready instance of each queue in the JSON array `?1` (the claimable ones), with its
-/// priority: per queue, two descents of `instance_ready`, in one statement whatever the
-/// number of queues. Empty queues give no row.
-pub(crate) const PICKS_NEWEST: &str = "SELECT i.created, i.priority FROM json_each(?1) q \
-     JOIN instance i ON i.created = (SELECT created FROM instance WHERE state = 0 AND queue = q.value \
-         AND priority = (SELECT max(priority) FROM instance WHERE state = 0 AND queue = q.value) \
-         ORDER BY created DESC LIMIT 1)";
-pub(crate) const PICKS_OLDEST: &str = "SELECT i.created, i.priority FROM json_each(?1) q \
-     JOIN instance i ON i.created = (SELECT created FROM instance WHERE state = 0 AND queue = q.value \
-         AND priority = (SELECT max(priority) FROM instance WHERE state = 0 AND queue = q.value) \
-         ORDER BY created ASC LIMIT 1)";
-/// A queue's best ready instance: two descents of `instance_ready`.
-pub(crate) const PICK_NEWEST: &str = "SELECT created, priority FROM instance WHERE state = 0 AND queue = ?1 \
-     AND priority = (SELECT max(priority) FROM instance WHERE state = 0 AND queue = ?1) \
-     ORDER BY created DESC LIMIT 1";
-pub(crate) const PICK_OLDEST: &str = "SELECT created, priority FROM instance WHERE state = 0 AND queue = ?1 \
-     AND priority = (SELECT max(priority) FROM instance WHERE state = 0 AND queue = ?1) \
-     ORDER BY created ASC LIMIT 1";
+/// Each queue's settings, its running count when it has a limit, its top ready priority and
+/// its best ready instance at that priority (newest or oldest): what a claim decides by, in
+/// one statement, three descents of `instance_ready` a queue.
+macro_rules! queue_picks {
+    ($order:literal) => {
+        concat!(
+            "SELECT q.id, q.name, q.max_running, q.paused, \
+             CASE WHEN q.max_running IS NULL THEN 0 \
+                  ELSE (SELECT count(*) FROM instance WHERE state = 1 AND queue = q.id) END, \
+             (SELECT max(priority) FROM instance WHERE state = 0 AND queue = q.id), \
+             (SELECT created FROM instance WHERE state = 0 AND queue = q.id \
+                 AND priority = (SELECT max(priority) FROM instance WHERE state = 0 AND queue = q.id) \
+                 ORDER BY created ",
+            $order,
+            " LIMIT 1) FROM queue q ORDER BY q.id"
+        )
+    };
+}
+pub(crate) const QUEUE_PICKS_NEWEST: &str = queue_picks!("DESC");
+pub(crate) const QUEUE_PICKS_OLDEST: &str = queue_picks!("ASC");
 pub(crate) const TAKE: &str = "UPDATE instance \
      SET state = 1, attempts = attempts + 1, lease_until = ?1 + ?2, start = ?1, progress = NULL, note = NULL \
      WHERE created = ?3 AND state = 0 RETURNING created, job, attempts, deps";
