@@ -976,6 +976,22 @@ int32_t batchdb_claim_read(struct batchdb *db,
                            struct batchdb_error *err);
 
 /**
+ * `batchdb_claim_read` from the `queues_len` queues named at `queues` only (NUL-terminated
+ * names; NULL with 0 serves every queue), as `batchdb_claim_from` is to `batchdb_claim`.
+ *
+ * Returns as `batchdb_claim_read`, and `BATCHDB_ERR_INVALID` for a NULL or malformed queue
+ * name. Thread-safe.
+ */
+int32_t batchdb_claim_read_from(struct batchdb *db,
+                                const char *const *queues,
+                                size_t queues_len,
+                                uint8_t *buf,
+                                size_t cap,
+                                size_t *n_out,
+                                struct batchdb_job **out_job,
+                                struct batchdb_error *err);
+
+/**
  * The job's key: 64 hex characters, NUL-terminated, owned by the job handle and valid as long
  * as it is (until it is consumed, or the run callback it was lent to returns). NULL for a
  * NULL job.

@@ -134,13 +134,34 @@ pub extern "C" fn batchdb_claim_read(
     out_job: *mut *mut batchdb_job,
     err: *mut batchdb_error,
 ) -> i32 {
+    batchdb_claim_read_from(db, std::ptr::null(), 0, buf, cap, n_out, out_job, err)
+}
+
+/// `batchdb_claim_read` from the `queues_len` queues named at `queues` only (NUL-terminated
+/// names; NULL with 0 serves every queue), as `batchdb_claim_from` is to `batchdb_claim`.
+///
+/// Returns as `batchdb_claim_read`, and `BATCHDB_ERR_INVALID` for a NULL or malformed queue
+/// name. Thread-safe.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn batchdb_claim_read_from(
+    db: *mut batchdb,
+    queues: *const *const c_char,
+    queues_len: usize,
+    buf: *mut u8,
+    cap: usize,
+    n_out: *mut usize,
+    out_job: *mut *mut batchdb_job,
+    err: *mut batchdb_error,
+) -> i32 {
     status(err, || {
         let out_job = handle_out(out_job)?;
         let n_out = out(n_out, "n_out")?;
         *n_out = 0;
         let buf = bytes_mut(buf, cap, "buf")?;
         let h = try_ref(db, "db")?;
-        let Some(mut job) = h.db.claim()? else {
+        let queues = super::db::queue_list(queues, queues_len)?;
+        let Some(mut job) = h.db.claim_from(&queues)? else {
             return Ok(BATCHDB_DONE);
         };
         // On an error here `job` is dropped, which hands the instance back to pending.

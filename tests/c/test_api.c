@@ -1621,6 +1621,36 @@ static void test_wait_from(void) {
     batchdb_close(db);
 }
 
+
+/* batchdb_claim_read_from: the claim of batchdb_claim_from with the payload's start. */
+static void test_claim_read_from(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    char buf[64];
+    size_t n = 99;
+    int64_t cb;
+    batchdb_push_options alpha = {.queue = "alpha"}, beta = {.queue = "beta"};
+    CHECK_OK(batchdb_add_with(db, bytes("in alpha"), 8, &alpha, NULL, NULL, &err), &err);
+    CHECK_OK(batchdb_add_with(db, bytes("in beta"), 7, &beta, NULL, &cb, &err), &err);
+    const char *only_beta[] = {"beta"}, *gamma[] = {"gamma"}, *bad[] = {"not a queue"};
+    batchdb_job *j = NULL;
+    CHECK_OK(batchdb_claim_read_from(db, only_beta, 1, (uint8_t *)buf, sizeof buf, &n, &j, &err), &err);
+    CHECK(j != NULL && n == 7 && memcmp(buf, "in beta", 7) == 0 && batchdb_job_created(j) == cb);
+    CHECK_OK(batchdb_job_complete(j, NULL, &err), &err);
+    n = 99;
+    j = (batchdb_job *)1;
+    CHECK_RC(batchdb_claim_read_from(db, gamma, 1, (uint8_t *)buf, sizeof buf, &n, &j, &err), BATCHDB_DONE, &err);
+    CHECK(j == NULL && n == 0);
+    CHECK_RC(batchdb_claim_read_from(db, bad, 1, (uint8_t *)buf, sizeof buf, &n, &j, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_claim_read_from(db, NULL, 2, (uint8_t *)buf, sizeof buf, &n, &j, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 1);
+    /* NULL with 0 serves every queue. */
+    CHECK_OK(batchdb_claim_read_from(db, NULL, 0, (uint8_t *)buf, sizeof buf, &n, &j, &err), &err);
+    CHECK(j != NULL && n == 8 && memcmp(buf, "in alpha", 8) == 0);
+    CHECK_OK(batchdb_job_complete(j, NULL, &err), &err);
+    batchdb_close(db);
+}
+
 int main(void) {
     RUN(test_version);
     RUN(test_open_and_options);
@@ -1651,5 +1681,6 @@ int main(void) {
     RUN(test_failed_upstream_cascades);
     RUN(test_why);
     RUN(test_wait_from);
+    RUN(test_claim_read_from);
     return tests_failed == 0 ? 0 : 1;
 }

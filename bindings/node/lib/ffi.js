@@ -128,8 +128,8 @@ const C = {
   cursorFree: lib.func('void batchdb_cursor_free(batchdb_cursor *c)'),
 
   claim: lib.func('int32_t batchdb_claim(batchdb *db, _Out_ batchdb_job **out, uint8_t *err)'),
-  claimFrom: lib.func('int32_t batchdb_claim_from(batchdb *db, const char *const *queues, size_t queues_len, _Out_ batchdb_job **out, uint8_t *err)'),
   claimRead: lib.func('int32_t batchdb_claim_read(batchdb *db, uint8_t *buf, size_t cap, uint8_t *n_out, _Out_ batchdb_job **out, uint8_t *err)'),
+  claimReadFrom: lib.func('int32_t batchdb_claim_read_from(batchdb *db, const char *const *queues, size_t queues_len, uint8_t *buf, size_t cap, uint8_t *n_out, _Out_ batchdb_job **out, uint8_t *err)'),
   jobKey: lib.func('const char *batchdb_job_key(const batchdb_job *j)'),
   jobCreated: lib.func('int64_t batchdb_job_created(const batchdb_job *j)'),
   jobAfterCount: lib.func('size_t batchdb_job_after_count(const batchdb_job *j)'),
@@ -681,16 +681,19 @@ class Database {
     return this.#child(new Job(out[0], buf.subarray(0, got), got < headCap));
   }
 
-  // claim() from the named queues only (null: every queue). The payload is read by the Job's
-  // own reads (batchdb_claim_read serves every queue).
-  async claimFrom(queues) {
+  // claim() from the named queues only (null: every queue), with the payload's start read in
+  // the same call, as claim() does.
+  async claimFrom(queues, headCap = CLAIM_HEAD) {
     const list = queueList(queues, 'claim');
-    if (!list) return this.claim();
+    if (!list) return this.claim(headCap);
     this.#prune();
     const out = [null];
-    const rc = await this.#call((db) => status('claim', C.claimFrom, [db, list, list.length, out], true));
+    const buf = Buffer.allocUnsafe(headCap);
+    const n = Buffer.alloc(8);
+    const rc = await this.#call((db) => status('claim', C.claimReadFrom, [db, list, list.length, buf, headCap, n, out], true));
     if (rc === DONE) return null;
-    return this.#child(new Job(out[0]));
+    const got = u64(n);
+    return this.#child(new Job(out[0], buf.subarray(0, got), got < headCap));
   }
 
   // Completes `job` (with `tail`, its output's last bytes) and claims the next instance, in one
