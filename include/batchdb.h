@@ -171,7 +171,7 @@
 typedef struct batchdb batchdb;
 
 /**
- * A listing cursor, from `batchdb_list`; released by `batchdb_cursor_free`.
+ * A listing cursor, from `batchdb_list` or `batchdb_why`; released by `batchdb_cursor_free`.
  */
 typedef struct batchdb_cursor batchdb_cursor;
 
@@ -244,6 +244,20 @@ typedef struct batchdb_error {
 } batchdb_error;
 
 /**
+ * An instance, `(key, created)`: an upstream in `batchdb_push_options.after`.
+ */
+typedef struct batchdb_instance {
+  /**
+   * The job's key: 64 hex characters and a NUL.
+   */
+  char key[65];
+  /**
+   * The instance's `created`, epoch milliseconds.
+   */
+  int64_t created;
+} batchdb_instance;
+
+/**
  * Options for `batchdb_push_with` and `batchdb_add_with`. All zeros (or NULL) means the
  * defaults.
  */
@@ -267,6 +281,34 @@ typedef struct batchdb_push_options {
    * queue nothing and return that instance's `created`. 0 (default): always queue.
    */
   int32_t unique;
+  /**
+   * 1: memoized. When the job already has a result, queue nothing: `created_out` gets the
+   * `created` of its newest result and `cached_out` that result's output hash. Otherwise as
+   * `unique` (a live instance in the queue is joined: its `created`, `cached_out` ""). 0
+   * (default): not memoized.
+   */
+  int32_t memo;
+  /**
+   * Upstream instances, `after_len` of them (NULL with 0: none; NULL with more is
+   * `BATCHDB_ERR_INVALID`). The new instance waits, unclaimed, until each has a result; its
+   * pending row shows `"after": [[K, C], ...]` meanwhile. Each must exist (pending, running,
+   * or a result or fail row): an unknown one is `BATCHDB_ERR_NOT_FOUND` and nothing is
+   * queued; a malformed key, or an instance listed twice, is `BATCHDB_ERR_INVALID`. When
+   * one ends as a fail row (or is cancelled) the new instance becomes a fail row too
+   * (`upstream K C failed` / `upstream K C cancelled`). An upstream that is a fail row already does not make the push
+   * fail: it succeeds, and the new instance is a fail row at once. Read during the call only.
+   */
+  const struct batchdb_instance *after;
+  /**
+   * How many instances `after` holds.
+   */
+  size_t after_len;
+  /**
+   * Optional output, a caller's `char[65]` (NULL: not wanted): on success of a memo push
+   * that reused a result, that result's output hash (64 hex characters and a NUL); "" in
+   * every other case, also when the call fails. Not written by `batchdb_schedule`.
+   */
+  char *cached_out;
 } batchdb_push_options;
 
 /**
@@ -517,10 +559,19 @@ int32_t batchdb_add(struct batchdb *db,
                     struct batchdb_error *err);
 
 /**
- * `batchdb_add` with a priority and a delay. `opts` may be NULL for the defaults (priority
- * 0, no delay); a negative `delay_ms` is `BATCHDB_ERR_INVALID`.
+ * `batchdb_add` with push options: a priority, a delay, a queue, `unique`, `memo` and
+ * upstreams (`after`). `opts` may be NULL for the defaults (as `batchdb_add`).
  *
- * Outputs, ownership and codes are those of `batchdb_add`. Thread-safe.
+ * `created_out` gets the new instance's `created`; for a `unique` or `memo` push that found
+ * a live instance, that instance's; for a memo push that found a result, the newest result's
+ * (and `opts->cached_out` its output hash). A push with an upstream that is a fail row already
+ * succeeds: the new instance is a fail row at once (`upstream K C failed`; event fail).
+ *
+ * Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` for a bad option (negative `delay_ms`, a
+ * malformed queue name, `unique`/`memo` not 0 or 1, NULL `after` with `after_len` > 0, a
+ * malformed upstream key), checked before the payload is stored; `BATCHDB_ERR_NOT_FOUND` for
+ * an unknown upstream instance (no job or instance is added); `BATCHDB_ERR_IO`,
+ * `BATCHDB_ERR_BUSY`. Ownership as `batchdb_add`. Thread-safe.
  */
 int32_t batchdb_add_with(struct batchdb *db,
                          const uint8_t *data,
@@ -545,11 +596,19 @@ int32_t batchdb_push(struct batchdb *db,
                      struct batchdb_error *err);
 
 /**
- * `batchdb_push` with a priority (higher runs first) and a delay (not claimed before
- * `created + delay_ms`). `opts` may be NULL for the defaults; a negative `delay_ms` is
- * `BATCHDB_ERR_INVALID`.
+ * `batchdb_push` with push options: a priority (higher runs first), a delay (not claimed
+ * before `created + delay_ms`), a queue, `unique`, `memo` and upstreams (`after`). `opts` may
+ * be NULL for the defaults.
  *
- * Codes as `batchdb_push`. Thread-safe.
+ * `created_out` gets the new instance's `created`; for a `unique` or `memo` push that found
+ * a live instance, that instance's; for a memo push that found a result, the newest result's
+ * (and `opts->cached_out` its output hash; "" otherwise). A push with an upstream that is a
+ * fail row already succeeds: the new instance is a fail row at once (`upstream K C failed`;
+ * event fail).
+ *
+ * Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` for NULL `db`/`key`, a malformed key or a bad
+ * option (see `batchdb_add_with`); `BATCHDB_ERR_NOT_FOUND` for an unknown job or upstream
+ * instance (nothing queued); `BATCHDB_ERR_IO`, `BATCHDB_ERR_BUSY`. Thread-safe.
  */
 int32_t batchdb_push_with(struct batchdb *db,
                           const char *key,
@@ -592,7 +651,8 @@ int32_t batchdb_resume(struct batchdb *db,
 /**
  * Creates or replaces the recurring schedule `name`: `len` bytes at `data` are stored as a
  * job, and each slot of `spec` pushes one instance of it with `opts`' queue and priority
- * (`opts` may be NULL), however many processes run. `spec` is `every DURATION` (`500ms`,
+ * (`opts` may be NULL; a delay, `unique`, `memo` or `after` in it is `BATCHDB_ERR_INVALID`,
+ * and `cached_out` is not written), however many processes run. `spec` is `every DURATION` (`500ms`,
  * `30s`, `15m`, `2h`, `7d`: slots are the multiples of it since the Unix epoch) or a 5-field
  * cron expression in UTC. The job's key goes to `key_out` and the first slot (epoch ms) to
  * `next_run_out`; either may be NULL.
@@ -620,6 +680,27 @@ int32_t batchdb_schedule(struct batchdb *db,
 int32_t batchdb_unschedule(struct batchdb *db,
                            const char *name,
                            struct batchdb_error *err);
+
+/**
+ * Where the blob `hash` (64 hex characters, NUL-terminated) came from, as a cursor over the
+ * lines of the contract's lineage (`batchdb why`). On success `*out` receives a cursor that
+ * the caller owns and must release with `batchdb_cursor_free`; on failure it is set to NULL.
+ *
+ * Read it with `batchdb_cursor_next`: first, when the blob is a job's payload, a row of kind
+ * `BATCHDB_LIST_JOB` with `job` = the hash and `json` `{"job": K}`; then one row of kind
+ * `BATCHDB_LIST_RESULT` per result row whose output it is, with `job` = K, `created` = C,
+ * `hash` = the blob's hash and `json` `{"result": [K, C], "after": [[K2, C2], ...]}` (the
+ * upstream instances it waited for; `after` is always present, maybe empty). Other fields
+ * are zero or NULL. The lineage is read when this is called: the rows are a snapshot.
+ *
+ * Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` for NULL `db`/`hash`/`out` or a malformed
+ * hash; `BATCHDB_ERR_NOT_FOUND` when the database does not hold the blob; `BATCHDB_ERR_IO`,
+ * `BATCHDB_ERR_BUSY`. Thread-safe.
+ */
+int32_t batchdb_why(struct batchdb *db,
+                    const char *hash,
+                    struct batchdb_cursor **out,
+                    struct batchdb_error *err);
 
 /**
  * Re-queues the failed instance `(key, created)` as a new instance and removes its fail
@@ -765,13 +846,14 @@ int32_t batchdb_writer_add(struct batchdb_writer *w,
                            struct batchdb_error *err);
 
 /**
- * Extension to the contract: `batchdb_writer_add` with a priority and a delay, as
- * `batchdb_add_with` is to `batchdb_add`, so that a streamed payload can be added with push
- * options in one transaction. `opts` may be NULL for the defaults; a negative `delay_ms` is
- * `BATCHDB_ERR_INVALID`.
+ * Extension to the contract: `batchdb_writer_add` with push options (priority, delay, queue,
+ * `unique`, `memo`, `after`), as `batchdb_add_with` is to `batchdb_add`, so that a streamed
+ * payload can be added with push options in one transaction. `opts` may be NULL for the
+ * defaults. `created_out` and `opts->cached_out` are written as by `batchdb_add_with` (a memo
+ * hit: the newest result's `created` and output hash).
  *
  * Consumes `w`: it is freed whether or not this succeeds (also when `opts` is invalid).
- * Outputs and codes are those of `batchdb_writer_add`.
+ * Returns the codes of `batchdb_add_with`.
  */
 int32_t batchdb_writer_add_with(struct batchdb_writer *w,
                                 const struct batchdb_push_options *opts,
@@ -912,6 +994,22 @@ int32_t batchdb_claim_read(struct batchdb *db,
                            struct batchdb_error *err);
 
 /**
+ * `batchdb_claim_read` from the `queues_len` queues named at `queues` only (NUL-terminated
+ * names; NULL with 0 serves every queue), as `batchdb_claim_from` is to `batchdb_claim`.
+ *
+ * Returns as `batchdb_claim_read`, and `BATCHDB_ERR_INVALID` for a NULL or malformed queue
+ * name. Thread-safe.
+ */
+int32_t batchdb_claim_read_from(struct batchdb *db,
+                                const char *const *queues,
+                                size_t queues_len,
+                                uint8_t *buf,
+                                size_t cap,
+                                size_t *n_out,
+                                struct batchdb_job **out_job,
+                                struct batchdb_error *err);
+
+/**
  * The job's key: 64 hex characters, NUL-terminated, owned by the job handle and valid as long
  * as it is (until it is consumed, or the run callback it was lent to returns). NULL for a
  * NULL job.
@@ -922,6 +1020,29 @@ const char *batchdb_job_key(const struct batchdb_job *j);
  * The instance's `created`, epoch milliseconds; 0 for a NULL job.
  */
 int64_t batchdb_job_created(const struct batchdb_job *j);
+
+/**
+ * How many upstream instances this instance waited for (its push's `after`): the inputs
+ * that `batchdb_job_after` reads. 0 for a NULL job and for an instance pushed without
+ * `after`. Works on owned and borrowed jobs.
+ */
+size_t batchdb_job_after_count(const struct batchdb_job *j);
+
+/**
+ * Upstream `i` (from 0, below `batchdb_job_after_count`) of this instance, in the order of its
+ * push's `after`: its job's key to `key_out` and its result's output hash to `hash_out` (each
+ * 64 hex characters and a NUL), its `created` to `created_out`; any of them may be NULL. The
+ * output is the runner's input, readable with `batchdb_get` or `batchdb_reader_open`.
+ *
+ * Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` for a NULL `j` or `i` out of range (nothing
+ * written). Works on owned and borrowed jobs; reads no file.
+ */
+int32_t batchdb_job_after(const struct batchdb_job *j,
+                          size_t i,
+                          char *key_out,
+                          int64_t *created_out,
+                          char *hash_out,
+                          struct batchdb_error *err);
 
 /**
  * Reads up to `cap` bytes of the job's payload into `buf`; the count goes to `*n_out`, and 0
@@ -1065,6 +1186,21 @@ int32_t batchdb_run(struct batchdb *db,
 int32_t batchdb_wait(struct batchdb *db,
                      uint32_t timeout_ms,
                      struct batchdb_error *err);
+
+/**
+ * `batchdb_wait` for a claimer of the `queues_len` queues named at `queues` only
+ * (NUL-terminated names; NULL with 0: every queue, as `batchdb_wait`), as `batchdb_claim_from`
+ * takes them: work that is ready in other queues does not wake it, so a binding that claims
+ * from some queues only can wait without spinning.
+ *
+ * Returns as `batchdb_wait`, and `BATCHDB_ERR_INVALID` for a NULL or malformed queue name (or
+ * NULL `queues` with `queues_len` > 0). Thread-safe.
+ */
+int32_t batchdb_wait_from(struct batchdb *db,
+                          const char *const *queues,
+                          size_t queues_len,
+                          uint32_t timeout_ms,
+                          struct batchdb_error *err);
 
 /**
  * Writes a consistent copy of the whole database, as of one instant, to the new file `dest`

@@ -139,13 +139,18 @@ pub struct PushOptions {
 }
 
 impl PushOptions {
-    /// Checks the options without pushing anything: a delay longer than a century or a
-    /// malformed queue name is [`Error::Invalid`]. [`Db::add_with`](crate::Db::add_with)
+    /// Checks the options without pushing anything: a delay longer than a century, a
+    /// malformed queue name or an upstream listed twice in `after` is [`Error::Invalid`]. [`Db::add_with`](crate::Db::add_with)
     /// checks them before it reads the payload; call this to refuse a push before anything
     /// else is done.
     pub fn validate(&self) -> Result<()> {
         if let Some(q) = &self.queue {
             check_name("queue", q)?;
+        }
+        // An instance waits for an upstream once: a repeated one would be a second edge.
+        let mut seen = std::collections::HashSet::with_capacity(self.after.len());
+        if let Some(up) = self.after.iter().find(|up| !seen.insert(*up)) {
+            return Err(Error::invalid(format!("after lists the upstream {} {} twice", up.0, up.1)));
         }
         self.delay_ms().map(|_| ())
     }

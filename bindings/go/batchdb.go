@@ -13,6 +13,7 @@ package batchdb
 import "C"
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -62,8 +63,9 @@ type Options struct {
 	Order Order
 }
 
-// PushOptions set the priority, delay, queue and uniqueness of a pushed instance. The zero
-// value means priority 0, no delay, the queue "default" and always a new instance.
+// PushOptions set the priority, delay, queue, uniqueness, memoization and upstreams of a
+// pushed instance. The zero value means priority 0, no delay, the queue "default", always a
+// new instance and no upstream.
 type PushOptions struct {
 	// Priority: higher runs first. Default 0.
 	Priority int
@@ -74,6 +76,63 @@ type PushOptions struct {
 	// Unique: when an instance of the job is already pending, waiting or running in the
 	// queue, nothing is queued and that instance's created time is returned.
 	Unique bool
+	// Memo: when the job already has a result, nothing is queued and that result is reused
+	// (Submit and SubmitAdd say so in Pushed.Cached; the created time returned is the newest
+	// result's). Otherwise as Unique: a live instance of the job in the queue is joined.
+	Memo bool
+	// After names upstream instances: the new instance waits, unclaimed, until each has a
+	// result (its PendingRow.After lists them meanwhile), and the runner reads their outputs
+	// through Job.After. Each must exist: an unknown one is ErrNotFound and nothing is queued;
+	// a malformed key is ErrInvalid. When one ends as a fail row, or is cancelled, the new
+	// instance becomes a fail row too ("upstream K C failed" / "upstream K C cancelled"). An
+	// upstream that is a fail row already does not make the push fail: it succeeds, and the
+	// new instance is a fail row at once.
+	After []Instance
+}
+
+// Instance names an instance of a job: its key and created time. It marshals to JSON as the
+// contract's pair [K, C].
+type Instance struct {
+	Key     string
+	Created int64
+}
+
+// MarshalJSON encodes the instance as [K, C].
+func (i Instance) MarshalJSON() ([]byte, error) {
+	return json.Marshal([]any{i.Key, i.Created})
+}
+
+// UnmarshalJSON decodes [K, C]: exactly a string and an integer.
+func (i *Instance) UnmarshalJSON(b []byte) error {
+	if isNull(b) {
+		return nil
+	}
+	var pair []json.RawMessage
+	if err := json.Unmarshal(b, &pair); err != nil {
+		return fmt.Errorf("batchdb: instance: %w", err)
+	}
+	if len(pair) != 2 || isNull(pair[0]) || isNull(pair[1]) {
+		return fmt.Errorf("batchdb: instance must be [key, created], got %s", b)
+	}
+	var in Instance
+	if err := json.Unmarshal(pair[0], &in.Key); err != nil {
+		return fmt.Errorf("batchdb: instance key: %w", err)
+	}
+	if err := json.Unmarshal(pair[1], &in.Created); err != nil {
+		return fmt.Errorf("batchdb: instance created: %w", err)
+	}
+	*i = in
+	return nil
+}
+
+// Pushed is what Submit and SubmitAdd did.
+type Pushed struct {
+	// Created is the instance's created time: the new one's, or that of the live instance a
+	// Unique or Memo push joined, or, when Cached is set, that of the newest result reused.
+	Created int64
+	// Cached is set when a Memo push reused a result: the output's hash (of the job's newest
+	// result), readable with Get. "" when an instance was queued or joined.
+	Cached string
 }
 
 // DB is an open batchdb database. It is safe for concurrent use by many goroutines.
@@ -179,9 +238,19 @@ func (o PushOptions) toC(op string) (C.batchdb_push_options, error) {
 	if o.Delay > 0 && delay == 0 {
 		delay = 1 // round a sub-millisecond delay up rather than drop it
 	}
+	for i, up := range o.After {
+		// C reads the key up to its NUL within 65 bytes: a longer key must not be cut to a
+		// valid one.
+		if len(up.Key) > 64 {
+			return C.batchdb_push_options{}, invalidError(op, fmt.Sprintf("After[%d].Key is %d bytes long, not a 64-character key", i, len(up.Key)))
+		}
+	}
 	c := C.batchdb_push_options{priority: C.int32_t(o.Priority), delay_ms: C.int64_t(delay)}
 	if o.Unique {
 		c.unique = 1
+	}
+	if o.Memo {
+		c.memo = 1
 	}
 	if o.Queue != "" {
 		q, err := cString(op, o.Queue)
@@ -190,13 +259,48 @@ func (o PushOptions) toC(op string) (C.batchdb_push_options, error) {
 		}
 		c.queue = q
 	}
+	// The upstreams and the cached_out buffer live in C memory: the options struct is passed
+	// to C by pointer and must hold no Go pointer.
+	if len(o.After) > 0 {
+		arr := (*C.batchdb_instance)(C.calloc(C.size_t(len(o.After)), C.size_t(unsafe.Sizeof(C.batchdb_instance{}))))
+		slots := unsafe.Slice(arr, len(o.After))
+		for i, up := range o.After {
+			for j := 0; j < len(up.Key); j++ { // calloc'ed: the NUL follows
+				slots[i].key[j] = C.char(up.Key[j])
+			}
+			slots[i].created = C.int64_t(up.Created)
+		}
+		c.after = arr
+		c.after_len = C.size_t(len(o.After))
+	}
+	c.cached_out = (*C.char)(C.calloc(65, 1))
 	return c, nil
 }
 
+// cached reads the options' cached_out after a call: the reused result's hash, or "".
+func cached(c *C.batchdb_push_options) string {
+	if c == nil || c.cached_out == nil {
+		return ""
+	}
+	return C.GoString(c.cached_out)
+}
+
 func freePushOptions(c *C.batchdb_push_options) {
-	if c != nil && c.queue != nil {
+	if c == nil {
+		return
+	}
+	if c.queue != nil {
 		C.free(unsafe.Pointer(c.queue))
 		c.queue = nil
+	}
+	if c.after != nil {
+		C.free(unsafe.Pointer(c.after))
+		c.after = nil
+		c.after_len = 0
+	}
+	if c.cached_out != nil {
+		C.free(unsafe.Pointer(c.cached_out))
+		c.cached_out = nil
 	}
 }
 
@@ -293,34 +397,47 @@ func (db *DB) Create(r io.Reader) (key string, err error) {
 // Add is Create and Push in one transaction: it returns the job's key and the new
 // instance's created time (epoch milliseconds).
 func (db *DB) Add(r io.Reader) (key string, created int64, err error) {
-	return db.write("Add", r, nil, true)
+	key, p, err := db.write("Add", r, nil, true)
+	return key, p.Created, err
 }
 
-// AddWith is Add with a priority, a delay, a queue or uniqueness, in one transaction. With
-// Unique, when an instance of the job is already live in the queue, its created time is
-// returned and nothing is queued.
+// AddWith is Add with push options (priority, delay, queue, Unique, Memo, After), in one
+// transaction. With Unique or Memo, when an instance of the job is already live in the queue,
+// its created time is returned and nothing is queued; with Memo, when the job has a result,
+// the newest result's created time (SubmitAdd tells that case apart).
 func (db *DB) AddWith(r io.Reader, opts PushOptions) (key string, created int64, err error) {
-	co, err := opts.toC("AddWith")
+	key, p, err := db.submitAdd("AddWith", r, opts)
+	return key, p.Created, err
+}
+
+// SubmitAdd is AddWith that also says what the push did: with Memo, Pushed.Cached holds the
+// output hash of the result that was reused instead of queueing an instance.
+func (db *DB) SubmitAdd(r io.Reader, opts PushOptions) (key string, pushed Pushed, err error) {
+	return db.submitAdd("SubmitAdd", r, opts)
+}
+
+func (db *DB) submitAdd(op string, r io.Reader, opts PushOptions) (string, Pushed, error) {
+	co, err := opts.toC(op)
 	if err != nil {
-		return "", 0, err
+		return "", Pushed{}, err
 	}
 	defer freePushOptions(&co)
-	return db.write("AddWith", r, &co, true)
+	return db.write(op, r, &co, true)
 }
 
-func (db *DB) write(op string, r io.Reader, opts *C.batchdb_push_options, add bool) (string, int64, error) {
+func (db *DB) write(op string, r io.Reader, opts *C.batchdb_push_options, add bool) (string, Pushed, error) {
 	if r == nil {
-		return "", 0, invalidError(op, "nil reader")
+		return "", Pushed{}, invalidError(op, "nil reader")
 	}
 	p, err := db.acquire(op)
 	if err != nil {
-		return "", 0, err
+		return "", Pushed{}, err
 	}
 	defer db.release()
 	var e C.batchdb_error
 	var w *C.batchdb_writer
 	if rc := C.batchdb_writer_open(p, &w, &e); rc != C.BATCHDB_OK {
-		return "", 0, errorOf(op, rc, &e)
+		return "", Pushed{}, errorOf(op, rc, &e)
 	}
 	consumed := false
 	defer func() {
@@ -335,14 +452,14 @@ func (db *DB) write(op string, r io.Reader, opts *C.batchdb_push_options, add bo
 		n, rerr := r.Read(buf)
 		if n > 0 {
 			if rc := C.batchdb_writer_write(w, (*C.uint8_t)(unsafe.Pointer(&buf[0])), C.size_t(n), &e); rc != C.BATCHDB_OK {
-				return "", 0, errorOf(op, rc, &e)
+				return "", Pushed{}, errorOf(op, rc, &e)
 			}
 		}
 		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
-			return "", 0, fmt.Errorf("batchdb: %s: reading the payload: %w", op, rerr)
+			return "", Pushed{}, fmt.Errorf("batchdb: %s: reading the payload: %w", op, rerr)
 		}
 	}
 	consumed = true
@@ -358,47 +475,66 @@ func (db *DB) write(op string, r io.Reader, opts *C.batchdb_push_options, add bo
 		rc = C.batchdb_writer_add_with(w, opts, &key[0], &created, &e)
 	}
 	if rc != C.BATCHDB_OK {
-		return "", 0, errorOf(op, rc, &e)
+		return "", Pushed{}, errorOf(op, rc, &e)
 	}
-	return C.GoString(&key[0]), int64(created), nil
+	return C.GoString(&key[0]), Pushed{Created: int64(created), Cached: cached(opts)}, nil
 }
 
 // Push queues a new instance of the job key and returns its created time (epoch
 // milliseconds, unique in the file). An unknown key is ErrNotFound, a malformed one
 // ErrInvalid.
 func (db *DB) Push(key string) (created int64, err error) {
-	return db.push("Push", key, nil)
+	p, err := db.push("Push", key, nil)
+	return p.Created, err
 }
 
-// PushWith is Push with a priority, a delay, a queue or uniqueness. With Unique, when an
-// instance of the job is already pending, waiting or running in the queue, nothing is queued
-// and that instance's created time is returned.
+// PushWith is Push with push options (priority, delay, queue, Unique, Memo, After). With
+// Unique or Memo, when an instance of the job is already pending, waiting or running in the
+// queue, nothing is queued and that instance's created time is returned; with Memo, when the
+// job has a result, the newest result's created time (Submit tells that case apart). An
+// unknown upstream in After is ErrNotFound.
 func (db *DB) PushWith(key string, opts PushOptions) (created int64, err error) {
-	co, err := opts.toC("PushWith")
+	p, err := db.submit("PushWith", key, opts)
+	return p.Created, err
+}
+
+// Submit is PushWith that also says what the push did: with Memo, Pushed.Cached holds the
+// output hash of the result that was reused instead of queueing an instance.
+//
+//	p, err := db.Submit(key, batchdb.PushOptions{Memo: true})
+//	if err == nil && p.Cached != "" {
+//		out, err := db.Get(p.Cached) // computed before: no instance was queued
+//	}
+func (db *DB) Submit(key string, opts PushOptions) (Pushed, error) {
+	return db.submit("Submit", key, opts)
+}
+
+func (db *DB) submit(op, key string, opts PushOptions) (Pushed, error) {
+	co, err := opts.toC(op)
 	if err != nil {
-		return 0, err
+		return Pushed{}, err
 	}
 	defer freePushOptions(&co)
-	return db.push("PushWith", key, &co)
+	return db.push(op, key, &co)
 }
 
-func (db *DB) push(op, key string, opts *C.batchdb_push_options) (int64, error) {
+func (db *DB) push(op, key string, opts *C.batchdb_push_options) (Pushed, error) {
 	p, err := db.acquire(op)
 	if err != nil {
-		return 0, err
+		return Pushed{}, err
 	}
 	defer db.release()
 	ckey, err := cString(op, key)
 	if err != nil {
-		return 0, err
+		return Pushed{}, err
 	}
 	defer C.free(unsafe.Pointer(ckey))
 	var e C.batchdb_error
 	var created C.int64_t
 	if rc := C.batchdb_push_with(p, ckey, opts, &created, &e); rc != C.BATCHDB_OK {
-		return 0, errorOf(op, rc, &e)
+		return Pushed{}, errorOf(op, rc, &e)
 	}
-	return int64(created), nil
+	return Pushed{Created: int64(created), Cached: cached(opts)}, nil
 }
 
 // Retry re-queues the failed instance (key, created) as a new instance, removes its fail

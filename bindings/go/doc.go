@@ -87,6 +87,32 @@
 //		return j.Progress(0.5, "half way")
 //	})
 //
+// # Pipelines: memoized runs, dependencies and lineage
+//
+// PushOptions.Memo reuses a job's result instead of queueing it again (a live instance is
+// joined, as with Unique); Submit and SubmitAdd return a Pushed whose Cached field holds the
+// reused output's hash, while PushWith and AddWith keep returning the created time only (the
+// newest result's, for a hit). PushOptions.After makes an instance wait for upstream
+// instances (Instance{Key, Created}, JSON [K, C]); an upstream that fails or is cancelled
+// fails its dependents, and a push after one that failed already succeeds with a fail row.
+// The runner reads its inputs with Job.After (Upstream{Key, Created, Hash}; Get(Hash) reads
+// one). Why lists where a blob came from, as Lineage lines that marshal to the contract's
+// {"job": K} and {"result": [K, C], "after": [...]}.
+//
+//	a, ca, _ := db.Add(strings.NewReader("fetch"))
+//	b, cb, _ := db.Add(strings.NewReader("fetch more"))
+//	_, _, _ = db.AddWith(strings.NewReader("merge"), batchdb.PushOptions{After: []batchdb.Instance{{a, ca}, {b, cb}}})
+//	db.Run(ctx, batchdb.RunOptions{UntilEmpty: true}, func(ctx context.Context, j *batchdb.Job) error {
+//		for _, in := range j.After() { // the merge job's inputs
+//			r, _ := db.Get(in.Hash)
+//			io.Copy(j, r)
+//			r.Close()
+//		}
+//		return nil
+//	})
+//	p, _ := db.Submit(a, batchdb.PushOptions{Memo: true}) // p.Cached: a's output, nothing queued
+//	lines, _ := db.Why(p.Cached)                          // [{Result: &{a ca}, After: []}]
+//
 // # Concurrency and lifetimes
 //
 // A *DB is safe for concurrent use by many goroutines, and many processes may open one

@@ -134,3 +134,69 @@ func ExampleDB_Failures() {
 	// Output:
 	// job 1a21be8b: exit status 1 1
 }
+
+// A fan-in: "merge" waits for two upstream instances and concatenates their outputs, read
+// through Job.After; a memoized push of a finished job reuses its result; Why says where the
+// merged output came from.
+func ExamplePushOptions_after() {
+	db, done := tempDB()
+	defer done()
+
+	var ups []batchdb.Instance
+	for _, p := range []string{"left", "right"} {
+		key, created, err := db.Add(strings.NewReader(p))
+		if err != nil {
+			log.Fatal(err)
+		}
+		ups = append(ups, batchdb.Instance{Key: key, Created: created})
+	}
+	merge, _, err := db.AddWith(strings.NewReader("merge"), batchdb.PushOptions{After: ups})
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = db.Run(context.Background(), batchdb.RunOptions{UntilEmpty: true},
+		func(ctx context.Context, j *batchdb.Job) error {
+			in, err := io.ReadAll(j)
+			if err != nil {
+				return err
+			}
+			if len(j.After()) == 0 {
+				_, err = j.Write(bytes.ToUpper(in))
+				return err
+			}
+			for _, up := range j.After() { // merge: its inputs, in the push's order
+				r, err := db.Get(up.Hash)
+				if err != nil {
+					return err
+				}
+				_, err = io.Copy(j, r)
+				r.Close()
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	if err != nil {
+		log.Fatal(err)
+	}
+	p, err := db.Submit(merge, batchdb.PushOptions{Memo: true}) // done already: nothing queued
+	if err != nil {
+		log.Fatal(err)
+	}
+	out, err := db.Get(p.Cached)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer out.Close()
+	merged, _ := io.ReadAll(out)
+	lines, err := db.Why(p.Cached)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(merged))
+	fmt.Println(len(lines), lines[0].Result.Key == merge, len(lines[0].After))
+	// Output:
+	// LEFTRIGHT
+	// 1 true 2
+}

@@ -29,6 +29,7 @@ type jobState struct {
 	p        *C.batchdb_job // nil once finished, released, or (lent) once the callback returned
 	key      string
 	created  int64
+	after    []Upstream
 	lent     bool
 	db       *dbState // owned jobs only: where the job is registered
 	finished string   // why p is nil, for the error message
@@ -40,8 +41,37 @@ func newJobState(p *C.batchdb_job, lent bool) *jobState {
 		p:       p,
 		key:     C.GoString(C.batchdb_job_key(p)),
 		created: int64(C.batchdb_job_created(p)),
+		after:   upstreams(p),
 		lent:    lent,
 	}
+}
+
+// Upstream is an instance a job waited for (its push's PushOptions.After), with the result
+// it produced: the job's input. It marshals to {"key", "created", "hash"}.
+type Upstream struct {
+	Key     string `json:"key"`
+	Created int64  `json:"created"`
+	// Hash is the upstream result's output, readable with Get.
+	Hash string `json:"hash"`
+}
+
+// upstreams reads a claimed job's upstreams (held in the handle: no file access).
+func upstreams(p *C.batchdb_job) []Upstream {
+	n := int(C.batchdb_job_after_count(p))
+	if n == 0 {
+		return nil
+	}
+	out := make([]Upstream, 0, n)
+	for i := range n {
+		var key, hash [65]C.char
+		var created C.int64_t
+		var e C.batchdb_error
+		if C.batchdb_job_after(p, C.size_t(i), &key[0], &created, &hash[0], &e) != C.BATCHDB_OK {
+			break // only an index out of range can fail, and i is below the count
+		}
+		out = append(out, Upstream{Key: C.GoString(&key[0]), Created: int64(created), Hash: C.GoString(&hash[0])})
+	}
+	return out
 }
 
 // release gives an owned job that was never finished back to the queue (a fail with a NULL
@@ -118,6 +148,16 @@ func (j *Job) Key() string { return j.s.key }
 
 // Created returns the instance's created time, epoch milliseconds.
 func (j *Job) Created() int64 { return j.s.created }
+
+// After returns the upstream instances this one waited for (PushOptions.After), in the push's
+// order, each with its result's hash: the runner's inputs, readable with Get. Empty for an
+// instance pushed without After. The slice is the caller's.
+func (j *Job) After() []Upstream {
+	if len(j.s.after) == 0 {
+		return nil
+	}
+	return append([]Upstream(nil), j.s.after...)
+}
 
 // Read reads the job's payload; io.EOF at its end, once it has been verified against the
 // key (ErrCorrupt if it does not match).

@@ -38,6 +38,9 @@ type PendingRow struct {
 	// Progress is what a running instance last reported with Job.Progress; nil when it
 	// reported nothing or is not running.
 	Progress *Progress
+	// After lists the upstream instances it still waits for (PushOptions.After); nil when it
+	// waits for none (then left out of the JSON).
+	After []Instance
 }
 
 // Progress is a running job's report: {"done": F, "message": M}.
@@ -151,13 +154,14 @@ func (r *JobRow) UnmarshalJSON(b []byte) error {
 }
 
 type pendingJSON struct {
-	Job      string    `json:"job"`
-	Created  int64     `json:"created"`
-	Running  bool      `json:"running"`
-	Priority int       `json:"priority,omitempty"`
-	RunAt    int64     `json:"run_at,omitempty"`
-	Queue    string    `json:"queue,omitempty"`
-	Progress *Progress `json:"progress,omitempty"`
+	Job      string     `json:"job"`
+	Created  int64      `json:"created"`
+	Running  bool       `json:"running"`
+	Priority int        `json:"priority,omitempty"`
+	RunAt    int64      `json:"run_at,omitempty"`
+	Queue    string     `json:"queue,omitempty"`
+	Progress *Progress  `json:"progress,omitempty"`
+	After    []Instance `json:"after,omitempty"`
 }
 
 // MarshalJSON encodes the row in the contract's shape.
@@ -173,6 +177,7 @@ func (r *PendingRow) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	var p PendingRow
+	var after []json.RawMessage
 	for _, err := range []error{
 		member(m, row, "job", &p.Job, false),
 		member(m, row, "created", &p.Created, false),
@@ -180,6 +185,7 @@ func (r *PendingRow) UnmarshalJSON(b []byte) error {
 		member(m, row, "priority", &p.Priority, true),
 		member(m, row, "run_at", &p.RunAt, true),
 		member(m, row, "queue", &p.Queue, true),
+		member(m, row, "after", &after, true),
 	} {
 		if err != nil {
 			return err
@@ -207,6 +213,17 @@ func (r *PendingRow) UnmarshalJSON(b []byte) error {
 	// "default" is the zero value's queue: the shape leaves it out.
 	if p.Queue == "default" {
 		p.Queue = ""
+	}
+	// An empty list is no upstream, as the shape writes it (left out).
+	for i, e := range after {
+		var in Instance
+		if isNull(e) { // encoding/json would leave a zero Instance
+			return fmt.Errorf("batchdb: %s: \"after\"[%d] is null", row, i)
+		}
+		if err := json.Unmarshal(e, &in); err != nil {
+			return fmt.Errorf("batchdb: %s: \"after\"[%d]: %w", row, i, err)
+		}
+		p.After = append(p.After, in)
 	}
 	*r = p
 	return nil

@@ -31,6 +31,12 @@ func FuzzRowJSON(f *testing.F) {
 		`{"job":"` + k + `","created":7,"running":false,"queue":"default"}`,
 		`{"job":"` + k + `","created":7,"running":true,"progress":{"done":1}}`,
 		`{"job":"` + k + `","created":7,"running":true,"progress":[0.5,"x"]}`,
+		`{"job":"` + k + `","created":7,"running":false,"after":[["` + k + `",3],["` + k + `",4]]}`,
+		`{"job":"` + k + `","created":7,"running":false,"after":[]}`,
+		`{"job":"` + k + `","created":7,"running":false,"after":[null]}`,
+		`{"job":"` + k + `","created":7,"running":false,"after":[["` + k + `"]]}`,
+		`{"job":"` + k + `","created":7,"running":false,"after":[["` + k + `",null]]}`,
+		`{"job":"` + k + `","created":7,"running":false,"after":[[3,"` + k + `"]]}`,
 		`{"key":["` + k + `",7],"value":{"hash":"h","start":8,"end":9,"created":7}}`,
 		`{"key":["` + k + `",7],"value":{"message":"m \"q\" \u00e9","start":8,"end":9,"attempts":3}}`,
 		`null`,
@@ -195,6 +201,25 @@ func refPendingRow(m map[string]any) (PendingRow, bool) {
 			return r, false
 		}
 		r.Progress = &Progress{Done: f, Message: msg}
+	}
+	// after is optional, and when present a list of [string, integer] pairs; [] is none.
+	if v, present := refMember(m, "after"); present {
+		list, isList := v.([]any)
+		if !isList {
+			return r, false
+		}
+		for _, e := range list {
+			pair, isPair := e.([]any)
+			if !isPair || len(pair) != 2 {
+				return r, false
+			}
+			key, isString := pair[0].(string)
+			created, isInt := refInt(pair[1])
+			if !isString || !isInt {
+				return r, false
+			}
+			r.After = append(r.After, Instance{Key: key, Created: created})
+		}
 	}
 	return r, true
 }

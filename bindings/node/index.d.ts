@@ -15,10 +15,23 @@ declare namespace batchdb {
     pipe(...args: any[]): unknown;
   }
 
+  /** An instance: [key, created], as push options' `after` and the JSON rows write it. */
+  type Instance = [Hash, number];
+
+  /** An upstream instance a job waited for, with its result: the job's input. */
+  interface Upstream {
+    readonly key: Hash;
+    readonly created: number;
+    /** The upstream result's output, readable with get(hash). */
+    readonly hash: Hash;
+  }
+
   /** The runner's third argument: the instance being run. */
   interface RunningJob {
     readonly key: Hash;
     readonly created: number;
+    /** The upstream instances it waited for (push option `after`), in that order; [] when none. */
+    readonly after: readonly Upstream[];
     /**
      * Reports progress: `done` from 0 to 1 and a short message (default ""). While the instance
      * runs its pending row carries `progress: {done, message}`, and the Compute emits
@@ -79,9 +92,46 @@ declare namespace batchdb {
      * nothing and resolve to that instance's created (the push event carries it too).
      */
     unique?: boolean;
+    /**
+     * Memoized: when the job already has a result, queue nothing and reuse it: push() resolves
+     * to the newest result's created, its callback's third argument is {cached: HASH} (the
+     * output's hash), submit() resolves to {created, cached}, and add()'s stream gets `cached`.
+     * No push event fires then. Otherwise as `unique`: a live instance of the job is joined.
+     */
+    memo?: boolean;
+    /**
+     * Upstream instances, [[key, created], ...] (or {key, created} objects): the new instance
+     * waits, unclaimed, until each has a result (its pending row shows `after` meanwhile), and
+     * its runner gets them as job.after. Each must exist: an unknown one rejects with
+     * BATCHDB_ERR_NOT_FOUND and nothing is queued; a malformed key with BATCHDB_ERR_INVALID.
+     * When one ends as a fail row (or is cancelled) the new instance becomes a fail row too
+     * ('upstream K C failed' / 'upstream K C cancelled'). A push after an upstream that failed
+     * already succeeds: the instance is a fail row at once.
+     */
+    after?: Array<Instance | { key: Hash; created: number }>;
   }
 
-  /** schedule()'s options: the queue and priority of the instances it pushes. */
+  /** What a push did: submit()'s value. */
+  interface Pushed {
+    /** The new or joined instance's created; for a memo hit, the newest result's. */
+    created: number;
+    /** A memo hit: the reused result's output hash (nothing was queued); else null. */
+    cached: Hash | null;
+  }
+
+  /** The third argument of push()'s callback (the fourth of add()'s). */
+  interface PushInfo {
+    /** A memo hit: the reused result's output hash; else null. */
+    cached: Hash | null;
+  }
+
+  /**
+   * One line of why(): {job: K} when the blob is a job's payload, then one
+   * {result: [K, C], after: [[K2, C2], ...]} per result row whose output it is.
+   */
+  type LineageLine = { job: Hash } | { result: Instance; after: Instance[] };
+
+  /** schedule()'s options: the queue and priority of the instances it pushes (no delay, unique, memo or after). */
   type ScheduleOptions = Pick<PushOptions, 'queue' | 'priority'>;
 
   interface RunOptions {
@@ -112,6 +162,8 @@ declare namespace batchdb {
     queue?: string;
     /** Present only while it runs and has reported progress. */
     progress?: { done: number; message: string };
+    /** Present only while it waits for upstream instances (push option `after`): those still running. */
+    after?: Instance[];
   }
   /** A recurring schedule, as schedule() returns it and schedules() lists it. */
   interface ScheduleRow {
@@ -161,7 +213,9 @@ declare namespace batchdb {
   interface AddStream extends Writable {
     readonly key: Hash | undefined;
     readonly created: number | undefined;
-    readonly promise: Promise<{ key: Hash; created: number }>;
+    /** Set once stored: the reused result's hash of a memo hit, else null. */
+    readonly cached: Hash | null;
+    readonly promise: Promise<{ key: Hash; created: number; cached: Hash | null }>;
   }
 
   /** The error of a fail event. */
@@ -186,12 +240,22 @@ declare namespace batchdb {
     readonly ready: Promise<this>;
 
     create(cb?: (err: Error | null, key?: Hash) => void): CreateStream;
-    add(cb?: (err: Error | null, key?: Hash, created?: number) => void): AddStream;
-    add(opts: PushOptions, cb?: (err: Error | null, key?: Hash, created?: number) => void): AddStream;
+    add(cb?: (err: Error | null, key?: Hash, created?: number, info?: PushInfo) => void): AddStream;
+    add(opts: PushOptions, cb?: (err: Error | null, key?: Hash, created?: number, info?: PushInfo) => void): AddStream;
 
+    /** Resolves to the instance's created (a memo hit: the newest result's; see submit()). */
     push(key: Hash, opts?: PushOptions): Promise<number>;
-    push(key: Hash, cb: Callback<number>): void;
-    push(key: Hash, opts: PushOptions, cb: Callback<number>): void;
+    push(key: Hash, cb: (err: Error | null, created?: number, info?: PushInfo) => void): void;
+    push(key: Hash, opts: PushOptions, cb: (err: Error | null, created?: number, info?: PushInfo) => void): void;
+
+    /** push() that resolves to {created, cached}, telling a memo hit apart. */
+    submit(key: Hash, opts?: PushOptions): Promise<Pushed>;
+    submit(key: Hash, cb: Callback<Pushed>): void;
+    submit(key: Hash, opts: PushOptions, cb: Callback<Pushed>): void;
+
+    /** The lineage of a blob; a hash the database does not hold: BATCHDB_ERR_NOT_FOUND. */
+    why(hash: Hash): Promise<LineageLine[]>;
+    why(hash: Hash, cb: Callback<LineageLine[]>): void;
 
     get(hash: Hash): Readable;
     getJob(hash: Hash): Readable;

@@ -15,10 +15,6 @@ const IDLE_SLICE_MS = 250;
 const OUTPUT_HIGH_WATER = 16;
 // Output bytes gathered before they are written to the job (fewer calls into C).
 const OUTPUT_FLUSH = 64 * 1024;
-// A run serving some queues only waits with batchdb_wait, which wakes for work in any queue:
-// after a wake-up that brought it nothing it waits this long before the next wait, so that work
-// queued for others cannot make it spin (about 1% of a core with 100 ms; half that with 200).
-const FOREIGN_WAKE_PAUSE_MS = 200;
 const noop = () => {};
 
 // Calls `cb(err, ...values)` outside the promise chain when given, else returns the promise.
@@ -46,6 +42,7 @@ class PayloadStream extends Writable {
   #turn = null; // {prev, done}: commits of one Compute happen in the order end() was called
   key = undefined;
   created = undefined;
+  cached = null;
 
   constructor(compute, push, pushOpts, cb) {
     super({ highWaterMark: 1024 * 1024 });
@@ -61,14 +58,14 @@ class PayloadStream extends Writable {
         }
       };
       this.on('error', (err) => once(err));
-      this.on('finish', () => (push ? once(null, this.key, this.created) : once(null, this.key)));
+      this.on('finish', () => (push ? once(null, this.key, this.created, { cached: this.cached }) : once(null, this.key)));
     }
   }
 
-  // Resolves to the key (create) or {key, created} (add) once the payload is stored.
+  // Resolves to the key (create) or {key, created, cached} (add) once the payload is stored.
   get promise() {
     if (!this.#promise) {
-      const value = () => (this.#push ? { key: this.key, created: this.created } : this.key);
+      const value = () => (this.#push ? { key: this.key, created: this.created, cached: this.cached } : this.key);
       this.#promise = new Promise((resolve, reject) => {
         if (this.errored) reject(this.errored);
         else if (this.writableFinished) resolve(value());
@@ -118,12 +115,14 @@ class PayloadStream extends Writable {
   async #finish() {
     const compute = this.#compute;
     if (this.#push) {
-      // Stored, registered and pushed (with its priority and delay) in one transaction.
-      const { key, created } = await this.#writer.add(this.#pushOpts);
+      // Stored, registered and pushed (with its push options) in one transaction.
+      const { key, created, cached } = await this.#writer.add(this.#pushOpts);
       this.key = key;
       this.created = created;
+      this.cached = cached;
       compute.emit('create', key);
-      compute.emit('push', key, created);
+      // A memo hit queued nothing: no push event.
+      if (!cached) compute.emit('push', key, created);
     } else {
       this.key = await this.#writer.create();
       compute.emit('create', this.key);
@@ -385,7 +384,6 @@ class Compute extends EventEmitter {
   #queues = null;
   #commitTail = Promise.resolve();
   #endGap = null;
-  #sleepers = new Set();
 
   constructor(file, opts = {}) {
     super();
@@ -447,13 +445,42 @@ class Compute extends EventEmitter {
       cb = opts;
       opts = undefined;
     }
-    const p = this._database()
+    const p = this.#submit(key, opts);
+    if (typeof cb !== 'function') return p.then((r) => r.created);
+    // The callback's third argument says whether a memo push reused a result.
+    settle(p.then((r) => [r.created, { cached: r.cached }]), cb, true);
+    return undefined;
+  }
+
+  /**
+   * push() that resolves to {created, cached}: `cached` is the output hash of the result a memo
+   * push reused (nothing was queued), else null.
+   */
+  submit(key, opts, cb) {
+    if (typeof opts === 'function') {
+      cb = opts;
+      opts = undefined;
+    }
+    return settle(this.#submit(key, opts), cb);
+  }
+
+  #submit(key, opts) {
+    return this._database()
       .then((db) => db.push(key, opts))
-      .then((created) => {
-        this.emit('push', key, created);
-        return created;
+      .then((r) => {
+        // A memo hit queued nothing: no push event.
+        if (!r.cached) this.emit('push', key, r.created);
+        return r;
       });
-    return settle(p, cb);
+  }
+
+  /**
+   * Where the blob `hash` came from: resolves to its lineage lines, {job: K} when it is a job's
+   * payload, then {result: [K, C], after: [[K2, C2], ...]} per result row that produced it. A
+   * hash the database does not hold rejects with BATCHDB_ERR_NOT_FOUND.
+   */
+  why(hash, cb) {
+    return settle(this._database().then((db) => db.why(hash)), cb);
   }
 
   get(hash) {
@@ -589,7 +616,6 @@ class Compute extends EventEmitter {
   stop(cb) {
     this.#stopping = true;
     if (this.#endGap) this.#endGap();
-    for (const wake of this.#sleepers) wake();
     const p = this.#dbPromise.then(
       async (db) => {
         db.stop();
@@ -608,8 +634,7 @@ class Compute extends EventEmitter {
     if (!this.#closing) {
       this.#stopping = true;
       if (this.#endGap) this.#endGap();
-      for (const wake of this.#sleepers) wake();
-      this.#closing = (async () => {
+        this.#closing = (async () => {
         let db;
         try {
           db = await this.#dbPromise;
@@ -635,7 +660,6 @@ class Compute extends EventEmitter {
       // carried into the next turn of the loop. (Not with queues: that chained claim serves
       // every queue.)
       let carry = null;
-      let wokeForNothing = false;
       try {
         while (!this.#stopping) {
           let job = carry;
@@ -645,7 +669,7 @@ class Compute extends EventEmitter {
               job = queues ? await db.claimFrom(queues) : await db.claim();
             } catch (err) {
               if (err.code === 'BATCHDB_ERR_BUSY') {
-                await this.#waitForWork(db, hold);
+                await this.#waitForWork(db, hold, queues);
                 continue;
               }
               if (this.#stopping) return;
@@ -657,7 +681,6 @@ class Compute extends EventEmitter {
             return;
           }
           if (job) {
-            wokeForNothing = false;
             carry = await this.#drive(job, db, queues);
             continue;
           }
@@ -669,9 +692,8 @@ class Compute extends EventEmitter {
               continue;
             }
           }
-          if (queues && wokeForNothing) await this.#sleep(FOREIGN_WAKE_PAUSE_MS, hold);
           if (this.#stopping) break;
-          wokeForNothing = await this.#waitForWork(db, hold);
+          await this.#waitForWork(db, hold, queues);
         }
       } finally {
         if (carry) await carry.release().catch(noop);
@@ -719,33 +741,20 @@ class Compute extends EventEmitter {
     return state;
   }
 
-  // Resolves after `ms`, or at once on stop() or close(); the timer holds the event loop only
-  // with `hold`.
-  #sleep(ms, hold) {
-    return new Promise((resolve) => {
-      const wake = () => {
-        clearTimeout(timer);
-        this.#sleepers.delete(wake);
-        resolve();
-      };
-      const timer = setTimeout(wake, ms);
-      if (!hold) timer.unref();
-      this.#sleepers.add(wake);
-    });
-  }
-
-  // One waiter per instance, shared by the idle workers. batchdb_wait returns at once when work
-  // is claimable, and wakes on new work from any process and when a delay ends. With `hold` it
+  // One waiter per instance, shared by the idle workers (of one run: they serve the same queues).
+  // batchdb_wait (batchdb_wait_from for a run that serves some queues: work in other queues does
+  // not wake it) returns at once when work is claimable, and wakes on new work from any process
+  // and when a delay ends. With `hold` it
   // waits in one call; without, it waits in short slices separated by an unref'd timer, so that
   // the event loop sees, between two slices, that nothing but this wait is left and the process
   // exits, as the original's did.
-  #waitForWork(db, hold) {
+  #waitForWork(db, hold, queues) {
     if (!this.#waitPromise) {
       // The gap only follows a slice that timed out (false): after a wake-up (true) work may be
       // claimable and the loop must not be left empty before the claim is made.
       const slice = hold
-        ? db.wait(WAIT_MS)
-        : db.wait(IDLE_SLICE_MS).then((woke) =>
+        ? db.wait(WAIT_MS, queues)
+        : db.wait(IDLE_SLICE_MS, queues).then((woke) =>
             woke || this.#stopping
               ? woke
               : new Promise((resolve) => {
@@ -770,10 +779,11 @@ class Compute extends EventEmitter {
     return this.#waitPromise;
   }
 
-  // The runner's third argument: the instance, with progress(done, message[, cb]), which
+  // The runner's third argument: the instance, with its upstreams `after` ([{key, created,
+  // hash}, ...]: its inputs, readable with get(hash)) and progress(done, message[, cb]), which
   // records the report on its pending row and emits 'progress' (key, created, done, message).
   #handle(job) {
-    const { key, created } = job;
+    const { key, created, after } = job;
     const progress = (done, message, cb) => {
       if (typeof message === 'function') {
         cb = message;
@@ -792,7 +802,7 @@ class Compute extends EventEmitter {
       p.catch(noop);
       return settle(p, cb);
     };
-    return Object.freeze({ key, created, progress });
+    return Object.freeze({ key, created, after, progress });
   }
 
   // Runs one claimed instance through the runner's stream. Resolves to the next instance when

@@ -1,6 +1,6 @@
 //! Streaming writers and verifying readers.
 
-use super::db::{push_options, write_added, write_hex, DbHandle};
+use super::db::{cached_out, clear_hex, push_options, write_added, write_hex, write_pushed, DbHandle};
 use super::error::hash_arg;
 use super::handles::{
     bytes, c_str, handle_out, into_raw, null, opt_ref, read_into, take, try_mut, try_ref, Castable,
@@ -113,13 +113,14 @@ pub extern "C" fn batchdb_writer_add(
     })
 }
 
-/// Extension to the contract: `batchdb_writer_add` with a priority and a delay, as
-/// `batchdb_add_with` is to `batchdb_add`, so that a streamed payload can be added with push
-/// options in one transaction. `opts` may be NULL for the defaults; a negative `delay_ms` is
-/// `BATCHDB_ERR_INVALID`.
+/// Extension to the contract: `batchdb_writer_add` with push options (priority, delay, queue,
+/// `unique`, `memo`, `after`), as `batchdb_add_with` is to `batchdb_add`, so that a streamed
+/// payload can be added with push options in one transaction. `opts` may be NULL for the
+/// defaults. `created_out` and `opts->cached_out` are written as by `batchdb_add_with` (a memo
+/// hit: the newest result's `created` and output hash).
 ///
 /// Consumes `w`: it is freed whether or not this succeeds (also when `opts` is invalid).
-/// Outputs and codes are those of `batchdb_writer_add`.
+/// Returns the codes of `batchdb_add_with`.
 #[no_mangle]
 pub extern "C" fn batchdb_writer_add_with(
     w: *mut batchdb_writer,
@@ -129,10 +130,14 @@ pub extern "C" fn batchdb_writer_add_with(
     err: *mut batchdb_error,
 ) -> i32 {
     status(err, || {
+        let cached = cached_out(opts);
+        clear_hex(cached);
         let h = take(w).ok_or_else(|| null("w"))?;
         let opts = push_options(opt_ref(opts))?;
         let (key, pushed) = h.writer.add_with(&opts)?;
-        Ok(write_added(key_out, created_out, (key, pushed.created)))
+        write_pushed(created_out, cached, &pushed);
+        write_hex(key_out, &key);
+        Ok(BATCHDB_OK)
     })
 }
 

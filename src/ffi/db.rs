@@ -1,13 +1,14 @@
 //! Opening and closing, creating and pushing jobs, and maintenance.
 
-use super::error::{flag, hash_arg, hex65};
+use super::error::{flag, hash_arg, hash_field, hex65};
 use super::events::{batchdb_event_fn, Subscriptions};
 use super::handles::{
-    bytes, c_str, handle_out, into_raw, null, opt_array, opt_ref, take, try_ref, write_opt, Castable,
+    bytes, c_str, handle_out, into_raw, null, opt_array, opt_ref, struct_slice, take, try_ref, write_opt,
+    Castable,
 };
 use super::panic::{boundary, status};
 use super::{batchdb, batchdb_error, batchdb_options, batchdb_push_options, BATCHDB_OK};
-use crate::{Db, Durability, Error, Options, Order, PushOptions};
+use crate::{Db, Durability, Error, Options, Order, PushOptions, Pushed};
 use std::ffi::{c_char, c_void, CStr};
 use std::time::Duration;
 
@@ -57,10 +58,37 @@ pub(crate) fn push_options(o: Option<&batchdb_push_options>) -> Result<PushOptio
         delay: Duration::from_millis(delay),
         queue: name_arg(c_str(o.queue), "queue")?.filter(|q| !q.is_empty()).map(str::to_string),
         unique: flag(o.unique, "unique")?,
-        ..Default::default()
+        memo: flag(o.memo, "memo")?,
+        after: struct_slice(o.after, o.after_len, "after")?
+            .iter()
+            .enumerate()
+            .map(|(i, up)| hash_field(&up.key, &format!("after[{i}].key")).map(|key| (key, up.created)))
+            .collect::<Result<_, _>>()?,
     };
     opts.validate()?;
     Ok(opts)
+}
+
+/// The `cached_out` of optional push options (NULL when there are none).
+pub(crate) fn cached_out(o: *const batchdb_push_options) -> *mut c_char {
+    opt_ref(o).map_or(std::ptr::null_mut(), |o| o.cached_out)
+}
+
+/// Writes a push's outputs: `created` to `created_out`, and to `cached` (a `cached_out`) the
+/// reused result's hash of a memo hit, else "". Either pointer may be NULL.
+pub(crate) fn write_pushed(created_out: *mut i64, cached: *mut c_char, pushed: &Pushed) {
+    write_opt(created_out, pushed.created);
+    match &pushed.cached {
+        Some(hash) => write_hex(cached, hash),
+        None => clear_hex(cached),
+    }
+}
+
+/// Writes "" to a caller's `char[65]` (when not NULL).
+pub(crate) fn clear_hex(dst: *mut c_char) {
+    if let Some(dst) = opt_array(dst, 65) {
+        dst[0] = 0;
+    }
 }
 
 /// An optional NUL-terminated UTF-8 name (a queue's, a schedule's).
@@ -212,10 +240,19 @@ pub extern "C" fn batchdb_add(
     batchdb_add_with(db, data, len, std::ptr::null(), key_out, created_out, err)
 }
 
-/// `batchdb_add` with a priority and a delay. `opts` may be NULL for the defaults (priority
-/// 0, no delay); a negative `delay_ms` is `BATCHDB_ERR_INVALID`.
+/// `batchdb_add` with push options: a priority, a delay, a queue, `unique`, `memo` and
+/// upstreams (`after`). `opts` may be NULL for the defaults (as `batchdb_add`).
 ///
-/// Outputs, ownership and codes are those of `batchdb_add`. Thread-safe.
+/// `created_out` gets the new instance's `created`; for a `unique` or `memo` push that found
+/// a live instance, that instance's; for a memo push that found a result, the newest result's
+/// (and `opts->cached_out` its output hash). A push with an upstream that is a fail row already
+/// succeeds: the new instance is a fail row at once (`upstream K C failed`; event fail).
+///
+/// Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` for a bad option (negative `delay_ms`, a
+/// malformed queue name, `unique`/`memo` not 0 or 1, NULL `after` with `after_len` > 0, a
+/// malformed upstream key), checked before the payload is stored; `BATCHDB_ERR_NOT_FOUND` for
+/// an unknown upstream instance (no job or instance is added); `BATCHDB_ERR_IO`,
+/// `BATCHDB_ERR_BUSY`. Ownership as `batchdb_add`. Thread-safe.
 #[no_mangle]
 pub extern "C" fn batchdb_add_with(
     db: *mut batchdb,
@@ -227,11 +264,15 @@ pub extern "C" fn batchdb_add_with(
     err: *mut batchdb_error,
 ) -> i32 {
     status(err, || {
+        let cached = cached_out(opts);
+        clear_hex(cached);
         let h = try_ref(db, "db")?;
         let payload = bytes(data, len, "data")?;
         let opts = push_options(opt_ref(opts))?;
         let (key, pushed) = h.db.add_with(payload, &opts)?;
-        Ok(write_added(key_out, created_out, (key, pushed.created)))
+        write_pushed(created_out, cached, &pushed);
+        write_hex(key_out, &key);
+        Ok(BATCHDB_OK)
     })
 }
 
@@ -252,11 +293,19 @@ pub extern "C" fn batchdb_push(
     batchdb_push_with(db, key, std::ptr::null(), created_out, err)
 }
 
-/// `batchdb_push` with a priority (higher runs first) and a delay (not claimed before
-/// `created + delay_ms`). `opts` may be NULL for the defaults; a negative `delay_ms` is
-/// `BATCHDB_ERR_INVALID`.
+/// `batchdb_push` with push options: a priority (higher runs first), a delay (not claimed
+/// before `created + delay_ms`), a queue, `unique`, `memo` and upstreams (`after`). `opts` may
+/// be NULL for the defaults.
 ///
-/// Codes as `batchdb_push`. Thread-safe.
+/// `created_out` gets the new instance's `created`; for a `unique` or `memo` push that found
+/// a live instance, that instance's; for a memo push that found a result, the newest result's
+/// (and `opts->cached_out` its output hash; "" otherwise). A push with an upstream that is a
+/// fail row already succeeds: the new instance is a fail row at once (`upstream K C failed`;
+/// event fail).
+///
+/// Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` for NULL `db`/`key`, a malformed key or a bad
+/// option (see `batchdb_add_with`); `BATCHDB_ERR_NOT_FOUND` for an unknown job or upstream
+/// instance (nothing queued); `BATCHDB_ERR_IO`, `BATCHDB_ERR_BUSY`. Thread-safe.
 #[no_mangle]
 pub extern "C" fn batchdb_push_with(
     db: *mut batchdb,
@@ -266,11 +315,13 @@ pub extern "C" fn batchdb_push_with(
     err: *mut batchdb_error,
 ) -> i32 {
     status(err, || {
+        let cached = cached_out(opts);
+        clear_hex(cached);
         let h = try_ref(db, "db")?;
         let key = hash_arg(c_str(key), "key")?;
         let opts = push_options(opt_ref(opts))?;
         let pushed = h.db.push_with(&key, &opts)?;
-        write_opt(created_out, pushed.created);
+        write_pushed(created_out, cached, &pushed);
         Ok(BATCHDB_OK)
     })
 }
@@ -326,7 +377,8 @@ pub extern "C" fn batchdb_resume(db: *mut batchdb, queue: *const c_char, err: *m
 
 /// Creates or replaces the recurring schedule `name`: `len` bytes at `data` are stored as a
 /// job, and each slot of `spec` pushes one instance of it with `opts`' queue and priority
-/// (`opts` may be NULL), however many processes run. `spec` is `every DURATION` (`500ms`,
+/// (`opts` may be NULL; a delay, `unique`, `memo` or `after` in it is `BATCHDB_ERR_INVALID`,
+/// and `cached_out` is not written), however many processes run. `spec` is `every DURATION` (`500ms`,
 /// `30s`, `15m`, `2h`, `7d`: slots are the multiples of it since the Unix epoch) or a 5-field
 /// cron expression in UTC. The job's key goes to `key_out` and the first slot (epoch ms) to
 /// `next_run_out`; either may be NULL.
@@ -369,6 +421,37 @@ pub extern "C" fn batchdb_unschedule(db: *mut batchdb, name: *const c_char, err:
     status(err, || {
         let h = try_ref(db, "db")?;
         h.db.unschedule(required_name(name, "name")?)?;
+        Ok(BATCHDB_OK)
+    })
+}
+
+/// Where the blob `hash` (64 hex characters, NUL-terminated) came from, as a cursor over the
+/// lines of the contract's lineage (`batchdb why`). On success `*out` receives a cursor that
+/// the caller owns and must release with `batchdb_cursor_free`; on failure it is set to NULL.
+///
+/// Read it with `batchdb_cursor_next`: first, when the blob is a job's payload, a row of kind
+/// `BATCHDB_LIST_JOB` with `job` = the hash and `json` `{"job": K}`; then one row of kind
+/// `BATCHDB_LIST_RESULT` per result row whose output it is, with `job` = K, `created` = C,
+/// `hash` = the blob's hash and `json` `{"result": [K, C], "after": [[K2, C2], ...]}` (the
+/// upstream instances it waited for; `after` is always present, maybe empty). Other fields
+/// are zero or NULL. The lineage is read when this is called: the rows are a snapshot.
+///
+/// Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` for NULL `db`/`hash`/`out` or a malformed
+/// hash; `BATCHDB_ERR_NOT_FOUND` when the database does not hold the blob; `BATCHDB_ERR_IO`,
+/// `BATCHDB_ERR_BUSY`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_why(
+    db: *mut batchdb,
+    hash: *const c_char,
+    out: *mut *mut super::batchdb_cursor,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let out = handle_out(out)?;
+        let h = try_ref(db, "db")?;
+        let hash = hash_arg(c_str(hash), "hash")?;
+        let lineage = h.db.why(&hash)?;
+        *out = super::list::lineage_cursor(&hash, &lineage);
         Ok(BATCHDB_OK)
     })
 }

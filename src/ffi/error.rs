@@ -36,6 +36,18 @@ pub(crate) fn hash_arg(s: Option<&CStr>, what: &str) -> Result<Hash, Error> {
     s.parse()
 }
 
+/// Parses a hex hash held in a fixed `char[65]` field (a `batchdb_instance`'s key): it must be
+/// NUL-terminated within the field.
+pub(crate) fn hash_field(field: &[c_char; 65], what: &str) -> Result<Hash, Error> {
+    let len = field
+        .iter()
+        .position(|&c| c == 0)
+        .ok_or_else(|| Error::invalid(format!("{what} is not NUL-terminated within its 65 bytes")))?;
+    let bytes: Vec<u8> = field[..len].iter().map(|&c| c as u8).collect();
+    let s = std::str::from_utf8(&bytes).map_err(|_| Error::invalid(format!("{what} is not UTF-8")))?;
+    s.parse().map_err(|e: Error| e.context(what))
+}
+
 /// A C copy of `s`; interior NUL bytes (which C cannot carry) are dropped.
 pub(crate) fn c_string(s: &str) -> CString {
     CString::new(s).unwrap_or_else(|e| {

@@ -96,6 +96,20 @@ pub(crate) fn ptr_slice<'a, T>(
     Ok(unsafe { std::slice::from_raw_parts(ptrs, len) })
 }
 
+/// `len` C structs at `items` (push options' upstream instances, say). NULL with `len` > 0 is
+/// invalid.
+pub(crate) fn struct_slice<'a, T>(items: *const T, len: usize, what: &str) -> Result<&'a [T], Error> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if items.is_null() {
+        return Err(Error::invalid(format!("{what} is NULL but its length is {len}")));
+    }
+    // SAFETY: the caller passes `len` initialized, readable `T`s at `items` for the duration of
+    // the call (header).
+    Ok(unsafe { std::slice::from_raw_parts(items, len) })
+}
+
 /// A writable buffer of `cap` bytes; NULL or a zero capacity is invalid.
 pub(crate) fn bytes_mut<'a>(buf: *mut u8, cap: usize, what: &str) -> Result<&'a mut [u8], Error> {
     if buf.is_null() {

@@ -4,7 +4,7 @@ use super::db::write_hex;
 use super::error::hex65;
 use super::handles::{
     borrowed, bytes, bytes_mut, c_str, handle_out, into_raw, null, out, read_into, take, try_mut, try_ref,
-    Castable,
+    write_opt, Castable,
 };
 use super::panic::{boundary, status};
 use super::{batchdb, batchdb_error, batchdb_job, BATCHDB_DONE, BATCHDB_OK};
@@ -46,6 +46,13 @@ impl JobHandle {
         match &self.slot {
             Slot::Owned(j) => j.created(),
             Slot::Borrowed(p) => borrowed(*p).created(),
+        }
+    }
+
+    fn after(&self) -> &[(crate::Hash, i64, crate::Hash)] {
+        match &self.slot {
+            Slot::Owned(j) => j.after(),
+            Slot::Borrowed(p) => borrowed(*p).after(),
         }
     }
 }
@@ -127,13 +134,34 @@ pub extern "C" fn batchdb_claim_read(
     out_job: *mut *mut batchdb_job,
     err: *mut batchdb_error,
 ) -> i32 {
+    batchdb_claim_read_from(db, std::ptr::null(), 0, buf, cap, n_out, out_job, err)
+}
+
+/// `batchdb_claim_read` from the `queues_len` queues named at `queues` only (NUL-terminated
+/// names; NULL with 0 serves every queue), as `batchdb_claim_from` is to `batchdb_claim`.
+///
+/// Returns as `batchdb_claim_read`, and `BATCHDB_ERR_INVALID` for a NULL or malformed queue
+/// name. Thread-safe.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn batchdb_claim_read_from(
+    db: *mut batchdb,
+    queues: *const *const c_char,
+    queues_len: usize,
+    buf: *mut u8,
+    cap: usize,
+    n_out: *mut usize,
+    out_job: *mut *mut batchdb_job,
+    err: *mut batchdb_error,
+) -> i32 {
     status(err, || {
         let out_job = handle_out(out_job)?;
         let n_out = out(n_out, "n_out")?;
         *n_out = 0;
         let buf = bytes_mut(buf, cap, "buf")?;
         let h = try_ref(db, "db")?;
-        let Some(mut job) = h.db.claim()? else {
+        let queues = super::db::queue_list(queues, queues_len)?;
+        let Some(mut job) = h.db.claim_from(&queues)? else {
             return Ok(BATCHDB_DONE);
         };
         // On an error here `job` is dropped, which hands the instance back to pending.
@@ -162,6 +190,43 @@ pub extern "C" fn batchdb_job_key(j: *const batchdb_job) -> *const c_char {
 #[no_mangle]
 pub extern "C" fn batchdb_job_created(j: *const batchdb_job) -> i64 {
     boundary(|_| 0, || try_ref(j, "j").map_or(0, |h| h.created()))
+}
+
+/// How many upstream instances this instance waited for (its push's `after`): the inputs
+/// that `batchdb_job_after` reads. 0 for a NULL job and for an instance pushed without
+/// `after`. Works on owned and borrowed jobs.
+#[no_mangle]
+pub extern "C" fn batchdb_job_after_count(j: *const batchdb_job) -> usize {
+    boundary(|_| 0, || try_ref(j, "j").map_or(0, |h| h.after().len()))
+}
+
+/// Upstream `i` (from 0, below `batchdb_job_after_count`) of this instance, in the order of its
+/// push's `after`: its job's key to `key_out` and its result's output hash to `hash_out` (each
+/// 64 hex characters and a NUL), its `created` to `created_out`; any of them may be NULL. The
+/// output is the runner's input, readable with `batchdb_get` or `batchdb_reader_open`.
+///
+/// Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` for a NULL `j` or `i` out of range (nothing
+/// written). Works on owned and borrowed jobs; reads no file.
+#[no_mangle]
+pub extern "C" fn batchdb_job_after(
+    j: *const batchdb_job,
+    i: usize,
+    key_out: *mut c_char,
+    created_out: *mut i64,
+    hash_out: *mut c_char,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let h = try_ref(j, "j")?;
+        let after = h.after();
+        let (key, created, hash) = after.get(i).ok_or_else(|| {
+            Error::invalid(format!("upstream index {i} is out of range (the job has {})", after.len()))
+        })?;
+        write_hex(key_out, key);
+        write_opt(created_out, *created);
+        write_hex(hash_out, hash);
+        Ok(BATCHDB_OK)
+    })
 }
 
 /// Reads up to `cap` bytes of the job's payload into `buf`; the count goes to `*n_out`, and 0

@@ -7,7 +7,7 @@ use super::{batchdb, batchdb_cursor, batchdb_error, BATCHDB_DONE, BATCHDB_OK};
 use super::{
     BATCHDB_LIST_FAIL, BATCHDB_LIST_JOB, BATCHDB_LIST_PENDING, BATCHDB_LIST_RESULT, BATCHDB_LIST_SCHEDULE,
 };
-use crate::{Cursor, Error, ListKind, Row, ScheduleRow};
+use crate::{Cursor, Error, Hash, Lineage, ListKind, Row, ScheduleRow};
 use std::ffi::{c_char, CString};
 
 /// One listed row. Fields that do not apply to the row's kind are zero (or NULL).
@@ -64,10 +64,42 @@ pub(crate) struct CursorHandle {
     json: CString,
 }
 
-/// Where a cursor's rows come from: a paged listing, or the schedules (few; read at once).
+/// Where a cursor's rows come from: a paged listing, the schedules (few; read at once), or
+/// the lines of a blob's lineage (`batchdb_why`, read at once).
 enum Source {
     Rows(Cursor<Row>),
     Schedules(std::vec::IntoIter<ScheduleRow>),
+    Lineage(std::vec::IntoIter<LineageLine>),
+}
+
+/// One row of `batchdb_why`: its kind, the job's key, the instance's `created` (0 for the job
+/// line), the blob's hash for result lines, and the JSON line.
+struct LineageLine {
+    kind: i32,
+    job: Hash,
+    created: i64,
+    hash: Option<Hash>,
+    json: String,
+}
+
+/// A cursor over the lineage of the blob `hash`, as `Lineage::json_lines` writes it: the job
+/// line first (when the blob is a payload), then one line per result row.
+pub(crate) fn lineage_cursor(hash: &Hash, lineage: &Lineage) -> *mut batchdb_cursor {
+    let mut rows = Vec::new();
+    if lineage.job {
+        rows.push((BATCHDB_LIST_JOB, *hash, 0, None));
+    }
+    for r in &lineage.results {
+        rows.push((BATCHDB_LIST_RESULT, r.key, r.created, Some(*hash)));
+    }
+    let lines = lineage.json_lines(hash);
+    debug_assert_eq!(lines.len(), rows.len());
+    let lines: Vec<LineageLine> = rows
+        .into_iter()
+        .zip(lines)
+        .map(|((kind, job, created, hash), json)| LineageLine { kind, job, created, hash, json })
+        .collect();
+    into_raw(CursorHandle::new(Source::Lineage(lines.into_iter())))
 }
 
 impl Castable for batchdb_cursor {
@@ -127,6 +159,30 @@ pub extern "C" fn batchdb_cursor_next(
         }
         let next = match &mut h.source {
             Source::Rows(cursor) => cursor.next(),
+            Source::Lineage(lines) => {
+                let Some(l) = lines.next() else {
+                    h.done = true;
+                    return Ok(BATCHDB_DONE);
+                };
+                h.json = c_string(&l.json);
+                h.message = None;
+                h.queue = None;
+                *row = batchdb_row {
+                    kind: l.kind,
+                    job: hex65(&l.job),
+                    created: l.created,
+                    running: 0,
+                    hash: l.hash.as_ref().map_or([0; 65], hex65),
+                    start: 0,
+                    end: 0,
+                    attempts: 0,
+                    message: std::ptr::null(),
+                    json: h.json.as_ptr(),
+                    queue: std::ptr::null(),
+                    progress: -1.0,
+                };
+                return Ok(BATCHDB_OK);
+            }
             Source::Schedules(rows) => {
                 let Some(s) = rows.next() else {
                     h.done = true;

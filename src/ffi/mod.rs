@@ -166,6 +166,35 @@ pub struct batchdb_push_options {
     /// 1: when an instance of the job is already pending, waiting or running in the queue,
     /// queue nothing and return that instance's `created`. 0 (default): always queue.
     pub unique: i32,
+    /// 1: memoized. When the job already has a result, queue nothing: `created_out` gets the
+    /// `created` of its newest result and `cached_out` that result's output hash. Otherwise as
+    /// `unique` (a live instance in the queue is joined: its `created`, `cached_out` ""). 0
+    /// (default): not memoized.
+    pub memo: i32,
+    /// Upstream instances, `after_len` of them (NULL with 0: none; NULL with more is
+    /// `BATCHDB_ERR_INVALID`). The new instance waits, unclaimed, until each has a result; its
+    /// pending row shows `"after": [[K, C], ...]` meanwhile. Each must exist (pending, running,
+    /// or a result or fail row): an unknown one is `BATCHDB_ERR_NOT_FOUND` and nothing is
+    /// queued; a malformed key, or an instance listed twice, is `BATCHDB_ERR_INVALID`. When
+    /// one ends as a fail row (or is cancelled) the new instance becomes a fail row too
+    /// (`upstream K C failed` / `upstream K C cancelled`). An upstream that is a fail row already does not make the push
+    /// fail: it succeeds, and the new instance is a fail row at once. Read during the call only.
+    pub after: *const batchdb_instance,
+    /// How many instances `after` holds.
+    pub after_len: usize,
+    /// Optional output, a caller's `char[65]` (NULL: not wanted): on success of a memo push
+    /// that reused a result, that result's output hash (64 hex characters and a NUL); "" in
+    /// every other case, also when the call fails. Not written by `batchdb_schedule`.
+    pub cached_out: *mut c_char,
+}
+
+/// An instance, `(key, created)`: an upstream in `batchdb_push_options.after`.
+#[repr(C)]
+pub struct batchdb_instance {
+    /// The job's key: 64 hex characters and a NUL.
+    pub key: [c_char; 65],
+    /// The instance's `created`, epoch milliseconds.
+    pub created: i64,
 }
 
 /// Options for `batchdb_run`. NULL means one worker, waiting for work until `batchdb_stop`.
@@ -202,7 +231,7 @@ pub struct batchdb_reader {
     _private: [u8; 0],
 }
 
-/// A listing cursor, from `batchdb_list`; released by `batchdb_cursor_free`.
+/// A listing cursor, from `batchdb_list` or `batchdb_why`; released by `batchdb_cursor_free`.
 pub struct batchdb_cursor {
     _private: [u8; 0],
 }

@@ -96,3 +96,27 @@ pub extern "C" fn batchdb_wait(db: *mut batchdb, timeout_ms: u32, err: *mut batc
         Ok(if woke { BATCHDB_OK } else { super::BATCHDB_DONE })
     })
 }
+
+/// `batchdb_wait` for a claimer of the `queues_len` queues named at `queues` only
+/// (NUL-terminated names; NULL with 0: every queue, as `batchdb_wait`), as `batchdb_claim_from`
+/// takes them: work that is ready in other queues does not wake it, so a binding that claims
+/// from some queues only can wait without spinning.
+///
+/// Returns as `batchdb_wait`, and `BATCHDB_ERR_INVALID` for a NULL or malformed queue name (or
+/// NULL `queues` with `queues_len` > 0). Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_wait_from(
+    db: *mut batchdb,
+    queues: *const *const std::ffi::c_char,
+    queues_len: usize,
+    timeout_ms: u32,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let h = try_ref(db, "db")?;
+        let queues = super::db::queue_list(queues, queues_len)?;
+        let timeout = std::time::Duration::from_millis(u64::from(timeout_ms));
+        let woke = h.db.wait_for_work_from(&queues, timeout)?;
+        Ok(if woke { BATCHDB_OK } else { super::BATCHDB_DONE })
+    })
+}

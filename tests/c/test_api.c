@@ -1004,7 +1004,7 @@ static void test_queues_claim_from(void) {
     batchdb_error err;
     char key[65], queue[80], buf[64];
     int64_t ca, cb, cd;
-    batchdb_push_options alpha = {0, 0, "alpha", 0}, beta = {0, 0, "beta", 0}, empty = {0, 0, "", 0};
+    batchdb_push_options alpha = {.queue = "alpha"}, beta = {.queue = "beta"}, empty = {.queue = ""};
     CHECK_OK(batchdb_add_with(db, bytes("in alpha"), 8, &alpha, key, &ca, &err), &err);
     CHECK_OK(batchdb_add_with(db, bytes("in beta"), 7, &beta, NULL, &cb, &err), &err);
     CHECK_OK(batchdb_add_with(db, bytes("in default"), 10, &empty, NULL, &cd, &err), &err);
@@ -1031,7 +1031,7 @@ static void test_queues_claim_from(void) {
 
     /* Pushing a known job into a queue, and a run that serves one queue only. */
     CHECK_OK(batchdb_push_with(db, key, &beta, &cb, &err), &err);
-    CHECK_OK(batchdb_add_with(db, bytes("ok gamma"), 8, &(batchdb_push_options){0, 0, "gamma", 0}, NULL, NULL, &err), &err);
+    CHECK_OK(batchdb_add_with(db, bytes("ok gamma"), 8, &(batchdb_push_options){.queue = "gamma"}, NULL, NULL, &err), &err);
     struct run_state st;
     memset(&st, 0, sizeof st);
     const char *gamma[] = {"gamma"};
@@ -1048,7 +1048,7 @@ static void test_limit_and_pause(void) {
     batchdb_error err;
     char buf[64];
     CHECK_OK(batchdb_open(test_db, NULL, &other, &err), &err);
-    batchdb_push_options lim = {0, 0, "lim", 0};
+    batchdb_push_options lim = {.queue = "lim"};
     for (int i = 0; i < 4; i++) {
         char payload[16];
         int len = snprintf(payload, sizeof payload, "job %d", i);
@@ -1117,7 +1117,7 @@ static void test_unique_push(void) {
     batchdb_error err;
     char key[65], key2[65];
     int64_t c1, c2, c3, c4;
-    batchdb_push_options uq = {0, 0, "uq", 1}, other = {0, 0, "other", 1}, plain = {0, 0, "uq", 0};
+    batchdb_push_options uq = {.queue = "uq", .unique = 1}, other = {.queue = "other", .unique = 1}, plain = {.queue = "uq"};
     CHECK_OK(batchdb_add_with(db, bytes("only once"), 9, &uq, key, &c1, &err), &err);
     /* A pending instance in the queue: nothing queued, its created back. */
     CHECK_OK(batchdb_push_with(db, key, &uq, &c2, &err), &err);
@@ -1146,7 +1146,7 @@ static void test_unique_push(void) {
     CHECK(c2 == c4);
     CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 2);
     /* unique must be 0 or 1. */
-    batchdb_push_options bad = {0, 0, "uq", 2};
+    batchdb_push_options bad = {.queue = "uq", .unique = 2};
     CHECK_RC(batchdb_push_with(db, key, &bad, &c2, &err), BATCHDB_ERR_INVALID, &err);
     CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 2);
     batchdb_close(db);
@@ -1159,7 +1159,7 @@ static void test_schedules(void) {
     batchdb_error err;
     char key[65], expect[65], buf[32];
     int64_t next = 0, before = now_ms();
-    batchdb_push_options sq = {0, 0, "sched", 0};
+    batchdb_push_options sq = {.queue = "sched"};
     CHECK(count_schedules(db) == 0);
     CHECK_OK(batchdb_create(db, bytes("tick"), 4, expect, &err), &err);
     CHECK_OK(batchdb_schedule(db, "ticker", "every 1s", bytes("tick"), 4, &sq, key, &next, &err), &err);
@@ -1287,6 +1287,370 @@ static void test_progress(void) {
     batchdb_close(db);
 }
 
+
+/* ---- API.md section 10: memoized pushes, dependencies, lineage ---- */
+
+/* Claims whatever is ready; reads the payload into buf. NULL when nothing is. */
+static batchdb_job *claim_any(batchdb *db, char *buf, size_t cap) { return claim_from_payload(db, NULL, 0, buf, cap); }
+
+/* Completes `j` with `output` as its result; its hash goes to hash_out. */
+static void complete_with(batchdb_job *j, const char *output, char hash_out[65]) {
+    batchdb_error err;
+    CHECK_OK(batchdb_job_write(j, bytes(output), strlen(output), &err), &err);
+    CHECK_OK(batchdb_job_complete(j, hash_out, &err), &err);
+}
+
+static batchdb_instance instance_of(const char *key, int64_t created) {
+    batchdb_instance in;
+    memset(&in, 0, sizeof in);
+    snprintf(in.key, sizeof in.key, "%s", key);
+    in.created = created;
+    return in;
+}
+
+static void test_memo_push(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    char key[65], key2[65], cached[65], hash[65], buf[64];
+    int64_t c1, c2, c3;
+    batchdb_push_options memo;
+    memset(&memo, 0, sizeof memo);
+    memo.memo = 1;
+    memo.cached_out = cached;
+
+    /* Nothing yet: a new instance, cached "". */
+    memset(cached, 'x', sizeof cached);
+    CHECK_OK(batchdb_add_with(db, bytes("memo me"), 7, &memo, key, &c1, &err), &err);
+    CHECK(cached[0] == '\0' && c1 > 0);
+    /* Pending: joined, nothing queued. */
+    memset(cached, 'x', sizeof cached);
+    CHECK_OK(batchdb_push_with(db, key, &memo, &c2, &err), &err);
+    CHECK(c2 == c1 && cached[0] == '\0');
+    CHECK_OK(batchdb_add_with(db, bytes("memo me"), 7, &memo, key2, &c2, &err), &err);
+    CHECK(c2 == c1 && strcmp(key, key2) == 0 && cached[0] == '\0');
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 1);
+    /* Running: joined too. */
+    batchdb_job *j = claim_any(db, buf, sizeof buf);
+    CHECK(j != NULL && batchdb_job_created(j) == c1);
+    CHECK_OK(batchdb_push_with(db, key, &memo, &c2, &err), &err);
+    CHECK(c2 == c1 && count_rows(db, BATCHDB_LIST_PENDING) == 1);
+    complete_with(j, "memo result", hash);
+
+    /* A result: reused, nothing queued; created is the result's, cached its output. */
+    CHECK_OK(batchdb_push_with(db, key, &memo, &c2, &err), &err);
+    CHECK(c2 == c1 && strcmp(cached, hash) == 0);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 0);
+    memset(cached, 'x', sizeof cached);
+    CHECK_OK(batchdb_add_with(db, bytes("memo me"), 7, &memo, key2, &c2, &err), &err);
+    CHECK(c2 == c1 && strcmp(cached, hash) == 0 && strcmp(key2, key) == 0);
+    /* The streamed add reports it the same way. */
+    batchdb_writer *w = NULL;
+    CHECK_OK(batchdb_writer_open(db, &w, &err), &err);
+    CHECK_OK(batchdb_writer_write(w, bytes("memo me"), 7, &err), &err);
+    memset(cached, 'x', sizeof cached);
+    CHECK_OK(batchdb_writer_add_with(w, &memo, key2, &c2, &err), &err);
+    CHECK(c2 == c1 && strcmp(cached, hash) == 0);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 0);
+
+    /* Without memo a new instance is queued, and cached_out says "". */
+    batchdb_push_options plain;
+    memset(&plain, 0, sizeof plain);
+    plain.cached_out = cached;
+    CHECK_OK(batchdb_push_with(db, key, &plain, &c3, &err), &err);
+    CHECK(c3 > c1 && cached[0] == '\0');
+    /* With a newer result, a memo hit gives the newest. */
+    j = claim_any(db, buf, sizeof buf);
+    CHECK(j != NULL && batchdb_job_created(j) == c3);
+    char hash2[65];
+    complete_with(j, "second result", hash2);
+    CHECK_OK(batchdb_push_with(db, key, &memo, &c2, &err), &err);
+    CHECK(c2 == c3 && strcmp(cached, hash2) == 0);
+    /* cached_out NULL is fine; memo must be 0 or 1. */
+    memo.cached_out = NULL;
+    CHECK_OK(batchdb_push_with(db, key, &memo, &c2, &err), &err);
+    CHECK(c2 == c3);
+    memo.memo = 2;
+    CHECK_RC(batchdb_push_with(db, key, &memo, &c2, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 0);
+    batchdb_close(db);
+}
+
+/* A runner that records the job's upstreams as "KEY:CREATED:HASH " and writes them as its
+ * output. */
+static int32_t after_runner(void *userdata, batchdb_job *job, batchdb_error *fail_out) {
+    (void)fail_out;
+    char *seen = userdata;
+    size_t n = batchdb_job_after_count(job);
+    batchdb_error err;
+    for (size_t i = 0; i < n; i++) {
+        char k[65], h[65];
+        int64_t c;
+        if (batchdb_job_after(job, i, k, &c, h, &err) != BATCHDB_OK) return 1;
+        size_t used = strlen(seen);
+        snprintf(seen + used, 1024 - used, "%.8s:%lld:%.8s ", k, (long long)c, h);
+    }
+    char k[65];
+    if (batchdb_job_after(job, n, k, NULL, NULL, &err) != BATCHDB_ERR_INVALID) return 2;
+    return batchdb_job_write(job, bytes("down"), 4, &err) == BATCHDB_OK ? 0 : 3;
+}
+
+static void test_after_waits_and_lists_inputs(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    char ka[65], kb[65], kd[65], ha[65], hb[65], buf[64], queue[80];
+    int64_t ca, cb, cd;
+    CHECK_OK(batchdb_add(db, bytes("up a"), 4, ka, &ca, &err), &err);
+    CHECK_OK(batchdb_add(db, bytes("up b"), 4, kb, &cb, &err), &err);
+    batchdb_instance ups[2] = {instance_of(ka, ca), instance_of(kb, cb)};
+    batchdb_push_options after;
+    memset(&after, 0, sizeof after);
+    after.after = ups;
+    after.after_len = 2;
+    CHECK_OK(batchdb_add_with(db, bytes("down"), 4, &after, kd, &cd, &err), &err);
+
+    /* It waits: its row shows the upstreams, and claims take the upstreams only. */
+    int has = 0;
+    CHECK(pending_row(db, cd, queue, NULL, "\"after\":[[", &has) && has == 1);
+    CHECK_RC(batchdb_wait(db, 10, &err), BATCHDB_OK, &err);
+    batchdb_job *j1 = claim_any(db, buf, sizeof buf);
+    batchdb_job *j2 = claim_any(db, buf, sizeof buf);
+    CHECK(j1 != NULL && j2 != NULL);
+    CHECK(batchdb_job_after_count(j1) == 0 && batchdb_job_after_count(j2) == 0);
+    CHECK(claim_any(db, buf, sizeof buf) == NULL);
+    /* One upstream done: still waiting. */
+    int first_is_a = batchdb_job_created(j1) == ca;
+    complete_with(first_is_a ? j1 : j2, "out a", ha);
+    CHECK(claim_any(db, buf, sizeof buf) == NULL);
+    CHECK(pending_row(db, cd, queue, NULL, "\"after\"", &has) && has == 1);
+    /* Both: claimable, and the job lists its inputs in the push's order. */
+    complete_with(first_is_a ? j2 : j1, "out b", hb);
+    CHECK(pending_row(db, cd, queue, NULL, "\"after\"", &has) && has == 0);
+    batchdb_job *j = claim_any(db, buf, sizeof buf);
+    CHECK(j != NULL && batchdb_job_created(j) == cd && strcmp(buf, "down") == 0);
+    CHECK(batchdb_job_after_count(j) == 2);
+    char k[65], h[65];
+    int64_t c = 0;
+    CHECK_OK(batchdb_job_after(j, 0, k, &c, h, &err), &err);
+    CHECK(strcmp(k, ka) == 0 && c == ca && strcmp(h, ha) == 0);
+    CHECK_OK(batchdb_job_after(j, 1, k, &c, h, &err), &err);
+    CHECK(strcmp(k, kb) == 0 && c == cb && strcmp(h, hb) == 0);
+    CHECK_OK(batchdb_job_after(j, 1, NULL, NULL, NULL, &err), &err);
+    CHECK_RC(batchdb_job_after(j, 2, k, &c, h, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(strstr(err.message, "out of range") != NULL);
+    CHECK_RC(batchdb_job_after(NULL, 0, k, &c, h, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(batchdb_job_after_count(NULL) == 0);
+    /* The input is readable. */
+    struct sink s;
+    memset(&s, 0, sizeof s);
+    CHECK_OK(batchdb_get(db, h, collect, &s, &err), &err);
+    CHECK(strcmp(s.data, "out b") == 0);
+    CHECK_OK(batchdb_job_complete(j, NULL, &err), &err);
+
+    /* Through batchdb_run, the borrowed job lists them too. */
+    int64_t ce;
+    batchdb_instance one[1] = {instance_of(ka, ca)};
+    after.after = one;
+    after.after_len = 1;
+    CHECK_OK(batchdb_push_with(db, kd, &after, &ce, &err), &err); /* upstream done already: ready */
+    char seen[1024] = "";
+    batchdb_run_options ro = {1, 1, NULL, 0};
+    CHECK_OK(batchdb_run(db, &ro, after_runner, seen, &err), &err);
+    char want[128];
+    snprintf(want, sizeof want, "%.8s:%lld:%.8s ", ka, (long long)ca, ha);
+    CHECK(strcmp(seen, want) == 0);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 0 && count_rows(db, BATCHDB_LIST_FAIL) == 0);
+    batchdb_close(db);
+}
+
+/* The message of the fail row of instance `created` ("" when there is none). */
+static void fail_message(batchdb *db, int64_t created, char out[256]) {
+    batchdb_cursor *c = NULL;
+    batchdb_row row;
+    batchdb_error err;
+    out[0] = '\0';
+    CHECK_OK(batchdb_list(db, BATCHDB_LIST_FAIL, &c, &err), &err);
+    while (c != NULL && batchdb_cursor_next(c, &row, &err) == BATCHDB_OK)
+        if (row.created == created) snprintf(out, 256, "%s", row.message);
+    batchdb_cursor_free(c);
+}
+
+static void test_failed_upstream_cascades(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    char ku[65], kd[65], ke[65], buf[64], msg[256], want[256];
+    int64_t cu, cd, ce, cf, cg;
+    CHECK_OK(batchdb_add(db, bytes("will fail"), 9, ku, &cu, &err), &err);
+    batchdb_instance up[1] = {instance_of(ku, cu)};
+    batchdb_push_options o;
+    memset(&o, 0, sizeof o);
+    o.after = up;
+    o.after_len = 1;
+    CHECK_OK(batchdb_add_with(db, bytes("dependent"), 9, &o, kd, &cd, &err), &err);
+    batchdb_instance mid[1] = {instance_of(kd, cd)};
+    o.after = mid;
+    CHECK_OK(batchdb_add_with(db, bytes("grandchild"), 10, &o, ke, &ce, &err), &err);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 3);
+
+    batchdb_job *j = claim_any(db, buf, sizeof buf);
+    CHECK(j != NULL && batchdb_job_created(j) == cu);
+    CHECK_OK(batchdb_job_fail(j, "boom", &err), &err);
+    /* Its dependents became fail rows, transitively. */
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 0);
+    CHECK(count_rows(db, BATCHDB_LIST_FAIL) == 3);
+    fail_message(db, cd, msg);
+    snprintf(want, sizeof want, "upstream %s %lld failed", ku, (long long)cu);
+    CHECK(strcmp(msg, want) == 0);
+    fail_message(db, ce, msg);
+    snprintf(want, sizeof want, "upstream %s %lld failed", kd, (long long)cd);
+    CHECK(strcmp(msg, want) == 0);
+
+    /* A push after a failed upstream succeeds, and is a fail row at once. */
+    o.after = up;
+    char cached[65] = "x";
+    o.cached_out = cached;
+    CHECK_OK(batchdb_push_with(db, kd, &o, &cf, &err), &err);
+    CHECK(cf > ce && cached[0] == '\0');
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 0);
+    fail_message(db, cf, msg);
+    snprintf(want, sizeof want, "upstream %s %lld failed", ku, (long long)cu);
+    CHECK(strcmp(msg, want) == 0);
+
+    /* Cancelling an upstream fails its dependents: "cancelled". */
+    CHECK_OK(batchdb_push(db, ku, &cg, &err), &err);
+    batchdb_instance up2[1] = {instance_of(ku, cg)};
+    o.after = up2;
+    int64_t ch;
+    CHECK_OK(batchdb_push_with(db, kd, &o, &ch, &err), &err);
+    CHECK_OK(batchdb_cancel(db, ku, cg, &err), &err);
+    fail_message(db, ch, msg);
+    snprintf(want, sizeof want, "upstream %s %lld cancelled", ku, (long long)cg);
+    CHECK(strcmp(msg, want) == 0);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 0);
+    batchdb_close(db);
+}
+
+static void test_why(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    char ka[65], kd[65], ha[65], hd[65], buf[64];
+    int64_t ca, cd;
+    CHECK_OK(batchdb_add(db, bytes("same"), 4, ka, &ca, &err), &err);
+    batchdb_job *j = claim_any(db, buf, sizeof buf);
+    complete_with(j, "same", ha); /* the output equals the payload: one blob, both lines */
+    CHECK(strcmp(ha, ka) == 0);
+    batchdb_instance up[1] = {instance_of(ka, ca)};
+    batchdb_push_options o;
+    memset(&o, 0, sizeof o);
+    o.after = up;
+    o.after_len = 1;
+    CHECK_OK(batchdb_add_with(db, bytes("derived"), 7, &o, kd, &cd, &err), &err);
+    j = claim_any(db, buf, sizeof buf);
+    CHECK(j != NULL && batchdb_job_created(j) == cd);
+    complete_with(j, "derived output", hd);
+
+    /* The payload that is also an output: a job row, then the result row with no upstream. */
+    batchdb_cursor *c = NULL;
+    batchdb_row row;
+    char want[512];
+    CHECK_OK(batchdb_why(db, ka, &c, &err), &err);
+    CHECK_OK(batchdb_cursor_next(c, &row, &err), &err);
+    snprintf(want, sizeof want, "{\"job\":\"%s\"}", ka);
+    CHECK(row.kind == BATCHDB_LIST_JOB && strcmp(row.job, ka) == 0 && strcmp(row.json, want) == 0);
+    CHECK_OK(batchdb_cursor_next(c, &row, &err), &err);
+    snprintf(want, sizeof want, "{\"after\":[],\"result\":[\"%s\",%lld]}", ka, (long long)ca);
+    CHECK(row.kind == BATCHDB_LIST_RESULT && strcmp(row.job, ka) == 0 && row.created == ca);
+    CHECK(strcmp(row.hash, ka) == 0);
+    CHECK(strstr(row.json, "\"after\":[]") != NULL && strstr(row.json, want + strlen("{\"after\":[],")) != NULL);
+    CHECK_RC(batchdb_cursor_next(c, &row, &err), BATCHDB_DONE, &err);
+    CHECK_RC(batchdb_cursor_next(c, &row, &err), BATCHDB_DONE, &err);
+    batchdb_cursor_free(c);
+
+    /* An output only: its result row, with the upstream it waited for. */
+    CHECK_OK(batchdb_why(db, hd, &c, &err), &err);
+    CHECK_OK(batchdb_cursor_next(c, &row, &err), &err);
+    snprintf(want, sizeof want, "\"after\":[[\"%s\",%lld]]", ka, (long long)ca);
+    CHECK(row.kind == BATCHDB_LIST_RESULT && strcmp(row.job, kd) == 0 && row.created == cd);
+    CHECK(strstr(row.json, want) != NULL);
+    snprintf(want, sizeof want, "\"result\":[\"%s\",%lld]", kd, (long long)cd);
+    CHECK(strstr(row.json, want) != NULL);
+    CHECK_RC(batchdb_cursor_next(c, &row, &err), BATCHDB_DONE, &err);
+    batchdb_cursor_free(c);
+
+    /* A payload only: one job row. */
+    CHECK_OK(batchdb_why(db, kd, &c, &err), &err);
+    CHECK_OK(batchdb_cursor_next(c, &row, &err), &err);
+    CHECK(row.kind == BATCHDB_LIST_JOB && strcmp(row.job, kd) == 0);
+    CHECK_RC(batchdb_cursor_next(c, &row, &err), BATCHDB_DONE, &err);
+    batchdb_cursor_free(c);
+
+    /* Unknown: NOT_FOUND; malformed: INVALID; *out NULL either way. */
+    c = (batchdb_cursor *)1;
+    CHECK_RC(batchdb_why(db, "0000000000000000000000000000000000000000000000000000000000000000", &c, &err),
+             BATCHDB_ERR_NOT_FOUND, &err);
+    CHECK(c == NULL);
+    c = (batchdb_cursor *)1;
+    CHECK_RC(batchdb_why(db, "abc", &c, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(c == NULL);
+    CHECK_RC(batchdb_why(db, NULL, &c, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_why(NULL, ka, &c, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_why(db, ka, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    batchdb_close(db);
+}
+
+/* batchdb_wait_from: work in another queue does not wake it; work in its own does. */
+static void test_wait_from(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    const char *mine[] = {"mine"};
+    batchdb_push_options other = {.queue = "other"};
+    batchdb_push_options own = {.queue = "mine"};
+    CHECK_RC(batchdb_wait_from(db, mine, 1, 30, &err), BATCHDB_DONE, &err);
+    CHECK_OK(batchdb_add_with(db, bytes("elsewhere"), 9, &other, NULL, NULL, &err), &err);
+    int64_t t0 = now_ms();
+    CHECK_RC(batchdb_wait_from(db, mine, 1, 300, &err), BATCHDB_DONE, &err);
+    CHECK(now_ms() - t0 >= 250);
+    CHECK_RC(batchdb_wait_from(db, NULL, 0, 300, &err), BATCHDB_OK, &err); /* every queue */
+    CHECK_RC(batchdb_wait(db, 300, &err), BATCHDB_OK, &err);
+    CHECK_OK(batchdb_add_with(db, bytes("mine"), 4, &own, NULL, NULL, &err), &err);
+    CHECK_RC(batchdb_wait_from(db, mine, 1, 5000, &err), BATCHDB_OK, &err);
+    const char *bad[] = {"no spaces"}, *null_name[] = {NULL};
+    CHECK_RC(batchdb_wait_from(db, bad, 1, 10, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_wait_from(db, null_name, 1, 10, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_wait_from(db, NULL, 1, 10, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_wait_from(NULL, mine, 1, 10, &err), BATCHDB_ERR_INVALID, &err);
+    batchdb_close(db);
+}
+
+
+/* batchdb_claim_read_from: the claim of batchdb_claim_from with the payload's start. */
+static void test_claim_read_from(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    char buf[64];
+    size_t n = 99;
+    int64_t cb;
+    batchdb_push_options alpha = {.queue = "alpha"}, beta = {.queue = "beta"};
+    CHECK_OK(batchdb_add_with(db, bytes("in alpha"), 8, &alpha, NULL, NULL, &err), &err);
+    CHECK_OK(batchdb_add_with(db, bytes("in beta"), 7, &beta, NULL, &cb, &err), &err);
+    const char *only_beta[] = {"beta"}, *gamma[] = {"gamma"}, *bad[] = {"not a queue"};
+    batchdb_job *j = NULL;
+    CHECK_OK(batchdb_claim_read_from(db, only_beta, 1, (uint8_t *)buf, sizeof buf, &n, &j, &err), &err);
+    CHECK(j != NULL && n == 7 && memcmp(buf, "in beta", 7) == 0 && batchdb_job_created(j) == cb);
+    CHECK_OK(batchdb_job_complete(j, NULL, &err), &err);
+    n = 99;
+    j = (batchdb_job *)1;
+    CHECK_RC(batchdb_claim_read_from(db, gamma, 1, (uint8_t *)buf, sizeof buf, &n, &j, &err), BATCHDB_DONE, &err);
+    CHECK(j == NULL && n == 0);
+    CHECK_RC(batchdb_claim_read_from(db, bad, 1, (uint8_t *)buf, sizeof buf, &n, &j, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_claim_read_from(db, NULL, 2, (uint8_t *)buf, sizeof buf, &n, &j, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(count_rows(db, BATCHDB_LIST_PENDING) == 1);
+    /* NULL with 0 serves every queue. */
+    CHECK_OK(batchdb_claim_read_from(db, NULL, 0, (uint8_t *)buf, sizeof buf, &n, &j, &err), &err);
+    CHECK(j != NULL && n == 8 && memcmp(buf, "in alpha", 8) == 0);
+    CHECK_OK(batchdb_job_complete(j, NULL, &err), &err);
+    batchdb_close(db);
+}
+
 int main(void) {
     RUN(test_version);
     RUN(test_open_and_options);
@@ -1312,5 +1676,11 @@ int main(void) {
     RUN(test_unique_push);
     RUN(test_schedules);
     RUN(test_progress);
+    RUN(test_memo_push);
+    RUN(test_after_waits_and_lists_inputs);
+    RUN(test_failed_upstream_cascades);
+    RUN(test_why);
+    RUN(test_wait_from);
+    RUN(test_claim_read_from);
     return tests_failed == 0 ? 0 : 1;
 }

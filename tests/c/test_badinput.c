@@ -246,7 +246,7 @@ static void test_queue_schedule_progress_bad_input(void) {
     batchdb_error err;
     char key[65];
     int64_t created = 0, next = 0;
-    batchdb_push_options q = {0, 0, "q", 0};
+    batchdb_push_options q = {.queue = "q"};
     CHECK_OK(batchdb_add_with(db, (const uint8_t *)"job", 3, &q, key, &created, &err), &err);
     CHECK_OK(batchdb_limit(db, "q", 3, &err), &err);
     CHECK_OK(batchdb_pause(db, "paused", &err), &err);
@@ -265,7 +265,7 @@ static void test_queue_schedule_progress_bad_input(void) {
     const char *bad_names[] = {"has space", "a/b", "\xc3\xa9t\xc3\xa9", too_long, "tab\there", "semi;colon", "\xff"};
     for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
         const char *name = bad_names[i];
-        batchdb_push_options bad = {0, 0, name, 0};
+        batchdb_push_options bad = {.queue = name};
         int64_t c = 0;
         CHECK_RC(batchdb_push_with(db, key, &bad, &c, &err), BATCHDB_ERR_INVALID, &err);
         CHECK(strlen(err.message) > 0);
@@ -321,10 +321,10 @@ static void test_queue_schedule_progress_bad_input(void) {
     CHECK_RC(batchdb_schedule(db, "s", NULL, (const uint8_t *)"x", 1, NULL, NULL, NULL, &err), BATCHDB_ERR_INVALID, &err);
     CHECK_RC(batchdb_schedule(db, "s", "every 1s", NULL, 1, NULL, NULL, NULL, &err), BATCHDB_ERR_INVALID, &err);
     CHECK_RC(batchdb_schedule(db, "", "every 1s", (const uint8_t *)"x", 1, NULL, NULL, NULL, &err), BATCHDB_ERR_INVALID, &err);
-    batchdb_push_options neg = {0, -5, "q", 0}, not_flag = {0, 0, "q", 2};
+    batchdb_push_options neg = {.delay_ms = -5, .queue = "q"}, not_flag = {.queue = "q", .unique = 2};
     CHECK_RC(batchdb_schedule(db, "s", "every 1s", (const uint8_t *)"x", 1, &neg, NULL, NULL, &err), BATCHDB_ERR_INVALID, &err);
     CHECK_RC(batchdb_push_with(db, key, &not_flag, &created, &err), BATCHDB_ERR_INVALID, &err);
-    CHECK_RC(batchdb_push_with(db, key, &(batchdb_push_options){0, 0, "q", -1}, &created, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_push_with(db, key, &(batchdb_push_options){.queue = "q", .unique = -1}, &created, &err), BATCHDB_ERR_INVALID, &err);
     batchdb_job *j = (batchdb_job *)1;
     CHECK_RC(batchdb_claim_from(db, NULL, 1, &j, &err), BATCHDB_ERR_INVALID, &err);
     CHECK(j == NULL);
@@ -347,11 +347,108 @@ static void test_queue_schedule_progress_bad_input(void) {
     free(before);
 }
 
+
+/* Push options of API.md section 10: unknown upstreams, malformed keys in `after`, NULL
+ * `after` with a length, memo out of range. Clear codes, and the listings unchanged. */
+static void test_after_and_memo_bad_input(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    char key[65], cached[65];
+    int64_t created = 0, out = 0;
+    CHECK_OK(batchdb_add(db, (const uint8_t *)"upstream", 8, key, &created, &err), &err);
+    char *rows_before = snapshot(db);
+    CHECK(rows_before != NULL);
+
+    batchdb_instance up;
+    memset(&up, 0, sizeof up);
+    batchdb_push_options o;
+    memset(&o, 0, sizeof o);
+    o.after = &up;
+    o.after_len = 1;
+    o.cached_out = cached;
+
+    /* Unknown upstreams: a created that is not there, a job that is not there. */
+    snprintf(up.key, sizeof up.key, "%s", key);
+    up.created = created + 1;
+    CHECK_RC(batchdb_push_with(db, key, &o, &out, &err), BATCHDB_ERR_NOT_FOUND, &err);
+    CHECK(strstr(err.message, "upstream") != NULL);
+    CHECK_RC(batchdb_add_with(db, (const uint8_t *)"new", 3, &o, NULL, &out, &err), BATCHDB_ERR_NOT_FOUND, &err);
+    snprintf(up.key, sizeof up.key, "%s", UNKNOWN_KEY);
+    up.created = created;
+    CHECK_RC(batchdb_push_with(db, key, &o, &out, &err), BATCHDB_ERR_NOT_FOUND, &err);
+    batchdb_writer *w = NULL;
+    CHECK_OK(batchdb_writer_open(db, &w, &err), &err);
+    CHECK_OK(batchdb_writer_write(w, (const uint8_t *)"streamed", 8, &err), &err);
+    CHECK_RC(batchdb_writer_add_with(w, &o, NULL, &out, &err), BATCHDB_ERR_NOT_FOUND, &err); /* frees w */
+
+    /* Malformed keys: too short, not hex, not NUL-terminated within the field. */
+    snprintf(up.key, sizeof up.key, "abc");
+    cached[0] = 'x';
+    CHECK_RC(batchdb_push_with(db, key, &o, &out, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(strstr(err.message, "after[0].key") != NULL);
+    CHECK(cached[0] == '\0');
+    memset(up.key, 'z', 64);
+    up.key[64] = '\0';
+    CHECK_RC(batchdb_add_with(db, (const uint8_t *)"new", 3, &o, NULL, &out, &err), BATCHDB_ERR_INVALID, &err);
+    memset(up.key, 'a', sizeof up.key);
+    CHECK_RC(batchdb_push_with(db, key, &o, &out, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(strstr(err.message, "NUL") != NULL);
+    /* The second of two upstreams is malformed: nothing is queued for the first either. */
+    batchdb_instance two[2];
+    memset(two, 0, sizeof two);
+    snprintf(two[0].key, sizeof two[0].key, "%s", key);
+    two[0].created = created;
+    snprintf(two[1].key, sizeof two[1].key, "%s", "not hex");
+    o.after = two;
+    o.after_len = 2;
+    CHECK_RC(batchdb_push_with(db, key, &o, &out, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(strstr(err.message, "after[1].key") != NULL);
+
+    /* The same upstream twice. */
+    snprintf(two[1].key, sizeof two[1].key, "%s", key);
+    two[1].created = created;
+    CHECK_RC(batchdb_push_with(db, key, &o, &out, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(strstr(err.message, "twice") != NULL);
+
+    /* NULL after with a length. */
+    o.after = NULL;
+    o.after_len = 3;
+    CHECK_RC(batchdb_push_with(db, key, &o, &out, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_add_with(db, (const uint8_t *)"new", 3, &o, NULL, &out, &err), BATCHDB_ERR_INVALID, &err);
+    /* memo out of range; memo and after in a schedule. */
+    o.after_len = 0;
+    o.memo = -1;
+    CHECK_RC(batchdb_push_with(db, key, &o, &out, &err), BATCHDB_ERR_INVALID, &err);
+    o.memo = 1;
+    CHECK_RC(batchdb_schedule(db, "s", "every 1h", (const uint8_t *)"x", 1, &o, NULL, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    o.memo = 0;
+    snprintf(up.key, sizeof up.key, "%s", key);
+    up.created = created;
+    o.after = &up;
+    o.after_len = 1;
+    CHECK_RC(batchdb_schedule(db, "s", "every 1h", (const uint8_t *)"x", 1, &o, NULL, NULL, &err), BATCHDB_ERR_INVALID, &err);
+
+    /* batchdb_job_after on nothing, batchdb_why with bad arguments. */
+    CHECK(batchdb_job_after_count(NULL) == 0);
+    CHECK_RC(batchdb_job_after(NULL, 0, NULL, NULL, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    batchdb_cursor *c = NULL;
+    CHECK_RC(batchdb_why(db, "xyz", &c, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_why(db, UNKNOWN_KEY, &c, &err), BATCHDB_ERR_NOT_FOUND, &err);
+    CHECK(c == NULL);
+
+    char *rows_after = snapshot(db);
+    CHECK(rows_before != NULL && rows_after != NULL && strcmp(rows_before, rows_after) == 0);
+    free(rows_before);
+    free(rows_after);
+    batchdb_close(db);
+}
+
 int main(void) {
     RUN(test_malformed_and_unknown_hashes);
     RUN(test_empty_payload);
     RUN(test_empty_file_is_a_new_database);
     RUN(test_locations_that_cannot_be_opened);
     RUN(test_queue_schedule_progress_bad_input);
+    RUN(test_after_and_memo_bad_input);
     return tests_failed == 0 ? 0 : 1;
 }

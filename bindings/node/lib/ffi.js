@@ -61,11 +61,20 @@ koffi.struct('batchdb_options', {
   retry_errors: 'int32_t',
   order: 'int32_t',
 });
+koffi.struct('batchdb_instance', {
+  key: koffi.array('char', 65, 'String'),
+  created: 'int64_t',
+});
 koffi.struct('batchdb_push_options', {
   priority: 'int32_t',
   delay_ms: 'int64_t',
   queue: 'const char *',
   unique: 'int32_t',
+  memo: 'int32_t',
+  after: 'const batchdb_instance *',
+  after_len: 'size_t',
+  // A Buffer of 65 bytes that the C side fills (the reused result's hash, or "").
+  cached_out: 'uint8_t *',
 });
 koffi.struct('batchdb_row', {
   kind: 'int32_t',
@@ -89,6 +98,8 @@ const C = {
   close: lib.func('void batchdb_close(batchdb *db)'),
   stop: lib.func('void batchdb_stop(batchdb *db)'),
   wait: lib.func('int32_t batchdb_wait(batchdb *db, uint32_t timeout_ms, uint8_t *err)'),
+  waitFrom: lib.func('int32_t batchdb_wait_from(batchdb *db, const char *const *queues, size_t queues_len, uint32_t timeout_ms, uint8_t *err)'),
+  why: lib.func('int32_t batchdb_why(batchdb *db, const char *hash, _Out_ batchdb_cursor **out, uint8_t *err)'),
   pushWith: lib.func('int32_t batchdb_push_with(batchdb *db, const char *key, const batchdb_push_options *opts, uint8_t *created_out, uint8_t *err)'),
   retry: lib.func('int32_t batchdb_retry(batchdb *db, const char *key, int64_t created, uint8_t *created_out, uint8_t *err)'),
   cancel: lib.func('int32_t batchdb_cancel(batchdb *db, const char *key, int64_t created, uint8_t *err)'),
@@ -117,10 +128,12 @@ const C = {
   cursorFree: lib.func('void batchdb_cursor_free(batchdb_cursor *c)'),
 
   claim: lib.func('int32_t batchdb_claim(batchdb *db, _Out_ batchdb_job **out, uint8_t *err)'),
-  claimFrom: lib.func('int32_t batchdb_claim_from(batchdb *db, const char *const *queues, size_t queues_len, _Out_ batchdb_job **out, uint8_t *err)'),
   claimRead: lib.func('int32_t batchdb_claim_read(batchdb *db, uint8_t *buf, size_t cap, uint8_t *n_out, _Out_ batchdb_job **out, uint8_t *err)'),
+  claimReadFrom: lib.func('int32_t batchdb_claim_read_from(batchdb *db, const char *const *queues, size_t queues_len, uint8_t *buf, size_t cap, uint8_t *n_out, _Out_ batchdb_job **out, uint8_t *err)'),
   jobKey: lib.func('const char *batchdb_job_key(const batchdb_job *j)'),
   jobCreated: lib.func('int64_t batchdb_job_created(const batchdb_job *j)'),
+  jobAfterCount: lib.func('size_t batchdb_job_after_count(const batchdb_job *j)'),
+  jobAfter: lib.func('int32_t batchdb_job_after(const batchdb_job *j, size_t i, uint8_t *key_out, uint8_t *created_out, uint8_t *hash_out, uint8_t *err)'),
   jobRead: lib.func('int32_t batchdb_job_read(batchdb_job *j, uint8_t *buf, size_t cap, uint8_t *n_out, uint8_t *err)'),
   jobProgress: lib.func('int32_t batchdb_job_progress(batchdb_job *j, double done, const char *message, uint8_t *err)'),
   jobWrite: lib.func('int32_t batchdb_job_write(batchdb_job *j, const uint8_t *data, size_t len, uint8_t *err)'),
@@ -246,12 +259,14 @@ class Writer extends Handle {
     await this._use((w) => status('create', C.writerCreate, [w, key]), true);
     return hex(key);
   }
+  // Resolves to {key, created, cached}: `cached` is the reused result's hash of a memo hit,
+  // else null.
   async add(opts) {
     const key = Buffer.alloc(65);
     const created = Buffer.alloc(8);
     const native = pushOptions(opts);
     await this._use((w) => status('add', C.writerAddWith, [w, native, key, created]), true);
-    return { key: hex(key), created: i64(created) };
+    return { key: hex(key), created: i64(created), cached: cachedOf(native) };
   }
   abort() {
     return this._release((w) => callAsync(C.writerAbort, [w]));
@@ -296,6 +311,7 @@ class Cursor extends Handle {
 class Job extends Handle {
   #key;
   #created;
+  #after;
   #head; // payload bytes read by the claim itself, not yet handed out
   #headIsAll;
   constructor(ptr, head = null, headIsAll = false) {
@@ -303,8 +319,13 @@ class Job extends Handle {
     // Plain field reads of the handle, no disk access.
     this.#key = C.jobKey(ptr);
     this.#created = Number(C.jobCreated(ptr));
+    this.#after = upstreams(ptr);
     this.#head = head;
     this.#headIsAll = headIsAll;
+  }
+  // The upstream instances it waited for, [{key, created, hash}, ...] (frozen).
+  get after() {
+    return this.#after;
   }
   get key() {
     return this.#key;
@@ -358,6 +379,23 @@ class Job extends Handle {
   }
 }
 
+// A claimed job's upstreams (push option `after`) with their results' hashes, read from the
+// handle (no disk access): [{key, created, hash}, ...], frozen.
+function upstreams(ptr) {
+  const n = Number(C.jobAfterCount(ptr));
+  const out = [];
+  const key = Buffer.alloc(65);
+  const created = Buffer.alloc(8);
+  const hash = Buffer.alloc(65);
+  const err = Buffer.alloc(ERROR_SIZE);
+  for (let i = 0; i < n; i++) {
+    const rc = C.jobAfter(ptr, i, key, created, hash, err);
+    if (rc !== OK) throw new BatchdbError(rc, errorMessage(err), 'claim');
+    out.push(Object.freeze({ key: hex(key), created: i64(created), hash: hex(hash) }));
+  }
+  return Object.freeze(out);
+}
+
 // Payload bytes a claim reads along with the job.
 const CLAIM_HEAD = 16 * 1024;
 
@@ -401,9 +439,45 @@ function pushOptions(opts, op = 'push') {
   if (!Number.isInteger(priority) || priority < -0x80000000 || priority > 0x7fffffff) throw new TypeError('batchdb: priority must be a 32-bit integer');
   if (!Number.isInteger(delay) || delay < 0) throw new TypeError('batchdb: delay must be a non-negative integer (ms)');
   if (o.unique !== undefined && o.unique !== null && typeof o.unique !== 'boolean') throw new TypeError('batchdb: unique must be a boolean');
+  if (o.memo !== undefined && o.memo !== null && typeof o.memo !== 'boolean') throw new TypeError('batchdb: memo must be a boolean');
   // undefined, null and '' are the queue "default" (NULL for C).
   const queue = o.queue === undefined || o.queue === null || o.queue === '' ? null : cName(o.queue, 'queue', op);
-  return { priority, delay_ms: delay, queue, unique: o.unique ? 1 : 0 };
+  const after = afterList(o.after, op);
+  return {
+    priority,
+    delay_ms: delay,
+    queue,
+    unique: o.unique ? 1 : 0,
+    memo: o.memo ? 1 : 0,
+    after: after.length ? after : null,
+    after_len: after.length,
+    // Filled by C with the reused result's hash on a memo hit, else "".
+    cached_out: Buffer.alloc(65),
+  };
+}
+
+// The hash a memo push reused, from its options' cached_out; null when it reused none.
+function cachedOf(native) {
+  return native.cached_out[0] === 0 ? null : hex(native.cached_out);
+}
+
+// The push option `after`: upstream instances as [key, created] pairs (or {key, created}),
+// for C's batchdb_instance array. The C side checks that each key is 64 hex characters; here
+// only what koffi would change: a key longer than the 64 characters the struct holds (it
+// would be cut) or holding a NUL byte.
+function afterList(after, op) {
+  if (after === undefined || after === null) return [];
+  if (!Array.isArray(after)) throw new TypeError('batchdb: after must be an array of [key, created] pairs');
+  return after.map((up, i) => {
+    const [key, created] = Array.isArray(up) ? up : up && typeof up === 'object' ? [up.key, up.created] : [];
+    if (typeof key !== 'string' || !Number.isSafeInteger(created)) {
+      throw new TypeError(`batchdb: after[${i}] must be a [key, created] pair (a string and an integer)`);
+    }
+    if (Buffer.byteLength(key) > 64 || key.includes('\0')) {
+      throw new BatchdbError(ERR_INVALID, `batchdb: after[${i}]: malformed key ${JSON.stringify(key.slice(0, 80))}: expected 64 hex characters`, op);
+    }
+    return { key, created };
+  });
 }
 
 // The queues a claim serves, for C: null (every queue) or a non-empty array of names.
@@ -467,12 +541,14 @@ class Database {
     for (const h of this.#children) if (h.closed) this.#children.delete(h);
   }
 
+  // Resolves to {created, cached}: `cached` is the reused result's hash of a memo hit, else
+  // null.
   async push(key, opts) {
     if (typeof key !== 'string') throw new TypeError('batchdb: key must be a string');
     const native = pushOptions(opts);
     const created = Buffer.alloc(8);
     await this.#call((db) => status('push', C.pushWith, [db, key, native, created]));
-    return i64(created);
+    return { created: i64(created), cached: cachedOf(native) };
   }
 
   async retry(key, created) {
@@ -534,9 +610,14 @@ class Database {
     await this.#call((db) => status('unschedule', C.unschedule, [db, n]));
   }
 
-  // true when work may be claimable, false on timeout.
-  async wait(timeoutMs) {
-    const rc = await this.#call((db) => status('wait', C.wait, [db, timeoutMs], true));
+  // true when work may be claimable, false on timeout. With `queues` (names, from
+  // queueList), only work in those queues counts.
+  async wait(timeoutMs, queues = null) {
+    const rc = await this.#call((db) =>
+      queues
+        ? status('wait', C.waitFrom, [db, queues, queues.length, timeoutMs], true)
+        : status('wait', C.wait, [db, timeoutMs], true),
+    );
     return rc === OK;
   }
 
@@ -570,6 +651,23 @@ class Database {
     return this.#child(new Cursor(out[0]));
   }
 
+  // Resolves to the lineage of the blob `hash`: its JSON lines as objects, {job: K} then
+  // {result: [K, C], after: [[K2, C2], ...]} per result row.
+  async why(hash) {
+    if (typeof hash !== 'string') throw new TypeError('batchdb: hash must be a string');
+    this.#prune();
+    const out = [null];
+    await this.#call((db) => status('why', C.why, [db, hash, out]));
+    const cursor = this.#child(new Cursor(out[0]));
+    const lines = [];
+    try {
+      for (let row = await cursor.next(); row !== null; row = await cursor.next()) lines.push(row);
+    } finally {
+      await cursor.close();
+    }
+    return lines;
+  }
+
   // Resolves to a Job, or null when nothing is ready. The claim reads up to `headCap` bytes of
   // the payload in the same call into C, so a small job's payload costs no further call.
   async claim(headCap = CLAIM_HEAD) {
@@ -583,16 +681,19 @@ class Database {
     return this.#child(new Job(out[0], buf.subarray(0, got), got < headCap));
   }
 
-  // claim() from the named queues only (null: every queue). The payload is read by the Job's
-  // own reads (batchdb_claim_read serves every queue).
-  async claimFrom(queues) {
+  // claim() from the named queues only (null: every queue), with the payload's start read in
+  // the same call, as claim() does.
+  async claimFrom(queues, headCap = CLAIM_HEAD) {
     const list = queueList(queues, 'claim');
-    if (!list) return this.claim();
+    if (!list) return this.claim(headCap);
     this.#prune();
     const out = [null];
-    const rc = await this.#call((db) => status('claim', C.claimFrom, [db, list, list.length, out], true));
+    const buf = Buffer.allocUnsafe(headCap);
+    const n = Buffer.alloc(8);
+    const rc = await this.#call((db) => status('claim', C.claimReadFrom, [db, list, list.length, buf, headCap, n, out], true));
     if (rc === DONE) return null;
-    return this.#child(new Job(out[0]));
+    const got = u64(n);
+    return this.#child(new Job(out[0], buf.subarray(0, got), got < headCap));
   }
 
   // Completes `job` (with `tail`, its output's last bytes) and claims the next instance, in one

@@ -57,6 +57,27 @@ async function main(): Promise<void> {
     },
   });
   await queued.run({ untilEmpty: true, queues: ['emails'] });
+
+  // Section 10: memo, after, why, the runner's inputs.
+  const p: batchdb.Pushed = await compute.submit(k2, { memo: true });
+  const hit: string | null = p.cached;
+  const c4: number = await compute.push(k2, { memo: true, after: [[k2, c2], { key: k2, created: c3 }] });
+  compute.push(k2, { memo: true }, (err, c, info) => console.log(err, c, info && info.cached));
+  const a = await compute.add({ memo: true, after: [[k2, c4]] }).end('w').promise;
+  const cachedAdd: string | null = a.cached;
+  compute.add({ memo: true }, (err, k, c, info) => console.log(err, k, c, info?.cached)).end('v');
+  for (const line of await compute.why(k2)) {
+    if ('job' in line) console.log(line.job);
+    else console.log(line.result[0], line.result[1], line.after.length);
+  }
+  for await (const row of compute.list('pending')) console.log(row.after && row.after[0][1]);
+  const piped = batchdb('/tmp/p.db', {
+    run: (key, created, job) => {
+      for (const up of job.after) console.log(up.key, up.created + 1, up.hash);
+      return run(key, created);
+    },
+  });
+  console.log(hit, cachedAdd, piped);
   console.log(c3);
   const classic = batchdb('/tmp/c.db', { keepAlive: false, run: () => ({ on: () => undefined, pipe: () => undefined }) });
   classic.run();
