@@ -137,3 +137,62 @@ func (db *DB) Why(hash string) ([]Lineage, error) {
 		lines = append(lines, l)
 	}
 }
+
+// CopyReport says what CopyTo did.
+type CopyReport struct {
+	// BlobsSent counts the blobs the target did not hold; BytesSent their bytes.
+	BlobsSent, BytesSent int64
+	// Rows counts the rows applied (the target keeps the ones it had).
+	Rows int64
+}
+
+// Backup writes a consistent copy of the whole database, as of one instant, to the new file
+// dest, while other handles and processes keep working. An existing dest is refused
+// (ErrInvalid) and left alone; the copy appears at dest only when complete. A database on
+// PostgreSQL is copied into the new file with CopyTo.
+func (db *DB) Backup(dest string) error {
+	const op = "Backup"
+	cdest, err := cString(op, dest)
+	if err != nil {
+		return err
+	}
+	defer C.free(unsafe.Pointer(cdest))
+	p, err := db.acquire(op)
+	if err != nil {
+		return err
+	}
+	defer db.release()
+	var e C.batchdb_error
+	if rc := C.batchdb_backup(p, cdest, &e); rc != C.BATCHDB_OK {
+		return errorOf(op, rc, &e)
+	}
+	return nil
+}
+
+// CopyTo copies every job, blob, instance, result and fail row, queue setting and schedule
+// into target (a file or a server, opened with Open), keeping keys and created times. Blobs
+// the target holds are not sent again; a second copy changes nothing, and an interrupted one
+// is finished by calling CopyTo again. The target must be empty or an earlier copy (or a
+// backup) of db; anything else is ErrInvalid and nothing is written.
+func (db *DB) CopyTo(target *DB) (CopyReport, error) {
+	const op = "CopyTo"
+	if target == nil {
+		return CopyReport{}, invalidError(op, "target is nil")
+	}
+	p, err := db.acquire(op)
+	if err != nil {
+		return CopyReport{}, err
+	}
+	defer db.release()
+	t, err := target.acquire(op)
+	if err != nil {
+		return CopyReport{}, err
+	}
+	defer target.release()
+	var e C.batchdb_error
+	var r C.batchdb_copy_report
+	if rc := C.batchdb_copy(p, t, &r, &e); rc != C.BATCHDB_OK {
+		return CopyReport{}, errorOf(op, rc, &e)
+	}
+	return CopyReport{BlobsSent: int64(r.blobs_sent), BytesSent: int64(r.bytes_sent), Rows: int64(r.rows)}, nil
+}

@@ -3,7 +3,9 @@ package batchdb
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"strings"
 	"sync"
@@ -269,5 +271,73 @@ func TestWhy(t *testing.T) {
 		if err := json.Unmarshal([]byte(bad), &back); err == nil {
 			t.Errorf("Lineage accepted %s", bad)
 		}
+	}
+}
+
+func TestBackupAndCopyTo(t *testing.T) {
+	db := openTemp(t, nil)
+	key, _, err := db.Add(strings.NewReader("echo copied"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := claimOne(t, db)
+	out := completeWith(t, j, "copied output")
+	if _, err := db.Push(key); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	dest := dir + "/backup.db"
+	if err := db.Backup(dest); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Backup(dest); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a second backup to the same file: %v", err)
+	}
+	target, err := Open(dir+"/copy.db", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	r, err := db.CopyTo(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.BlobsSent != 2 || r.Rows == 0 {
+		t.Fatalf("first copy: %+v", r)
+	}
+	r, err = db.CopyTo(target)
+	if err != nil || r.BlobsSent != 0 {
+		t.Fatalf("second copy: %+v %v", r, err)
+	}
+	for _, d := range []*DB{target} {
+		rc, err := d.Get(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		if string(b) != "copied output" {
+			t.Fatalf("copied blob: %q", b)
+		}
+		n := 0
+		for _, err := range d.Pending() {
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+		if n != 1 {
+			t.Fatalf("pending rows in the copy: %d", n)
+		}
+	}
+	stranger := openTemp(t, nil)
+	if _, _, err := stranger.Add(strings.NewReader("mine")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CopyTo(stranger); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("copy into a stranger: %v", err)
+	}
+	if _, err := db.CopyTo(nil); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("copy into nil: %v", err)
 	}
 }

@@ -226,6 +226,15 @@ declare namespace batchdb {
 
   type Callback<T> = (err: Error | null, value?: T) => void;
 
+  /** What copyTo() did. */
+  interface CopyReport {
+    /** Blobs the target did not hold, sent; and their bytes. */
+    blobsSent: number;
+    bytesSent: number;
+    /** Rows applied (the target keeps the ones it had). */
+    rows: number;
+  }
+
   class BatchdbError extends Error {
     /** 'BATCHDB_ERR_INVALID', 'BATCHDB_ERR_NOT_FOUND', ... */
     code: string;
@@ -284,6 +293,14 @@ declare namespace batchdb {
     /** Removes unreferenced blobs; resolves to how many. */
     gc(): Promise<number>;
     gc(cb: Callback<number>): void;
+
+    /** A consistent copy of the whole database, as of one instant, in the new file `dest` (an existing one is refused). */
+    backup(dest: string): Promise<void>;
+    backup(dest: string, cb: Callback<void>): void;
+
+    /** Copies everything into `target` (another handle: a file or a server); idempotent and resumable. */
+    copyTo(target: Compute): Promise<CopyReport>;
+    copyTo(target: Compute, cb: Callback<CopyReport>): void;
 
     /** At most `n` instances of `queue` run at once, across every process; 0 removes the limit. */
     limit(queue: string, n: number): Promise<void>;

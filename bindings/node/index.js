@@ -525,6 +525,26 @@ class Compute extends EventEmitter {
     return settle(this._database().then((db) => db.gc()), cb);
   }
 
+  /** A consistent copy of the whole database, as of one instant, in the new file `dest`. */
+  backup(dest, cb) {
+    return settle(this._database().then((db) => db.backup(dest)), cb);
+  }
+
+  /**
+   * Copies everything into `target` (another batchdb() handle, a file or a server): resolves
+   * to {blobsSent, bytesSent, rows}. Idempotent and resumable; the target must be empty or an
+   * earlier copy of this database.
+   */
+  copyTo(target, cb) {
+    const p = Promise.resolve().then(() => {
+      if (!target || typeof target._database !== 'function') {
+        throw new TypeError('batchdb: copyTo needs another batchdb() handle');
+      }
+      return Promise.all([this._database(), target._database()]);
+    }).then(([db, t]) => db.copyTo(t));
+    return settle(p, cb);
+  }
+
   /** At most `n` instances of `queue` run at once, across every process; 0 removes the limit. */
   limit(queue, n, cb) {
     return settle(this._database().then((db) => db.limit(queue, n)), cb);

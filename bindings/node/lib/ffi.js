@@ -105,6 +105,8 @@ const C = {
   cancel: lib.func('int32_t batchdb_cancel(batchdb *db, const char *key, int64_t created, uint8_t *err)'),
   prune: lib.func('int32_t batchdb_prune(batchdb *db, int64_t older_than_ms, uint8_t *rows_removed, uint8_t *err)'),
   gc: lib.func('int32_t batchdb_gc(batchdb *db, uint8_t *blobs_removed, uint8_t *err)'),
+  backup: lib.func('int32_t batchdb_backup(batchdb *db, const char *dest, uint8_t *err)'),
+  copy: lib.func('int32_t batchdb_copy(batchdb *db, batchdb *target, uint8_t *report_out, uint8_t *err)'),
   limit: lib.func('int32_t batchdb_limit(batchdb *db, const char *queue, int64_t n, uint8_t *err)'),
   pause: lib.func('int32_t batchdb_pause(batchdb *db, const char *queue, uint8_t *err)'),
   resume: lib.func('int32_t batchdb_resume(batchdb *db, const char *queue, uint8_t *err)'),
@@ -573,6 +575,23 @@ class Database {
     const out = Buffer.alloc(8);
     await this.#call((db) => status('gc', C.gc, [db, out]));
     return u64(out);
+  }
+
+  async backup(dest) {
+    const d = cName(dest, 'dest', 'backup');
+    await this.#call((db) => status('backup', C.backup, [db, d]));
+  }
+
+  // Both handles stay open (tracked as in flight) until the copy returns.
+  async copyTo(target) {
+    if (!(target instanceof Database)) throw new TypeError('batchdb: copyTo needs another open database');
+    const report = Buffer.alloc(24);
+    await this.#call((db) => target.#call((t) => status('copy', C.copy, [db, t, report])));
+    return {
+      blobsSent: Number(report.readBigUInt64LE(0)),
+      bytesSent: Number(report.readBigUInt64LE(8)),
+      rows: Number(report.readBigUInt64LE(16)),
+    };
   }
 
   async limit(queue, n) {

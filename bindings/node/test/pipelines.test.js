@@ -3,6 +3,7 @@
 // runner's inputs, lineage (why), and run() waiting with batchdb_wait_from.
 const test = require('node:test');
 const assert = require('node:assert');
+const path = require('node:path');
 const { Duplex } = require('node:stream');
 const batchdb = require('..');
 const { tmpdb, collect, readAll } = require('../test-helpers');
@@ -146,4 +147,38 @@ test('why: the job line and the result lines with their upstreams', async (t) =>
   );
   await assert.rejects(compute.why('0'.repeat(64)), { code: 'BATCHDB_ERR_NOT_FOUND' });
   await assert.rejects(compute.why('nope'), { code: 'BATCHDB_ERR_INVALID' });
+});
+
+test('backup and copyTo: a consistent file, and everything into another handle, twice without resending', async (t) => {
+  const compute = batchdb(tmpdb(t), { run: () => output('copied output') });
+  t.after(() => compute.close());
+  const { key } = await compute.add().end('echo copy me').promise;
+  await compute.run({ untilEmpty: true });
+  await compute.push(key);
+  const dir = path.dirname(tmpdb(t));
+  const dest = path.join(dir, 'backup.db');
+  await compute.backup(dest);
+  await assert.rejects(compute.backup(dest), (e) => e.code === 'BATCHDB_ERR_INVALID');
+  const backup = batchdb(dest);
+  t.after(() => backup.close());
+  assert.strictEqual((await collect(backup.list('pending'))).length, 1);
+
+  const target = batchdb(path.join(dir, 'copy.db'));
+  t.after(() => target.close());
+  const first = await compute.copyTo(target);
+  assert.strictEqual(first.blobsSent, 2);
+  assert.ok(first.rows > 0);
+  const again = await new Promise((resolve, reject) => compute.copyTo(target, (err, r) => (err ? reject(err) : resolve(r))));
+  assert.strictEqual(again.blobsSent, 0);
+  for (const kind of ['job', 'pending', 'result', 'fail']) {
+    assert.deepStrictEqual(await collect(target.list(kind)), await collect(compute.list(kind)), kind);
+  }
+  const [result] = await collect(target.list('result'));
+  assert.strictEqual((await readAll(target.get(result.value.hash))).toString(), 'copied output');
+
+  const stranger = batchdb(path.join(dir, 'stranger.db'));
+  t.after(() => stranger.close());
+  await stranger.add().end('mine').promise;
+  await assert.rejects(compute.copyTo(stranger), (e) => e.code === 'BATCHDB_ERR_INVALID');
+  await assert.rejects(compute.copyTo({}), TypeError);
 });
