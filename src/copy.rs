@@ -8,13 +8,16 @@
 //! copy adds nothing. A blob the target holds (by hash) is not sent again; one it lacks is
 //! streamed chunk by chunk, verified as any read is, so memory stays constant.
 
-use crate::db::Db;
+use crate::blob::{Reader, Writer};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::row::PendingRow;
+use crate::list::Cursor;
+use crate::row::{FailRow, JobRow, ListKind, PendingRow, ResultRow};
+use crate::shared::Shared;
 use crate::store::{ImportRow, NewSchedule, Store};
+use std::sync::Arc;
 
-/// What a [`Db::copy_to`] did.
+/// What a [`Db::copy_to`](crate::Db::copy_to) did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CopyReport {
     /// Blobs the target did not hold, sent.
@@ -29,15 +32,15 @@ pub struct CopyReport {
 const BATCH: usize = 256;
 
 struct Copier<'a> {
-    src: &'a Db,
-    dst: &'a Db,
+    src: &'a Arc<Shared>,
+    dst: &'a Arc<Shared>,
     batch: Vec<ImportRow>,
     report: CopyReport,
 }
 
 impl Copier<'_> {
     fn store(&self) -> &dyn Store {
-        &*self.dst.inner.store
+        &*self.dst.store
     }
 
     fn add(&mut self, row: ImportRow) -> Result<()> {
@@ -65,8 +68,8 @@ impl Copier<'_> {
             }
             return Ok(());
         }
-        let mut reader = self.src.get(hash)?;
-        let mut writer = self.dst.writer();
+        let mut reader = Reader::open(self.src.clone(), hash)?;
+        let mut writer = Writer::new(self.dst.clone());
         let n = std::io::copy(&mut reader, &mut writer)
             .map_err(|e| Error::from(e).context(format!("copying blob {}", hash.short())))?;
         let stored = if job { writer.create()? } else { writer.store_blob()? };
@@ -78,20 +81,25 @@ impl Copier<'_> {
 }
 
 /// Whether `db` holds nothing a copy could clash with.
-fn is_empty(db: &Db) -> Result<bool> {
-    let s = db.stats()?;
+fn is_empty(db: &Shared) -> Result<bool> {
+    let s = db.store.stats()?;
     Ok(s.jobs == 0
         && s.blobs == 0
         && s.pending == 0
         && s.running == 0
         && s.results == 0
         && s.fails == 0
-        && db.schedules()?.is_empty())
+        && db.store.schedules()?.is_empty())
 }
 
-pub(crate) fn copy(src: &Db, dst: &Db) -> Result<CopyReport> {
-    let (source, _) = src.inner.store.identity()?;
-    let (target, copied_from) = dst.inner.store.identity()?;
+/// A listing of `db`, rows of type `T`.
+fn rows<T: crate::row::ListRow>(db: &Arc<Shared>, kind: ListKind) -> Cursor<T> {
+    Cursor::new(db.clone(), kind)
+}
+
+pub(crate) fn copy(src: &Arc<Shared>, dst: &Arc<Shared>) -> Result<CopyReport> {
+    let (source, _) = src.store.identity()?;
+    let (target, copied_from) = dst.store.identity()?;
     // A backup carries its source's id: it is an earlier copy too.
     let earlier = copied_from == Some(source) || target == source;
     if !earlier {
@@ -100,22 +108,22 @@ pub(crate) fn copy(src: &Db, dst: &Db) -> Result<CopyReport> {
                 "the target database is neither empty nor an earlier copy of this one; nothing was copied",
             ));
         }
-        dst.inner.store.set_copied_from(source)?;
+        dst.store.set_copied_from(source)?;
     }
     let mut c = Copier { src, dst, batch: Vec::new(), report: CopyReport::default() };
-    for q in src.queues()? {
+    for q in src.store.queues()? {
         c.add(ImportRow::Queue { name: q.name, limit: q.limit, paused: q.paused })?;
     }
-    for job in src.jobs() {
+    for job in rows::<JobRow>(src, ListKind::Job) {
         c.blob(&job?.key, true)?;
     }
     c.flush()?;
     // Results and fail rows before pending instances: an instance that moved on in the
     // source moves on in the target before anything could claim it there.
-    for r in src.results() {
+    for r in rows::<ResultRow>(src, ListKind::Result) {
         let r = r?;
         c.blob(&r.hash, false)?;
-        let after = src.inner.store.edges(r.created)?;
+        let after = src.store.edges(r.created)?;
         c.add(ImportRow::Result {
             key: r.key,
             created: r.created,
@@ -125,9 +133,9 @@ pub(crate) fn copy(src: &Db, dst: &Db) -> Result<CopyReport> {
             after,
         })?;
     }
-    for f in src.failures() {
+    for f in rows::<FailRow>(src, ListKind::Fail) {
         let f = f?;
-        let after = src.inner.store.edges(f.created)?;
+        let after = src.store.edges(f.created)?;
         c.add(ImportRow::Fail {
             key: f.key,
             created: f.created,
@@ -141,8 +149,8 @@ pub(crate) fn copy(src: &Db, dst: &Db) -> Result<CopyReport> {
     c.flush()?;
     // Pending instances, walked beside the target's (both by `created`): a target instance
     // the source no longer has was cancelled there.
-    let mut theirs = dst.pending().peekable();
-    for p in src.pending() {
+    let mut theirs = rows::<PendingRow>(dst, ListKind::Pending).peekable();
+    for p in rows::<PendingRow>(src, ListKind::Pending) {
         let PendingRow { job, created, priority, run_at, queue, .. } = p?;
         while let Some(Ok(t)) = theirs.peek() {
             if t.created >= created {
@@ -161,7 +169,7 @@ pub(crate) fn copy(src: &Db, dst: &Db) -> Result<CopyReport> {
         if theirs.peek().is_some_and(|t| t.as_ref().is_ok_and(|t| t.created == created)) {
             theirs.next();
         }
-        let after = src.inner.store.edges(created)?;
+        let after = src.store.edges(created)?;
         c.add(ImportRow::Pending {
             key: job,
             created,
@@ -174,7 +182,7 @@ pub(crate) fn copy(src: &Db, dst: &Db) -> Result<CopyReport> {
     for t in theirs {
         c.add(ImportRow::Drop(t?.created))?;
     }
-    for s in src.schedules()? {
+    for s in src.store.schedules()? {
         c.add(ImportRow::Schedule(NewSchedule {
             name: s.name,
             spec: s.spec,
@@ -185,6 +193,6 @@ pub(crate) fn copy(src: &Db, dst: &Db) -> Result<CopyReport> {
         }))?;
     }
     c.flush()?;
-    dst.inner.wake_workers();
+    dst.wake_workers();
     Ok(c.report)
 }

@@ -468,7 +468,7 @@ impl Db {
     /// is removed). The target must be empty or an earlier copy (or a backup) of this
     /// database; anything else is refused with [`Error::Invalid`] before a byte is written.
     pub fn copy_to(&self, target: &Db) -> Result<crate::CopyReport> {
-        crate::copy::copy(self, target)
+        crate::copy::copy(&self.inner, &target.inner)
     }
 
     /// Where the blob `hash` came from: whether it is a job's payload, and which result rows
