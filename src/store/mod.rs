@@ -596,6 +596,19 @@ pub(crate) const RUNNING: i64 = 1;
 pub(crate) const WAITING: i64 = 2;
 pub(crate) const UPSTREAM: i64 = 3;
 
+/// The state a new or copied instance starts in: waiting for upstreams while some have no
+/// result, else waiting for its `run_at` while that is ahead, else ready. Both backends' pushes
+/// and imports decide by it.
+pub(crate) fn initial_state(upstreams_left: i64, run_at: Option<i64>, now: i64) -> i64 {
+    if upstreams_left > 0 {
+        UPSTREAM
+    } else if run_at.is_some_and(|t| t > now) {
+        WAITING
+    } else {
+        READY
+    }
+}
+
 /// Chunks a maintenance transaction deletes at most, so that gc and aborted writes never
 /// hold the write lock for long.
 pub(crate) const CHUNK_BATCH: i64 = 32;

@@ -26,10 +26,10 @@ pub(crate) use listener::Wake;
 use schema::*;
 
 use super::{
-    chunk_digest, fail, upstream_gone, BlobEntry, BlobId, Chunk, ClaimOutcome, ClaimParams, Claimed, Expired,
-    Finished, IdleFacts, ImportRow, Lineage, LineageResult, NewSchedule, Pos, Published, PushSpec, Pushed,
-    QueueState, QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH, DEFAULT_QUEUE_ID, GC_PAGE,
-    READY, RUNNING, UPSTREAM, WAITING,
+    chunk_digest, fail, initial_state, upstream_gone, BlobEntry, BlobId, Chunk, ClaimOutcome, ClaimParams,
+    Claimed, Expired, Finished, IdleFacts, ImportRow, Lineage, LineageResult, NewSchedule, Pos, Published,
+    PushSpec, Pushed, QueueState, QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH,
+    DEFAULT_QUEUE_ID, GC_PAGE, RUNNING, UPSTREAM,
 };
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -235,11 +235,8 @@ fn insert_instance_as(
     deps: i64,
 ) -> Result<()> {
     let run_at = (spec.delay_ms > 0).then(|| created + spec.delay_ms);
-    let state = match (waiting_on > 0, run_at.is_some()) {
-        (true, _) => UPSTREAM,
-        (false, true) => WAITING,
-        (false, false) => READY,
-    };
+    // A delay runs from `created`, which is now or later: a delayed push starts waiting.
+    let state = initial_state(waiting_on, run_at, created);
     t.exec(
         INSTANCE_INSERT,
         &[&created, &job, &state, &(spec.priority as i64), &run_at, &queue, &waiting_on, &deps],
@@ -301,11 +298,7 @@ fn import_row(t: &mut Tx<'_>, row: ImportRow) -> Result<()> {
             let job = job_by_hash(t, &key)?;
             if !t.one(KNOWN_INSTANCE, &[&created])?.get::<_, bool>(0) {
                 let left = import_edges(t, created, &after)?;
-                let state = match (left > 0, run_at.is_some_and(|x| x > now)) {
-                    (true, _) => UPSTREAM,
-                    (false, true) => WAITING,
-                    (false, false) => READY,
-                };
+                let state = initial_state(left, run_at, now);
                 let queue = queue_id(t, &queue)?;
                 t.exec(
                     INSTANCE_INSERT,

@@ -9,10 +9,10 @@ use schema::*;
 
 use super::Access;
 use super::{
-    best_candidate, chunk_digest, fail, upstream_gone, BlobEntry, BlobId, Chunk, ClaimOutcome, ClaimParams,
-    Claimed, Expired, Finished, IdleFacts, ImportRow, Lineage, LineageResult, NewSchedule, Pos, Published,
-    PushSpec, Pushed, QueueState, QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH,
-    DEFAULT_QUEUE_ID, GC_PAGE, READY, RUNNING, UPSTREAM, WAITING,
+    best_candidate, chunk_digest, fail, initial_state, upstream_gone, BlobEntry, BlobId, Chunk, ClaimOutcome,
+    ClaimParams, Claimed, Expired, Finished, IdleFacts, ImportRow, Lineage, LineageResult, NewSchedule, Pos,
+    Published, PushSpec, Pushed, QueueState, QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH,
+    DEFAULT_QUEUE_ID, GC_PAGE, RUNNING, UPSTREAM,
 };
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -272,11 +272,8 @@ fn insert_instance_as(
     deps: i64,
 ) -> Result<()> {
     let run_at = (spec.delay_ms > 0).then(|| created + spec.delay_ms);
-    let state = match (waiting_on > 0, run_at.is_some()) {
-        (true, _) => UPSTREAM,
-        (false, true) => WAITING,
-        (false, false) => READY,
-    };
+    // A delay runs from `created`, which is now or later: a delayed push starts waiting.
+    let state = initial_state(waiting_on, run_at, created);
     c.prepare_cached(INSTANCE_INSERT)
         .sql()?
         .execute(params![created, job, state, spec.priority, run_at, queue, waiting_on, deps])
@@ -358,11 +355,7 @@ fn import_row(c: &Connection, row: ImportRow) -> Result<()> {
                 c.prepare_cached(KNOWN_INSTANCE).sql()?.query_row([job, created], |r| r.get(0)).sql()?;
             if !known {
                 let left = import_edges(c, created, &after)?;
-                let state = match (left > 0, run_at.is_some_and(|t| t > now)) {
-                    (true, _) => UPSTREAM,
-                    (false, true) => WAITING,
-                    (false, false) => READY,
-                };
+                let state = initial_state(left, run_at, now);
                 let queue = queue_id(c, &queue)?;
                 c.prepare_cached(INSTANCE_INSERT)
                     .sql()?
