@@ -89,6 +89,8 @@ echo "== building the harness" >&2
 # With its postgres feature (P10) when that builds, else without, and P10 says why.
 harness_target="$root/target/bench"
 pg_feature=1
+# The feature's TLS needs pkg-config and libssl-dev to build; installed when missing (as root).
+bash tests/build-deps.sh || true
 if ! (cd benches/harness && cargo build --release --quiet --features postgres --target-dir "$harness_target" \
         2>"$build_dir/harness-pg-build.log"); then
     pg_feature=0

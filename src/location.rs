@@ -135,7 +135,8 @@ fn keyword_spans(s: &str) -> Vec<(Range<usize>, String)> {
         .collect()
 }
 
-/// The keys the driver knows in a `key=value` connection string (`Config::param`).
+/// The keys the driver knows in a `key=value` connection string (`Config::param`), and
+/// `sslrootcert`, which batchdb reads as libpq does (src/store/postgres/tls.rs).
 const DRIVER_KEYS: &[&str] = &[
     "user",
     "password",
@@ -143,6 +144,7 @@ const DRIVER_KEYS: &[&str] = &[
     "options",
     "application_name",
     "sslmode",
+    "sslrootcert",
     "sslnegotiation",
     "host",
     "hostaddr",
@@ -259,7 +261,8 @@ pub(crate) fn scrub(message: &str, location: &str) -> String {
     m
 }
 
-fn percent_decode(s: &str) -> String {
+/// `%XX` escapes undone (an invalid one is kept as it is), as the driver reads URL parts.
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -365,7 +368,13 @@ mod tests {
 
     #[test]
     fn keyword_connection_strings_are_told_from_paths() {
-        for conninfo in ["host=h password=x", "host=h dbname=d", " user = 'a b' port=5 ", "password=x/y"] {
+        for conninfo in [
+            "host=h password=x",
+            "host=h dbname=d",
+            " user = 'a b' port=5 ",
+            "password=x/y",
+            "host=h sslrootcert=/ca.pem",
+        ] {
             assert!(is_keyword_conninfo(conninfo), "{conninfo}");
         }
         for path in [

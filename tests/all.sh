@@ -3,8 +3,8 @@
 # the C suite under valgrind, ASan/UBSan and plain (with its timing tests), the Go suite with
 # -race (plus brief fuzzing, and a build against an installed library), the Node suite, and
 # each cargo-fuzz target for 60 s.
-# Installs what a fresh machine lacks (valgrind; koffi through npm ci; cargo-fuzz). Exits non-zero on the
-# first failing suite.
+# Installs what a fresh machine lacks (valgrind; koffi through npm ci; cargo-fuzz; pkg-config and
+# libssl-dev for the postgres feature, tests/build-deps.sh). Exits non-zero on the first failing suite.
 #
 #   bash tests/all.sh
 set -euo pipefail
@@ -12,9 +12,13 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 step() { printf '\n=== %s (%s)\n' "$*" "$(date +%T)"; }
 
-step "rust: fmt and clippy"
+step "rust: fmt and clippy (default build, and with the postgres feature)"
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+# The postgres feature's TLS builds against OpenSSL: pkg-config and libssl-dev, installed when
+# missing, before the first build with the feature (this one; benches and tests/pg follow).
+bash tests/build-deps.sh
+cargo clippy --all-targets --features postgres -- -D warnings
 
 step "rust: release build (library, CLI)"
 cargo build --release

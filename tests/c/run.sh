@@ -52,6 +52,7 @@ if [ -z "$lib" ] && [ -n "${BATCHDB_TEST_PG:-}" ]; then
     # The default build has no PostgreSQL backend; keep target/release the default build.
     lib="$root/target/pg/release"
     echo "== cargo build --release --features postgres (into target/pg)"
+    bash tests/build-deps.sh || { echo "c: 0 passed, 1 failed"; exit 1; }
     CARGO_TARGET_DIR="$root/target/pg" cargo build --release --lib --features postgres \
         || { echo "c: 0 passed, 1 failed"; exit 1; }
 elif [ -z "$lib" ]; then
@@ -62,6 +63,12 @@ fi
 lib="$(cd "$lib" && pwd)" || { echo "c: 0 passed, 1 failed"; exit 1; }
 if [ -n "${BATCHDB_TEST_PG:-}" ]; then
     echo "== against PostgreSQL (BATCHDB_TEST_PG), library from $lib"
+fi
+# A library built with the postgres feature links OpenSSL (its TLS): the shared one names it
+# itself, the archive needs it on the link line.
+STATIC_LIBS=(-lpthread -ldl -lm)
+if readelf -d "$lib/libbatchdb.so" 2>/dev/null | grep -q 'NEEDED.*libssl'; then
+    STATIC_LIBS+=(-lssl -lcrypto)
 fi
 
 if wants valgrind && ! command -v valgrind >/dev/null 2>&1; then
@@ -144,7 +151,7 @@ echo "== AddressSanitizer + UndefinedBehaviorSanitizer (libbatchdb.a)"
 for src in "${tests[@]}" tests/c/leak_probe.c; do
     name="$(basename "$src" .c)"
     if ! "$CC" "${CFLAGS[@]}" -fsanitize=address,undefined -fno-omit-frame-pointer "$src" \
-        -o "$out/$name.asan" "$lib/libbatchdb.a" -lpthread -ldl -lm; then
+        -o "$out/$name.asan" "$lib/libbatchdb.a" "${STATIC_LIBS[@]}"; then
         echo "-- $name (asan): does not compile"; failed=$((failed + 1)); continue
     fi
     if [ "$name" = leak_probe ]; then

@@ -14,6 +14,9 @@
 #                  durability; benchmarks run it with fsync on, as a real server
 #   PG_HBA_EXTRA   pg_hba.conf lines placed before the catch-all "trust" line for 127.0.0.1
 #   PG_WHO         the name shown in messages (default: the sourcing script)
+#   PG_SSL_CERT, PG_SSL_KEY
+#                  a server certificate and its key (PEM): when both are set the server runs
+#                  with ssl = on and them (copied into the cluster's folder, key mode 0600)
 #
 # Installs Debian's postgresql package when no server binaries are found (as root only).
 # Runs the server as the `postgres` user when started as root (PostgreSQL refuses root),
@@ -135,6 +138,17 @@ pg_cluster_start() {
         pg_cluster_stop
         return 1
     fi
+    local ssl_opts=""
+    if [ -n "${PG_SSL_CERT:-}" ] && [ -n "${PG_SSL_KEY:-}" ]; then
+        if ! cp "$PG_SSL_CERT" "$PG_TMP/server.crt" || ! cp "$PG_SSL_KEY" "$PG_TMP/server.key"; then
+            PG_ERROR="cannot copy the server certificate"
+            pg_cluster_stop
+            return 1
+        fi
+        chmod 600 "$PG_TMP/server.key"
+        [ ${#PG_AS[@]} -gt 0 ] && chown postgres "$PG_TMP/server.crt" "$PG_TMP/server.key"
+        ssl_opts="-c ssl=on -c ssl_cert_file=$PG_TMP/server.crt -c ssl_key_file=$PG_TMP/server.key"
+    fi
     # Loopback only.
     {
         echo "local all all trust"
@@ -142,7 +156,7 @@ pg_cluster_start() {
         echo "host all all 127.0.0.1/32 trust"
     } >"$PG_DATA/pg_hba.conf"
     if ! pg_as "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_TMP/server.log" -w -t 60 start \
-        -o "-p $PG_PORT -k $PG_TMP -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=$PG_FSYNC" \
+        -o "-p $PG_PORT -k $PG_TMP -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=$PG_FSYNC $ssl_opts" \
         >/dev/null; then
         cat "$PG_TMP/server.log" >&2
         PG_ERROR="the server did not start on 127.0.0.1:$PG_PORT ($(tail -1 "$PG_TMP/server.log" 2>/dev/null))"
@@ -150,6 +164,6 @@ pg_cluster_start() {
         return 1
     fi
     PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
-    echo "$PG_WHO: server up on 127.0.0.1:$PG_PORT (fsync=$PG_FSYNC)" >&2
+    echo "$PG_WHO: server up on 127.0.0.1:$PG_PORT (fsync=$PG_FSYNC${ssl_opts:+, ssl=on})" >&2
     return 0
 }

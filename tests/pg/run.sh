@@ -3,8 +3,9 @@
 #
 # Starts a throwaway cluster in a temporary folder on 127.0.0.1:$BATCHDB_PG_PORT (default
 # 54329), runs `cargo test --features postgres --test core --test queue` with BATCHDB_TEST_PG
-# pointing at it (every test gets a fresh schema), smoke-tests the CLI against it, and stops
-# the cluster on exit. Installs Debian's postgresql package when no server binaries are found
+# pointing at it (every test gets a fresh schema), smoke-tests the CLI against it, runs the
+# TLS matrix (tests/pg/tls.sh, its own clusters with and without ssl = on) and the C suite, and
+# stops the cluster on exit. Installs Debian's postgresql package when no server binaries are found
 # (as root). Where no server can be started it says so and exits non-zero: it never passes
 # without having run the suite.
 #
@@ -19,6 +20,10 @@ fail() {
     echo "pg: 0 passed, 1 failed"
     exit 1
 }
+
+# The postgres feature's TLS builds against OpenSSL: pkg-config and libssl-dev, installed
+# when missing (tests/build-deps.sh, as root), before the first build with the feature.
+bash tests/build-deps.sh || fail "the build dependencies of --features postgres are missing"
 
 # Install (when needed), initdb and start; stopped and removed on exit (tests/pg/cluster.sh).
 # The role batchdb_pw must give its password (the redaction test tries a wrong one).
@@ -43,6 +48,10 @@ echo "tests/pg/run.sh: server up at $URL"
 LOG="$TMP/cargo-test.log"
 BATCHDB_TEST_PG="$URL" cargo test --features postgres --test core --test queue --test queues --test pipelines --test ui "$@" 2>&1 | tee "$LOG"
 STATUS=${PIPESTATUS[0]}
+# The unit tests that only a postgres build has (URL and sslmode parsing, redaction against the
+# driver's own reading); the default build's `cargo test` runs the rest.
+cargo test --features postgres --lib -- store::postgres:: location:: 2>&1 | tee -a "$LOG"
+[ "${PIPESTATUS[0]}" -eq 0 ] || STATUS=1
 
 # The CLI, built with the feature, against the same server.
 CLI_STATUS=0
@@ -56,6 +65,16 @@ if cargo build --features postgres --bin batchdb -q 2>&1; then
 else
     CLI_STATUS=1
 fi
+
+# TLS (issue 23): the sslmode/sslrootcert matrix against its own two clusters, one with
+# ssl = on and certificates the script makes (tests/pg/tls.sh), with the CLI built above.
+TLS_LOG="$TMP/tls.log"
+BATCHDB_BIN=target/debug/batchdb bash tests/pg/tls.sh 2>&1 | tee "$TLS_LOG"
+TLS_STATUS=${PIPESTATUS[0]}
+tls_line=$(grep -E '^pg-tls: [0-9]+ passed, [0-9]+ failed' "$TLS_LOG" | tail -1)
+tls_passed=$(echo "$tls_line" | awk '{print $2+0}')
+tls_failed=$(echo "$tls_line" | awk '{print $4+0}')
+if [ "$TLS_STATUS" -ne 0 ] && [ "$tls_failed" -eq 0 ]; then tls_failed=1; fi
 
 # The C suite (tests/c/run.sh: valgrind, ASan/UBSan, and the plain -O2 pass with the timing
 # programs) against the same server, a fresh schema per test. The library is built with the
@@ -80,8 +99,9 @@ passed=$(grep -Eo '[0-9]+ passed' "$LOG" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$LOG" | awk '{s+=$1} END {print s+0}')
 if [ "$STATUS" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 if [ "$CLI_STATUS" -ne 0 ]; then failed=$((failed + 1)); else passed=$((passed + 1)); fi
-passed=$((passed + c_passed))
-failed=$((failed + c_failed))
+passed=$((passed + c_passed + tls_passed))
+failed=$((failed + c_failed + tls_failed))
+echo "pg: of which TLS: $tls_passed passed, $tls_failed failed"
 echo "pg: of which the C suite: $c_passed passed, $c_failed failed"
 echo "pg: $passed passed, $failed failed"
-[ "$STATUS" -eq 0 ] && [ "$CLI_STATUS" -eq 0 ] && [ "$C_STATUS" -eq 0 ]
+[ "$STATUS" -eq 0 ] && [ "$CLI_STATUS" -eq 0 ] && [ "$C_STATUS" -eq 0 ] && [ "$TLS_STATUS" -eq 0 ]

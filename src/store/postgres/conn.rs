@@ -1,16 +1,19 @@
 //! Connections to the server: where it is and how to reach it ([`Target`], parsed from the
 //! URL), the pool of synchronous clients with their prepared statements, and transactions
 //! ([`Tx`]) with the rules for retrying them (only a `BEGIN` or a read, never a write that
-//! began). Driver errors become batchdb errors here, with the URL's secrets scrubbed.
+//! began). Driver errors become batchdb errors here, with the URL's secrets scrubbed. Every
+//! connection, the listener's too, uses the TLS the URL asks for ([`super::tls`]) and TCP
+//! keepalives with a user timeout, so that a vanished server is noticed within a minute.
 
 use super::schema::*;
+use super::tls;
 use crate::error::{Error, Result};
 use crate::location::{redact, scrub, url_query_start};
 use crate::options::Durability;
 use crate::sync::lock;
 use ::postgres::error::SqlState;
 use ::postgres::types::ToSql;
-use ::postgres::{Client, Config, NoTls, Statement};
+use ::postgres::{Client, Config, Statement};
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -20,6 +23,17 @@ use std::time::Duration;
 const POOL: usize = 8;
 /// How long opening a connection may take, unless the URL sets `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// TCP keepalive on every connection, unless the URL sets its own: a server that vanished
+/// without closing the connection (a dead host, a dropped route) is noticed after 30 s idle +
+/// 3 probes 10 s apart, about a minute, instead of the kernel's two hours. It matters most for
+/// the listener's connection, which sends nothing for hours while the waiters sleep.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
+/// How long sent data may stay unacknowledged before the kernel gives the connection up: a
+/// query sent into a stalled path fails after this instead of after ~15 minutes of
+/// retransmissions (keepalives only cover an idle connection).
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 /// The schema used when the URL does not name one.
 const DEFAULT_SCHEMA: &str = "batchdb";
 
@@ -28,6 +42,10 @@ pub(super) type Params<'a> = [&'a (dyn ToSql + Sync)];
 /// Where the database lives, and how to reach it.
 pub(super) struct Target {
     pub config: Config,
+    /// TLS as the URL's `sslmode`/`sslrootcert` ask (see [`tls`]); every connection uses it.
+    pub tls: postgres_openssl::MakeTlsConnector,
+    /// Why the last certificate check failed, for the connect error.
+    pub tls_why: tls::VerifyFailure,
     /// The same, for the listener's asynchronous client.
     pub listen_config: tokio_postgres::Config,
     pub schema: String,
@@ -56,9 +74,13 @@ impl Target {
         };
         let mut schema = DEFAULT_SCHEMA.to_string();
         let mut kept = Vec::new();
+        // sslmode and sslrootcert are read here, as libpq reads them: the driver knows only
+        // some of the modes, and no root certificates.
+        let mut tls = tls::TlsParams::default();
         for kv in query.split('&').filter(|kv| !kv.is_empty()) {
             match kv.split_once('=') {
                 Some(("schema", v)) => schema = v.to_string(),
+                _ if tls.take(kv, &shown)? => {}
                 _ => kept.push(kv),
             }
         }
@@ -78,7 +100,23 @@ impl Target {
         if config.get_application_name().is_none() {
             config.application_name("batchdb");
         }
+        config.ssl_mode(tls.driver_mode());
+        if config.get_keepalives_idle() > KEEPALIVE_IDLE {
+            config.keepalives_idle(KEEPALIVE_IDLE);
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(KEEPALIVE_INTERVAL);
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(KEEPALIVE_RETRIES);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
+        let (tls, tls_why) = tls.connector(&shown)?;
         Ok(Target {
+            tls,
+            tls_why,
             config: Config::from(config.clone()),
             listen_config: config,
             channel: format!("batchdb_{schema}"),
@@ -124,8 +162,9 @@ impl Target {
     }
 
     pub fn connect(&self) -> Result<Conn> {
-        let client = self.config.connect(NoTls).map_err(|e| {
-            Error::io(format!("cannot connect to PostgreSQL at {}: {}", self.shown, self.describe(&e)))
+        let client = self.config.connect(self.tls.clone()).map_err(|e| {
+            let text = self.tls_why.explain(self.describe(&e));
+            Error::io(format!("cannot connect to PostgreSQL at {}: {text}", self.shown))
         })?;
         let mut conn = Conn { client, stmts: HashMap::new(), broken: false };
         let mut setup = set_search_path(&self.schema);
@@ -332,5 +371,26 @@ mod tests {
         let t = Target::parse("postgres://u:pa?ss@localhost/db", Durability::Normal).unwrap();
         assert_eq!(t.schema, DEFAULT_SCHEMA);
         assert_eq!(t.config.get_password(), Some(&b"pa?ss"[..]));
+    }
+
+    /// sslmode and sslrootcert are read here (the driver would refuse verify-full and does
+    /// not know sslrootcert); every connection gets keepalives and a TCP user timeout unless
+    /// the URL sets its own.
+    #[test]
+    fn tls_and_keepalives_from_the_url() {
+        use tokio_postgres::config::SslMode;
+        let t = Target::parse("postgres://u@h/db?sslmode=verify-full&sslrootcert=system", Durability::Normal)
+            .unwrap();
+        assert_eq!(t.listen_config.get_ssl_mode(), SslMode::Require);
+        assert_eq!(t.listen_config.get_keepalives_idle(), KEEPALIVE_IDLE);
+        assert_eq!(t.listen_config.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+        let t = Target::parse("postgres://u@h/db?keepalives_idle=5&tcp_user_timeout=7", Durability::Normal)
+            .unwrap();
+        assert_eq!(t.listen_config.get_ssl_mode(), SslMode::Prefer);
+        assert_eq!(t.listen_config.get_keepalives_idle(), Duration::from_secs(5));
+        assert_eq!(t.listen_config.get_tcp_user_timeout(), Some(&Duration::from_secs(7)));
+        let e =
+            Target::parse("postgres://u:pw-secret@h/db?sslmode=verify", Durability::Normal).err().unwrap();
+        assert!(matches!(&e, Error::Invalid(m) if m.contains("sslmode") && !m.contains("pw-secret")), "{e}");
     }
 }

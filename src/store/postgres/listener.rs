@@ -13,6 +13,7 @@ use super::conn::{describe, Target};
 use super::schema::listen;
 use crate::error::{Error, Result};
 use crate::sync::lock;
+use postgres_openssl::{MakeTlsConnector, TlsStream};
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -20,8 +21,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tokio_postgres::tls::NoTlsStream;
-use tokio_postgres::{AsyncMessage, Config, Connection, NoTls, Socket};
+use tokio_postgres::{AsyncMessage, Config, Connection, Socket};
 
 /// Called whenever other processes may have changed the queue.
 pub(crate) type Wake = crate::store::WakeFn;
@@ -35,12 +35,6 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 /// the connect timeout (10 s unless the URL sets one); this covers a server that accepts the
 /// connection and then never answers. After it, waiters poll.
 const FIRST_LISTEN_WAIT: Duration = Duration::from_secs(30);
-/// TCP keepalive on the listening connection: it sends nothing for hours, and a server that
-/// vanished without closing it (a dead host, a dropped route) would otherwise go unnoticed for
-/// hours too, with the waiters asleep. 30 s idle + 3 probes 10 s apart notice it in a minute.
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
-const KEEPALIVE_RETRIES: u32 = 3;
 /// How long closing the database waits for the listener's pending work (see `run`).
 const LOOKUP_WAIT: Duration = Duration::from_millis(100);
 
@@ -102,6 +96,8 @@ impl Shared {
 #[derive(Clone)]
 struct Dial {
     config: Config,
+    tls: MakeTlsConnector,
+    tls_why: super::tls::VerifyFailure,
     listen_sql: String,
     /// The URL as given, only to scrub its secrets from driver messages.
     url: String,
@@ -118,16 +114,9 @@ pub(crate) struct Listener {
 
 impl Listener {
     pub fn new(target: &Target, wake: Wake) -> Listener {
-        let mut config = target.listen_config.clone();
-        if config.get_keepalives_idle() > KEEPALIVE_IDLE {
-            config.keepalives_idle(KEEPALIVE_IDLE);
-        }
-        if config.get_keepalives_interval().is_none() {
-            config.keepalives_interval(KEEPALIVE_INTERVAL);
-        }
-        if config.get_keepalives_retries().is_none() {
-            config.keepalives_retries(KEEPALIVE_RETRIES);
-        }
+        // TLS and TCP keepalives as on every connection (`Target::parse`): keepalives matter
+        // most here, as this connection sends nothing for hours while the waiters sleep.
+        let config = target.listen_config.clone();
         Listener {
             shared: Arc::new(Shared {
                 count: AtomicI64::new(0),
@@ -140,6 +129,8 @@ impl Listener {
             }),
             dial: Dial {
                 config,
+                tls: target.tls.clone(),
+                tls_why: target.tls_why.clone(),
                 listen_sql: listen(&target.channel),
                 url: target.url.clone(),
                 shown: target.shown.clone(),
@@ -267,13 +258,13 @@ fn listen_until_stopped(rt: &tokio::runtime::Runtime, shared: &Shared, dial: &Di
 /// Connects, listens, and counts notifications until the connection ends or the listener is
 /// stopped.
 async fn listen_once(shared: &Shared, dial: &Dial, listened_before: bool) -> Ended {
-    let (client, mut conn) = match shared.until_stopped(dial.config.connect(NoTls)).await {
+    let (client, mut conn) = match shared.until_stopped(dial.config.connect(dial.tls.clone())).await {
         None => return Ended::Stopped,
         Some(Err(e)) => {
             return Ended::Failed(format!(
                 "cannot connect to PostgreSQL at {} to listen for changes: {}",
                 dial.shown,
-                describe(&e, &dial.url)
+                dial.tls_why.explain(describe(&e, &dial.url))
             ))
         }
         Some(Ok(c)) => c,
@@ -330,7 +321,7 @@ async fn listen_once(shared: &Shared, dial: &Dial, listened_before: bool) -> End
 /// Reads everything the server sent, calling `note` for each notification; ready when the
 /// connection has ended, with the error that ended it, if any.
 fn read(
-    conn: &mut Connection<Socket, NoTlsStream>,
+    conn: &mut Connection<Socket, TlsStream<Socket>>,
     cx: &mut Context<'_>,
     note: &mut impl FnMut(),
 ) -> Poll<Option<tokio_postgres::Error>> {

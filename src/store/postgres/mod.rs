@@ -20,6 +20,7 @@
 mod conn;
 mod listener;
 pub(crate) mod schema;
+mod tls;
 
 pub(crate) use listener::Wake;
 
