@@ -80,6 +80,13 @@ pub struct PendingRow {
     /// The upstream instances it still waits for, while it waits for some.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<Vec<(Hash, i64)>>,
+    /// While it runs: when its current attempt started, epoch ms. Not part of the JSON row
+    /// (the original's shape); the dashboard shows it.
+    #[serde(skip)]
+    pub start: Option<i64>,
+    /// While it runs: when its lease ends unless renewed, epoch ms. Not part of the JSON row.
+    #[serde(skip)]
+    pub lease_until: Option<i64>,
 }
 
 /// A result: `{"key": [K, C], "value": {"hash": H, "start": S, "end": E, "created": C}}`.

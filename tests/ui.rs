@@ -648,6 +648,10 @@ fn the_overview_shows_progress_schedules_and_queues() {
     assert_eq!(running["created"], job.created());
     assert_eq!(running["progress"]["done"], 0.25);
     assert_eq!(running["progress"]["message"], "a quarter");
+    // Its lease: started, and held until a moment after now (the heartbeat renews it).
+    let start = running["start"].as_i64().expect("start");
+    let lease = running["lease_until"].as_i64().expect("lease_until");
+    assert!(start >= job.created() && lease > start, "start {start}, lease {lease}");
     assert_eq!(o["schedules"][0]["name"], "nightly");
     assert_eq!(o["schedules"][0]["spec"], "0 3 * * *");
     let queues = o["counts"]["queues"].as_array().unwrap();

@@ -106,6 +106,7 @@ test('the overview shows the counts, and Retry makes a failure pending again', a
   assert.equal(await page.locator('#running tbody tr[data-key]').count(), 1);
   await page.waitForFunction(() => /rendering frame 40/.test(document.querySelector('#running tbody').textContent));
   assert.equal(await page.locator('#running progress').getAttribute('value'), '40');
+  assert.match(await page.locator('#running tbody tr[data-key] td:nth-child(5)').textContent(), /^ends in \d/);
   assert.equal(await page.locator('#schedules tr[data-schedule="nightly-report"]').count(), 1);
   const mail = page.locator('#queues tr[data-queue="mail"]');
   assert.deepEqual(await mail.locator('td').allTextContents().then((t) => t.slice(0, 5)), ['mail', '1', '0', '0', '2']);

@@ -989,6 +989,8 @@ fn list_pending(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, P
                         message: r.get::<_, Option<String>>(8).unwrap_or_default(),
                     }),
                     after: (state == UPSTREAM).then(Vec::new),
+                    start: if running { r.get(9) } else { None },
+                    lease_until: if running { r.get(10) } else { None },
                 }),
                 Pos { hash: None, job: 0, created },
             ))

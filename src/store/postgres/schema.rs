@@ -386,7 +386,7 @@ pub(crate) const COMPLETIONS: &str = "SELECT m, sum(r)::bigint, sum(f)::bigint F
 pub(crate) const LIST_JOBS: &str = "SELECT hash, blob FROM job WHERE hash > $1 ORDER BY hash LIMIT $2";
 pub(crate) const RUNNING_INSTANCES: &str = "SELECT job, created FROM instance WHERE state = 1";
 pub(crate) const LIST_PENDING: &str = "SELECT i.created, j.hash, i.state, i.priority, i.run_at, i.job, \
-     q.name, i.progress, i.note \
+     q.name, i.progress, i.note, i.start, i.lease_until \
      FROM instance i JOIN job j ON j.blob = i.job LEFT JOIN queue q ON q.id = i.queue \
      WHERE i.created > $1 ORDER BY i.created LIMIT $2";
 pub(crate) const LIST_RESULTS_OF_JOB: &str = "SELECT r.created, b.hash, r.started, r.ended, r.blob \

@@ -1228,6 +1228,8 @@ fn list_pending(c: &Connection, after: &Pos, limit: usize) -> Result<Vec<(Row, P
                         })
                         .transpose()?,
                     after: (state == UPSTREAM).then(Vec::new),
+                    start: if running { r.get(9)? } else { None },
+                    lease_until: if running { r.get(10)? } else { None },
                 }),
                 Pos { hash: None, job: 0, created },
             ))

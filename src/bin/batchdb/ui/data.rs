@@ -74,6 +74,10 @@ pub struct Running {
     pub queue: String,
     /// What it reported of its progress, if anything.
     pub progress: Option<Progress>,
+    /// When its current attempt started, epoch ms.
+    pub start: Option<i64>,
+    /// When its lease ends unless the worker renews it, epoch ms.
+    pub lease_until: Option<i64>,
 }
 
 /// A pending (ready or waiting) instance, which Cancel applies to.
@@ -264,7 +268,14 @@ pub fn overview(db: &Db, counts: Counts, now: i64) -> batchdb::Result<Overview> 
         if row.running {
             if running.len() < SHOWN {
                 let queue = queue_of(&row);
-                running.push(Running { key: row.job, created: row.created, queue, progress: row.progress });
+                running.push(Running {
+                    key: row.job,
+                    created: row.created,
+                    queue,
+                    progress: row.progress,
+                    start: row.start,
+                    lease_until: row.lease_until,
+                });
             }
         } else if pending.len() < SHOWN {
             pending.push(pending_of(&row));

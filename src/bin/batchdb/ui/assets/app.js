@@ -163,8 +163,9 @@ function render(o) {
   $('running-shown').textContent = o.running.length < running ? `(${o.running.length} of ${running} shown)` : '';
   fill('running', o.running.map((r) => ({
     attrs: { 'data-key': r.key, 'data-created': r.created },
-    cells: [jobLink(r.key), r.created, r.queue, age(o.now - r.created), progress(r.progress)],
-  })), 5, 'nothing running');
+    cells: [jobLink(r.key), r.created, r.queue, age(o.now - (r.start ?? r.created)),
+      r.lease_until === null ? '–' : 'ends in ' + age(r.lease_until - o.now), progress(r.progress)],
+  })), 6, 'nothing running');
   fill('schedules', o.schedules.map((x) => ({
     attrs: { 'data-schedule': x.name },
     cells: [x.name, el('code', {}, x.spec), x.queue, jobLink(x.job), time(x.next_run)],
