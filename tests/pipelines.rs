@@ -200,52 +200,69 @@ fn unknown_upstreams_are_not_found_and_change_nothing() {
 }
 
 #[test]
-fn a_dag_runs_every_node_once_and_never_before_its_inputs() {
+fn a_dag_of_a_thousand_runs_every_node_once_in_order_across_processes() {
+    // Each worker process: the payload says how many inputs the node has; a node that ran
+    // with fewer results than that ran early. "fail" nodes fail.
+    if helper_role().as_deref() == Some("dag") {
+        let db = open(std::path::Path::new(&env("DB")));
+        let log = Mutex::new(std::fs::OpenOptions::new().append(true).open(env("LOG")).unwrap());
+        db.run(RunOptions { workers: 2, until_empty: true, ..Default::default() }, |job| {
+            let mut payload = String::new();
+            job.read_to_string(&mut payload)?;
+            let want: usize = payload.split(" deps=").nth(1).unwrap().parse().unwrap();
+            let early = job.after().len() != want;
+            log.lock().unwrap().write_all(format!("{} {}\n", job.created(), u8::from(early)).as_bytes())?;
+            if payload.starts_with("fail") {
+                return Err(std::io::Error::other("this node fails"));
+            }
+            job.write_all(payload.as_bytes())
+        })
+        .unwrap();
+        return;
+    }
+    if helper_role().is_some() {
+        return;
+    }
     let t = temp_path();
-    let handles: Vec<Db> = (0..4).map(|_| open(&t.path)).collect();
-    let db = &handles[0];
-    // Fan-out: a root, 30 children; a diamond per pair; fan-in: one sink after all.
-    let (root, cr) = db.add(&b"root"[..]).unwrap();
-    let mut children = Vec::new();
-    for i in 0..30 {
-        let (k, p) = db.add_with(format!("child {i}").as_bytes(), &after(&[(root, cr)])).unwrap();
-        children.push((k, p.created));
+    let db = open_with(&t.path, fast);
+    let add = |name: String, ups: &[(Hash, i64)]| -> (Hash, i64) {
+        let (k, p) = db.add_with(format!("{name} deps={}", ups.len()).as_bytes(), &after(ups)).unwrap();
+        (k, p.created)
+    };
+    // A root, a fan-out of 600, a diamond join per pair (300), a fan-in of 98 groups, a sink.
+    let root = add("root".into(), &[]);
+    let children: Vec<_> = (0..600)
+        .map(|i| add(if i == 7 { format!("fail child {i}") } else { format!("child {i}") }, &[root]))
+        .collect();
+    let joins: Vec<_> = children.chunks(2).enumerate().map(|(i, pair)| add(format!("join {i}"), pair)).collect();
+    let groups: Vec<_> = joins.chunks(3).take(98).enumerate().map(|(i, g)| add(format!("group {i}"), g)).collect();
+    let sink = add("sink".into(), &groups);
+    let total = 1 + 600 + 300 + 98 + 1;
+    assert_eq!(db.pending().count(), total);
+    // The failing child's descendants: its join, that join's group, the sink.
+    let doomed: HashSet<i64> = [children[7].1, joins[3].1, groups[1].1, sink.1].into_iter().collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    std::fs::write(&log, b"").unwrap();
+    let args = [("DB", t.path.display().to_string()), ("LOG", log.display().to_string())];
+    let name = "a_dag_of_a_thousand_runs_every_node_once_in_order_across_processes";
+    let children_procs: Vec<_> = (0..4).map(|_| spawn_helper(name, "dag", &args)).collect();
+    for mut c in children_procs {
+        assert!(c.wait().unwrap().success());
     }
-    let mut joins = Vec::new();
-    for pair in children.chunks(2) {
-        let (k, p) = db.add_with(format!("join {:?}", pair[0].1).as_bytes(), &after(pair)).unwrap();
-        joins.push((k, p.created));
+    let mut ran = HashMap::new();
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        let (created, early) = line.split_once(' ').unwrap();
+        assert_eq!(early, "0", "instance {created} ran before its inputs");
+        *ran.entry(created.parse::<i64>().unwrap()).or_insert(0) += 1;
     }
-    let (_, sink) = db.add_with(&b"sink"[..], &after(&joins)).unwrap();
-    let done: Arc<Mutex<HashMap<i64, usize>>> = Arc::default();
-    let order = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    std::thread::scope(|s| {
-        for h in &handles {
-            let (done, order) = (done.clone(), order.clone());
-            s.spawn(move || {
-                h.run(RunOptions { workers: 2, until_empty: true, ..Default::default() }, |job| {
-                    let me = job.created();
-                    {
-                        let d = done.lock().unwrap();
-                        for (_, up, _) in job.after() {
-                            assert!(d.contains_key(up), "ran before its input {up}");
-                        }
-                    }
-                    let mut payload = Vec::new();
-                    job.read_to_end(&mut payload)?;
-                    job.write_all(&payload)?;
-                    let n = order.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    assert!(done.lock().unwrap().insert(me, n).is_none(), "ran twice");
-                    Ok::<_, std::io::Error>(())
-                })
-                .unwrap();
-            });
-        }
-    });
-    let done = done.lock().unwrap();
-    assert_eq!(done.len(), 1 + 30 + 15 + 1, "every node ran");
-    assert!(done[&sink.created] == done.len() - 1, "the sink ran last");
-    assert_eq!(db.results().count(), 47);
+    assert!(ran.values().all(|n| *n == 1), "a node ran twice");
+    let fails: HashSet<i64> = db.failures().map(|f| f.unwrap().created).collect();
+    assert_eq!(fails, doomed, "exactly the failing node and its descendants failed");
+    assert_eq!(db.results().count(), total - doomed.len());
+    assert_eq!(ran.len(), total - 3, "the descendants of the failed node never ran");
+    assert_eq!(db.pending().count(), 0);
 }
 
 #[test]
