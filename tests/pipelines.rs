@@ -234,8 +234,10 @@ fn a_dag_of_a_thousand_runs_every_node_once_in_order_across_processes() {
     let children: Vec<_> = (0..600)
         .map(|i| add(if i == 7 { format!("fail child {i}") } else { format!("child {i}") }, &[root]))
         .collect();
-    let joins: Vec<_> = children.chunks(2).enumerate().map(|(i, pair)| add(format!("join {i}"), pair)).collect();
-    let groups: Vec<_> = joins.chunks(3).take(98).enumerate().map(|(i, g)| add(format!("group {i}"), g)).collect();
+    let joins: Vec<_> =
+        children.chunks(2).enumerate().map(|(i, pair)| add(format!("join {i}"), pair)).collect();
+    let groups: Vec<_> =
+        joins.chunks(3).take(98).enumerate().map(|(i, g)| add(format!("group {i}"), g)).collect();
     let sink = add("sink".into(), &groups);
     let total = 1 + 600 + 300 + 98 + 1;
     assert_eq!(db.pending().count(), total);
