@@ -15,10 +15,6 @@
 #![no_main]
 
 #[allow(dead_code)]
-#[path = "../../../src/bin/batchdb/duration.rs"]
-mod duration;
-
-#[allow(dead_code)]
 #[path = "../../../src/bin/batchdb/cli.rs"]
 mod cli;
 
