@@ -43,38 +43,51 @@ fn a_memo_push_joins_a_live_instance_and_returns_a_cached_result() {
 }
 
 #[test]
-fn concurrent_memo_adds_run_each_payload_once() {
-    let t = temp_path();
-    let handles: Vec<Db> = (0..4).map(|_| open(&t.path)).collect();
-    let runs = Arc::new(Mutex::new(HashMap::<Hash, u32>::new()));
-    std::thread::scope(|s| {
-        for db in &handles {
-            s.spawn(move || {
-                for i in 0..40 {
+fn memo_adds_from_four_processes_run_each_payload_once() {
+    // Each process adds the same 100 payloads with memo, and runs what it can meanwhile.
+    if helper_role().as_deref() == Some("memo") {
+        let db = open(std::path::Path::new(&env("DB")));
+        let log = Mutex::new(std::fs::OpenOptions::new().append(true).open(env("LOG")).unwrap());
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 0..100 {
                     db.add_with(format!("payload {i}").as_bytes(), &memo()).unwrap();
                 }
             });
-        }
-        for db in &handles[..2] {
-            let runs = runs.clone();
-            s.spawn(move || {
-                for _ in 0..400 {
-                    match db.claim().unwrap() {
-                        Some(job) => {
-                            *runs.lock().unwrap().entry(job.key()).or_default() += 1;
-                            job.complete().unwrap();
-                        }
-                        None => std::thread::sleep(std::time::Duration::from_millis(2)),
-                    }
+            s.spawn(|| {
+                for _ in 0..3 {
+                    db.run(RunOptions { until_empty: true, ..Default::default() }, |job| {
+                        log.lock().unwrap().write_all(format!("{}\n", job.key()).as_bytes())
+                    })
+                    .unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(20));
                 }
             });
-        }
-    });
-    drain(&handles[0], |_| Ok(()));
-    let results: Vec<_> = handles[0].results().map(|r| r.unwrap().key).collect();
+        });
+        return;
+    }
+    if helper_role().is_some() {
+        return;
+    }
+    let t = temp_path();
+    let db = open(&t.path);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    std::fs::write(&log, b"").unwrap();
+    let args = [("DB", t.path.display().to_string()), ("LOG", log.display().to_string())];
+    let procs: Vec<_> = (0..4)
+        .map(|_| spawn_helper("memo_adds_from_four_processes_run_each_payload_once", "memo", &args))
+        .collect();
+    for mut p in procs {
+        assert!(p.wait().unwrap().success());
+    }
+    drain(&db, |_| Ok(()));
+    let ran: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(str::to_string).collect();
+    let results: Vec<_> = db.results().map(|r| r.unwrap().key).collect();
     let distinct: HashSet<_> = results.iter().collect();
-    assert_eq!(distinct.len(), 40);
-    assert_eq!(results.len(), 40, "each payload ran once");
+    assert_eq!(distinct.len(), 100);
+    assert_eq!(results.len(), 100, "each payload has one result: it ran once");
+    assert!(ran.len() <= 100, "no payload ran twice in the workers: {} runs", ran.len());
 }
 
 #[test]
@@ -419,4 +432,53 @@ fn copy_brings_everything_over_converges_and_refuses_strangers() {
     let err = src.copy_to(&stranger).unwrap_err();
     assert!(matches!(err, Error::Invalid(_)) && err.to_string().contains("neither empty"), "{err}");
     assert_eq!(listing(&stranger), before);
+}
+
+#[test]
+fn a_copy_killed_at_random_points_converges_when_run_again() {
+    // The helper copies the file DB into TARGET (a server when the suite runs on one).
+    if helper_role().as_deref() == Some("copier") {
+        let src = Db::open_existing(env("DB"), Default::default()).unwrap();
+        let dst = Db::open(env("TARGET"), Default::default()).unwrap();
+        src.copy_to(&dst).unwrap();
+        return;
+    }
+    if helper_role().is_some() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("source.db");
+    let src = open_with(&path, |o| {
+        o.chunk_size = 4096;
+        fast(o)
+    });
+    for i in 0..150 {
+        let (_, c) = src.add(format!("job {i}").as_bytes()).unwrap();
+        if i % 3 == 0 {
+            continue;
+        }
+        let mut job = src.claim().unwrap().unwrap();
+        job.write_all(&vec![i as u8; 10_000 + i]).unwrap();
+        if i % 10 == 1 {
+            job.fail("some fail").unwrap();
+        } else {
+            job.complete().unwrap();
+        }
+        let _ = c;
+    }
+    let t = temp_path();
+    let args = [("DB", path.display().to_string()), ("TARGET", t.path.display().to_string())];
+    let name = "a_copy_killed_at_random_points_converges_when_run_again";
+    for delay in [40u64, 90, 160, 250] {
+        let mut child = spawn_helper(name, "copier", &args);
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let dst = open(&t.path);
+    src.copy_to(&dst).unwrap();
+    assert_eq!(listing(&dst), listing(&src));
+    same_blobs(&src, &dst);
+    assert!(dst.check().unwrap().problems.is_empty());
+    assert_eq!(src.copy_to(&dst).unwrap().blobs_sent, 0);
 }
