@@ -1203,6 +1203,22 @@ int32_t batchdb_wait_from(struct batchdb *db,
                           struct batchdb_error *err);
 
 /**
+ * Whether a run serving the `queues_len` queues named at `queues` (NULL with 0: every queue)
+ * with `until_empty` would end now: nothing is ready in a served queue that is not paused,
+ * and nothing is running, delayed, backing off or waiting for an upstream. The rule
+ * `batchdb_run` itself ends by, for bindings that drive `batchdb_claim_from` themselves.
+ * `*idle_out` receives 1 (idle) or 0.
+ *
+ * Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` for NULL `db`/`idle_out` or a malformed queue
+ * name; `BATCHDB_ERR_IO`, `BATCHDB_ERR_BUSY`. Thread-safe.
+ */
+int32_t batchdb_is_idle(struct batchdb *db,
+                        const char *const *queues,
+                        size_t queues_len,
+                        int32_t *idle_out,
+                        struct batchdb_error *err);
+
+/**
  * Writes a consistent copy of the whole database, as of one instant, to the new file `dest`
  * (NUL-terminated path), while other handles and processes keep working. The copy is written
  * beside `dest` and linked into place when complete. A database on PostgreSQL is copied into

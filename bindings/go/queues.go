@@ -194,3 +194,27 @@ func freeCStrings(arr **C.char, n C.size_t) {
 	}
 	C.free(unsafe.Pointer(arr))
 }
+
+// IsIdle reports whether a run serving queues (none: every queue) with UntilEmpty would end
+// now: nothing is ready in a served queue that is not paused, and nothing is running,
+// delayed, backing off or waiting for an upstream. It is the rule Run itself ends by, for
+// callers that drive ClaimFrom themselves.
+func (db *DB) IsIdle(queues ...string) (bool, error) {
+	const op = "IsIdle"
+	p, err := db.acquire(op)
+	if err != nil {
+		return false, err
+	}
+	defer db.release()
+	names, n, err := cStrings(op, queues)
+	if err != nil {
+		return false, err
+	}
+	defer freeCStrings(names, n)
+	var e C.batchdb_error
+	var idle C.int32_t
+	if rc := C.batchdb_is_idle(p, names, n, &idle, &e); rc != C.BATCHDB_OK {
+		return false, errorOf(op, rc, &e)
+	}
+	return idle == 1, nil
+}

@@ -507,3 +507,37 @@ func TestQueueBadInput(t *testing.T) {
 	}
 	complete(t, j)
 }
+
+func TestIsIdle(t *testing.T) {
+	db := openTemp(t, nil)
+	if idle, err := db.IsIdle(); err != nil || !idle {
+		t.Fatalf("empty database: %v %v", idle, err)
+	}
+	if _, err := db.PushWith(mustAdd(t, db, "p"), PushOptions{Queue: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	if idle, _ := db.IsIdle(); idle {
+		t.Fatal("ready work, yet idle")
+	}
+	if idle, _ := db.IsIdle("other"); !idle {
+		t.Fatal("a queue not served counted")
+	}
+	if err := db.Pause("p"); err != nil {
+		t.Fatal(err)
+	}
+	if idle, _ := db.IsIdle(); !idle {
+		t.Fatal("a paused queue counted")
+	}
+	if _, err := db.IsIdle("bad name"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("bad queue name: %v", err)
+	}
+}
+
+func mustAdd(t *testing.T, db *DB, payload string) string {
+	t.Helper()
+	key, err := db.Create(strings.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}

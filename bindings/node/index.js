@@ -704,14 +704,7 @@ class Compute extends EventEmitter {
             carry = await this.#drive(job, db, queues);
             continue;
           }
-          if (untilEmpty) {
-            const idle = await this.#idle(db, queues);
-            if (idle === true) return;
-            if (idle) {
-              carry = idle; // claimed while making sure
-              continue;
-            }
-          }
+          if (untilEmpty && (await this.#idle(db, queues))) return;
           if (this.#stopping) break;
           await this.#waitForWork(db, hold, queues);
         }
@@ -722,43 +715,15 @@ class Compute extends EventEmitter {
     await Promise.all(Array.from({ length: this.#workers }, worker));
   }
 
-  // Whether an untilEmpty run is done, after a claim found nothing: true when nothing is
-  // running, delayed, or ready in a served queue that is not paused; false when something is;
-  // or a Job claimed here. The pending rows do not say which queues are paused: a ready row of a
-  // served queue that the claim did not get is in a paused queue (a queue at its limit has
-  // running rows), was claimed elsewhere meanwhile, or was pushed since. One more claim, and a
-  // second look at the rows, tell them apart.
+  // Whether an untilEmpty run is done, after a claim found nothing: the library's rule
+  // (batchdb_is_idle), the one batchdb_run, the Rust run and the CLI end by.
   async #idle(db, queues) {
-    const state = await this.#pendingState(db, queues);
-    if (state !== 'ready') return state === 'none';
     try {
-      const job = queues ? await db.claimFrom(queues) : await db.claim();
-      if (job) return job;
+      return await db.isIdle(queues);
     } catch (err) {
       if (err.code === 'BATCHDB_ERR_BUSY') return false;
       throw err;
     }
-    return (await this.#pendingState(db, queues)) !== 'busy';
-  }
-
-  // 'busy' when a pending row is running or delayed, else 'ready' when one of a served queue is
-  // ready, else 'none'.
-  async #pendingState(db, queues) {
-    const cursor = await db.list('pending');
-    let state = 'none';
-    try {
-      const now = Date.now();
-      for (let row = await cursor.next(); row !== null; row = await cursor.next()) {
-        if (row.running || (row.run_at !== undefined && row.run_at > now)) {
-          state = 'busy';
-          break;
-        }
-        if (!queues || queues.includes(row.queue || 'default')) state = 'ready';
-      }
-    } finally {
-      await cursor.close();
-    }
-    return state;
   }
 
   // One waiter per instance, shared by the idle workers (of one run: they serve the same queues).

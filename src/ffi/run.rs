@@ -120,3 +120,28 @@ pub extern "C" fn batchdb_wait_from(
         Ok(if woke { BATCHDB_OK } else { super::BATCHDB_DONE })
     })
 }
+
+/// Whether a run serving the `queues_len` queues named at `queues` (NULL with 0: every queue)
+/// with `until_empty` would end now: nothing is ready in a served queue that is not paused,
+/// and nothing is running, delayed, backing off or waiting for an upstream. The rule
+/// `batchdb_run` itself ends by, for bindings that drive `batchdb_claim_from` themselves.
+/// `*idle_out` receives 1 (idle) or 0.
+///
+/// Returns `BATCHDB_OK`; `BATCHDB_ERR_INVALID` for NULL `db`/`idle_out` or a malformed queue
+/// name; `BATCHDB_ERR_IO`, `BATCHDB_ERR_BUSY`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn batchdb_is_idle(
+    db: *mut batchdb,
+    queues: *const *const std::ffi::c_char,
+    queues_len: usize,
+    idle_out: *mut i32,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let h = try_ref(db, "db")?;
+        let out = super::handles::out(idle_out, "idle_out")?;
+        let queues = super::db::queue_list(queues, queues_len)?;
+        *out = i32::from(h.db.is_idle(&queues)?);
+        Ok(BATCHDB_OK)
+    })
+}

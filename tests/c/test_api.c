@@ -1697,6 +1697,29 @@ static void test_backup_and_copy(void) {
     rmdir(dir);
 }
 
+static void test_is_idle(void) {
+    batchdb *db = open_fresh(NULL);
+    batchdb_error err;
+    int32_t idle = -1;
+    CHECK_OK(batchdb_is_idle(db, NULL, 0, &idle, &err), &err);
+    CHECK(idle == 1);
+    batchdb_push_options o = {.queue = "p"};
+    CHECK_OK(batchdb_add_with(db, bytes("p"), 1, &o, NULL, NULL, &err), &err);
+    CHECK_OK(batchdb_is_idle(db, NULL, 0, &idle, &err), &err);
+    CHECK(idle == 0);
+    const char *other[] = {"other"};
+    CHECK_OK(batchdb_is_idle(db, other, 1, &idle, &err), &err);
+    CHECK(idle == 1);
+    CHECK_OK(batchdb_pause(db, "p", &err), &err);
+    CHECK_OK(batchdb_is_idle(db, NULL, 0, &idle, &err), &err);
+    CHECK(idle == 1);
+    const char *bad[] = {"bad name"};
+    CHECK_RC(batchdb_is_idle(db, bad, 1, &idle, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_is_idle(db, NULL, 0, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_is_idle(NULL, NULL, 0, &idle, &err), BATCHDB_ERR_INVALID, &err);
+    batchdb_close(db);
+}
+
 int main(void) {
     RUN(test_version);
     RUN(test_open_and_options);
@@ -1729,5 +1752,6 @@ int main(void) {
     RUN(test_wait_from);
     RUN(test_claim_read_from);
     RUN(test_backup_and_copy);
+    RUN(test_is_idle);
     return tests_failed == 0 ? 0 : 1;
 }

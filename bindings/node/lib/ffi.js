@@ -99,6 +99,7 @@ const C = {
   stop: lib.func('void batchdb_stop(batchdb *db)'),
   wait: lib.func('int32_t batchdb_wait(batchdb *db, uint32_t timeout_ms, uint8_t *err)'),
   waitFrom: lib.func('int32_t batchdb_wait_from(batchdb *db, const char *const *queues, size_t queues_len, uint32_t timeout_ms, uint8_t *err)'),
+  isIdle: lib.func('int32_t batchdb_is_idle(batchdb *db, const char *const *queues, size_t queues_len, _Out_ int32_t *idle_out, uint8_t *err)'),
   why: lib.func('int32_t batchdb_why(batchdb *db, const char *hash, _Out_ batchdb_cursor **out, uint8_t *err)'),
   pushWith: lib.func('int32_t batchdb_push_with(batchdb *db, const char *key, const batchdb_push_options *opts, uint8_t *created_out, uint8_t *err)'),
   retry: lib.func('int32_t batchdb_retry(batchdb *db, const char *key, int64_t created, uint8_t *created_out, uint8_t *err)'),
@@ -638,6 +639,14 @@ class Database {
         : status('wait', C.wait, [db, timeoutMs], true),
     );
     return rc === OK;
+  }
+
+  // Whether an untilEmpty run would end now: the library's rule (batchdb_is_idle), the one its
+  // own run loop ends by. With `queues` (names, from queueList), only those queues count.
+  async isIdle(queues = null) {
+    const out = [0];
+    await this.#call((db) => status('isIdle', C.isIdle, [db, queues, queues ? queues.length : 0, out]));
+    return out[0] === 1;
   }
 
   // Wakes waiters; a flag and a notification in C, no disk access.

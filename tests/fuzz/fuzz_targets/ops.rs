@@ -121,7 +121,8 @@ fuzz_target!(|data: &[u8]| {
             }
             _ => {
                 let mut cur = null_mut();
-                assert_eq!(batchdb_list(db, 4 + arg as i32, &mut cur, null_mut()), BATCHDB_ERR_INVALID);
+                // Kinds 0 to 4 exist (4: schedules); every other one is refused.
+                assert_eq!(batchdb_list(db, 5 + arg as i32, &mut cur, null_mut()), BATCHDB_ERR_INVALID);
             }
         }
         let total =
