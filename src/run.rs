@@ -175,15 +175,26 @@ impl Db {
 
     fn wait_served(&self, served: Option<Arc<[String]>>, timeout: Duration) -> Result<bool> {
         let inner = &self.inner;
-        // Read both wake-up signals before looking at the queue, so that nothing that lands
-        // after the look is missed.
-        let seen = inner.wake_generation();
-        let mut version = inner.store.change_counter()?;
-        let idle = Idle::new(inner.store.idle()?, served.as_deref());
-        if idle.ready {
-            return Ok(true);
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            // Read both wake-up signals before looking at the queue, so that nothing that
+            // lands after the look is missed.
+            let seen = inner.wake_generation();
+            let mut version = inner.store.change_counter()?;
+            let idle = Idle::new(inner.store.idle()?, served.as_deref());
+            // Ready for these queues, or something falls due that only a claim moves on (a
+            // delay ends, a lease runs out, a schedule's slot comes).
+            if idle.ready || idle.next_due.is_some_and(|t| t <= now_ms()) {
+                return Ok(true);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || !self.sleep_until_work(seen, &mut version, idle.next_due, Some(left))? {
+                return Ok(false);
+            }
+            // Woken: by work for these queues, or by a change elsewhere (another queue's push
+            // notifies every waiter on a server). Look again rather than report work that
+            // is not there.
         }
-        self.sleep_until_work(seen, &mut version, idle.next_due, Some(timeout))
     }
 
     /// Whether a run serving `queues` (none named: every queue) with `until_empty` would
