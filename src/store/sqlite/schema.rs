@@ -13,7 +13,7 @@
 //! ```
 //!
 //! Version 2 adds queues, schedules and progress: the ready index leads with the queue, so
-//! that a claim probes each claimable queue's best instance with one index descent, however
+//! that a claim probes each queue's best instance with a few index descents, however
 //! many instances a paused or full queue holds; `instance_job` finds a job's live instances
 //! for unique pushes; `result_ended` and `fail_ended` serve prune and per-minute counts.
 //!
