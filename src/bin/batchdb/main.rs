@@ -5,6 +5,7 @@
 //! signal N, and 3 ([`EXIT_DONE_UNREPORTED`]) for a change that was committed but whose
 //! output could not be written.
 
+mod child;
 mod cli;
 mod progress;
 mod run;
