@@ -8,6 +8,7 @@
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
+pub(crate) mod steps;
 
 use crate::error::Result;
 use crate::hash::Hash;

@@ -26,11 +26,12 @@ pub(crate) use listener::Wake;
 
 use schema::*;
 
+use super::steps::{self, NewInstance, Steps, UpstreamState};
 use super::{
-    chunk_digest, fail, initial_state, upstream_gone, BlobEntry, BlobId, Chunk, ClaimOutcome, ClaimParams,
-    Claimed, Expired, Finished, IdleFacts, ImportRow, Lineage, LineageResult, NewSchedule, Pos, Published,
-    PushSpec, Pushed, QueueState, QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH,
-    DEFAULT_QUEUE_ID, GC_PAGE, RUNNING, UPSTREAM,
+    chunk_digest, fail, BlobEntry, BlobId, Chunk, ClaimOutcome, ClaimParams, Claimed, Expired, Finished,
+    IdleFacts, ImportRow, Lineage, LineageResult, NewSchedule, Pos, Published, PushSpec, Pushed, QueueState,
+    QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH, DEFAULT_QUEUE_ID, GC_PAGE, RUNNING,
+    UPSTREAM,
 };
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -179,171 +180,135 @@ fn queue_id(t: &mut Tx<'_>, name: &str) -> Result<i64> {
     Ok(t.one(QUEUE_INSERT, &[&name])?.get(0))
 }
 
-/// Takes `created` first: its row lock on `meta` serializes pushes until commit, so a unique
-/// push's look for a live instance below sees every push committed before it.
-fn insert_instance(t: &mut Tx<'_>, job: BlobId, spec: &PushSpec) -> Result<Pushed> {
-    let queue = queue_id(t, &spec.queue)?;
-    let created: i64 = t.one(NEXT_CREATED, &[&now_ms()])?.get(0);
-    // Live instance first, then results: an instance that completes between the two looks
-    // is seen by one of them.
-    let live: Option<i64> =
-        if spec.unique || spec.memo { t.one(LIVE_INSTANCE, &[&job, &queue])?.get(0) } else { None };
-    if spec.memo {
-        if let Some(r) = t.opt(NEWEST_RESULT, &[&job])? {
-            let hash = hash_of(&r, 1, r.get(2))?;
-            return Ok(Pushed { cached: Some(hash), ..Pushed::joined(r.get(0)) });
+/// The statements of the write procedures both backends share ([`steps`]).
+impl Steps for Tx<'_> {
+    /// Taking `created` locks its row on `meta` until commit, which serializes pushes: a
+    /// unique push's look for a live instance then sees every push committed before it.
+    const CREATED_FIRST: bool = true;
+
+    fn next_created(&mut self) -> Result<i64> {
+        Ok(self.one(NEXT_CREATED, &[&now_ms()])?.get(0))
+    }
+
+    fn queue_id(&mut self, name: &str) -> Result<i64> {
+        queue_id(self, name)
+    }
+
+    fn live_instance(&mut self, job: BlobId, queue: i64) -> Result<Option<i64>> {
+        Ok(self.one(LIVE_INSTANCE, &[&job, &queue])?.get(0))
+    }
+
+    fn newest_result(&mut self, job: BlobId) -> Result<Option<(i64, Hash)>> {
+        match self.opt(NEWEST_RESULT, &[&job])? {
+            Some(r) => Ok(Some((r.get(0), hash_of(&r, 1, r.get(2))?))),
+            None => Ok(None),
         }
     }
-    if let Some(existing) = live {
-        return Ok(Pushed::joined(existing));
-    }
-    let mut ups = Vec::with_capacity(spec.after.len());
-    let (mut live, mut failed) = (0i64, None);
-    for (key, up) in &spec.after {
+
+    fn upstream_state(&mut self, key: &Hash, created: i64) -> Result<Option<UpstreamState>> {
         let bytes: &[u8] = key.as_bytes().as_slice();
-        match t.opt(UPSTREAM_STATE, &[&bytes, up])? {
-            Some(r) if r.get::<_, Option<i64>>(1).is_some() => {
-                live += 1;
-                ups.push((r.get::<_, i64>(0), *up));
-            }
-            Some(r) if r.get::<_, bool>(2) => ups.push((r.get(0), *up)),
-            Some(r) if r.get::<_, bool>(3) => {
-                failed.get_or_insert_with(|| upstream_gone(key, *up, "failed"));
-                ups.push((r.get(0), *up));
-            }
-            _ => return Err(fail::no_upstream(key, *up)),
-        }
+        Ok(self.opt(UPSTREAM_STATE, &[&bytes, &created])?.map(|r| UpstreamState {
+            job: r.get(0),
+            live: r.get::<_, Option<i64>>(1).is_some(),
+            done: r.get(2),
+            failed: r.get(3),
+        }))
     }
-    for (up_job, up) in &ups {
-        t.exec(EDGE_INSERT, &[&created, up_job, up])?;
-    }
-    if let Some(message) = failed {
-        t.exec(FAIL_INSERT, &[&created, &job, &message, &None::<i64>, &now_ms(), &0i64, &queue])?;
-        return Ok(Pushed { failed: Some(message), ..Pushed::queued(created) });
-    }
-    insert_instance_as(t, job, spec, queue, created, live, ups.len() as i64)?;
-    Ok(Pushed::queued(created))
-}
 
-#[allow(clippy::too_many_arguments)]
-fn insert_instance_as(
-    t: &mut Tx<'_>,
-    job: BlobId,
-    spec: &PushSpec,
-    queue: i64,
-    created: i64,
-    waiting_on: i64,
-    deps: i64,
-) -> Result<()> {
-    let run_at = (spec.delay_ms > 0).then(|| created + spec.delay_ms);
-    // A delay runs from `created`, which is now or later: a delayed push starts waiting.
-    let state = initial_state(waiting_on, run_at, created);
-    t.exec(
-        INSTANCE_INSERT,
-        &[&created, &job, &state, &(spec.priority as i64), &run_at, &queue, &waiting_on, &deps],
-    )?;
-    t.notify()
-}
+    fn edge_insert(&mut self, created: i64, up_job: BlobId, up_created: i64) -> Result<()> {
+        self.exec(EDGE_INSERT, &[&created, &up_job, &up_created]).map(drop)
+    }
 
-/// Turns the instances waiting for `(key, created)`, which ended without a result, into fail
-/// rows, and theirs in turn; returns them, for events.
-fn fail_dependents(t: &mut Tx<'_>, key: Hash, created: i64, how: &str, now: i64) -> Result<Vec<Expired>> {
-    let mut out = Vec::new();
-    let mut work = vec![(key, created, how.to_string())];
-    while let Some((up_key, up, how)) = work.pop() {
-        for r in t.query(DEPENDENTS, &[&up])? {
-            let (dc, djob, dq): (i64, BlobId, i64) = (r.get(0), r.get(1), r.get(2));
-            let dkey = hash_of(&r, 3, djob)?;
-            let message = upstream_gone(&up_key, up, &how);
-            t.exec(FAIL_INSERT, &[&dc, &djob, &message, &None::<i64>, &now, &0i64, &dq])?;
-            t.exec(INSTANCE_DELETE, &[&dc])?;
-            out.push(Expired { key: dkey, created: dc, message });
-            work.push((dkey, dc, "failed".to_string()));
-        }
+    fn instance_insert(&mut self, i: &NewInstance) -> Result<()> {
+        self.exec(
+            INSTANCE_INSERT,
+            &[&i.created, &i.job, &i.state, &i.priority, &i.run_at, &i.queue, &i.waiting_on, &i.deps],
+        )?;
+        // Waiters of other clients learn of it at commit.
+        self.notify()
     }
-    Ok(out)
-}
 
-fn import_edges(t: &mut Tx<'_>, created: i64, after: &[(Hash, i64)]) -> Result<i64> {
-    for (key, up) in after {
-        let up_job = job_by_hash(t, key)?;
-        t.exec(EDGE_INSERT, &[&created, &up_job, up])?;
+    fn instance_delete(&mut self, created: i64) -> Result<()> {
+        self.exec(INSTANCE_DELETE, &[&created]).map(drop)
     }
-    if after.is_empty() {
-        return Ok(0);
-    }
-    Ok(t.one(UPSTREAMS_LEFT, &[&created])?.get(0))
-}
 
-/// Applies one row a copy brings (see [`ImportRow`]); rows the target has are left alone.
-fn import_row(t: &mut Tx<'_>, row: ImportRow) -> Result<()> {
-    let now = now_ms();
-    match row {
-        ImportRow::Job(key) => {
-            let bytes: &[u8] = key.as_bytes().as_slice();
-            let id: BlobId =
-                t.opt(BLOB_BY_HASH, &[&bytes])?.map(|r| r.get(0)).ok_or_else(|| fail::job_not_found(&key))?;
-            t.exec(JOB_INSERT, &[&id, &bytes])?;
-        }
-        ImportRow::Queue { name, limit, paused } => {
-            let limit = limit.map(i64::from);
-            t.exec(QUEUE_SET_LIMIT, &[&name, &limit])?;
-            t.exec(QUEUE_SET_PAUSED, &[&name, &paused])?;
-        }
-        ImportRow::Schedule(s) => {
-            let job = job_by_hash(t, &s.job)?;
-            let queue = queue_id(t, &s.queue)?;
-            t.exec(SCHEDULE_PUT, &[&s.name, &s.spec, &job, &queue, &(s.priority as i64), &s.next_run])?;
-        }
-        ImportRow::Pending { key, created, queue, priority, run_at, after } => {
-            let job = job_by_hash(t, &key)?;
-            if !t.one(KNOWN_INSTANCE, &[&created])?.get::<_, bool>(0) {
-                let left = import_edges(t, created, &after)?;
-                let state = initial_state(left, run_at, now);
-                let queue = queue_id(t, &queue)?;
-                t.exec(
-                    INSTANCE_INSERT,
-                    &[
-                        &created,
-                        &job,
-                        &state,
-                        &(priority as i64),
-                        &run_at,
-                        &queue,
-                        &left,
-                        &(after.len() as i64),
-                    ],
-                )?;
-            }
-            t.exec(CREATED_AT_LEAST, &[&created])?;
-        }
-        ImportRow::Result { key, created, hash, start, end, after } => {
-            let job = job_by_hash(t, &key)?;
-            let bytes: &[u8] = hash.as_bytes().as_slice();
-            let blob: BlobId = t
-                .opt(BLOB_BY_HASH, &[&bytes])?
-                .map(|r| r.get(0))
-                .ok_or_else(|| Error::not_found(format!("blob {} not found", hash.short())))?;
-            import_edges(t, created, &after)?;
-            if t.exec(RESULT_IMPORT, &[&created, &job, &blob, &start, &end])? == 1 {
-                t.exec(INSTANCE_DELETE, &[&created])?;
-                t.exec(RELEASE_DEPENDENTS, &[&created, &now])?;
-            }
-            t.exec(CREATED_AT_LEAST, &[&created])?;
-        }
-        ImportRow::Fail { key, created, message, start, end, attempts, after } => {
-            let job = job_by_hash(t, &key)?;
-            import_edges(t, created, &after)?;
-            if t.exec(FAIL_IMPORT, &[&created, &job, &message, &start, &end, &(attempts as i64)])? == 1 {
-                t.exec(INSTANCE_DELETE, &[&created])?;
-            }
-            t.exec(CREATED_AT_LEAST, &[&created])?;
-        }
-        ImportRow::Drop(created) => {
-            t.exec(INSTANCE_DELETE, &[&created])?;
-        }
+    fn fail_insert(&mut self, created: i64, job: BlobId, message: &str, end: i64, queue: i64) -> Result<()> {
+        self.exec(FAIL_INSERT, &[&created, &job, &message, &None::<i64>, &end, &0i64, &queue]).map(drop)
     }
-    Ok(())
+
+    fn dependents(&mut self, up: i64) -> Result<Vec<(i64, BlobId, i64, Hash)>> {
+        self.query(DEPENDENTS, &[&up])?
+            .iter()
+            .map(|r| {
+                let job: BlobId = r.get(1);
+                Ok((r.get(0), job, r.get(2), hash_of(r, 3, job)?))
+            })
+            .collect()
+    }
+
+    fn blob_by_hash(&mut self, hash: &Hash) -> Result<Option<BlobId>> {
+        let bytes: &[u8] = hash.as_bytes().as_slice();
+        Ok(self.opt(BLOB_BY_HASH, &[&bytes])?.map(|r| r.get(0)))
+    }
+
+    fn job_by_hash(&mut self, key: &Hash) -> Result<BlobId> {
+        job_by_hash(self, key)
+    }
+
+    fn mark_job(&mut self, id: BlobId, key: &Hash) -> Result<()> {
+        let bytes: &[u8] = key.as_bytes().as_slice();
+        self.exec(JOB_INSERT, &[&id, &bytes]).map(drop)
+    }
+
+    fn set_queue(&mut self, name: &str, limit: Option<u32>, paused: bool) -> Result<()> {
+        let limit = limit.map(i64::from);
+        self.exec(QUEUE_SET_LIMIT, &[&name, &limit])?;
+        self.exec(QUEUE_SET_PAUSED, &[&name, &paused]).map(drop)
+    }
+
+    fn schedule_put(&mut self, s: &NewSchedule, job: BlobId, queue: i64) -> Result<()> {
+        self.exec(SCHEDULE_PUT, &[&s.name, &s.spec, &job, &queue, &(s.priority as i64), &s.next_run])
+            .map(drop)
+    }
+
+    fn known_instance(&mut self, _job: BlobId, created: i64) -> Result<bool> {
+        Ok(self.one(KNOWN_INSTANCE, &[&created])?.get(0))
+    }
+
+    fn upstreams_left(&mut self, created: i64) -> Result<i64> {
+        Ok(self.one(UPSTREAMS_LEFT, &[&created])?.get(0))
+    }
+
+    fn created_at_least(&mut self, created: i64) -> Result<()> {
+        self.exec(CREATED_AT_LEAST, &[&created]).map(drop)
+    }
+
+    fn result_import(
+        &mut self,
+        created: i64,
+        job: BlobId,
+        blob: BlobId,
+        start: i64,
+        end: i64,
+    ) -> Result<bool> {
+        Ok(self.exec(RESULT_IMPORT, &[&created, &job, &blob, &start, &end])? == 1)
+    }
+
+    fn fail_import(
+        &mut self,
+        created: i64,
+        job: BlobId,
+        message: &str,
+        start: i64,
+        end: i64,
+        attempts: u32,
+    ) -> Result<bool> {
+        Ok(self.exec(FAIL_IMPORT, &[&created, &job, &message, &start, &end, &(attempts as i64)])? == 1)
+    }
+
+    fn release_dependents(&mut self, created: i64, now: i64) -> Result<()> {
+        self.exec(RELEASE_DEPENDENTS, &[&created, &now]).map(drop)
+    }
 }
 
 /// The upstreams `(key, created)` listed by `sql` for instance `created`.
@@ -380,7 +345,7 @@ fn fire_schedules(t: &mut Tx<'_>, now: i64) -> Result<Vec<(Hash, i64)>> {
         let Ok((slot, next)) = crate::schedule::due(&spec, next_run, now) else { continue };
         let created: i64 = t.one(NEXT_CREATED, &[&now_ms()])?.get(0);
         let push = PushSpec { priority: priority as i32, ..PushSpec::plain() };
-        insert_instance_as(t, job, &push, queue, created, 0, 0)?;
+        steps::insert_as(t, job, &push, queue, created, 0, 0)?;
         t.exec(SCHEDULE_ADVANCE, &[&name, &next, &slot])?;
         fired.push((key, created));
     }
@@ -445,7 +410,7 @@ impl Store for Postgres {
                 Register::Blob => None,
             };
             let created = match push {
-                Some(spec) => Some(insert_instance(t, id, &spec)?),
+                Some(spec) => Some(steps::push(t, id, &spec)?),
                 None => None,
             };
             Ok(Published { created, duplicate_stage })
@@ -460,7 +425,7 @@ impl Store for Postgres {
                 let (id, _) = publish_blob(t, blob)?;
                 let hash: &[u8] = blob.hash.as_bytes().as_slice();
                 t.exec(JOB_INSERT, &[&id, &hash])?;
-                created.push(insert_instance(t, id, &push)?);
+                created.push(steps::push(t, id, &push)?);
             }
             Ok(created)
         })
@@ -484,7 +449,7 @@ impl Store for Postgres {
     fn push(&self, key: &Hash, spec: PushSpec) -> Result<Pushed> {
         self.conns.write(|t| {
             let job = job_by_hash(t, key)?;
-            insert_instance(t, job, &spec)
+            steps::push(t, job, &spec)
         })
     }
 
@@ -508,7 +473,7 @@ impl Store for Postgres {
                     t.exec(INSTANCE_DELETE, &[&created])?;
                     let key = hash_of(&t.one(JOB_HASH, &[&job])?, 0, job)?;
                     expired.push(Expired { key, created, message });
-                    expired.extend(fail_dependents(t, key, created, "failed", now)?);
+                    expired.extend(steps::fail_dependents(t, key, created, "failed", now)?);
                 } else {
                     t.exec(REQUEUE_NOW, &[&created])?;
                     changed = true;
@@ -718,7 +683,7 @@ impl Store for Postgres {
                     )?;
                     t.exec(INSTANCE_DELETE, &[&created])?;
                     let key = hash_of(&t.one(JOB_HASH, &[&job])?, 0, job)?;
-                    let dependents = fail_dependents(t, key, created, "failed", end)?;
+                    let dependents = steps::fail_dependents(t, key, created, "failed", end)?;
                     t.notify_if_drained()?;
                     let channel = t.t.channel.clone();
                     t.query(NOTIFY_IF_LIMITED, &[&channel, &queue])?;
@@ -738,7 +703,7 @@ impl Store for Postgres {
             t.exec(FAIL_DELETE, &[&created])?;
             t.exec(COUNT_REMOVED, &[&"removed_fails", &1i64])?;
             let new: i64 = t.one(NEXT_CREATED, &[&now_ms()])?.get(0);
-            insert_instance_as(t, job, &PushSpec::plain(), queue, new, 0, 0)?;
+            steps::insert_as(t, job, &PushSpec::plain(), queue, new, 0, 0)?;
             Ok(new)
         })
     }
@@ -754,7 +719,7 @@ impl Store for Postgres {
                 return Err(fail::instance_running(key, created));
             }
             t.exec(INSTANCE_DELETE, &[&created])?;
-            let dependents = fail_dependents(t, *key, created, "cancelled", now_ms())?;
+            let dependents = steps::fail_dependents(t, *key, created, "cancelled", now_ms())?;
             t.notify_if_drained()?;
             Ok(dependents)
         })
@@ -779,7 +744,7 @@ impl Store for Postgres {
     fn import(&self, rows: Vec<ImportRow>) -> Result<()> {
         self.conns.write(|t| {
             for row in rows.iter().cloned() {
-                import_row(t, row)?;
+                steps::import_row(t, row)?;
             }
             t.notify()
         })

@@ -7,12 +7,13 @@ pub(crate) mod schema;
 use conn::{Conns, SqlResult};
 use schema::*;
 
+use super::steps::{self, NewInstance, Steps, UpstreamState};
 use super::Access;
 use super::{
-    best_candidate, chunk_digest, fail, initial_state, upstream_gone, BlobEntry, BlobId, Chunk, ClaimOutcome,
-    ClaimParams, Claimed, Expired, Finished, IdleFacts, ImportRow, Lineage, LineageResult, NewSchedule, Pos,
-    Published, PushSpec, Pushed, QueueState, QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH,
-    DEFAULT_QUEUE_ID, GC_PAGE, RUNNING, UPSTREAM,
+    best_candidate, chunk_digest, fail, BlobEntry, BlobId, Chunk, ClaimOutcome, ClaimParams, Claimed,
+    Expired, Finished, IdleFacts, ImportRow, Lineage, LineageResult, NewSchedule, Pos, Published, PushSpec,
+    Pushed, QueueState, QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH, DEFAULT_QUEUE_ID,
+    GC_PAGE, RUNNING, UPSTREAM,
 };
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -198,96 +199,80 @@ fn live_instance(c: &Connection, job: BlobId, queue: i64) -> Result<Option<i64>>
     c.prepare_cached(LIVE_INSTANCE).sql()?.query_row([job, queue], |r| r.get(0)).sql()
 }
 
-/// Pushes an instance of `job` per `spec`: a memo push returns the job's newest result, a
-/// unique or memo push a live instance of it in the queue, if there is one; upstreams are
-/// resolved (an unknown one is `NotFound`, and nothing is written), and a push whose
-/// upstream already failed becomes a fail row at once.
-fn insert_instance(c: &Connection, job: BlobId, spec: &PushSpec) -> Result<Pushed> {
-    let queue = queue_id(c, &spec.queue)?;
-    // Live instance first, then results: on PostgreSQL an instance that completes between the
-    // two looks is then seen by one of them (the other backend has one writer anyway).
-    let live = if spec.unique || spec.memo { live_instance(c, job, queue)? } else { None };
-    if spec.memo {
-        let found: Option<(i64, Hash)> = c
+/// The statements of the write procedures both backends share ([`steps`]), on a connection
+/// inside its transaction.
+struct Tx<'c>(&'c Connection);
+
+impl Steps for Tx<'_> {
+    const CREATED_FIRST: bool = false;
+
+    fn next_created(&mut self) -> Result<i64> {
+        next_created(self.0, 1)
+    }
+
+    fn queue_id(&mut self, name: &str) -> Result<i64> {
+        queue_id(self.0, name)
+    }
+
+    fn live_instance(&mut self, job: BlobId, queue: i64) -> Result<Option<i64>> {
+        live_instance(self.0, job, queue)
+    }
+
+    fn newest_result(&mut self, job: BlobId) -> Result<Option<(i64, Hash)>> {
+        self.0
             .prepare_cached(NEWEST_RESULT)
             .sql()?
             .query_row([job], |r| Ok((r.get(0)?, hash_of(r, 1, r.get(2)?)?)))
             .optional()
-            .sql()?;
-        if let Some((created, hash)) = found {
-            return Ok(Pushed { cached: Some(hash), ..Pushed::joined(created) });
-        }
+            .sql()
     }
-    if let Some(created) = live {
-        return Ok(Pushed::joined(created));
-    }
-    let mut ups = Vec::with_capacity(spec.after.len());
-    let (mut live, mut failed) = (0, None);
-    for (key, up) in &spec.after {
-        type State = (BlobId, Option<i64>, bool, bool);
-        let st: Option<State> = c
+
+    fn upstream_state(&mut self, key: &Hash, created: i64) -> Result<Option<UpstreamState>> {
+        self.0
             .prepare_cached(UPSTREAM_STATE)
             .sql()?
-            .query_row(params![key.as_bytes().as_slice(), up], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            .query_row(params![key.as_bytes().as_slice(), created], |r| {
+                Ok(UpstreamState {
+                    job: r.get(0)?,
+                    live: r.get::<_, Option<i64>>(1)?.is_some(),
+                    done: r.get(2)?,
+                    failed: r.get(3)?,
+                })
             })
             .optional()
-            .sql()?;
-        match st {
-            Some((id, Some(_), _, _)) => {
-                live += 1;
-                ups.push((id, *up));
-            }
-            Some((id, None, true, _)) => ups.push((id, *up)),
-            Some((id, None, false, true)) => {
-                failed.get_or_insert_with(|| upstream_gone(key, *up, "failed"));
-                ups.push((id, *up));
-            }
-            _ => return Err(fail::no_upstream(key, *up)),
-        }
+            .sql()
     }
-    let created = next_created(c, 1)?;
-    for (up_job, up) in &ups {
-        c.prepare_cached(EDGE_INSERT).sql()?.execute(params![created, up_job, up]).sql()?;
+
+    fn edge_insert(&mut self, created: i64, up_job: BlobId, up_created: i64) -> Result<()> {
+        self.0.prepare_cached(EDGE_INSERT).sql()?.execute(params![created, up_job, up_created]).sql()?;
+        Ok(())
     }
-    if let Some(message) = failed {
-        c.prepare_cached(FAIL_INSERT)
+
+    fn instance_insert(&mut self, i: &NewInstance) -> Result<()> {
+        self.0
+            .prepare_cached(INSTANCE_INSERT)
             .sql()?
-            .execute(params![created, job, message, None::<i64>, now_ms(), 0, queue])
+            .execute(params![i.created, i.job, i.state, i.priority, i.run_at, i.queue, i.waiting_on, i.deps])
             .sql()?;
-        return Ok(Pushed { failed: Some(message), ..Pushed::queued(created) });
+        Ok(())
     }
-    insert_instance_as(c, job, spec, queue, created, live, ups.len() as i64)?;
-    Ok(Pushed::queued(created))
-}
 
-#[allow(clippy::too_many_arguments)]
-fn insert_instance_as(
-    c: &Connection,
-    job: BlobId,
-    spec: &PushSpec,
-    queue: i64,
-    created: i64,
-    waiting_on: i64,
-    deps: i64,
-) -> Result<()> {
-    let run_at = (spec.delay_ms > 0).then(|| created + spec.delay_ms);
-    // A delay runs from `created`, which is now or later: a delayed push starts waiting.
-    let state = initial_state(waiting_on, run_at, created);
-    c.prepare_cached(INSTANCE_INSERT)
-        .sql()?
-        .execute(params![created, job, state, spec.priority, run_at, queue, waiting_on, deps])
-        .sql()?;
-    Ok(())
-}
+    fn instance_delete(&mut self, created: i64) -> Result<()> {
+        self.0.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
+        Ok(())
+    }
 
-/// Turns the instances waiting for `(key, created)`, which ended without a result (`how`:
-/// "failed", "cancelled"), into fail rows, and theirs in turn; returns them, for events.
-fn fail_dependents(c: &Connection, key: Hash, created: i64, how: &str, now: i64) -> Result<Vec<Expired>> {
-    let mut out = Vec::new();
-    let mut work = vec![(key, created, how.to_string())];
-    while let Some((up_key, up, how)) = work.pop() {
-        let deps: Vec<(i64, BlobId, i64, Hash)> = c
+    fn fail_insert(&mut self, created: i64, job: BlobId, message: &str, end: i64, queue: i64) -> Result<()> {
+        self.0
+            .prepare_cached(FAIL_INSERT)
+            .sql()?
+            .execute(params![created, job, message, None::<i64>, end, 0, queue])
+            .sql()?;
+        Ok(())
+    }
+
+    fn dependents(&mut self, up: i64) -> Result<Vec<(i64, BlobId, i64, Hash)>> {
+        self.0
             .prepare_cached(DEPENDENTS)
             .sql()?
             .query_map([up], |r| {
@@ -296,113 +281,94 @@ fn fail_dependents(c: &Connection, key: Hash, created: i64, how: &str, now: i64)
             })
             .sql()?
             .collect::<rusqlite::Result<_>>()
+            .sql()
+    }
+
+    fn blob_by_hash(&mut self, hash: &Hash) -> Result<Option<BlobId>> {
+        self.0
+            .prepare_cached(BLOB_BY_HASH)
+            .sql()?
+            .query_row([hash.as_bytes().as_slice()], |r| r.get(0))
+            .optional()
+            .sql()
+    }
+
+    fn job_by_hash(&mut self, key: &Hash) -> Result<BlobId> {
+        job_by_hash(self.0, key)
+    }
+
+    fn mark_job(&mut self, id: BlobId, _key: &Hash) -> Result<()> {
+        self.0.prepare_cached(JOB_MARK).sql()?.execute([id]).sql()?;
+        Ok(())
+    }
+
+    fn set_queue(&mut self, name: &str, limit: Option<u32>, paused: bool) -> Result<()> {
+        self.0.prepare_cached(QUEUE_SET_LIMIT).sql()?.execute(params![name, limit]).sql()?;
+        self.0.prepare_cached(QUEUE_SET_PAUSED).sql()?.execute(params![name, paused]).sql()?;
+        Ok(())
+    }
+
+    fn schedule_put(&mut self, s: &NewSchedule, job: BlobId, queue: i64) -> Result<()> {
+        self.0
+            .prepare_cached(SCHEDULE_PUT)
+            .sql()?
+            .execute(params![s.name, s.spec, job, queue, s.priority, s.next_run])
             .sql()?;
-        for (dc, djob, dq, dkey) in deps {
-            let message = upstream_gone(&up_key, up, &how);
-            c.prepare_cached(FAIL_INSERT)
-                .sql()?
-                .execute(params![dc, djob, message, None::<i64>, now, 0, dq])
-                .sql()?;
-            c.prepare_cached(INSTANCE_DELETE).sql()?.execute([dc]).sql()?;
-            out.push(Expired { key: dkey, created: dc, message });
-            work.push((dkey, dc, "failed".to_string()));
-        }
+        Ok(())
     }
-    Ok(out)
-}
 
-/// Records the upstreams of `created` (kept if present) and returns how many have no result.
-fn import_edges(c: &Connection, created: i64, after: &[(Hash, i64)]) -> Result<i64> {
-    for (key, up) in after {
-        let up_job = job_by_hash(c, key)?;
-        c.prepare_cached(EDGE_INSERT).sql()?.execute(params![created, up_job, up]).sql()?;
+    fn known_instance(&mut self, job: BlobId, created: i64) -> Result<bool> {
+        self.0.prepare_cached(KNOWN_INSTANCE).sql()?.query_row([job, created], |r| r.get(0)).sql()
     }
-    if after.is_empty() {
-        return Ok(0);
-    }
-    c.prepare_cached(UPSTREAMS_LEFT).sql()?.query_row([created], |r| r.get(0)).sql()
-}
 
-/// Applies one row a copy brings (see [`ImportRow`]); rows the target has are left alone.
-fn import_row(c: &Connection, row: ImportRow) -> Result<()> {
-    let now = now_ms();
-    match row {
-        ImportRow::Job(key) => {
-            let (id, _) = c
-                .prepare_cached(BLOB_BY_HASH)
-                .sql()?
-                .query_row([key.as_bytes().as_slice()], |r| Ok((r.get::<_, BlobId>(0)?, ())))
-                .optional()
-                .sql()?
-                .ok_or_else(|| fail::job_not_found(&key))?;
-            c.prepare_cached(JOB_MARK).sql()?.execute([id]).sql()?;
-        }
-        ImportRow::Queue { name, limit, paused } => {
-            c.prepare_cached(QUEUE_SET_LIMIT).sql()?.execute(params![name, limit]).sql()?;
-            c.prepare_cached(QUEUE_SET_PAUSED).sql()?.execute(params![name, paused]).sql()?;
-        }
-        ImportRow::Schedule(s) => {
-            let job = job_by_hash(c, &s.job)?;
-            let queue = queue_id(c, &s.queue)?;
-            c.prepare_cached(SCHEDULE_PUT)
-                .sql()?
-                .execute(params![s.name, s.spec, job, queue, s.priority, s.next_run])
-                .sql()?;
-        }
-        ImportRow::Pending { key, created, queue, priority, run_at, after } => {
-            let job = job_by_hash(c, &key)?;
-            let known: bool =
-                c.prepare_cached(KNOWN_INSTANCE).sql()?.query_row([job, created], |r| r.get(0)).sql()?;
-            if !known {
-                let left = import_edges(c, created, &after)?;
-                let state = initial_state(left, run_at, now);
-                let queue = queue_id(c, &queue)?;
-                c.prepare_cached(INSTANCE_INSERT)
-                    .sql()?
-                    .execute(params![created, job, state, priority, run_at, queue, left, after.len() as i64])
-                    .sql()?;
-            }
-            c.prepare_cached(CREATED_AT_LEAST).sql()?.execute([created]).sql()?;
-        }
-        ImportRow::Result { key, created, hash, start, end, after } => {
-            let job = job_by_hash(c, &key)?;
-            let blob: BlobId = c
-                .prepare_cached(BLOB_BY_HASH)
-                .sql()?
-                .query_row([hash.as_bytes().as_slice()], |r| r.get(0))
-                .optional()
-                .sql()?
-                .ok_or_else(|| Error::not_found(format!("blob {} not found", hash.short())))?;
-            import_edges(c, created, &after)?;
-            if c.prepare_cached(RESULT_IMPORT)
-                .sql()?
-                .execute(params![created, job, blob, start, end])
-                .sql()?
-                == 1
-            {
-                c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
-                c.prepare_cached(RELEASE_DEPENDENTS).sql()?.execute([created, now]).sql()?;
-            }
-            c.prepare_cached(CREATED_AT_LEAST).sql()?.execute([created]).sql()?;
-        }
-        ImportRow::Fail { key, created, message, start, end, attempts, after } => {
-            let job = job_by_hash(c, &key)?;
-            import_edges(c, created, &after)?;
-            if c.prepare_cached(FAIL_IMPORT)
-                .sql()?
-                .execute(params![created, job, message, start, end, attempts])
-                .sql()?
-                == 1
-            {
-                c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
-            }
-            c.prepare_cached(CREATED_AT_LEAST).sql()?.execute([created]).sql()?;
-        }
-        ImportRow::Drop(created) => {
-            c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
-        }
+    fn upstreams_left(&mut self, created: i64) -> Result<i64> {
+        self.0.prepare_cached(UPSTREAMS_LEFT).sql()?.query_row([created], |r| r.get(0)).sql()
     }
-    Ok(())
+
+    fn created_at_least(&mut self, created: i64) -> Result<()> {
+        self.0.prepare_cached(CREATED_AT_LEAST).sql()?.execute([created]).sql()?;
+        Ok(())
+    }
+
+    fn result_import(
+        &mut self,
+        created: i64,
+        job: BlobId,
+        blob: BlobId,
+        start: i64,
+        end: i64,
+    ) -> Result<bool> {
+        Ok(self
+            .0
+            .prepare_cached(RESULT_IMPORT)
+            .sql()?
+            .execute(params![created, job, blob, start, end])
+            .sql()?
+            == 1)
+    }
+
+    fn fail_import(
+        &mut self,
+        created: i64,
+        job: BlobId,
+        message: &str,
+        start: i64,
+        end: i64,
+        attempts: u32,
+    ) -> Result<bool> {
+        Ok(self
+            .0
+            .prepare_cached(FAIL_IMPORT)
+            .sql()?
+            .execute(params![created, job, message, start, end, attempts])
+            .sql()?
+            == 1)
+    }
+
+    fn release_dependents(&mut self, created: i64, now: i64) -> Result<()> {
+        self.0.prepare_cached(RELEASE_DEPENDENTS).sql()?.execute([created, now]).sql()?;
+        Ok(())
+    }
 }
 
 /// The upstreams `(key, created)` listed by `sql` for instance `created`.
@@ -453,7 +419,7 @@ fn fire_schedules(c: &Connection, now: i64) -> Result<Vec<(Hash, i64)>> {
         let Ok((slot, next)) = crate::schedule::due(&spec, next_run, now) else { continue };
         let created = next_created(c, 1)?;
         let push = PushSpec { priority, ..PushSpec::plain() };
-        insert_instance_as(c, job, &push, queue, created, 0, 0)?;
+        steps::insert_as(&mut Tx(c), job, &push, queue, created, 0, 0)?;
         c.prepare_cached(SCHEDULE_ADVANCE).sql()?.execute(params![name, next, slot]).sql()?;
         fired.push((key, created));
     }
@@ -526,7 +492,7 @@ impl Store for Sqlite {
             };
             let (id, duplicate_stage) = publish_blob(c, &blob, job)?;
             let created = match push {
-                Some(spec) => Some(insert_instance(c, id, &spec)?),
+                Some(spec) => Some(steps::push(&mut Tx(c), id, &spec)?),
                 None => None,
             };
             Ok(Published { created, duplicate_stage })
@@ -552,14 +518,14 @@ impl Store for Sqlite {
                 };
                 // Memo and upstreams take the full path (their preallocated value goes unused).
                 if push.memo || !push.after.is_empty() {
-                    created.push(insert_instance(c, id, &push)?);
+                    created.push(steps::push(&mut Tx(c), id, &push)?);
                     continue;
                 }
                 let live = if push.unique { live_instance(c, id, queue)? } else { None };
                 created.push(match live {
                     Some(existing) => Pushed::joined(existing),
                     None => {
-                        insert_instance_as(c, id, &push, queue, first_created + i, 0, 0)?;
+                        steps::insert_as(&mut Tx(c), id, &push, queue, first_created + i, 0, 0)?;
                         Pushed::queued(first_created + i)
                     }
                 });
@@ -610,7 +576,7 @@ impl Store for Sqlite {
         let key = *key;
         self.conns.write(true, move |c| {
             let job = job_by_hash(c, &key)?;
-            insert_instance(c, job, &spec)
+            steps::push(&mut Tx(c), job, &spec)
         })
     }
 
@@ -638,7 +604,7 @@ impl Store for Sqlite {
                     c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
                     let key = job_hash(c, job)?;
                     expired.push(Expired { key, created, message });
-                    expired.extend(fail_dependents(c, key, created, "failed", now)?);
+                    expired.extend(steps::fail_dependents(&mut Tx(c), key, created, "failed", now)?);
                 } else {
                     c.prepare_cached(REQUEUE_NOW).sql()?.execute([created]).sql()?;
                 }
@@ -863,7 +829,7 @@ impl Store for Sqlite {
                         .sql()?;
                     c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
                     let key = job_hash(c, job)?;
-                    Ok((end, fail_dependents(c, key, created, "failed", end)?))
+                    Ok((end, steps::fail_dependents(&mut Tx(c), key, created, "failed", end)?))
                 }
             }
         })
@@ -882,7 +848,7 @@ impl Store for Sqlite {
             c.prepare_cached(FAIL_DELETE).sql()?.execute([created]).sql()?;
             c.prepare_cached(COUNT_REMOVED).sql()?.execute(params!["removed_fails", 1]).sql()?;
             let new = next_created(c, 1)?;
-            insert_instance_as(c, job, &PushSpec::plain(), queue, new, 0, 0)?;
+            steps::insert_as(&mut Tx(c), job, &PushSpec::plain(), queue, new, 0, 0)?;
             Ok(new)
         })
     }
@@ -901,7 +867,7 @@ impl Store for Sqlite {
                 return Err(fail::instance_running(&key, created));
             }
             c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
-            fail_dependents(c, key, created, "cancelled", now_ms())
+            steps::fail_dependents(&mut Tx(c), key, created, "cancelled", now_ms())
         })
     }
 
@@ -939,7 +905,7 @@ impl Store for Sqlite {
     fn import(&self, rows: Vec<ImportRow>) -> Result<()> {
         self.conns.write(true, move |c| {
             for row in rows {
-                import_row(c, row)?;
+                steps::import_row(&mut Tx(c), row)?;
             }
             Ok(())
         })
