@@ -275,10 +275,26 @@ pub struct LineageResult {
     pub after: Vec<(Hash, i64)>,
 }
 
+/// How an upstream ended without a result, as its dependents' fail messages say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Gone {
+    Failed,
+    Cancelled,
+}
+
 /// The message of a dependent whose upstream ended without a result.
-pub(crate) fn upstream_gone(key: &Hash, created: i64, how: &str) -> String {
+pub(crate) fn upstream_gone(key: &Hash, created: i64, how: Gone) -> String {
+    let how = match how {
+        Gone::Failed => "failed",
+        Gone::Cancelled => "cancelled",
+    };
     format!("upstream {key} {created} {how}")
 }
+
+/// The `meta` counters of rows removed by prune and retry, which keep `results_total` and
+/// `fails_total` from going down.
+pub(crate) const REMOVED_RESULTS: &str = "removed_results";
+pub(crate) const REMOVED_FAILS: &str = "removed_fails";
 
 /// The id of the default queue's row, which every database has.
 pub(crate) const DEFAULT_QUEUE_ID: i64 = 0;
@@ -509,6 +525,11 @@ pub struct Stats {
 /// The errors both backends report, worded once so that a message never depends on where the
 /// queue lives.
 pub(crate) mod fail {
+    /// `check`'s line for chunks whose blob row is missing.
+    pub(crate) fn orphan_chunks(n: i64, owner: i64) -> String {
+        format!("{n} orphan chunk(s) of missing blob {owner} (gc removes them)")
+    }
+
     use crate::error::Error;
     use crate::hash::Hash;
 

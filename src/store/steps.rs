@@ -1,6 +1,7 @@
-//! The write procedures that take several statements, written once for both backends: a push
-//! (memo, unique, upstreams), the cascade that fails the dependents of an instance that ended
-//! without a result, and the rows a copy brings.
+//! The procedures that take several statements, written once for both backends: a push (memo,
+//! unique, upstreams), a retry, the due schedules' pushes, the cascade that fails the
+//! dependents of an instance that ended without a result, the rows a copy brings, and the
+//! keyset pages of the listings.
 //!
 //! Each backend implements [`Steps`] on its transaction: one method a statement (or a small
 //! fixed group of them), with its own SQL and parameter types and no decisions. The decisions
@@ -8,10 +9,32 @@
 //! rule changed here changes on SQLite and on PostgreSQL alike. Every function runs inside the
 //! caller's one transaction.
 
-use super::{fail, initial_state, upstream_gone, BlobId, Expired, ImportRow, NewSchedule, PushSpec, Pushed};
+use super::{
+    fail, initial_state, upstream_gone, BlobId, Expired, Gone, ImportRow, NewSchedule, Pos, PushSpec, Pushed,
+};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
+use crate::row::{ListKind, PendingRow, Row};
+
+/// The listings paged by (job key, created): first the rest of the current job's rows, then
+/// the rows of the jobs after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Keyed {
+    Results,
+    Fails,
+}
+
+/// A schedule whose next run is due (see [`Steps::schedules_due`]).
+pub(crate) struct DueSchedule {
+    pub name: String,
+    pub spec: String,
+    pub job: BlobId,
+    pub key: Hash,
+    pub queue: i64,
+    pub priority: i32,
+    pub next_run: i64,
+}
 
 /// Where an upstream named by a push stands (see [`Steps::upstream_state`]).
 pub(crate) struct UpstreamState {
@@ -39,7 +62,8 @@ pub(crate) struct NewInstance {
     pub deps: i64,
 }
 
-/// The statements the procedures below need, inside one open write transaction of a backend.
+/// The statements the procedures below need, inside one open transaction of a backend (a
+/// write transaction for all but the listings).
 pub(crate) trait Steps {
     /// Whether a push takes its `created` before it looks for a live instance or a result.
     /// On PostgreSQL taking it locks the counter's row until commit, which serializes pushes,
@@ -100,6 +124,31 @@ pub(crate) trait Steps {
     ) -> Result<bool>;
     /// Counts one upstream down for every instance waiting for `created`, which has a result.
     fn release_dependents(&mut self, created: i64, now: i64) -> Result<()>;
+    /// The fail row `(key, created)`: its job and queue.
+    fn fail_of(&mut self, key: &Hash, created: i64) -> Result<Option<(BlobId, i64)>>;
+    /// Removes fail row `created`, counted in the removed fails.
+    fn fail_remove(&mut self, created: i64) -> Result<()>;
+    /// The schedules whose next run is at `now` or before, locked where others could fire them.
+    fn schedules_due(&mut self, now: i64) -> Result<Vec<DueSchedule>>;
+    /// Records that schedule `name` pushed its `slot` and next runs at `next`.
+    fn schedule_advance(&mut self, name: &str, next: i64, slot: i64) -> Result<()>;
+    /// A page of jobs after `after.hash`, with their running instances.
+    fn job_page(&mut self, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>>;
+    /// A page of pending instances after `after.created`; a waiting row's `after` is left empty.
+    fn pending_page(&mut self, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>>;
+    /// The upstreams `(key, created)` instance `created` waits for.
+    fn waiting_on(&mut self, created: i64) -> Result<Vec<(Hash, i64)>>;
+    /// Up to `limit` rows of `kind` of job `key` (id `job`) after `created`.
+    fn keyed_of_job(
+        &mut self,
+        kind: Keyed,
+        key: Hash,
+        job: BlobId,
+        created: i64,
+        limit: usize,
+    ) -> Result<Vec<(Row, Pos)>>;
+    /// Up to `limit` rows of `kind` of the jobs whose key sorts after `start` (empty: all).
+    fn keyed_after_job(&mut self, kind: Keyed, start: &[u8], limit: usize) -> Result<Vec<(Row, Pos)>>;
 }
 
 /// Pushes an instance of `job` per `spec`: a memo push returns the job's newest result, a
@@ -130,7 +179,7 @@ pub(crate) fn push<S: Steps>(s: &mut S, job: BlobId, spec: &PushSpec) -> Result<
             }
             Some(st) if st.done => ups.push((st.job, *up)),
             Some(st) if st.failed => {
-                failed.get_or_insert_with(|| upstream_gone(key, *up, "failed"));
+                failed.get_or_insert_with(|| upstream_gone(key, *up, Gone::Failed));
                 ups.push((st.job, *up));
             }
             _ => return Err(fail::no_upstream(key, *up)),
@@ -177,24 +226,24 @@ pub(crate) fn insert_as<S: Steps>(
     })
 }
 
-/// Turns the instances waiting for `(key, created)`, which ended without a result (`how`:
-/// "failed", "cancelled"), into fail rows, and theirs in turn; returns them, for events.
+/// Turns the instances waiting for `(key, created)`, which ended without a result (`how`),
+/// into fail rows, and theirs in turn; returns them, for events.
 pub(crate) fn fail_dependents<S: Steps>(
     s: &mut S,
     key: Hash,
     created: i64,
-    how: &str,
+    how: Gone,
     now: i64,
 ) -> Result<Vec<Expired>> {
     let mut out = Vec::new();
-    let mut work = vec![(key, created, how.to_string())];
+    let mut work = vec![(key, created, how)];
     while let Some((up_key, up, how)) = work.pop() {
         for (dc, djob, dq, dkey) in s.dependents(up)? {
-            let message = upstream_gone(&up_key, up, &how);
+            let message = upstream_gone(&up_key, up, how);
             s.fail_insert(dc, djob, &message, now, dq)?;
             s.instance_delete(dc)?;
             out.push(Expired { key: dkey, created: dc, message });
-            work.push((dkey, dc, "failed".to_string()));
+            work.push((dkey, dc, Gone::Failed));
         }
     }
     Ok(out)
@@ -267,4 +316,71 @@ pub(crate) fn import_row<S: Steps>(s: &mut S, row: ImportRow) -> Result<()> {
         ImportRow::Drop(created) => s.instance_delete(created)?,
     }
     Ok(())
+}
+
+/// Re-pushes the failed instance `(key, created)` into its queue as a new instance and
+/// removes its fail row; returns the new `created`.
+pub(crate) fn retry<S: Steps>(s: &mut S, key: &Hash, created: i64) -> Result<i64> {
+    let (job, queue) = s.fail_of(key, created)?.ok_or_else(|| fail::no_failed_instance(key, created))?;
+    s.fail_remove(created)?;
+    let new = s.next_created()?;
+    insert_as(s, job, &PushSpec::plain(), queue, new, 0, 0)?;
+    Ok(new)
+}
+
+/// Pushes one instance for each schedule that fell due (after downtime only the latest missed
+/// slot), recording its slot in the same transaction: whichever process gets here first for a
+/// slot pushes it, and the others find the schedule advanced (on PostgreSQL one another
+/// claimer is firing is skipped, see `SCHEDULES_DUE`). Returns the instances pushed.
+pub(crate) fn fire_schedules<S: Steps>(s: &mut S, now: i64) -> Result<Vec<(Hash, i64)>> {
+    let mut fired = Vec::new();
+    for d in s.schedules_due(now)? {
+        // A spec that no longer parses (damage) is skipped, never a claim's failure; `check`
+        // names it.
+        let Ok((slot, next)) = crate::schedule::due(&d.spec, d.next_run, now) else { continue };
+        let created = s.next_created()?;
+        let push = PushSpec { priority: d.priority, ..PushSpec::plain() };
+        insert_as(s, d.job, &push, d.queue, created, 0, 0)?;
+        s.schedule_advance(&d.name, next, slot)?;
+        fired.push((d.key, created));
+    }
+    Ok(fired)
+}
+
+/// One page of a listing after `after`.
+pub(crate) fn list<S: Steps>(
+    s: &mut S,
+    kind: ListKind,
+    after: &Pos,
+    limit: usize,
+) -> Result<Vec<(Row, Pos)>> {
+    match kind {
+        ListKind::Job => s.job_page(after, limit),
+        ListKind::Pending => {
+            let mut rows = s.pending_page(after, limit)?;
+            // Rows that wait for upstreams show which (a few rows of a page, each one probe).
+            for (row, _) in &mut rows {
+                if let Row::Pending(PendingRow { created, after: Some(after), .. }) = row {
+                    *after = s.waiting_on(*created)?;
+                }
+            }
+            Ok(rows)
+        }
+        ListKind::Result => keyed_page(s, Keyed::Results, after, limit),
+        ListKind::Fail => keyed_page(s, Keyed::Fails, after, limit),
+    }
+}
+
+/// Results and fails are listed by (job key, created): first the rest of the current job's
+/// rows, then the rows of the jobs after it.
+fn keyed_page<S: Steps>(s: &mut S, kind: Keyed, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
+    let mut out = match after.hash {
+        Some(key) => s.keyed_of_job(kind, key, after.job, after.created, limit)?,
+        None => Vec::new(),
+    };
+    if out.len() < limit {
+        let start: &[u8] = after.hash.as_ref().map_or(&[], |h| h.as_bytes().as_slice());
+        out.extend(s.keyed_after_job(kind, start, limit - out.len())?);
+    }
+    Ok(out)
 }

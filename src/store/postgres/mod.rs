@@ -26,12 +26,12 @@ pub(crate) use listener::Wake;
 
 use schema::*;
 
-use super::steps::{self, NewInstance, Steps, UpstreamState};
+use super::steps::{self, DueSchedule, Keyed, NewInstance, Steps, UpstreamState};
 use super::{
     chunk_digest, fail, BlobEntry, BlobId, Chunk, ClaimOutcome, ClaimParams, Claimed, Expired, Finished,
-    IdleFacts, ImportRow, Lineage, LineageResult, NewSchedule, Pos, Published, PushSpec, Pushed, QueueState,
-    QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH, DEFAULT_QUEUE_ID, GC_PAGE, RUNNING,
-    UPSTREAM,
+    Gone, IdleFacts, ImportRow, Lineage, LineageResult, NewSchedule, Pos, Published, PushSpec, Pushed,
+    QueueState, QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH, DEFAULT_QUEUE_ID, GC_PAGE,
+    REMOVED_FAILS, REMOVED_RESULTS, RUNNING, UPSTREAM,
 };
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -309,6 +309,148 @@ impl Steps for Tx<'_> {
     fn release_dependents(&mut self, created: i64, now: i64) -> Result<()> {
         self.exec(RELEASE_DEPENDENTS, &[&created, &now]).map(drop)
     }
+
+    fn fail_of(&mut self, key: &Hash, created: i64) -> Result<Option<(BlobId, i64)>> {
+        let hash: &[u8] = key.as_bytes().as_slice();
+        Ok(self.opt(FAIL_OF, &[&created, &hash])?.map(|r| (r.get(0), r.get(1))))
+    }
+
+    fn fail_remove(&mut self, created: i64) -> Result<()> {
+        self.exec(FAIL_DELETE, &[&created])?;
+        self.exec(COUNT_REMOVED, &[&REMOVED_FAILS, &1i64]).map(drop)
+    }
+
+    fn schedules_due(&mut self, now: i64) -> Result<Vec<DueSchedule>> {
+        self.query(SCHEDULES_DUE, &[&now])?
+            .iter()
+            .map(|r| {
+                let job: BlobId = r.get(2);
+                Ok(DueSchedule {
+                    name: r.get(0),
+                    spec: r.get(1),
+                    job,
+                    queue: r.get(3),
+                    priority: r.get::<_, i64>(4) as i32,
+                    next_run: r.get(5),
+                    key: hash_of(r, 6, job)?,
+                })
+            })
+            .collect()
+    }
+
+    fn schedule_advance(&mut self, name: &str, next: i64, slot: i64) -> Result<()> {
+        self.exec(SCHEDULE_ADVANCE, &[&name, &next, &slot]).map(drop)
+    }
+
+    fn job_page(&mut self, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
+        let start: &[u8] = after.hash.as_ref().map_or(&[], |h| h.as_bytes().as_slice());
+        let jobs: Vec<(Hash, BlobId)> = self
+            .query(LIST_JOBS, &[&start, &(limit as i64)])?
+            .iter()
+            .map(|r| Ok((hash_of(r, 0, r.get(1))?, r.get(1))))
+            .collect::<Result<_>>()?;
+        let mut running: HashMap<BlobId, Vec<i64>> = HashMap::new();
+        if !jobs.is_empty() {
+            for r in self.query(RUNNING_INSTANCES, &[])? {
+                running.entry(r.get(0)).or_default().push(r.get(1));
+            }
+        }
+        Ok(super::job_rows(jobs, running))
+    }
+
+    fn pending_page(&mut self, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
+        self.query(LIST_PENDING, &[&after.created, &(limit as i64)])?
+            .iter()
+            .map(|r| {
+                let created: i64 = r.get(0);
+                let priority = r.get::<_, i64>(3) as i32;
+                let state = r.get::<_, i64>(2);
+                let running = state == RUNNING;
+                let queue: Option<String> = r.get(6);
+                let done: Option<f64> = r.get(7);
+                Ok((
+                    Row::Pending(PendingRow {
+                        job: hash_of(r, 1, r.get(5))?,
+                        created,
+                        running,
+                        priority: (priority != 0).then_some(priority),
+                        run_at: r.get(4),
+                        queue: queue.filter(|q| q != DEFAULT_QUEUE),
+                        progress: done.filter(|_| running).map(|done| Progress {
+                            done,
+                            message: r.get::<_, Option<String>>(8).unwrap_or_default(),
+                        }),
+                        after: (state == UPSTREAM).then(Vec::new),
+                        start: if running { r.get(9) } else { None },
+                        lease_until: if running { r.get(10) } else { None },
+                    }),
+                    Pos { hash: None, job: 0, created },
+                ))
+            })
+            .collect()
+    }
+
+    fn waiting_on(&mut self, created: i64) -> Result<Vec<(Hash, i64)>> {
+        edges(self, WAITING_ON, created)
+    }
+
+    fn keyed_of_job(
+        &mut self,
+        kind: Keyed,
+        key: Hash,
+        job: BlobId,
+        created: i64,
+        limit: usize,
+    ) -> Result<Vec<(Row, Pos)>> {
+        let sql = match kind {
+            Keyed::Results => LIST_RESULTS_OF_JOB,
+            Keyed::Fails => LIST_FAILS_OF_JOB,
+        };
+        self.query(sql, &[&job, &created, &(limit as i64)])?
+            .iter()
+            .map(|r| {
+                let created = r.get(0);
+                Ok((keyed_row(kind, key, created, r, 1)?, Pos { hash: Some(key), job, created }))
+            })
+            .collect()
+    }
+
+    fn keyed_after_job(&mut self, kind: Keyed, start: &[u8], limit: usize) -> Result<Vec<(Row, Pos)>> {
+        let sql = match kind {
+            Keyed::Results => LIST_RESULTS_AFTER_JOB,
+            Keyed::Fails => LIST_FAILS_AFTER_JOB,
+        };
+        self.query(sql, &[&start, &(limit as i64)])?
+            .iter()
+            .map(|r| {
+                let key = hash_of(r, 0, r.get(1))?;
+                let created = r.get(2);
+                Ok((keyed_row(kind, key, created, r, 3)?, Pos { hash: Some(key), job: r.get(1), created }))
+            })
+            .collect()
+    }
+}
+
+/// A result or fail row from the columns of a `LIST_*` statement, starting at column `at`:
+/// a result's (hash, start, end, blob id), a fail's (message, start, end, attempts).
+fn keyed_row(kind: Keyed, key: Hash, created: i64, r: &::postgres::Row, at: usize) -> Result<Row> {
+    Ok(match kind {
+        Keyed::Results => Row::Result(ResultRow {
+            key,
+            created,
+            hash: hash_of(r, at, r.get(at + 3))?,
+            start: r.get(at + 1),
+            end: r.get(at + 2),
+        }),
+        Keyed::Fails => Row::Fail(FailRow {
+            key,
+            created,
+            message: r.get(at),
+            start: r.get::<_, Option<i64>>(at + 1).unwrap_or(0),
+            end: r.get(at + 2),
+            attempts: r.get::<_, i64>(at + 3) as u32,
+        }),
+    })
 }
 
 /// The upstreams `(key, created)` listed by `sql` for instance `created`.
@@ -330,26 +472,6 @@ fn queue_state(r: &::postgres::Row, at: usize) -> QueueState {
         running: r.get(at + 4),
         ready: r.get(at + 5),
     }
-}
-
-/// Pushes one instance for each schedule that fell due, recording its slot in the same
-/// transaction; a schedule another claimer is firing is skipped (see [`SCHEDULES_DUE`]). A
-/// spec that no longer parses (damage) is skipped.
-fn fire_schedules(t: &mut Tx<'_>, now: i64) -> Result<Vec<(Hash, i64)>> {
-    let due = t.query(SCHEDULES_DUE, &[&now])?;
-    let mut fired = Vec::new();
-    for r in due {
-        let (name, spec, job, queue, priority, next_run): (String, String, BlobId, i64, i64, i64) =
-            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
-        let key = hash_of(&r, 6, job)?;
-        let Ok((slot, next)) = crate::schedule::due(&spec, next_run, now) else { continue };
-        let created: i64 = t.one(NEXT_CREATED, &[&now_ms()])?.get(0);
-        let push = PushSpec { priority: priority as i32, ..PushSpec::plain() };
-        steps::insert_as(t, job, &push, queue, created, 0, 0)?;
-        t.exec(SCHEDULE_ADVANCE, &[&name, &next, &slot])?;
-        fired.push((key, created));
-    }
-    Ok(fired)
 }
 
 fn job_by_hash(t: &mut Tx<'_>, key: &Hash) -> Result<BlobId> {
@@ -473,7 +595,7 @@ impl Store for Postgres {
                     t.exec(INSTANCE_DELETE, &[&created])?;
                     let key = hash_of(&t.one(JOB_HASH, &[&job])?, 0, job)?;
                     expired.push(Expired { key, created, message });
-                    expired.extend(steps::fail_dependents(t, key, created, "failed", now)?);
+                    expired.extend(steps::fail_dependents(t, key, created, Gone::Failed, now)?);
                 } else {
                     t.exec(REQUEUE_NOW, &[&created])?;
                     changed = true;
@@ -482,7 +604,7 @@ impl Store for Postgres {
             let rows = t.query(PROMOTE_AND_STATES, &[&now])?;
             let promoted = rows.first().is_some_and(|r| r.get::<_, i64>(0) > 0);
             let due = rows.first().is_some_and(|r| r.get::<_, bool>(1));
-            let fired = if due { fire_schedules(t, now)? } else { Vec::new() };
+            let fired = if due { steps::fire_schedules(t, now)? } else { Vec::new() };
             changed |= promoted || !fired.is_empty();
             // The statement's snapshot predates its own promotions (and the schedules' pushes).
             let mut states = if promoted || !fired.is_empty() {
@@ -683,7 +805,7 @@ impl Store for Postgres {
                     )?;
                     t.exec(INSTANCE_DELETE, &[&created])?;
                     let key = hash_of(&t.one(JOB_HASH, &[&job])?, 0, job)?;
-                    let dependents = steps::fail_dependents(t, key, created, "failed", end)?;
+                    let dependents = steps::fail_dependents(t, key, created, Gone::Failed, end)?;
                     t.notify_if_drained()?;
                     let channel = t.t.channel.clone();
                     t.query(NOTIFY_IF_LIMITED, &[&channel, &queue])?;
@@ -694,18 +816,7 @@ impl Store for Postgres {
     }
 
     fn retry(&self, key: &Hash, created: i64) -> Result<i64> {
-        let hash: &[u8] = key.as_bytes().as_slice();
-        self.conns.write(|t| {
-            let (job, queue): (BlobId, i64) = t
-                .opt(FAIL_OF, &[&created, &hash])?
-                .map(|r| (r.get(0), r.get(1)))
-                .ok_or_else(|| fail::no_failed_instance(key, created))?;
-            t.exec(FAIL_DELETE, &[&created])?;
-            t.exec(COUNT_REMOVED, &[&"removed_fails", &1i64])?;
-            let new: i64 = t.one(NEXT_CREATED, &[&now_ms()])?.get(0);
-            steps::insert_as(t, job, &PushSpec::plain(), queue, new, 0, 0)?;
-            Ok(new)
-        })
+        self.conns.write(|t| steps::retry(t, key, created))
     }
 
     fn cancel(&self, key: &Hash, created: i64) -> Result<Vec<Expired>> {
@@ -719,7 +830,7 @@ impl Store for Postgres {
                 return Err(fail::instance_running(key, created));
             }
             t.exec(INSTANCE_DELETE, &[&created])?;
-            let dependents = steps::fail_dependents(t, *key, created, "cancelled", now_ms())?;
+            let dependents = steps::fail_dependents(t, *key, created, Gone::Cancelled, now_ms())?;
             t.notify_if_drained()?;
             Ok(dependents)
         })
@@ -776,8 +887,8 @@ impl Store for Postgres {
         self.conns.write(|t| {
             let results = t.exec(PRUNE_RESULTS, &[&older_than_ms])?;
             let fails = t.exec(PRUNE_FAILS, &[&older_than_ms])?;
-            t.exec(COUNT_REMOVED, &[&"removed_results", &(results as i64)])?;
-            t.exec(COUNT_REMOVED, &[&"removed_fails", &(fails as i64)])?;
+            t.exec(COUNT_REMOVED, &[&REMOVED_RESULTS, &(results as i64)])?;
+            t.exec(COUNT_REMOVED, &[&REMOVED_FAILS, &(fails as i64)])?;
             Ok(results + fails)
         })
     }
@@ -806,12 +917,7 @@ impl Store for Postgres {
     }
 
     fn list(&self, kind: ListKind, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
-        self.conns.tx(BEGIN_SNAPSHOT, |t| match kind {
-            ListKind::Job => list_jobs(t, after, limit),
-            ListKind::Pending => list_pending(t, after, limit),
-            ListKind::Result => list_results(t, after, limit),
-            ListKind::Fail => list_fails(t, after, limit),
-        })
+        self.conns.tx(BEGIN_SNAPSHOT, |t| steps::list(t, kind, after, limit))
     }
 
     fn stale_stages(&self, now: i64) -> Result<Vec<BlobId>> {
@@ -862,7 +968,7 @@ impl Store for Postgres {
             let mut problems = Vec::new();
             for r in t.query(ORPHAN_CHUNK_OWNERS, &[])? {
                 let (owner, n): (i64, i64) = (r.get(0), r.get(1));
-                problems.push(format!("{n} orphan chunk(s) of missing blob {owner} (gc removes them)"));
+                problems.push(fail::orphan_chunks(n, owner));
             }
             for r in t.query(DANGLING, &[])? {
                 problems.push(r.get::<_, String>(0).to_lowercase());
@@ -909,130 +1015,4 @@ impl Store for Postgres {
         s.queues = self.queues()?.into_iter().map(|q| (q.name.clone(), q)).collect();
         Ok(s)
     }
-}
-
-fn start_key(after: &Pos) -> Vec<u8> {
-    after.hash.map(|h| h.as_bytes().to_vec()).unwrap_or_default()
-}
-
-fn list_jobs(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
-    let jobs: Vec<(Hash, BlobId)> = t
-        .query(LIST_JOBS, &[&start_key(after), &(limit as i64)])?
-        .iter()
-        .map(|r| Ok((hash_of(r, 0, r.get(1))?, r.get(1))))
-        .collect::<Result<_>>()?;
-    let mut running: HashMap<BlobId, Vec<i64>> = HashMap::new();
-    if !jobs.is_empty() {
-        for r in t.query(RUNNING_INSTANCES, &[])? {
-            running.entry(r.get(0)).or_default().push(r.get(1));
-        }
-    }
-    Ok(super::job_rows(jobs, running))
-}
-
-fn list_pending(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
-    let mut rows: Vec<(Row, Pos)> = t
-        .query(LIST_PENDING, &[&after.created, &(limit as i64)])?
-        .iter()
-        .map(|r| {
-            let created: i64 = r.get(0);
-            let priority = r.get::<_, i64>(3) as i32;
-            let state = r.get::<_, i64>(2);
-            let running = state == RUNNING;
-            let queue: Option<String> = r.get(6);
-            let done: Option<f64> = r.get(7);
-            Ok((
-                Row::Pending(PendingRow {
-                    job: hash_of(r, 1, r.get(5))?,
-                    created,
-                    running,
-                    priority: (priority != 0).then_some(priority),
-                    run_at: r.get(4),
-                    queue: queue.filter(|q| q != DEFAULT_QUEUE),
-                    progress: done.filter(|_| running).map(|done| Progress {
-                        done,
-                        message: r.get::<_, Option<String>>(8).unwrap_or_default(),
-                    }),
-                    after: (state == UPSTREAM).then(Vec::new),
-                    start: if running { r.get(9) } else { None },
-                    lease_until: if running { r.get(10) } else { None },
-                }),
-                Pos { hash: None, job: 0, created },
-            ))
-        })
-        .collect::<Result<_>>()?;
-    // Rows that wait for upstreams show which (a few rows of a page, each one query).
-    for (row, _) in &mut rows {
-        if let Row::Pending(PendingRow { created, after: Some(after), .. }) = row {
-            *after = edges(t, WAITING_ON, *created)?;
-        }
-    }
-    Ok(rows)
-}
-
-/// Results and fails are listed by (job key, created): first the rest of the current job's
-/// rows, then the rows of the jobs after it.
-fn list_results(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
-    let mut out = Vec::new();
-    if let Some(key) = after.hash {
-        for r in t.query(LIST_RESULTS_OF_JOB, &[&after.job, &after.created, &(limit as i64)])? {
-            let created = r.get(0);
-            out.push((
-                Row::Result(ResultRow {
-                    key,
-                    created,
-                    hash: hash_of(&r, 1, r.get(4))?,
-                    start: r.get(2),
-                    end: r.get(3),
-                }),
-                Pos { hash: Some(key), job: after.job, created },
-            ));
-        }
-    }
-    if out.len() < limit {
-        for r in t.query(LIST_RESULTS_AFTER_JOB, &[&start_key(after), &((limit - out.len()) as i64)])? {
-            let key = hash_of(&r, 0, r.get(1))?;
-            let created = r.get(2);
-            out.push((
-                Row::Result(ResultRow {
-                    key,
-                    created,
-                    hash: hash_of(&r, 3, r.get(6))?,
-                    start: r.get(4),
-                    end: r.get(5),
-                }),
-                Pos { hash: Some(key), job: r.get(1), created },
-            ));
-        }
-    }
-    Ok(out)
-}
-
-fn fail_row(key: Hash, created: i64, r: &::postgres::Row, at: usize) -> Row {
-    Row::Fail(FailRow {
-        key,
-        created,
-        message: r.get(at),
-        start: r.get::<_, Option<i64>>(at + 1).unwrap_or(0),
-        end: r.get(at + 2),
-        attempts: r.get::<_, i64>(at + 3) as u32,
-    })
-}
-
-fn list_fails(t: &mut Tx<'_>, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
-    let mut out = Vec::new();
-    if let Some(key) = after.hash {
-        for r in t.query(LIST_FAILS_OF_JOB, &[&after.job, &after.created, &(limit as i64)])? {
-            let created = r.get(0);
-            out.push((fail_row(key, created, &r, 1), Pos { hash: Some(key), job: after.job, created }));
-        }
-    }
-    if out.len() < limit {
-        for r in t.query(LIST_FAILS_AFTER_JOB, &[&start_key(after), &((limit - out.len()) as i64)])? {
-            let key = hash_of(&r, 0, r.get(1))?;
-            let created = r.get(2);
-            out.push((fail_row(key, created, &r, 3), Pos { hash: Some(key), job: r.get(1), created }));
-        }
-    }
-    Ok(out)
 }

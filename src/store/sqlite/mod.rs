@@ -7,13 +7,13 @@ pub(crate) mod schema;
 use conn::{Conns, SqlResult};
 use schema::*;
 
-use super::steps::{self, NewInstance, Steps, UpstreamState};
+use super::steps::{self, DueSchedule, Keyed, NewInstance, Steps, UpstreamState};
 use super::Access;
 use super::{
     best_candidate, chunk_digest, fail, BlobEntry, BlobId, Chunk, ClaimOutcome, ClaimParams, Claimed,
-    Expired, Finished, IdleFacts, ImportRow, Lineage, LineageResult, NewSchedule, Pos, Published, PushSpec,
-    Pushed, QueueState, QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH, DEFAULT_QUEUE_ID,
-    GC_PAGE, RUNNING, UPSTREAM,
+    Expired, Finished, Gone, IdleFacts, ImportRow, Lineage, LineageResult, NewSchedule, Pos, Published,
+    PushSpec, Pushed, QueueState, QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH,
+    DEFAULT_QUEUE_ID, GC_PAGE, REMOVED_FAILS, REMOVED_RESULTS, RUNNING, UPSTREAM,
 };
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -369,6 +369,182 @@ impl Steps for Tx<'_> {
         self.0.prepare_cached(RELEASE_DEPENDENTS).sql()?.execute([created, now]).sql()?;
         Ok(())
     }
+
+    fn fail_of(&mut self, key: &Hash, created: i64) -> Result<Option<(BlobId, i64)>> {
+        self.0
+            .prepare_cached(FAIL_OF)
+            .sql()?
+            .query_row(params![created, key.as_bytes().as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .sql()
+    }
+
+    fn fail_remove(&mut self, created: i64) -> Result<()> {
+        self.0.prepare_cached(FAIL_DELETE).sql()?.execute([created]).sql()?;
+        self.0.prepare_cached(COUNT_REMOVED).sql()?.execute(params![REMOVED_FAILS, 1]).sql()?;
+        Ok(())
+    }
+
+    fn schedules_due(&mut self, now: i64) -> Result<Vec<DueSchedule>> {
+        self.0
+            .prepare_cached(SCHEDULES_DUE)
+            .sql()?
+            .query_map([now], |r| {
+                let job = r.get(2)?;
+                Ok(DueSchedule {
+                    name: r.get(0)?,
+                    spec: r.get(1)?,
+                    job,
+                    queue: r.get(3)?,
+                    priority: r.get(4)?,
+                    next_run: r.get(5)?,
+                    key: hash_of(r, 6, job)?,
+                })
+            })
+            .sql()?
+            .collect::<rusqlite::Result<_>>()
+            .sql()
+    }
+
+    fn schedule_advance(&mut self, name: &str, next: i64, slot: i64) -> Result<()> {
+        self.0.prepare_cached(SCHEDULE_ADVANCE).sql()?.execute(params![name, next, slot]).sql()?;
+        Ok(())
+    }
+
+    fn job_page(&mut self, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
+        let c = self.0;
+        let start: Vec<u8> = after.hash.map(|h| h.as_bytes().to_vec()).unwrap_or_default();
+        let jobs: Vec<(Hash, BlobId)> = c
+            .prepare_cached(LIST_JOBS)
+            .sql()?
+            .query_map(params![start, limit as i64], |r| Ok((blob_hash(r, 0, 1)?, r.get(1)?)))
+            .sql()?
+            .collect::<rusqlite::Result<_>>()
+            .sql()?;
+        let mut running: HashMap<BlobId, Vec<i64>> = HashMap::new();
+        if !jobs.is_empty() {
+            let mut stmt = c.prepare_cached(RUNNING_INSTANCES).sql()?;
+            for row in stmt.query_map([], |r| Ok((r.get::<_, BlobId>(0)?, r.get::<_, i64>(1)?))).sql()? {
+                let (job, created) = row.sql()?;
+                running.entry(job).or_default().push(created);
+            }
+        }
+        Ok(super::job_rows(jobs, running))
+    }
+
+    fn pending_page(&mut self, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
+        self.0
+            .prepare_cached(LIST_PENDING)
+            .sql()?
+            .query_map(params![after.created, limit as i64], |r| {
+                let created: i64 = r.get(0)?;
+                let priority: i32 = r.get(3)?;
+                let state = r.get::<_, i64>(2)?;
+                let running = state == RUNNING;
+                let queue: Option<String> = r.get(6)?;
+                let done: Option<f64> = r.get(7)?;
+                Ok((
+                    Row::Pending(PendingRow {
+                        job: blob_hash(r, 1, 5)?,
+                        created,
+                        running,
+                        priority: (priority != 0).then_some(priority),
+                        run_at: r.get(4)?,
+                        queue: queue.filter(|q| q != DEFAULT_QUEUE),
+                        progress: done
+                            .filter(|_| running)
+                            .map(|done| {
+                                Ok::<_, rusqlite::Error>(Progress {
+                                    done,
+                                    message: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
+                                })
+                            })
+                            .transpose()?,
+                        after: (state == UPSTREAM).then(Vec::new),
+                        start: if running { r.get(9)? } else { None },
+                        lease_until: if running { r.get(10)? } else { None },
+                    }),
+                    Pos { hash: None, job: 0, created },
+                ))
+            })
+            .sql()?
+            .collect::<rusqlite::Result<_>>()
+            .sql()
+    }
+
+    fn waiting_on(&mut self, created: i64) -> Result<Vec<(Hash, i64)>> {
+        edges(self.0, WAITING_ON, created)
+    }
+
+    fn keyed_of_job(
+        &mut self,
+        kind: Keyed,
+        key: Hash,
+        job: BlobId,
+        created: i64,
+        limit: usize,
+    ) -> Result<Vec<(Row, Pos)>> {
+        let sql = match kind {
+            Keyed::Results => LIST_RESULTS_OF_JOB,
+            Keyed::Fails => LIST_FAILS_OF_JOB,
+        };
+        let mut stmt = self.0.prepare_cached(sql).sql()?;
+        let rows = stmt
+            .query_map(params![job, created, limit as i64], |r| {
+                let created = r.get(0)?;
+                Ok((keyed_row(kind, key, created, r, 1)?, Pos { hash: Some(key), job, created }))
+            })
+            .sql()?
+            .collect::<rusqlite::Result<_>>()
+            .sql()?;
+        Ok(rows)
+    }
+
+    fn keyed_after_job(&mut self, kind: Keyed, start: &[u8], limit: usize) -> Result<Vec<(Row, Pos)>> {
+        let sql = match kind {
+            Keyed::Results => LIST_RESULTS_AFTER_JOB,
+            Keyed::Fails => LIST_FAILS_AFTER_JOB,
+        };
+        let mut stmt = self.0.prepare_cached(sql).sql()?;
+        let rows = stmt
+            .query_map(params![start, limit as i64], |r| {
+                let key = blob_hash(r, 0, 1)?;
+                let created = r.get(2)?;
+                Ok((keyed_row(kind, key, created, r, 3)?, Pos { hash: Some(key), job: r.get(1)?, created }))
+            })
+            .sql()?
+            .collect::<rusqlite::Result<_>>()
+            .sql()?;
+        Ok(rows)
+    }
+}
+
+/// A result or fail row from the columns of a `LIST_*` statement, starting at column `at`:
+/// a result's (hash, start, end, blob id), a fail's (message, start, end, attempts).
+fn keyed_row(
+    kind: Keyed,
+    key: Hash,
+    created: i64,
+    r: &rusqlite::Row<'_>,
+    at: usize,
+) -> rusqlite::Result<Row> {
+    Ok(match kind {
+        Keyed::Results => Row::Result(ResultRow {
+            key,
+            created,
+            hash: blob_hash(r, at, at + 3)?,
+            start: r.get(at + 1)?,
+            end: r.get(at + 2)?,
+        }),
+        Keyed::Fails => Row::Fail(FailRow {
+            key,
+            created,
+            message: r.get(at)?,
+            start: r.get::<_, Option<i64>>(at + 1)?.unwrap_or(0),
+            end: r.get(at + 2)?,
+            attempts: r.get(at + 3)?,
+        }),
+    })
 }
 
 /// The upstreams `(key, created)` listed by `sql` for instance `created`.
@@ -397,33 +573,6 @@ fn queue_states(c: &Connection, sql: &str) -> Result<Vec<QueueState>> {
         .sql()?
         .collect::<rusqlite::Result<_>>()
         .sql()
-}
-
-/// Pushes one instance for each schedule that fell due, recording its slot in the same
-/// transaction: whichever process gets here first for a slot pushes it, and the others find
-/// the schedule advanced. A spec that no longer parses (damage) is skipped; `check` names it.
-fn fire_schedules(c: &Connection, now: i64) -> Result<Vec<(Hash, i64)>> {
-    type Due = (String, String, BlobId, i64, i32, i64, Hash);
-    let due: Vec<Due> = c
-        .prepare_cached(SCHEDULES_DUE)
-        .sql()?
-        .query_map([now], |r| {
-            let job = r.get(2)?;
-            Ok((r.get(0)?, r.get(1)?, job, r.get(3)?, r.get(4)?, r.get(5)?, hash_of(r, 6, job)?))
-        })
-        .sql()?
-        .collect::<rusqlite::Result<_>>()
-        .sql()?;
-    let mut fired = Vec::new();
-    for (name, spec, job, queue, priority, next_run, key) in due {
-        let Ok((slot, next)) = crate::schedule::due(&spec, next_run, now) else { continue };
-        let created = next_created(c, 1)?;
-        let push = PushSpec { priority, ..PushSpec::plain() };
-        steps::insert_as(&mut Tx(c), job, &push, queue, created, 0, 0)?;
-        c.prepare_cached(SCHEDULE_ADVANCE).sql()?.execute(params![name, next, slot]).sql()?;
-        fired.push((key, created));
-    }
-    Ok(fired)
 }
 
 fn job_by_hash(c: &Connection, key: &Hash) -> Result<BlobId> {
@@ -604,13 +753,13 @@ impl Store for Sqlite {
                     c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
                     let key = job_hash(c, job)?;
                     expired.push(Expired { key, created, message });
-                    expired.extend(steps::fail_dependents(&mut Tx(c), key, created, "failed", now)?);
+                    expired.extend(steps::fail_dependents(&mut Tx(c), key, created, Gone::Failed, now)?);
                 } else {
                     c.prepare_cached(REQUEUE_NOW).sql()?.execute([created]).sql()?;
                 }
             }
             c.prepare_cached(PROMOTE).sql()?.execute([now]).sql()?;
-            let fired = fire_schedules(c, now)?;
+            let fired = steps::fire_schedules(&mut Tx(c), now)?;
             // Every queue's settings and best ready instance in one statement; the claimable
             // ones' candidates compete (`best_candidate`).
             let sql = if order == Order::NewestFirst { QUEUE_PICKS_NEWEST } else { QUEUE_PICKS_OLDEST };
@@ -829,7 +978,7 @@ impl Store for Sqlite {
                         .sql()?;
                     c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
                     let key = job_hash(c, job)?;
-                    Ok((end, steps::fail_dependents(&mut Tx(c), key, created, "failed", end)?))
+                    Ok((end, steps::fail_dependents(&mut Tx(c), key, created, Gone::Failed, end)?))
                 }
             }
         })
@@ -837,20 +986,7 @@ impl Store for Sqlite {
 
     fn retry(&self, key: &Hash, created: i64) -> Result<i64> {
         let key = *key;
-        self.conns.write(true, move |c| {
-            let (job, queue): (BlobId, i64) = c
-                .prepare_cached(FAIL_OF)
-                .sql()?
-                .query_row(params![created, key.as_bytes().as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-                .sql()?
-                .ok_or_else(|| fail::no_failed_instance(&key, created))?;
-            c.prepare_cached(FAIL_DELETE).sql()?.execute([created]).sql()?;
-            c.prepare_cached(COUNT_REMOVED).sql()?.execute(params!["removed_fails", 1]).sql()?;
-            let new = next_created(c, 1)?;
-            steps::insert_as(&mut Tx(c), job, &PushSpec::plain(), queue, new, 0, 0)?;
-            Ok(new)
-        })
+        self.conns.write(true, move |c| steps::retry(&mut Tx(c), &key, created))
     }
 
     fn cancel(&self, key: &Hash, created: i64) -> Result<Vec<Expired>> {
@@ -867,7 +1003,7 @@ impl Store for Sqlite {
                 return Err(fail::instance_running(&key, created));
             }
             c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
-            steps::fail_dependents(&mut Tx(c), key, created, "cancelled", now_ms())
+            steps::fail_dependents(&mut Tx(c), key, created, Gone::Cancelled, now_ms())
         })
     }
 
@@ -943,8 +1079,8 @@ impl Store for Sqlite {
         self.conns.write(true, move |c| {
             let a = c.prepare_cached(PRUNE_RESULTS).sql()?.execute([older_than_ms]).sql()?;
             let b = c.prepare_cached(PRUNE_FAILS).sql()?.execute([older_than_ms]).sql()?;
-            c.prepare_cached(COUNT_REMOVED).sql()?.execute(params!["removed_results", a as i64]).sql()?;
-            c.prepare_cached(COUNT_REMOVED).sql()?.execute(params!["removed_fails", b as i64]).sql()?;
+            c.prepare_cached(COUNT_REMOVED).sql()?.execute(params![REMOVED_RESULTS, a as i64]).sql()?;
+            c.prepare_cached(COUNT_REMOVED).sql()?.execute(params![REMOVED_FAILS, b as i64]).sql()?;
             Ok((a + b) as u64)
         })
     }
@@ -973,13 +1109,9 @@ impl Store for Sqlite {
 
     fn list(&self, kind: ListKind, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
         self.conns.read(|c| {
+            // One read transaction, so that a page is one snapshot.
             let tx = c.unchecked_transaction().sql()?;
-            let rows = match kind {
-                ListKind::Job => list_jobs(c, after, limit),
-                ListKind::Pending => list_pending(c, after, limit),
-                ListKind::Result => list_results(c, after, limit),
-                ListKind::Fail => list_fails(c, after, limit),
-            };
+            let rows = steps::list(&mut Tx(c), kind, after, limit);
             drop(tx);
             rows
         })
@@ -1076,7 +1208,7 @@ impl Store for Sqlite {
                 .collect::<rusqlite::Result<_>>()
                 .sql()?;
             for (owner, n) in orphans {
-                problems.push(format!("{n} orphan chunk(s) of missing blob {owner} (gc removes them)"));
+                problems.push(fail::orphan_chunks(n, owner));
             }
             let mut stmt = c.prepare_cached(DANGLING).sql()?;
             for line in stmt.query_map([], |r| r.get::<_, String>(0)).sql()? {
@@ -1143,151 +1275,4 @@ fn fence(c: &Connection, created: i64, attempt: u32) -> Result<(BlobId, i64, i64
         .optional()
         .sql()?
         .ok_or_else(|| fail::not_held(created, attempt))
-}
-
-fn list_jobs(c: &Connection, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
-    let start: Vec<u8> = after.hash.map(|h| h.as_bytes().to_vec()).unwrap_or_default();
-    let jobs: Vec<(Hash, BlobId)> = c
-        .prepare_cached(LIST_JOBS)
-        .sql()?
-        .query_map(params![start, limit as i64], |r| Ok((blob_hash(r, 0, 1)?, r.get(1)?)))
-        .sql()?
-        .collect::<rusqlite::Result<_>>()
-        .sql()?;
-    let mut running: HashMap<BlobId, Vec<i64>> = HashMap::new();
-    if !jobs.is_empty() {
-        let mut stmt = c.prepare_cached(RUNNING_INSTANCES).sql()?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, BlobId>(0)?, r.get::<_, i64>(1)?))).sql()? {
-            let (job, created) = row.sql()?;
-            running.entry(job).or_default().push(created);
-        }
-    }
-    Ok(super::job_rows(jobs, running))
-}
-
-fn list_pending(c: &Connection, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
-    let mut rows: Vec<(Row, Pos)> = c
-        .prepare_cached(LIST_PENDING)
-        .sql()?
-        .query_map(params![after.created, limit as i64], |r| {
-            let created: i64 = r.get(0)?;
-            let priority: i32 = r.get(3)?;
-            let state = r.get::<_, i64>(2)?;
-            let running = state == RUNNING;
-            let queue: Option<String> = r.get(6)?;
-            let done: Option<f64> = r.get(7)?;
-            Ok((
-                Row::Pending(PendingRow {
-                    job: blob_hash(r, 1, 5)?,
-                    created,
-                    running,
-                    priority: (priority != 0).then_some(priority),
-                    run_at: r.get(4)?,
-                    queue: queue.filter(|q| q != DEFAULT_QUEUE),
-                    progress: done
-                        .filter(|_| running)
-                        .map(|done| {
-                            Ok::<_, rusqlite::Error>(Progress {
-                                done,
-                                message: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
-                            })
-                        })
-                        .transpose()?,
-                    after: (state == UPSTREAM).then(Vec::new),
-                    start: if running { r.get(9)? } else { None },
-                    lease_until: if running { r.get(10)? } else { None },
-                }),
-                Pos { hash: None, job: 0, created },
-            ))
-        })
-        .sql()?
-        .collect::<rusqlite::Result<_>>()
-        .sql()?;
-    // Rows that wait for upstreams show which (a few rows of a page, each one probe).
-    for (row, _) in &mut rows {
-        if let Row::Pending(PendingRow { created, after: Some(after), .. }) = row {
-            *after = edges(c, WAITING_ON, *created)?;
-        }
-    }
-    Ok(rows)
-}
-
-/// Results and fails are listed by (job key, created): first the rest of the current job's
-/// rows, then the rows of the jobs after it.
-fn list_results(c: &Connection, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
-    let mut out = Vec::new();
-    if let Some(key) = after.hash {
-        let mut stmt = c.prepare_cached(LIST_RESULTS_OF_JOB).sql()?;
-        let rows = stmt.query_map(params![after.job, after.created, limit as i64], |r| {
-            let created = r.get(0)?;
-            Ok((
-                Row::Result(ResultRow {
-                    key,
-                    created,
-                    hash: blob_hash(r, 1, 4)?,
-                    start: r.get(2)?,
-                    end: r.get(3)?,
-                }),
-                Pos { hash: Some(key), job: after.job, created },
-            ))
-        });
-        out = rows.sql()?.collect::<rusqlite::Result<_>>().sql()?;
-    }
-    if out.len() < limit {
-        let start: Vec<u8> = after.hash.map(|h| h.as_bytes().to_vec()).unwrap_or_default();
-        let mut stmt = c.prepare_cached(LIST_RESULTS_AFTER_JOB).sql()?;
-        let rows = stmt.query_map(params![start, (limit - out.len()) as i64], |r| {
-            let key = blob_hash(r, 0, 1)?;
-            let created = r.get(2)?;
-            Ok((
-                Row::Result(ResultRow {
-                    key,
-                    created,
-                    hash: blob_hash(r, 3, 6)?,
-                    start: r.get(4)?,
-                    end: r.get(5)?,
-                }),
-                Pos { hash: Some(key), job: r.get(1)?, created },
-            ))
-        });
-        for row in rows.sql()? {
-            out.push(row.sql()?);
-        }
-    }
-    Ok(out)
-}
-
-fn list_fails(c: &Connection, after: &Pos, limit: usize) -> Result<Vec<(Row, Pos)>> {
-    let fail = |key: Hash, created: i64, r: &rusqlite::Row<'_>, at: usize| -> rusqlite::Result<Row> {
-        Ok(Row::Fail(FailRow {
-            key,
-            created,
-            message: r.get(at)?,
-            start: r.get::<_, Option<i64>>(at + 1)?.unwrap_or(0),
-            end: r.get(at + 2)?,
-            attempts: r.get(at + 3)?,
-        }))
-    };
-    let mut out = Vec::new();
-    if let Some(key) = after.hash {
-        let mut stmt = c.prepare_cached(LIST_FAILS_OF_JOB).sql()?;
-        let rows = stmt.query_map(params![after.job, after.created, limit as i64], |r| {
-            let created = r.get(0)?;
-            Ok((fail(key, created, r, 1)?, Pos { hash: Some(key), job: after.job, created }))
-        });
-        out = rows.sql()?.collect::<rusqlite::Result<_>>().sql()?;
-    }
-    if out.len() < limit {
-        let start: Vec<u8> = after.hash.map(|h| h.as_bytes().to_vec()).unwrap_or_default();
-        let mut stmt = c.prepare_cached(LIST_FAILS_AFTER_JOB).sql()?;
-        let rows = stmt.query_map(params![start, (limit - out.len()) as i64], |r| {
-            let key = blob_hash(r, 0, 1)?;
-            let created = r.get(2)?;
-            Ok((fail(key, created, r, 3)?, Pos { hash: Some(key), job: r.get(1)?, created }))
-        });
-        for row in rows.sql()? {
-            out.push(row.sql()?);
-        }
-    }
-    Ok(out)
 }
