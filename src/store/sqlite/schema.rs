@@ -351,15 +351,20 @@ pub(crate) const LIST_PENDING: &str = "SELECT i.created, j.hash, i.state, i.prio
 pub(crate) const LIST_RESULTS_OF_JOB: &str = "SELECT r.created, b.hash, r.started, r.ended, r.blob \
      FROM result r JOIN blob b ON b.id = r.blob \
      WHERE r.job = ?1 AND r.created > ?2 ORDER BY r.created LIMIT ?3";
+/// `CROSS JOIN` fixes the order SQLite would not choose by itself (it has no statistics):
+/// walk the jobs from the cursor's key by the hash index, each one's rows by its primary key,
+/// and stop after a page. Left to the planner it scanned every result and sorted them, a page
+/// costing O(results): 69 ms against 0.8 ms at 200,000 results.
 pub(crate) const LIST_RESULTS_AFTER_JOB: &str =
     "SELECT j.hash, j.id, r.created, b.hash, r.started, r.ended, r.blob \
-     FROM blob j JOIN result r ON r.job = j.id JOIN blob b ON b.id = r.blob \
+     FROM blob j CROSS JOIN result r ON r.job = j.id JOIN blob b ON b.id = r.blob \
      WHERE j.hash > ?1 ORDER BY j.hash, r.created LIMIT ?2";
 pub(crate) const LIST_FAILS_OF_JOB: &str = "SELECT created, message, started, ended, attempts \
      FROM fail WHERE job = ?1 AND created > ?2 ORDER BY created LIMIT ?3";
+/// In the same order as [`LIST_RESULTS_AFTER_JOB`], for the same reason.
 pub(crate) const LIST_FAILS_AFTER_JOB: &str =
     "SELECT j.hash, j.id, f.created, f.message, f.started, f.ended, f.attempts \
-     FROM blob j JOIN fail f ON f.job = j.id \
+     FROM blob j CROSS JOIN fail f ON f.job = j.id \
      WHERE j.hash > ?1 ORDER BY j.hash, f.created LIMIT ?2";
 
 // Maintenance.
