@@ -72,8 +72,9 @@ fn main() {
         .unwrap_or_else(|| std::env::temp_dir().join(format!("batchdb-icount-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
-    let db = Db::open(dir.join("icount.db"), Options { durability: Durability::Normal, ..Default::default() })
-        .expect("open");
+    let db =
+        Db::open(dir.join("icount.db"), Options { durability: Durability::Normal, ..Default::default() })
+            .expect("open");
 
     let seed = std::env::var("BATCHDB_ICOUNT_SEED").unwrap_or_default();
     for i in 0..WARM_ADDS {
@@ -89,7 +90,11 @@ fn main() {
     pin.busy_timeout(std::time::Duration::from_secs(30)).expect("busy timeout");
     // The background checkpointer may be copying frames at this moment: try again shortly.
     let mut tries = 0;
-    while pin.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)).expect("truncate the log") != 0 {
+    while pin
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0))
+        .expect("truncate the log")
+        != 0
+    {
         tries += 1;
         assert!(tries < 200, "the log could not be truncated");
         std::thread::sleep(std::time::Duration::from_millis(20));
