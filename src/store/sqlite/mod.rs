@@ -668,12 +668,16 @@ impl Store for Sqlite {
             drop(stmt);
             let taken: Option<(i64, BlobId, i64, i64)> = match best_candidate(cands, order) {
                 None => None,
-                Some(best) => c
-                    .prepare_cached(TAKE)
-                    .sql()?
-                    .query_row([now, lease_ms, best], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                    .optional()
-                    .sql()?,
+                // In this write transaction: the row read back is the one the update took.
+                Some(best) if c.prepare_cached(TAKE).sql()?.execute([now, lease_ms, best]).sql()? == 1 => {
+                    Some(
+                        c.prepare_cached(TAKEN)
+                            .sql()?
+                            .query_row([best], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                            .sql()?,
+                    )
+                }
+                Some(_) => None,
             };
             let claimed = match taken {
                 Some((created, job, attempt, deps)) => {

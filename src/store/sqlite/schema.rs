@@ -310,9 +310,12 @@ macro_rules! queue_picks {
 }
 pub(crate) const QUEUE_PICKS_NEWEST: &str = queue_picks!("DESC");
 pub(crate) const QUEUE_PICKS_OLDEST: &str = queue_picks!("ASC");
+/// Takes a ready instance; when it changed a row, [`TAKEN`] reads it back (not `RETURNING`:
+/// see [`NEXT_BLOB`]).
 pub(crate) const TAKE: &str = "UPDATE instance \
      SET state = 1, attempts = attempts + 1, lease_until = ?1 + ?2, start = ?1, progress = NULL, note = NULL \
-     WHERE created = ?3 AND state = 0 RETURNING created, job, attempts, deps";
+     WHERE created = ?3 AND state = 0";
+pub(crate) const TAKEN: &str = "SELECT created, job, attempts, deps FROM instance WHERE created = ?1";
 pub(crate) const PROGRESS: &str = "UPDATE instance SET progress = ?3, note = ?4 \
      WHERE created = ?1 AND attempts = ?2 AND state = 1";
 pub(crate) const RENEW: &str = "UPDATE instance SET lease_until = ?3 \
