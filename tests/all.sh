@@ -52,5 +52,9 @@ bash tests/fuzz/run.sh 60
 step "benchmarks: smoke run of every workload (BENCHMARKS.md has the full run)"
 bash benches/run.sh --smoke
 
+step "benchmarks: callgrind instruction counts of an add and a claim+complete, vs benches/instructions.txt"
+# Fails when either grows more than 10%; BLESS=1 bash benches/callgrind.sh updates the figures.
+bash benches/callgrind.sh
+
 step "postgres: the core, queue, queues, pipelines and ui suites against a throwaway PostgreSQL cluster"
 bash tests/pg/run.sh

@@ -2,6 +2,7 @@
 //! `synchronous`), doing the least work that does the same job.
 
 use rusqlite::{params, Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
 use std::path::Path;
 
 pub fn open(path: &Path, full: bool) -> Connection {
@@ -41,6 +42,102 @@ pub fn insert_many(c: &Connection, payloads: &[Vec<u8>]) {
         }
     }
     c.execute_batch("COMMIT").expect("commit");
+}
+
+/// P2c, P3c: the layouts of a minimal content-addressed enqueue (issue 22). Each stores a
+/// payload under its SHA-256 (unique) once, and queues an instance row for it every time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Ca {
+    /// `blob (hash PRIMARY KEY, payload) WITHOUT ROWID` and `inst (id, hash)`: two B-trees,
+    /// the blob's row stored in hash order.
+    WithoutRowid,
+    /// `blob (id INTEGER PRIMARY KEY, hash UNIQUE, payload)` and `inst (id, blob)`: three
+    /// B-trees (the blob rows appended in id order, a unique index of the hashes).
+    RowidUnique,
+}
+
+impl Ca {
+    pub const ALL: [Ca; 2] = [Ca::WithoutRowid, Ca::RowidUnique];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Ca::WithoutRowid => "WITHOUT ROWID blob keyed by hash + instance row",
+            Ca::RowidUnique => "rowid blob + unique hash index + instance row",
+        }
+    }
+
+    pub fn schema(self, c: &Connection) {
+        c.execute_batch(match self {
+            Ca::WithoutRowid => {
+                "CREATE TABLE IF NOT EXISTS blob (hash BLOB PRIMARY KEY, payload BLOB NOT NULL) WITHOUT ROWID;
+                 CREATE TABLE IF NOT EXISTS inst (id INTEGER PRIMARY KEY, hash BLOB NOT NULL);"
+            }
+            Ca::RowidUnique => {
+                "CREATE TABLE IF NOT EXISTS blob (id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, \
+                     payload BLOB NOT NULL);
+                 CREATE TABLE IF NOT EXISTS inst (id INTEGER PRIMARY KEY, blob INTEGER NOT NULL);"
+            }
+        })
+        .expect("schema");
+    }
+
+    /// Stores `payload` under its SHA-256 unless it is there, and queues an instance of it
+    /// (inside the caller's transaction).
+    fn enqueue(self, c: &Connection, payload: &[u8]) {
+        let hash: [u8; 32] = Sha256::digest(payload).into();
+        match self {
+            Ca::WithoutRowid => {
+                c.prepare_cached(
+                    "INSERT INTO blob (hash, payload) VALUES (?1, ?2) ON CONFLICT (hash) DO NOTHING",
+                )
+                .unwrap()
+                .execute(params![&hash[..], payload])
+                .expect("insert blob");
+                c.prepare_cached("INSERT INTO inst (hash) VALUES (?1)")
+                    .unwrap()
+                    .execute([&hash[..]])
+                    .expect("insert instance");
+            }
+            Ca::RowidUnique => {
+                let id: i64 = match c
+                    .prepare_cached(
+                        "INSERT INTO blob (hash, payload) VALUES (?1, ?2) ON CONFLICT (hash) DO NOTHING RETURNING id",
+                    )
+                    .unwrap()
+                    .query_row(params![&hash[..], payload], |r| r.get(0))
+                    .optional()
+                    .expect("insert blob")
+                {
+                    Some(id) => id,
+                    None => c
+                        .prepare_cached("SELECT id FROM blob WHERE hash = ?1")
+                        .unwrap()
+                        .query_row([&hash[..]], |r| r.get(0))
+                        .expect("find blob"),
+                };
+                c.prepare_cached("INSERT INTO inst (blob) VALUES (?1)")
+                    .unwrap()
+                    .execute([id])
+                    .expect("insert instance");
+            }
+        }
+    }
+
+    /// One content-addressed enqueue in its own transaction (P2c).
+    pub fn add_one(self, c: &Connection, payload: &[u8]) {
+        c.execute_batch("BEGIN IMMEDIATE").expect("begin");
+        self.enqueue(c, payload);
+        c.execute_batch("COMMIT").expect("commit");
+    }
+
+    /// Many content-addressed enqueues in one transaction (P3c).
+    pub fn add_many(self, c: &Connection, payloads: &[Vec<u8>]) {
+        c.execute_batch("BEGIN IMMEDIATE").expect("begin");
+        for p in payloads {
+            self.enqueue(c, p);
+        }
+        c.execute_batch("COMMIT").expect("commit");
+    }
 }
 
 /// P4: a minimal hand-written queue.

@@ -1,14 +1,16 @@
 //! batchdb's benchmark harness (issue 8).
 //!
 //! Every figure is a ratio against a baseline measured in the same run, on the same machine,
-//! interleaved with it (batchdb, baseline, batchdb, baseline, ...; the best of each is kept),
-//! because the machine is shared and absolute figures are noisy. The baseline is raw SQLite
+//! interleaved with it (batchdb, baseline, batchdb, baseline, ...: `Plan::reps` rounds; each
+//! side's median is reported with its min–max, and the ratio of the medians with the min–max of
+//! the rounds' own ratios), because the machine is shared and absolute figures are noisy. The baseline is raw SQLite
 //! through the same rusqlite (and so the same bundled SQLite) with the same pragmas, doing the
 //! minimal equivalent work.
 //!
 //! `bash benches/run.sh [--smoke]` builds the peers and runs this binary; see BENCHMARKS.md.
 
 mod baseline;
+mod growth;
 mod pg;
 mod plot;
 mod work;
@@ -24,7 +26,7 @@ pub struct Plan {
     pub smoke: bool,
     /// How long one timed loop runs.
     pub slice: Duration,
-    /// Interleaved repetitions of each batchdb/baseline pair.
+    /// Interleaved rounds of each batchdb/baseline pair; the median of each side is reported.
     pub reps: usize,
     /// Instances queued before a timed claim cycle (it stops when they run out).
     pub queue: usize,
@@ -61,7 +63,7 @@ impl Plan {
             Plan {
                 smoke,
                 slice: Duration::from_millis(1500),
-                reps: 3,
+                reps: 5,
                 queue: 40_000,
                 batch_jobs: 100_000,
                 big: 1 << 30,
@@ -86,6 +88,50 @@ pub struct Row {
     pub target: Option<f64>,
     pub notes: Vec<String>,
     pub extra: Value,
+    /// Every round of an interleaved pair (`batchdb` and `baseline` are their medians).
+    pub rounds: Option<Rounds>,
+}
+
+/// The figures of each round of [`pair`], in the order they were measured.
+pub struct Rounds {
+    pub batchdb: Vec<f64>,
+    pub baseline: Vec<f64>,
+}
+
+/// The median of `v` (the mean of the middle two when their number is even).
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+fn min_max(v: &[f64]) -> (f64, f64) {
+    v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+}
+
+impl Rounds {
+    /// Each round's own batchdb/baseline ratio.
+    fn ratios(&self) -> Vec<f64> {
+        self.batchdb.iter().zip(&self.baseline).filter(|(_, &b)| b > 0.0).map(|(a, b)| a / b).collect()
+    }
+
+    fn to_json(&self) -> Value {
+        let side = |v: &[f64]| {
+            let (lo, hi) = min_max(v);
+            json!({"median": median(v), "min": lo, "max": hi, "all": v})
+        };
+        let r = self.ratios();
+        let (lo, hi) = min_max(&r);
+        json!({"n": self.batchdb.len(), "batchdb": side(&self.batchdb), "baseline": side(&self.baseline),
+               "ratio": {"min": lo, "max": hi, "all": r}})
+    }
 }
 
 impl Row {
@@ -100,6 +146,31 @@ impl Row {
             target,
             notes: Vec::new(),
             extra: json!({}),
+            rounds: None,
+        }
+    }
+
+    /// Records the rounds of [`pair`]: each side's median becomes the row's figure.
+    pub fn set(&mut self, rounds: Rounds) {
+        self.batchdb = Some(median(&rounds.batchdb));
+        self.baseline = Some(median(&rounds.baseline));
+        self.rounds = Some(rounds);
+    }
+
+    /// The min–max of a side's rounds, when there was more than one: `" (lo–hi)"`.
+    fn range(&self, side: fn(&Rounds) -> Vec<f64>, digits: Option<usize>) -> String {
+        match &self.rounds {
+            Some(r) if r.batchdb.len() > 1 => {
+                let (lo, hi) = min_max(&side(r));
+                if !lo.is_finite() {
+                    return String::new();
+                }
+                match digits {
+                    Some(d) => format!(" ({lo:.d$}–{hi:.d$})"),
+                    None => format!(" ({}–{})", fmt_num(Some(lo)), fmt_num(Some(hi))),
+                }
+            }
+            _ => String::new(),
         }
     }
 
@@ -134,6 +205,7 @@ impl Row {
             "target_met": self.met(),
             "notes": self.notes,
             "extra": self.extra,
+            "rounds": self.rounds.as_ref().map(Rounds::to_json),
         })
     }
 }
@@ -181,14 +253,14 @@ impl Scratch {
     }
 }
 
-/// Runs `a` and `b` alternately `reps` times; returns the best of each.
-pub fn pair(reps: usize, mut a: impl FnMut() -> f64, mut b: impl FnMut() -> f64) -> (f64, f64) {
-    let (mut ba, mut bb) = (0f64, 0f64);
-    for _ in 0..reps {
-        ba = ba.max(a());
-        bb = bb.max(b());
+/// Runs `a` and `b` alternately `reps` times (interleaved rounds); returns every figure.
+pub fn pair(reps: usize, mut a: impl FnMut() -> f64, mut b: impl FnMut() -> f64) -> Rounds {
+    let mut r = Rounds { batchdb: Vec::new(), baseline: Vec::new() };
+    for _ in 0..reps.max(1) {
+        r.batchdb.push(a());
+        r.baseline.push(b());
     }
-    (ba, bb)
+    r
 }
 
 /// Calls `op(i)` until `slice` passes; returns operations per second.
@@ -255,7 +327,9 @@ fn fmt_num(x: Option<f64>) -> String {
 
 fn markdown(rows: &[Row]) -> String {
     let mut s = String::from(
-        "| id | workload | unit | batchdb | baseline | baseline is | ratio | target | met |\n\
+        "Figures from interleaved rounds are medians, with the rounds' min–max in brackets (for \
+         the ratio: the min–max of each round's own ratio); the ratio is that of the medians.\n\n\
+         | id | workload | unit | batchdb | baseline | baseline is | ratio | target | met |\n\
          |---|---|---|---:|---:|---|---:|---:|---|\n",
     );
     for r in rows {
@@ -266,14 +340,17 @@ fn markdown(rows: &[Row]) -> String {
         };
         let target = r.target.map(|t| format!("≥ {t}")).unwrap_or_else(|| "–".into());
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {}{} | {}{} | {} | {}{} | {} | {} |\n",
             r.id,
             r.workload,
             r.unit,
             fmt_num(r.batchdb),
+            r.range(|x| x.batchdb.clone(), None),
             fmt_num(r.baseline),
+            r.range(|x| x.baseline.clone(), None),
             r.baseline_name,
             r.ratio().map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into()),
+            r.range(Rounds::ratios, Some(2)),
             target,
             met
         );
@@ -301,6 +378,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--child") {
         std::process::exit(work::child(&args[2..]));
+    }
+    if args.get(1).map(String::as_str) == Some("--growth") {
+        std::process::exit(growth::run(&args[2..]));
     }
     let mut smoke = false;
     let mut out = PathBuf::from("benches/results/results.json");
@@ -361,12 +441,13 @@ fn main() {
     let mut curves = json!({});
     let log = |r: Row, rows: &mut Vec<Row>| {
         eprintln!(
-            "{:<6} {:<58} batchdb {:>12} baseline {:>12} ratio {:>6}  [{:.0} s]",
+            "{:<6} {:<58} batchdb {:>12} baseline {:>12} ratio {:>6}{}  [{:.0} s]",
             r.id,
             r.workload,
             fmt_num(r.batchdb),
             fmt_num(r.baseline),
             r.ratio().map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into()),
+            r.range(Rounds::ratios, Some(2)),
             started.elapsed().as_secs_f64()
         );
         rows.push(r);
@@ -381,8 +462,14 @@ fn main() {
     if want("P2") {
         log(work::p1_p2(&plan, &s, batchdb::Durability::Normal), &mut rows);
     }
+    if want("P2c") {
+        log(work::p2c(&plan, &s), &mut rows);
+    }
     if want("P3") {
         log(work::p3(&plan, &s), &mut rows);
+    }
+    if want("P3c") {
+        log(work::p3c(&plan, &s), &mut rows);
     }
     let mut p4_plain = None;
     if want("P4") {

@@ -167,9 +167,8 @@ mod imp {
         let srv = server(url);
         for (row, &w) in rows.iter_mut().zip(WORKERS.iter()) {
             let mut busy = 0;
-            let (a, b) = pair(plan.reps, || batchdb_side(plan, url, w, &mut busy), || raw_side(plan, url, w));
-            row.batchdb = Some(a);
-            row.baseline = Some(b);
+            let rounds = pair(plan.reps, || batchdb_side(plan, url, w, &mut busy), || raw_side(plan, url, w));
+            row.set(rounds);
             row.extra = json!({"server": srv, "queued": plan.pg_queue, "slice_s": plan.slice.as_secs_f64(),
                                "busy_surfaced": busy});
             row.notes.push(format!(

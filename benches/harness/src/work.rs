@@ -1,6 +1,6 @@
 //! The workloads, batchdb's side and the baseline's side of each.
 
-use crate::{baseline, pair, payload, timed, Peers, Plan, Row, Scratch};
+use crate::{baseline, median, pair, payload, timed, Peers, Plan, Rounds, Row, Scratch};
 use batchdb::{Db, Durability, Error, Options, PushOptions, RunOptions};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -66,14 +66,127 @@ pub fn p1_p2(plan: &Plan, s: &Scratch, d: Durability) -> Row {
         "1 single-row INSERT txn per job",
         Some(target),
     );
-    let (a, b) = pair(plan.reps, || batchdb_adds(plan, s, d), || raw_adds(plan, s, d));
-    row.batchdb = Some(a);
-    row.baseline = Some(b);
+    let rounds = pair(plan.reps, || batchdb_adds(plan, s, d), || raw_adds(plan, s, d));
+    row.set(rounds);
+    row
+}
+
+/// P2c, P3c (issue 22): batchdb against the content-addressed baseline in each of its layouts,
+/// interleaved (batchdb, layout 1, layout 2, batchdb, …); the row's baseline is the layout with
+/// the higher median, and the other layout's rounds go in `extra`.
+fn against_ca(
+    plan: &Plan,
+    row: &mut Row,
+    mut a: impl FnMut() -> f64,
+    mut b: impl FnMut(baseline::Ca) -> f64,
+) {
+    let mut ours = Vec::new();
+    let mut theirs: Vec<Vec<f64>> = vec![Vec::new(); baseline::Ca::ALL.len()];
+    for _ in 0..plan.reps.max(1) {
+        ours.push(a());
+        for (k, ca) in baseline::Ca::ALL.iter().enumerate() {
+            theirs[k].push(b(*ca));
+        }
+    }
+    let best =
+        (0..theirs.len()).max_by(|&x, &y| median(&theirs[x]).total_cmp(&median(&theirs[y]))).unwrap_or(0);
+    let layouts: Vec<Value> = baseline::Ca::ALL
+        .iter()
+        .zip(&theirs)
+        .map(|(ca, v)| json!({"layout": ca.name(), "median": median(v), "rounds": v}))
+        .collect();
+    row.baseline_name =
+        format!("raw SQL content-addressed enqueue, fastest layout: {}", baseline::Ca::ALL[best].name());
+    for (ca, v) in baseline::Ca::ALL.iter().zip(&theirs) {
+        row.notes.push(format!("layout {}: median {:.0} {}", ca.name(), median(v), row.unit));
+    }
+    row.extra = json!({"layouts": layouts});
+    row.set(Rounds { batchdb: ours, baseline: std::mem::take(&mut theirs[best]) });
+}
+
+fn raw_ca_adds(plan: &Plan, s: &Scratch, d: Durability, ca: baseline::Ca) -> f64 {
+    let path = s.db();
+    let c = baseline::open(&path, is_full(d));
+    ca.schema(&c);
+    let t = tag();
+    let rate = timed(plan.slice, |i| ca.add_one(&c, &payload(t, i)));
+    drop(c);
+    s.done(&path);
+    rate
+}
+
+/// P2c: P2's adds against a hand-written content-addressed enqueue (SHA-256 of the payload, a
+/// unique 32-byte key, the payload, an instance row), the same durability and payloads.
+pub fn p2c(plan: &Plan, s: &Scratch) -> Row {
+    let d = Durability::Normal;
+    let mut row = Row::new(
+        "P2c",
+        "add, small distinct payloads, durability normal, 1 thread, vs content-addressed SQL",
+        "jobs/s",
+        "",
+        Some(0.7),
+    );
+    against_ca(plan, &mut row, || batchdb_adds(plan, s, d), |ca| raw_ca_adds(plan, s, d, ca));
     row
 }
 
 // ---------------------------------------------------------------------------------------------
 // P3: batch add.
+
+/// P3's payloads: `batches` calls of 1,000, distinct.
+fn batches_of_1000(batches: usize) -> Vec<Vec<Vec<u8>>> {
+    let t = tag();
+    (0..batches).map(|b| (0..1000).map(|i| payload(t, (b * 1000 + i) as u64)).collect()).collect()
+}
+
+fn batchdb_batches(s: &Scratch, batches: usize) -> f64 {
+    let path = s.db();
+    let db = open(&path, Durability::Full);
+    let all = batches_of_1000(batches);
+    let start = Instant::now();
+    for b in &all {
+        db.add_batch(b).expect("add_batch");
+    }
+    let rate = (batches * 1000) as f64 / start.elapsed().as_secs_f64();
+    drop(db);
+    s.done(&path);
+    rate
+}
+
+/// P3c: P3's batches against the content-addressed enqueue, 1,000 per transaction, full.
+pub fn p3c(plan: &Plan, s: &Scratch) -> Row {
+    let mut row = Row::new(
+        "P3c",
+        &format!(
+            "add_batch, 1,000 small payloads per call, durability full ({} jobs), vs content-addressed SQL",
+            plan.batch_jobs
+        ),
+        "jobs/s",
+        "",
+        Some(0.7),
+    );
+    let batches = (plan.batch_jobs / 1000).max(1);
+    against_ca(
+        plan,
+        &mut row,
+        || batchdb_batches(s, batches),
+        |ca| {
+            let path = s.db();
+            let c = baseline::open(&path, true);
+            ca.schema(&c);
+            let all = batches_of_1000(batches);
+            let start = Instant::now();
+            for b in &all {
+                ca.add_many(&c, b);
+            }
+            let rate = (batches * 1000) as f64 / start.elapsed().as_secs_f64();
+            drop(c);
+            s.done(&path);
+            rate
+        },
+    );
+    row
+}
 
 pub fn p3(plan: &Plan, s: &Scratch) -> Row {
     let mut row = Row::new(
@@ -115,9 +228,8 @@ pub fn p3(plan: &Plan, s: &Scratch) -> Row {
         s.done(&path);
         rate
     };
-    let (x, y) = pair(plan.reps, a, b);
-    row.batchdb = Some(x);
-    row.baseline = Some(y);
+    let rounds = pair(plan.reps, a, b);
+    row.set(rounds);
     row
 }
 
@@ -221,7 +333,7 @@ pub fn p4(plan: &Plan, s: &Scratch, d: Durability, workers: usize) -> Row {
     );
     let mut busy_batchdb = 0;
     let mut busy_raw = 0;
-    let (a, b) = pair(
+    let rounds = pair(
         plan.reps,
         || {
             let path = s.db();
@@ -246,8 +358,7 @@ pub fn p4(plan: &Plan, s: &Scratch, d: Durability, workers: usize) -> Row {
             rate
         },
     );
-    row.batchdb = Some(a);
-    row.baseline = Some(b);
+    row.set(rounds);
     row.extra = json!({"busy_surfaced": busy_batchdb, "baseline_busy_retries": busy_raw,
                        "conditions_met": busy_batchdb == 0});
     row.notes.push(format!("BUSY surfaced by batchdb: {busy_batchdb}"));
@@ -266,7 +377,7 @@ pub fn p4q(plan: &Plan, s: &Scratch) -> Row {
     );
     let n = plan.queue / 2;
     let per = (n / 9).max(1);
-    let (a, b) = pair(
+    let rounds = pair(
         plan.reps,
         || {
             let path = s.db();
@@ -290,8 +401,7 @@ pub fn p4q(plan: &Plan, s: &Scratch) -> Row {
         },
         || rust_cycle(plan, s, Durability::Normal, per * 9),
     );
-    row.batchdb = Some(a);
-    row.baseline = Some(b);
+    row.set(rounds);
     row
 }
 
@@ -305,7 +415,7 @@ pub fn p4m(plan: &Plan, s: &Scratch, _p4_plain: Option<f64>) -> Row {
         Some(0.9),
     );
     let n = plan.queue / 2;
-    let (a, b) = pair(
+    let rounds = pair(
         plan.reps,
         || {
             let path = s.db();
@@ -334,8 +444,7 @@ pub fn p4m(plan: &Plan, s: &Scratch, _p4_plain: Option<f64>) -> Row {
         },
         || rust_cycle(plan, s, Durability::Normal, n),
     );
-    row.batchdb = Some(a);
-    row.baseline = Some(b);
+    row.set(rounds);
     row
 }
 
@@ -571,13 +680,12 @@ pub fn p6(plan: &Plan, s: &Scratch, peers: &Peers) -> Vec<Row> {
             match &p.command {
                 None => row.notes.push(format!("not measured: {}", p.missing)),
                 Some(command) => {
-                    let (a, b) = pair(
+                    let rounds = pair(
                         plan.reps,
                         || external_cycle(plan, s, d, p.lang, command),
                         || rust_cycle(plan, s, d, plan.queue),
                     );
-                    row.batchdb = Some(a);
-                    row.baseline = Some(b);
+                    row.set(rounds);
                     row.notes.push(format!(
                         "{} runs in a fresh process on a fresh fill of {} jobs, against an in-process Rust loop",
                         p.lang, plan.queue
@@ -787,7 +895,7 @@ pub fn p9(plan: &Plan, s: &Scratch, p1: Option<f64>) -> Row {
         Some(5.0),
     );
     let mut all_ok = true;
-    let (a, b) = pair(
+    let rounds = pair(
         plan.reps,
         || {
             let (r, ok) = threaded_adds(s, 8, plan.slice, Durability::Full);
@@ -796,8 +904,7 @@ pub fn p9(plan: &Plan, s: &Scratch, p1: Option<f64>) -> Row {
         },
         || threaded_adds(s, 1, plan.slice, Durability::Full).0,
     );
-    row.batchdb = Some(a);
-    row.baseline = Some(b);
+    row.set(rounds);
     row.extra = json!({"p1_batchdb_rate": p1, "reopened_counts_match": all_ok, "conditions_met": all_ok});
     row.notes.push(format!(
         "still durable: every add returns after its group's commit at synchronous=FULL; after reopening, \
@@ -896,9 +1003,8 @@ pub fn p11(plan: &Plan, s: &Scratch) -> Row {
         "the same jobs without dependencies (same run)",
         Some(0.7),
     );
-    let (a, b) = pair(plan.reps, || dag_run(s, n, true), || dag_run(s, n, false));
-    row.batchdb = Some(a);
-    row.baseline = Some(b);
+    let rounds = pair(plan.reps, || dag_run(s, n, true), || dag_run(s, n, false));
+    row.set(rounds);
     row
 }
 
@@ -917,7 +1023,7 @@ pub fn p12(plan: &Plan, s: &Scratch) -> Row {
     let job = db.claim().expect("claim").expect("one");
     job.complete().expect("complete");
     let memo = PushOptions { memo: true, ..Default::default() };
-    let (a, b) = pair(
+    let rounds = pair(
         plan.reps,
         || {
             timed(plan.slice, |_| {
@@ -933,8 +1039,7 @@ pub fn p12(plan: &Plan, s: &Scratch) -> Row {
     );
     drop(db);
     s.done(&path);
-    row.batchdb = Some(a);
-    row.baseline = Some(b);
+    row.set(rounds);
     row
 }
 
@@ -978,7 +1083,7 @@ pub fn p4ui(plan: &Plan, s: &Scratch, peers: &Peers) -> Row {
         row.notes.push("not measured: no --cli given".into());
         return row;
     };
-    let (a, b) = pair(
+    let rounds = pair(
         plan.reps,
         || {
             let path = s.db();
@@ -1014,7 +1119,6 @@ pub fn p4ui(plan: &Plan, s: &Scratch, peers: &Peers) -> Row {
             rate
         },
     );
-    row.batchdb = Some(a);
-    row.baseline = Some(b);
+    row.set(rounds);
     row
 }

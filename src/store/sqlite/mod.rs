@@ -169,18 +169,17 @@ fn insert_small(c: &Connection, b: &Finished, job: bool, id: BlobId) -> Result<b
     Ok(n == 1)
 }
 
-/// Takes `n` new blob ids; returns the first.
+/// Takes `n` new blob ids; returns the first. In the caller's write transaction, so nothing
+/// moves the counter between the update and the read.
 fn next_blob(c: &Connection, n: i64) -> Result<BlobId> {
-    c.prepare_cached(NEXT_BLOB).sql()?.query_row([n], |r| r.get::<_, i64>(0)).sql().map(|last| last - n + 1)
+    c.prepare_cached(NEXT_BLOB).sql()?.execute([n]).sql()?;
+    c.prepare_cached(LAST_BLOB).sql()?.query_row([], |r| r.get::<_, i64>(0)).sql().map(|last| last - n + 1)
 }
 
-/// Takes `n` consecutive `created` values; returns the first.
+/// Takes `n` consecutive `created` values; returns the first (as [`next_blob`]).
 fn next_created(c: &Connection, n: i64) -> Result<i64> {
-    c.prepare_cached(NEXT_CREATED)
-        .sql()?
-        .query_row([now_ms(), n], |r| r.get::<_, i64>(0))
-        .sql()
-        .map(|last| last - n + 1)
+    c.prepare_cached(NEXT_CREATED).sql()?.execute(params![now_ms(), n]).sql()?;
+    c.prepare_cached(LAST_CREATED).sql()?.query_row([], |r| r.get::<_, i64>(0)).sql().map(|last| last - n + 1)
 }
 
 /// The id of queue `name`, its row created when missing.
@@ -784,12 +783,16 @@ impl Store for Sqlite {
             drop(stmt);
             let taken: Option<(i64, BlobId, i64, i64)> = match best_candidate(cands, order) {
                 None => None,
-                Some(best) => c
-                    .prepare_cached(TAKE)
-                    .sql()?
-                    .query_row([now, lease_ms, best], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                    .optional()
-                    .sql()?,
+                // In this write transaction: the row read back is the one the update took.
+                Some(best) if c.prepare_cached(TAKE).sql()?.execute([now, lease_ms, best]).sql()? == 1 => {
+                    Some(
+                        c.prepare_cached(TAKEN)
+                            .sql()?
+                            .query_row([best], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                            .sql()?,
+                    )
+                }
+                Some(_) => None,
             };
             let claimed = match taken {
                 Some((created, job, attempt, deps)) => {

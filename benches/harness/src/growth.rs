@@ -1,0 +1,258 @@
+//! Cost growth (issue 22, item 3): how each operation's rate changes with the size of the
+//! database. Not part of the full run nor of CI (building a database of a million jobs takes
+//! minutes):
+//!
+//!   batchdb-bench --growth 10000,1000000 [--scratch DIR] [--out FILE.json] [--slice SECONDS]
+//!
+//! For each size N: a fresh file (durability normal) gets N small jobs with `add_batch`, 1,000
+//! a call, and every one is claimed and completed with a small distinct output (so the file
+//! holds N jobs, N results and 2N blobs); its bytes on disk per job are set against a raw
+//! SQL file holding the same (a content-addressed `WITHOUT ROWID` blob table for the payloads
+//! and a result table with the outputs inline). Then, on the same file, each operation runs
+//! for one slice: `add`, claim+complete (after 5,000 more jobs are queued), the first page of
+//! 100 results, `get` of a small blob (random jobs' payloads), `stats`, and a `gc` that finds
+//! nothing to remove. The files go in the scratch folder (outside git) and are removed after.
+
+use crate::baseline;
+use crate::payload;
+use batchdb::{Db, Durability, Hash, Options};
+use rusqlite::params;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn usage() -> ! {
+    eprintln!("usage: batchdb-bench --growth N,N,... [--scratch DIR] [--out FILE.json] [--slice SECONDS]");
+    std::process::exit(2)
+}
+
+/// Bytes of the database file and its WAL.
+fn disk_bytes(path: &Path) -> u64 {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    [path.to_path_buf(), PathBuf::from(wal)]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+fn output(i: u64) -> Vec<u8> {
+    format!("result of job number {i:010}").into_bytes()
+}
+
+/// Calls `op` until `slice` passes (at least 3 times); returns calls per second.
+fn rate(slice: Duration, mut op: impl FnMut(u64)) -> f64 {
+    let t = Instant::now();
+    let mut i = 0;
+    while t.elapsed() < slice || i < 3 {
+        op(i);
+        i += 1;
+    }
+    i as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Claims, reads and completes with a small output; false when nothing was ready.
+fn cycle(db: &Db, i: u64, buf: &mut Vec<u8>) -> bool {
+    let Some(mut job) = db.claim().expect("claim") else { return false };
+    buf.clear();
+    job.read_to_end(buf).expect("read payload");
+    job.io().1.write_all(&output(i)).expect("write output");
+    job.complete().expect("complete");
+    true
+}
+
+fn open(path: &Path) -> Db {
+    Db::open(path, Options { durability: Durability::Normal, ..Default::default() }).expect("open batchdb")
+}
+
+/// The raw file of the same content: payloads under their SHA-256, results inline.
+fn raw_bytes(path: &Path, n: u64, tag: u64) -> u64 {
+    let c = baseline::open(path, false);
+    c.execute_batch(
+        "CREATE TABLE blob (hash BLOB PRIMARY KEY, payload BLOB NOT NULL) WITHOUT ROWID;
+         CREATE TABLE result (id INTEGER PRIMARY KEY, hash BLOB NOT NULL, output BLOB NOT NULL);",
+    )
+    .expect("schema");
+    let mut i = 0;
+    while i < n {
+        c.execute_batch("BEGIN").expect("begin");
+        for j in i..(i + 1000).min(n) {
+            let p = payload(tag, j);
+            let h: [u8; 32] = Sha256::digest(&p).into();
+            c.prepare_cached("INSERT INTO blob (hash, payload) VALUES (?1, ?2)")
+                .unwrap()
+                .execute(params![&h[..], p])
+                .expect("blob");
+            c.prepare_cached("INSERT INTO result (hash, output) VALUES (?1, ?2)")
+                .unwrap()
+                .execute(params![&h[..], output(j)])
+                .expect("result");
+        }
+        c.execute_batch("COMMIT").expect("commit");
+        i += 1000;
+    }
+    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).expect("checkpoint");
+    drop(c);
+    disk_bytes(path)
+}
+
+fn one_size(n: u64, scratch: &Path, slice: Duration) -> Value {
+    let dir = scratch.join(format!("growth-{n}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let path = dir.join("batchdb.db");
+    let tag = crate::work::tag();
+    let started = Instant::now();
+    // A sample of the stored payloads' keys, spread over the whole file, for `get`.
+    let mut keys: Vec<Hash> = Vec::new();
+    {
+        let db = open(&path);
+        let mut i = 0;
+        while i < n {
+            let batch: Vec<Vec<u8>> = (i..(i + 1000).min(n)).map(|j| payload(tag, j)).collect();
+            let added = db.add_batch(&batch).expect("add_batch");
+            keys.extend(added.iter().step_by(((n / 10_000).max(1) as usize).min(1000)).map(|(k, _)| *k));
+            i += 1000;
+        }
+        let filled = started.elapsed().as_secs_f64();
+        let mut buf = Vec::new();
+        let mut k = 0;
+        while cycle(&db, k, &mut buf) {
+            k += 1;
+        }
+        assert_eq!(k, n, "every job completed");
+        eprintln!(
+            "growth {n}: {n} jobs added in {filled:.0} s, completed in {:.0} s",
+            started.elapsed().as_secs_f64() - filled
+        );
+    }
+    let built = started.elapsed().as_secs_f64();
+    // Reopen and close once more: the WAL is checkpointed and truncated on the last close.
+    drop(open(&path));
+    let bytes = disk_bytes(&path);
+    let raw_path = dir.join("raw.db");
+    let raw = raw_bytes(&raw_path, n, tag);
+    let _ = std::fs::remove_file(&raw_path);
+
+    let db = open(&path);
+    let mut rates = serde_json::Map::new();
+    let mut put = |name: &str, r: f64| {
+        eprintln!("growth {n}: {name:<28} {r:>10.0} /s");
+        rates.insert(name.into(), json!(r));
+    };
+    put("list page (100 results)", rate(slice, |_| assert_eq!(db.results().take(100).count(), 100)));
+    let mut buf = Vec::new();
+    let mut pick = 0x9e37_79b9_7f4a_7c15u64;
+    put(
+        "get small blob",
+        rate(slice, |_| {
+            // A random sampled key (xorshift), so that the reads land all over the file.
+            pick ^= pick << 13;
+            pick ^= pick >> 7;
+            pick ^= pick << 17;
+            let key = &keys[(pick % keys.len() as u64) as usize];
+            buf.clear();
+            db.get(key).expect("get").read_to_end(&mut buf).expect("read");
+        }),
+    );
+    put("stats", rate(slice, |_| drop(std::hint::black_box(db.stats().expect("stats")))));
+    put("gc (nothing to remove)", rate(slice, |_| assert_eq!(db.gc().expect("gc").blobs_removed, 0)));
+    let t2 = crate::work::tag();
+    put(
+        "add",
+        rate(slice, |i| {
+            std::hint::black_box(db.add(&payload(t2, i)[..]).expect("add"));
+        }),
+    );
+    let t3 = crate::work::tag();
+    let more: Vec<Vec<u8>> = (0..5_000).map(|j| payload(t3, j)).collect();
+    for b in more.chunks(1000) {
+        db.add_batch(b).expect("queue more");
+    }
+    put(
+        "claim+complete",
+        rate(slice, |i| {
+            assert!(cycle(&db, n + i, &mut buf), "the queue ran dry");
+        }),
+    );
+    drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
+    json!({
+        "jobs": n,
+        "build_seconds": built,
+        "bytes": bytes,
+        "bytes_per_job": bytes as f64 / n as f64,
+        "raw_bytes": raw,
+        "raw_bytes_per_job": raw as f64 / n as f64,
+        "rates_per_s": rates,
+    })
+}
+
+pub fn run(args: &[String]) -> i32 {
+    let mut sizes: Vec<u64> = Vec::new();
+    let mut scratch = std::env::temp_dir().join("batchdb-growth");
+    let mut out = PathBuf::from("benches/results/growth.json");
+    let mut slice = Duration::from_millis(1500);
+    let mut it = args.iter();
+    let Some(list) = it.next() else { usage() };
+    for s in list.split(',') {
+        sizes.push(s.trim().replace('_', "").parse().unwrap_or_else(|_| usage()));
+    }
+    while let Some(a) = it.next() {
+        let val = it.next().cloned().unwrap_or_else(|| usage());
+        match a.as_str() {
+            "--scratch" => scratch = val.into(),
+            "--out" => out = val.into(),
+            "--slice" => slice = Duration::from_secs_f64(val.parse().unwrap_or_else(|_| usage())),
+            _ => usage(),
+        }
+    }
+    std::fs::create_dir_all(&scratch).expect("scratch dir");
+    let results: Vec<Value> = sizes.iter().map(|&n| one_size(n, &scratch, slice)).collect();
+    let doc = json!({
+        "date": crate::date(),
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "machine": crate::machine(),
+        "slice_s": slice.as_secs_f64(),
+        "sizes": results,
+    });
+    if let Some(d) = out.parent() {
+        std::fs::create_dir_all(d).expect("out dir");
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&doc).expect("json") + "\n").expect("write");
+    // The table: one column per size.
+    let mut md = String::from("| operation |");
+    for r in &results {
+        md += &format!(" {} jobs |", r["jobs"]);
+    }
+    md += "\n|---|";
+    md += &"---:|".repeat(results.len());
+    md += "\n";
+    let names: Vec<String> = results
+        .first()
+        .and_then(|r| r["rates_per_s"].as_object())
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    for name in &names {
+        md += &format!("| {name} (/s) |");
+        for r in &results {
+            md += &format!(" {:.0} |", r["rates_per_s"][name].as_f64().unwrap_or(f64::NAN));
+        }
+        md += "\n";
+    }
+    md += "| bytes on disk per job (batchdb / raw) |";
+    for r in &results {
+        md += &format!(
+            " {:.0} / {:.0} |",
+            r["bytes_per_job"].as_f64().unwrap_or(0.0),
+            r["raw_bytes_per_job"].as_f64().unwrap_or(0.0)
+        );
+    }
+    md += "\n";
+    std::fs::write(out.with_extension("md"), &md).expect("write table");
+    println!("{md}");
+    0
+}
