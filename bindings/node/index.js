@@ -15,6 +15,9 @@ const IDLE_SLICE_MS = 250;
 const OUTPUT_HIGH_WATER = 16;
 // Output bytes gathered before they are written to the job (fewer calls into C).
 const OUTPUT_FLUSH = 64 * 1024;
+// A run worker claims the next instance while the runner works only after a job that took
+// less than this (ms): see #runLoop.
+const AHEAD_MS = 5;
 const noop = () => {};
 
 // Calls `cb(err, ...values)` outside the promise chain when given, else returns the promise.
@@ -676,17 +679,29 @@ class Compute extends EventEmitter {
     // untilEmpty ends by itself, so its waits may hold the event loop like keepAlive's.
     const hold = untilEmpty || keepAlive;
     const worker = async () => {
-      // A job's complete also claims the next one (one call into C per small job): that job is
-      // carried into the next turn of the loop. (Not with queues: that chained claim serves
-      // every queue.)
-      let carry = null;
+      // The calls into C overlap the runner. A job's complete also claims the next instance
+      // (one call into C per small job), and while the runners' jobs are short that call runs
+      // on koffi's thread pool while the runner works on the instance the call before it
+      // claimed: a small job costs about the longer of the two, not their sum. `ready` is a
+      // claimed instance not started yet; `inflight` the one call of this worker in flight (a
+      // complete, or the claim that starts the overlap), resolving to the instance it claimed
+      // or null, never rejecting. An instance claimed ahead waits for the job before it, so
+      // only a job that took under AHEAD_MS claims ahead; after a longer one the next claim
+      // is made when the worker is free, as without the overlap (a claimed instance cannot be
+      // given back for free: a release counts as an attempt). With queues a complete claims
+      // nothing (batchdb_job_complete_claim serves every queue), so nothing overlaps there.
+      let ready = null;
+      let inflight = null;
+      let quick = false; // the last job took under AHEAD_MS
       try {
         while (!this.#stopping) {
-          let job = carry;
-          carry = null;
-          if (!job) {
+          if (!ready && inflight) {
+            ready = await inflight;
+            inflight = null;
+          }
+          if (!ready) {
             try {
-              job = queues ? await db.claimFrom(queues) : await db.claim();
+              ready = queues ? await db.claimFrom(queues) : await db.claim();
             } catch (err) {
               if (err.code === 'BATCHDB_ERR_BUSY') {
                 await this.#waitForWork(db, hold, queues);
@@ -696,20 +711,36 @@ class Compute extends EventEmitter {
               throw err;
             }
           }
-          if (this.#stopping) {
-            if (job) await job.release();
-            return;
-          }
-          if (job) {
-            carry = await this.#drive(job, db, queues);
+          if (this.#stopping) break;
+          if (!ready) {
+            if (untilEmpty && (await this.#idle(db, queues))) return;
+            if (this.#stopping) break;
+            await this.#waitForWork(db, hold, queues);
             continue;
           }
-          if (untilEmpty && (await this.#idle(db, queues))) return;
-          if (this.#stopping) break;
-          await this.#waitForWork(db, hold, queues);
+          const job = ready;
+          ready = null;
+          if (quick && !inflight && !queues) inflight = this.#prefetch(db);
+          const t0 = performance.now();
+          const tail = await this.#drive(job);
+          quick = performance.now() - t0 < AHEAD_MS;
+          if (tail === null) continue; // failed or given back: already recorded
+          if (inflight) {
+            ready = await inflight;
+            inflight = null;
+          }
+          // Claims the next instance in the same call unless one is claimed already and this
+          // job was a long one.
+          inflight = this.#complete(db, job, tail, queues || (ready !== null && !quick));
         }
       } finally {
-        if (carry) await carry.release().catch(noop);
+        // Whatever is still in flight finishes (its result event included); what it claimed,
+        // and a claimed instance not started, go back to pending.
+        if (inflight) {
+          const next = await inflight;
+          if (next) await next.release().catch(noop);
+        }
+        if (ready) await ready.release().catch(noop);
       }
     };
     await Promise.all(Array.from({ length: this.#workers }, worker));
@@ -790,9 +821,35 @@ class Compute extends EventEmitter {
     return Object.freeze({ key, created, after, progress });
   }
 
-  // Runs one claimed instance through the runner's stream. Resolves to the next instance when
-  // its complete claimed one, else null.
-  async #drive(job, db, queues) {
+  // The claim that starts the overlap: the instance after the one about to run, or null. Its
+  // errors are not reported here: the loop's own claim meets them again.
+  #prefetch(db) {
+    return db.claim().catch(() => null);
+  }
+
+  // Completes `job` with its output's last bytes (`tail`) and, unless `only`, claims the next
+  // instance (from every queue) in the same call; emits result. Resolves to the claimed
+  // instance or null; never rejects (a complete that fails, e.g. on a lost lease, is an
+  // 'error' event).
+  async #complete(db, job, tail, only) {
+    const { key, created } = job;
+    let hash;
+    let next = null;
+    try {
+      if (only) hash = await job.complete(tail);
+      else ({ hash, next } = await db.completeClaim(job, tail));
+    } catch (err) {
+      if (this.listenerCount('error')) this.emit('error', err instanceof Error ? err : new Error(String(err)));
+      return null;
+    }
+    this.emit('result', key, hash, created);
+    return next;
+  }
+
+  // Runs one claimed instance through the runner's stream. Resolves to the output's last bytes
+  // (for #complete), or null when the instance failed (its fail row and event are recorded
+  // here) or was given back (close).
+  async #drive(job) {
     const { key, created } = job;
     let stream = null;
     const ctl = {
@@ -808,8 +865,6 @@ class Compute extends EventEmitter {
     this.#jobs.add(ctl);
     try {
       this.emit('start', key, created);
-      let hash;
-      let next = null;
       try {
         let ret;
         try {
@@ -830,8 +885,7 @@ class Compute extends EventEmitter {
           throw e;
         }
         if (ctl.aborted) throw new Error('batchdb: closed while the job ran');
-        if (queues) hash = await job.complete(tail);
-        else ({ hash, next } = await db.completeClaim(job, tail));
+        return tail;
       } catch (err) {
         if (ctl.aborted) {
           await job.release().catch(noop);
@@ -839,7 +893,7 @@ class Compute extends EventEmitter {
         }
         const fail = err instanceof Error ? err : new Error(String(err));
         if (job.closed) {
-          // complete itself failed (e.g. the lease was lost): nothing more to record here.
+          // a write into the job consumed it (e.g. the lease was lost): nothing more to record.
           if (this.listenerCount('error')) this.emit('error', fail);
           return null;
         }
@@ -854,8 +908,6 @@ class Compute extends EventEmitter {
         this.emit('fail', fail);
         return null;
       }
-      this.emit('result', key, hash, created);
-      return next;
     } finally {
       this.#jobs.delete(ctl);
     }

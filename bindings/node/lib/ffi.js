@@ -402,6 +402,21 @@ function upstreams(ptr) {
 // Payload bytes a claim reads along with the job.
 const CLAIM_HEAD = 16 * 1024;
 
+// The claims' buffers of CLAIM_HEAD bytes, kept for reuse: a fresh one per claim cost an
+// allocation of fresh pages per job. A buffer is taken for one call into C and given back when
+// it returns; the payload's bytes are copied out of it (copyHead), so nothing handed to the
+// runner aliases it.
+const heads = [];
+function takeHead() {
+  return heads.length ? heads.pop() : Buffer.allocUnsafeSlow(CLAIM_HEAD);
+}
+function giveHead(buf) {
+  if (heads.length < 8) heads.push(buf);
+}
+function copyHead(buf, n) {
+  return n ? Buffer.from(buf.subarray(0, n)) : Buffer.alloc(0);
+}
+
 const ORDERS = { newest: 0, oldest: 1 };
 const DURABILITIES = { full: 0, normal: 1 };
 
@@ -701,12 +716,16 @@ class Database {
   async claim(headCap = CLAIM_HEAD) {
     this.#prune();
     const out = [null];
-    const buf = Buffer.allocUnsafe(headCap);
+    const buf = headCap === CLAIM_HEAD ? takeHead() : Buffer.allocUnsafe(headCap);
     const n = Buffer.alloc(8);
-    const rc = await this.#call((db) => status('claim', C.claimRead, [db, buf, headCap, n, out], true));
-    if (rc === DONE) return null;
-    const got = u64(n);
-    return this.#child(new Job(out[0], buf.subarray(0, got), got < headCap));
+    try {
+      const rc = await this.#call((db) => status('claim', C.claimRead, [db, buf, headCap, n, out], true));
+      if (rc === DONE) return null;
+      const got = u64(n);
+      return this.#child(new Job(out[0], copyHead(buf, got), got < headCap));
+    } finally {
+      if (headCap === CLAIM_HEAD) giveHead(buf);
+    }
   }
 
   // claim() from the named queues only (null: every queue), with the payload's start read in
@@ -729,17 +748,21 @@ class Database {
   async completeClaim(job, tail) {
     this.#prune();
     const hash = Buffer.alloc(65);
-    const buf = Buffer.allocUnsafe(CLAIM_HEAD);
+    const buf = takeHead();
     const n = Buffer.alloc(8);
     const out = [null];
     const data = tail && tail.length ? tail : null;
-    await this.#call((db) =>
-      job._use((j) => status('complete', C.jobCompleteClaim, [db, j, data, data ? data.length : 0, hash, buf, CLAIM_HEAD, n, out]), true),
-    );
     let next = null;
-    if (out[0]) {
-      const got = u64(n);
-      next = this.#child(new Job(out[0], buf.subarray(0, got), got < CLAIM_HEAD));
+    try {
+      await this.#call((db) =>
+        job._use((j) => status('complete', C.jobCompleteClaim, [db, j, data, data ? data.length : 0, hash, buf, CLAIM_HEAD, n, out]), true),
+      );
+      if (out[0]) {
+        const got = u64(n);
+        next = this.#child(new Job(out[0], copyHead(buf, got), got < CLAIM_HEAD));
+      }
+    } finally {
+      giveHead(buf);
     }
     return { hash: hex(hash), next };
   }
