@@ -15,9 +15,10 @@ const IDLE_SLICE_MS = 250;
 const OUTPUT_HIGH_WATER = 16;
 // Output bytes gathered before they are written to the job (fewer calls into C).
 const OUTPUT_FLUSH = 64 * 1024;
-// A run worker claims the next instance while the runner works only after a job that took
-// less than this (ms): see #runLoop.
+// A run worker claims ahead of the runner about this much work (ms), judged by its last job,
+// and at most MANY_AHEAD instances: see #runLoop.
 const AHEAD_MS = 5;
+const MANY_AHEAD = ffi.MANY_HEADS;
 const noop = () => {};
 
 // Calls `cb(err, ...values)` outside the promise chain when given, else returns the promise.
@@ -679,29 +680,50 @@ class Compute extends EventEmitter {
     // untilEmpty ends by itself, so its waits may hold the event loop like keepAlive's.
     const hold = untilEmpty || keepAlive;
     const worker = async () => {
-      // The calls into C overlap the runner. A job's complete also claims the next instance
-      // (one call into C per small job), and while the runners' jobs are short that call runs
-      // on koffi's thread pool while the runner works on the instance the call before it
-      // claimed: a small job costs about the longer of the two, not their sum. `ready` is a
-      // claimed instance not started yet; `inflight` the one call of this worker in flight (a
-      // complete, or the claim that starts the overlap), resolving to the instance it claimed
-      // or null, never rejecting. An instance claimed ahead waits for the job before it, so
-      // only a job that took under AHEAD_MS claims ahead; after a longer one the next claim
-      // is made when the worker is free, as without the overlap (a claimed instance cannot be
-      // given back for free: a release counts as an attempt). With queues a complete claims
-      // nothing (batchdb_job_complete_claim serves every queue), so nothing overlaps there.
-      let ready = null;
+      // The calls into C overlap the runner, and one call serves several jobs. The jobs the
+      // runner finished (`done`) are completed, and the next instances claimed, in one call
+      // (batchdb_jobs_complete_claim) that runs on koffi's thread pool while the runner works
+      // on instances an earlier call claimed (`ready`). While that call runs, finished jobs
+      // gather for the next one, so the slower the calls, the more jobs each serves. `inflight`
+      // is the one call of this worker in flight; it never rejects. An instance claimed ahead
+      // waits for the jobs before it, and it cannot be given back for free (a release counts as
+      // an attempt), so a worker claims ahead only about AHEAD_MS of work, judged by its last
+      // job; after a job as long as that, the next claim is made when the worker is free, as
+      // without the overlap. With queues, that call only completes (it claims from every
+      // queue), and claims are made apart.
+      const ready = [];
+      let done = [];
       let inflight = null;
-      let quick = false; // the last job took under AHEAD_MS
+      let lastMs = Infinity; // the last job's time: nothing is claimed ahead before one ran
+      const ahead = () =>
+        queues || this.#stopping ? 0 : Math.min(MANY_AHEAD, Math.floor(AHEAD_MS / Math.max(lastMs, 0.01)));
+      // One call: completes `done` and claims up to `want`; what it claims joins `ready`.
+      const cross = (want) => {
+        const finished = done;
+        done = [];
+        const p = this.#cycle(db, finished, want).then((jobs) => {
+          for (const j of jobs) ready.push(j);
+          if (inflight === p) inflight = null;
+        });
+        inflight = p;
+        return p;
+      };
       try {
-        while (!this.#stopping) {
-          if (!ready && inflight) {
-            ready = await inflight;
-            inflight = null;
-          }
-          if (!ready) {
+        // After stop() the instances already claimed ahead still run (a release would cost
+        // each an attempt); after close() they go back to pending.
+        while (!this.#stopping || (ready.length && !this.#closing)) {
+          if (!ready.length) {
+            if (inflight) {
+              await inflight;
+              continue;
+            }
+            if (done.length) {
+              await cross(queues || this.#stopping ? 0 : Math.max(1, ahead()));
+              continue;
+            }
+            let job;
             try {
-              ready = queues ? await db.claimFrom(queues) : await db.claim();
+              job = queues ? await db.claimFrom(queues) : await db.claim();
             } catch (err) {
               if (err.code === 'BATCHDB_ERR_BUSY') {
                 await this.#waitForWork(db, hold, queues);
@@ -710,37 +732,34 @@ class Compute extends EventEmitter {
               if (this.#stopping) return;
               throw err;
             }
-          }
-          if (this.#stopping) break;
-          if (!ready) {
-            if (untilEmpty && (await this.#idle(db, queues))) return;
+            if (job) ready.push(job);
             if (this.#stopping) break;
-            await this.#waitForWork(db, hold, queues);
+            if (!job) {
+              if (untilEmpty && (await this.#idle(db, queues))) return;
+              if (this.#stopping) break;
+              await this.#waitForWork(db, hold, queues);
+            }
             continue;
           }
-          const job = ready;
-          ready = null;
-          if (quick && !inflight && !queues) inflight = this.#prefetch(db);
+          const job = ready.shift();
+          if (!inflight && (done.length || ready.length < ahead())) cross(Math.max(0, ahead() - ready.length));
           const t0 = performance.now();
           const tail = await this.#drive(job);
-          quick = performance.now() - t0 < AHEAD_MS;
-          if (tail === null) continue; // failed or given back: already recorded
-          if (inflight) {
-            ready = await inflight;
-            inflight = null;
+          lastMs = performance.now() - t0;
+          if (tail !== null) done.push([job, tail]); // else failed or given back: recorded
+          if (!inflight && done.length) {
+            // Claims what the worker will need: ahead when jobs are short, else only the next
+            // one when none is claimed yet.
+            const want = ahead();
+            cross(Math.max(want - ready.length, !queues && !ready.length && !this.#stopping ? 1 : 0));
           }
-          // Claims the next instance in the same call unless one is claimed already and this
-          // job was a long one.
-          inflight = this.#complete(db, job, tail, queues || (ready !== null && !quick));
         }
       } finally {
-        // Whatever is still in flight finishes (its result event included); what it claimed,
-        // and a claimed instance not started, go back to pending.
-        if (inflight) {
-          const next = await inflight;
-          if (next) await next.release().catch(noop);
-        }
-        if (ready) await ready.release().catch(noop);
+        // Calls in flight finish, and jobs the runner finished are completed (their result
+        // events included); claimed instances not started go back to pending.
+        while (inflight) await inflight;
+        if (done.length) await cross(0);
+        for (const j of ready) await j.release().catch(noop);
       }
     };
     await Promise.all(Array.from({ length: this.#workers }, worker));
@@ -821,29 +840,26 @@ class Compute extends EventEmitter {
     return Object.freeze({ key, created, after, progress });
   }
 
-  // The claim that starts the overlap: the instance after the one about to run, or null. Its
-  // errors are not reported here: the loop's own claim meets them again.
-  #prefetch(db) {
-    return db.claim().catch(() => null);
-  }
-
-  // Completes `job` with its output's last bytes (`tail`) and, unless `only`, claims the next
-  // instance (from every queue) in the same call; emits result. Resolves to the claimed
-  // instance or null; never rejects (a complete that fails, e.g. on a lost lease, is an
-  // 'error' event).
-  async #complete(db, job, tail, only) {
-    const { key, created } = job;
-    let hash;
-    let next = null;
+  // One call into C for a run worker: completes `finished` ([job, tail] pairs) and claims up
+  // to `want` instances; emits result (or error, for a complete that failed, e.g. on a lost
+  // lease) per finished job, in order. Resolves to the claimed Jobs; never rejects.
+  async #cycle(db, finished, want) {
+    let r;
     try {
-      if (only) hash = await job.complete(tail);
-      else ({ hash, next } = await db.completeClaim(job, tail));
+      r = await db.completeClaimMany(finished, want);
     } catch (err) {
-      if (this.listenerCount('error')) this.emit('error', err instanceof Error ? err : new Error(String(err)));
-      return null;
+      if (this.listenerCount('error')) this.emit('error', err);
+      return [];
     }
-    this.emit('result', key, hash, created);
-    return next;
+    for (let i = 0; i < finished.length; i++) {
+      const job = finished[i][0];
+      if (r.errors[i]) {
+        if (this.listenerCount('error')) this.emit('error', r.errors[i]);
+      } else {
+        this.emit('result', job.key, r.hashes[i], job.created);
+      }
+    }
+    return r.jobs;
   }
 
   // Runs one claimed instance through the runner's stream. Resolves to the output's last bytes
