@@ -1137,6 +1137,49 @@ int32_t batchdb_job_complete_claim(struct batchdb *db,
                                    struct batchdb_error *err);
 
 /**
+ * Many `batchdb_job_complete_with`s, then up to `want` `batchdb_claim_read`s, in one call: a
+ * worker loop in a binding that crosses into C at a cost (Node's koffi, through a thread pool)
+ * completes the small jobs it finished while the previous call ran and takes the next ones in
+ * a single crossing.
+ *
+ * Completes: `done[i]` (`done_len` job handles, each given once) with the `lens[i]` bytes that
+ * follow the previous ones in `data` (the outputs' last bytes, one after the other; `data` may
+ * be NULL when they add up to 0), one transaction each, in that order. Every handle is
+ * consumed as by `batchdb_job_complete_with`, also when its complete fails; its status goes to
+ * `status_out[i]` (`BATCHDB_OK`, or what `batchdb_job_complete_with` returns, e.g.
+ * `BATCHDB_ERR_STALE` when this worker lost the lease; `BATCHDB_ERR_MISUSE`, changing nothing,
+ * for a job lent to a `batchdb_run` callback) and, on success, its output's hash to
+ * `hashes_out + 65 * i` (64 hex characters and a NUL; `hashes_out` may be NULL).
+ *
+ * Claims, after the completes: one at a time, in the processing order, until `want` are
+ * claimed or one finds nothing (or fails, which the caller sees again on its next claim).
+ * Their count goes to `*claimed_out`; claim `k` (from 0) goes to `jobs_out[k]` (owned, as from
+ * `batchdb_claim`; the unused entries are set to NULL), the start of its payload to
+ * `buf + k * cap` (`n_out[k]` bytes, as from `batchdb_claim_read`: fewer than `cap` means the
+ * whole payload). With `want` 0, `buf`, `n_out` and `jobs_out` may be NULL.
+ *
+ * Returns `BATCHDB_OK` once the arguments are valid (the completes' outcomes are in
+ * `status_out`); `BATCHDB_ERR_INVALID`, consuming and changing nothing, for a NULL `db` or
+ * `claimed_out`, a NULL `done`/`lens`/`status_out` with `done_len` > 0, NULL `data` with bytes
+ * to take from it, a NULL `buf`/`n_out`/`jobs_out` or a `cap` of 0 with `want` > 0, or sizes
+ * that overflow. Thread-safe like `batchdb_claim`; each job is used by this thread only.
+ */
+int32_t batchdb_jobs_complete_claim(struct batchdb *db,
+                                    struct batchdb_job *const *done,
+                                    size_t done_len,
+                                    const uint8_t *data,
+                                    const size_t *lens,
+                                    char *hashes_out,
+                                    int32_t *status_out,
+                                    size_t want,
+                                    uint8_t *buf,
+                                    size_t cap,
+                                    size_t *n_out,
+                                    struct batchdb_job **jobs_out,
+                                    size_t *claimed_out,
+                                    struct batchdb_error *err);
+
+/**
  * Fails the instance with `message` (NUL-terminated; invalid UTF-8 is replaced): a fail row
  * and event fail, or, with `retry_errors` and attempts left, back to pending after a backoff.
  *

@@ -15,6 +15,10 @@ const IDLE_SLICE_MS = 250;
 const OUTPUT_HIGH_WATER = 16;
 // Output bytes gathered before they are written to the job (fewer calls into C).
 const OUTPUT_FLUSH = 64 * 1024;
+// A run worker claims ahead of the runner about this much work (ms), judged by its last job,
+// and at most MANY_AHEAD instances: see #runLoop.
+const AHEAD_MS = 5;
+const MANY_AHEAD = ffi.MANY_HEADS;
 const noop = () => {};
 
 // Calls `cb(err, ...values)` outside the promise chain when given, else returns the promise.
@@ -676,15 +680,48 @@ class Compute extends EventEmitter {
     // untilEmpty ends by itself, so its waits may hold the event loop like keepAlive's.
     const hold = untilEmpty || keepAlive;
     const worker = async () => {
-      // A job's complete also claims the next one (one call into C per small job): that job is
-      // carried into the next turn of the loop. (Not with queues: that chained claim serves
-      // every queue.)
-      let carry = null;
+      // The calls into C overlap the runner, and one call serves several jobs. The jobs the
+      // runner finished (`done`) are completed, and the next instances claimed, in one call
+      // (batchdb_jobs_complete_claim) that runs on koffi's thread pool while the runner works
+      // on instances an earlier call claimed (`ready`). While that call runs, finished jobs
+      // gather for the next one, so the slower the calls, the more jobs each serves. `inflight`
+      // is the one call of this worker in flight; it never rejects. An instance claimed ahead
+      // waits for the jobs before it, and it cannot be given back for free (a release counts as
+      // an attempt), so a worker claims ahead only about AHEAD_MS of work, judged by its last
+      // job; after a job as long as that, the next claim is made when the worker is free, as
+      // without the overlap. With queues, that call only completes (it claims from every
+      // queue), and claims are made apart.
+      const ready = [];
+      let done = [];
+      let inflight = null;
+      let lastMs = Infinity; // the last job's time: nothing is claimed ahead before one ran
+      const ahead = () =>
+        queues || this.#stopping ? 0 : Math.min(MANY_AHEAD, Math.floor(AHEAD_MS / Math.max(lastMs, 0.01)));
+      // One call: completes `done` and claims up to `want`; what it claims joins `ready`.
+      const cross = (want) => {
+        const finished = done;
+        done = [];
+        const p = this.#cycle(db, finished, want).then((jobs) => {
+          for (const j of jobs) ready.push(j);
+          if (inflight === p) inflight = null;
+        });
+        inflight = p;
+        return p;
+      };
       try {
-        while (!this.#stopping) {
-          let job = carry;
-          carry = null;
-          if (!job) {
+        // After stop() the instances already claimed ahead still run (a release would cost
+        // each an attempt); after close() they go back to pending.
+        while (!this.#stopping || (ready.length && !this.#closing)) {
+          if (!ready.length) {
+            if (inflight) {
+              await inflight;
+              continue;
+            }
+            if (done.length) {
+              await cross(queues || this.#stopping ? 0 : Math.max(1, ahead()));
+              continue;
+            }
+            let job;
             try {
               job = queues ? await db.claimFrom(queues) : await db.claim();
             } catch (err) {
@@ -695,21 +732,34 @@ class Compute extends EventEmitter {
               if (this.#stopping) return;
               throw err;
             }
-          }
-          if (this.#stopping) {
-            if (job) await job.release();
-            return;
-          }
-          if (job) {
-            carry = await this.#drive(job, db, queues);
+            if (job) ready.push(job);
+            if (this.#stopping) break;
+            if (!job) {
+              if (untilEmpty && (await this.#idle(db, queues))) return;
+              if (this.#stopping) break;
+              await this.#waitForWork(db, hold, queues);
+            }
             continue;
           }
-          if (untilEmpty && (await this.#idle(db, queues))) return;
-          if (this.#stopping) break;
-          await this.#waitForWork(db, hold, queues);
+          const job = ready.shift();
+          if (!inflight && (done.length || ready.length < ahead())) cross(Math.max(0, ahead() - ready.length));
+          const t0 = performance.now();
+          const tail = await this.#drive(job);
+          lastMs = performance.now() - t0;
+          if (tail !== null) done.push([job, tail]); // else failed or given back: recorded
+          if (!inflight && done.length) {
+            // Claims what the worker will need: ahead when jobs are short, else only the next
+            // one when none is claimed yet.
+            const want = ahead();
+            cross(Math.max(want - ready.length, !queues && !ready.length && !this.#stopping ? 1 : 0));
+          }
         }
       } finally {
-        if (carry) await carry.release().catch(noop);
+        // Calls in flight finish, and jobs the runner finished are completed (their result
+        // events included); claimed instances not started go back to pending.
+        while (inflight) await inflight;
+        if (done.length) await cross(0);
+        for (const j of ready) await j.release().catch(noop);
       }
     };
     await Promise.all(Array.from({ length: this.#workers }, worker));
@@ -790,9 +840,32 @@ class Compute extends EventEmitter {
     return Object.freeze({ key, created, after, progress });
   }
 
-  // Runs one claimed instance through the runner's stream. Resolves to the next instance when
-  // its complete claimed one, else null.
-  async #drive(job, db, queues) {
+  // One call into C for a run worker: completes `finished` ([job, tail] pairs) and claims up
+  // to `want` instances; emits result (or error, for a complete that failed, e.g. on a lost
+  // lease) per finished job, in order. Resolves to the claimed Jobs; never rejects.
+  async #cycle(db, finished, want) {
+    let r;
+    try {
+      r = await db.completeClaimMany(finished, want);
+    } catch (err) {
+      if (this.listenerCount('error')) this.emit('error', err);
+      return [];
+    }
+    for (let i = 0; i < finished.length; i++) {
+      const job = finished[i][0];
+      if (r.errors[i]) {
+        if (this.listenerCount('error')) this.emit('error', r.errors[i]);
+      } else {
+        this.emit('result', job.key, r.hashes[i], job.created);
+      }
+    }
+    return r.jobs;
+  }
+
+  // Runs one claimed instance through the runner's stream. Resolves to the output's last bytes
+  // (for #complete), or null when the instance failed (its fail row and event are recorded
+  // here) or was given back (close).
+  async #drive(job) {
     const { key, created } = job;
     let stream = null;
     const ctl = {
@@ -808,8 +881,6 @@ class Compute extends EventEmitter {
     this.#jobs.add(ctl);
     try {
       this.emit('start', key, created);
-      let hash;
-      let next = null;
       try {
         let ret;
         try {
@@ -830,8 +901,7 @@ class Compute extends EventEmitter {
           throw e;
         }
         if (ctl.aborted) throw new Error('batchdb: closed while the job ran');
-        if (queues) hash = await job.complete(tail);
-        else ({ hash, next } = await db.completeClaim(job, tail));
+        return tail;
       } catch (err) {
         if (ctl.aborted) {
           await job.release().catch(noop);
@@ -839,7 +909,7 @@ class Compute extends EventEmitter {
         }
         const fail = err instanceof Error ? err : new Error(String(err));
         if (job.closed) {
-          // complete itself failed (e.g. the lease was lost): nothing more to record here.
+          // a write into the job consumed it (e.g. the lease was lost): nothing more to record.
           if (this.listenerCount('error')) this.emit('error', fail);
           return null;
         }
@@ -854,8 +924,6 @@ class Compute extends EventEmitter {
         this.emit('fail', fail);
         return null;
       }
-      this.emit('result', key, hash, created);
-      return next;
     } finally {
       this.#jobs.delete(ctl);
     }

@@ -3,8 +3,8 @@
 use super::db::write_hex;
 use super::error::hex65;
 use super::handles::{
-    borrowed, bytes, bytes_mut, c_str, handle_out, into_raw, null, out, read_into, take, try_mut, try_ref,
-    write_opt, Castable,
+    borrowed, bytes, bytes_mut, c_str, handle_out, into_raw, null, opt_array, out, ptr_slice, read_into,
+    struct_slice, take, try_mut, try_ref, write_opt, Castable,
 };
 use super::panic::{boundary, status};
 use super::{batchdb, batchdb_error, batchdb_job, BATCHDB_DONE, BATCHDB_OK};
@@ -377,6 +377,113 @@ pub extern "C" fn batchdb_job_complete_claim(
     // The claim's own errors are not this call's: the result is recorded either way.
     let _ = batchdb_claim_read(db, buf, cap, n_out, next_out, std::ptr::null_mut());
     BATCHDB_OK
+}
+
+/// Many `batchdb_job_complete_with`s, then up to `want` `batchdb_claim_read`s, in one call: a
+/// worker loop in a binding that crosses into C at a cost (Node's koffi, through a thread pool)
+/// completes the small jobs it finished while the previous call ran and takes the next ones in
+/// a single crossing.
+///
+/// Completes: `done[i]` (`done_len` job handles, each given once) with the `lens[i]` bytes that
+/// follow the previous ones in `data` (the outputs' last bytes, one after the other; `data` may
+/// be NULL when they add up to 0), one transaction each, in that order. Every handle is
+/// consumed as by `batchdb_job_complete_with`, also when its complete fails; its status goes to
+/// `status_out[i]` (`BATCHDB_OK`, or what `batchdb_job_complete_with` returns, e.g.
+/// `BATCHDB_ERR_STALE` when this worker lost the lease; `BATCHDB_ERR_MISUSE`, changing nothing,
+/// for a job lent to a `batchdb_run` callback) and, on success, its output's hash to
+/// `hashes_out + 65 * i` (64 hex characters and a NUL; `hashes_out` may be NULL).
+///
+/// Claims, after the completes: one at a time, in the processing order, until `want` are
+/// claimed or one finds nothing (or fails, which the caller sees again on its next claim).
+/// Their count goes to `*claimed_out`; claim `k` (from 0) goes to `jobs_out[k]` (owned, as from
+/// `batchdb_claim`; the unused entries are set to NULL), the start of its payload to
+/// `buf + k * cap` (`n_out[k]` bytes, as from `batchdb_claim_read`: fewer than `cap` means the
+/// whole payload). With `want` 0, `buf`, `n_out` and `jobs_out` may be NULL.
+///
+/// Returns `BATCHDB_OK` once the arguments are valid (the completes' outcomes are in
+/// `status_out`); `BATCHDB_ERR_INVALID`, consuming and changing nothing, for a NULL `db` or
+/// `claimed_out`, a NULL `done`/`lens`/`status_out` with `done_len` > 0, NULL `data` with bytes
+/// to take from it, a NULL `buf`/`n_out`/`jobs_out` or a `cap` of 0 with `want` > 0, or sizes
+/// that overflow. Thread-safe like `batchdb_claim`; each job is used by this thread only.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn batchdb_jobs_complete_claim(
+    db: *mut batchdb,
+    done: *const *mut batchdb_job,
+    done_len: usize,
+    data: *const u8,
+    lens: *const usize,
+    hashes_out: *mut c_char,
+    status_out: *mut i32,
+    want: usize,
+    buf: *mut u8,
+    cap: usize,
+    n_out: *mut usize,
+    jobs_out: *mut *mut batchdb_job,
+    claimed_out: *mut usize,
+    err: *mut batchdb_error,
+) -> i32 {
+    status(err, || {
+        let claimed_out = out(claimed_out, "claimed_out")?;
+        *claimed_out = 0;
+        try_ref(db, "db")?;
+        let done = ptr_slice(done.cast::<*const batchdb_job>(), done_len, "done")?;
+        let lens = struct_slice(lens, done_len, "lens")?;
+        let total = lens
+            .iter()
+            .try_fold(0usize, |a, &n| a.checked_add(n))
+            .ok_or_else(|| Error::invalid("the lengths in lens overflow"))?;
+        let data = bytes(data, total, "data")?;
+        let statuses = match opt_array(status_out, done_len) {
+            Some(s) => s,
+            None if done_len == 0 => &mut [],
+            None => return Err(null("status_out")),
+        };
+        let mut hashes = opt_array(
+            hashes_out,
+            done_len.checked_mul(65).ok_or_else(|| Error::invalid("done_len overflows"))?,
+        );
+        let (heads, counts, jobs): (&mut [u8], &mut [usize], &mut [*mut batchdb_job]) = if want == 0 {
+            (&mut [], &mut [], &mut [])
+        } else {
+            let size = want.checked_mul(cap).ok_or_else(|| Error::invalid("want * cap overflows"))?;
+            if cap == 0 {
+                return Err(Error::invalid("buf has capacity 0"));
+            }
+            let heads = bytes_mut(buf, size, "buf")?;
+            let counts = opt_array(n_out, want).ok_or_else(|| null("n_out"))?;
+            let jobs = opt_array(jobs_out, want).ok_or_else(|| null("jobs_out"))?;
+            (heads, counts, jobs)
+        };
+        counts.fill(0);
+        jobs.fill(std::ptr::null_mut());
+        let mut at = 0;
+        for (i, (&j, &len)) in done.iter().zip(lens).enumerate() {
+            let hash = match hashes.as_deref_mut() {
+                Some(h) => h[65 * i..].as_mut_ptr(),
+                None => std::ptr::null_mut(),
+            };
+            let piece = &data[at..at + len];
+            at += len;
+            statuses[i] =
+                batchdb_job_complete_with(j.cast_mut(), piece.as_ptr(), len, hash, std::ptr::null_mut());
+        }
+        for k in 0..want {
+            let rc = batchdb_claim_read(
+                db,
+                heads[k * cap..].as_mut_ptr(),
+                cap,
+                &mut counts[k],
+                &mut jobs[k],
+                std::ptr::null_mut(),
+            );
+            if rc != BATCHDB_OK {
+                break;
+            }
+            *claimed_out += 1;
+        }
+        Ok(BATCHDB_OK)
+    })
 }
 
 /// Fails the instance with `message` (NUL-terminated; invalid UTF-8 is replaced): a fail row

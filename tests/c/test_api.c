@@ -575,6 +575,74 @@ static void test_claim_read_complete_with(void) {
     batchdb_close(db);
 }
 
+/* batchdb_jobs_complete_claim: complete several jobs and claim several in one call. */
+static void test_jobs_complete_claim(void) {
+    batchdb_options opts;
+    memset(&opts, 0, sizeof opts);
+    opts.order = BATCHDB_ORDER_OLDEST;
+    batchdb *db = open_fresh(&opts);
+    batchdb_error err;
+    char k1[65], k2[65], k3[65], hashes[2 * 65], expect[65];
+    int64_t c1, c2, c3;
+    uint8_t buf[3 * 8];
+    size_t n[3], lens[2], claimed = 99;
+    int32_t st[2];
+    batchdb_job *jobs[3], *done[2];
+
+    CHECK_OK(batchdb_add(db, bytes("a1"), 2, k1, &c1, &err), &err);
+    CHECK_OK(batchdb_add(db, bytes("b22"), 3, k2, &c2, &err), &err);
+    CHECK_OK(batchdb_add(db, bytes("c333"), 4, k3, &c3, &err), &err);
+
+    /* Bad arguments claim nothing. */
+    CHECK_RC(batchdb_jobs_complete_claim(NULL, NULL, 0, NULL, NULL, NULL, NULL, 2, buf, 8, n, jobs, &claimed, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_jobs_complete_claim(db, NULL, 0, NULL, NULL, NULL, NULL, 2, buf, 8, n, jobs, NULL, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_jobs_complete_claim(db, NULL, 0, NULL, NULL, NULL, NULL, 2, NULL, 8, n, jobs, &claimed, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_jobs_complete_claim(db, NULL, 0, NULL, NULL, NULL, NULL, 2, buf, 0, n, jobs, &claimed, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_jobs_complete_claim(db, NULL, 0, NULL, NULL, NULL, NULL, 2, buf, 8, NULL, jobs, &claimed, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_jobs_complete_claim(db, NULL, 0, NULL, NULL, NULL, NULL, 2, buf, 8, n, NULL, &claimed, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_jobs_complete_claim(db, NULL, 0, NULL, NULL, NULL, NULL, SIZE_MAX, buf, 2, n, jobs, &claimed, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(claimed == 0 && count_rows(db, BATCHDB_LIST_PENDING) == 3);
+
+    /* Claims two, in order, each with its payload in its own slice of buf. */
+    CHECK_OK(batchdb_jobs_complete_claim(db, NULL, 0, NULL, NULL, NULL, NULL, 2, buf, 8, n, jobs, &claimed, &err), &err);
+    CHECK(claimed == 2);
+    CHECK(batchdb_job_created(jobs[0]) == c1 && strcmp(batchdb_job_key(jobs[0]), k1) == 0);
+    CHECK(batchdb_job_created(jobs[1]) == c2 && strcmp(batchdb_job_key(jobs[1]), k2) == 0);
+    CHECK(n[0] == 2 && memcmp(buf, "a1", 2) == 0 && n[1] == 3 && memcmp(buf + 8, "b22", 3) == 0);
+
+    /* Bad completes consume nothing and change nothing: NULL done, lens, status_out or data. */
+    done[0] = jobs[0];
+    done[1] = jobs[1];
+    lens[0] = 1;
+    lens[1] = 2;
+    CHECK_RC(batchdb_jobs_complete_claim(db, NULL, 2, bytes("ABB"), lens, hashes, st, 0, NULL, 0, NULL, NULL, &claimed, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_jobs_complete_claim(db, done, 2, bytes("ABB"), NULL, hashes, st, 0, NULL, 0, NULL, NULL, &claimed, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_jobs_complete_claim(db, done, 2, bytes("ABB"), lens, hashes, NULL, 0, NULL, 0, NULL, NULL, &claimed, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK_RC(batchdb_jobs_complete_claim(db, done, 2, NULL, lens, hashes, st, 0, NULL, 0, NULL, NULL, &claimed, &err), BATCHDB_ERR_INVALID, &err);
+    CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 0);
+
+    /* Completes both with their outputs ("A" and "BB", one after the other in data), then
+       claims the last one: fewer than wanted, the other entries NULL. */
+    jobs[0] = jobs[1] = jobs[2] = (batchdb_job *)1;
+    CHECK_OK(batchdb_jobs_complete_claim(db, done, 2, bytes("ABB"), lens, hashes, st, 3, buf, 8, n, jobs, &claimed, &err), &err);
+    CHECK(st[0] == BATCHDB_OK && st[1] == BATCHDB_OK);
+    CHECK_OK(batchdb_create(db, bytes("A"), 1, expect, &err), &err);
+    CHECK(strcmp(hashes, expect) == 0);
+    CHECK_OK(batchdb_create(db, bytes("BB"), 2, expect, &err), &err);
+    CHECK(strcmp(hashes + 65, expect) == 0);
+    CHECK(claimed == 1 && jobs[1] == NULL && jobs[2] == NULL);
+    CHECK(batchdb_job_created(jobs[0]) == c3 && n[0] == 4 && memcmp(buf, "c333", 4) == 0);
+    CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 2 && count_rows(db, BATCHDB_LIST_PENDING) == 1);
+
+    /* The last one, with an empty output and no data, hashes not wanted; nothing to claim. */
+    done[0] = jobs[0];
+    lens[0] = 0;
+    CHECK_OK(batchdb_jobs_complete_claim(db, done, 1, NULL, lens, NULL, st, 1, buf, 8, n, jobs, &claimed, &err), &err);
+    CHECK(st[0] == BATCHDB_OK && claimed == 0 && jobs[0] == NULL && n[0] == 0);
+    CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 3 && count_rows(db, BATCHDB_LIST_PENDING) == 0);
+    batchdb_close(db);
+}
+
 /* batchdb_job_complete_claim: complete one job and claim the next in one call. */
 static void test_complete_claim(void) {
     batchdb_options opts;
@@ -1732,6 +1800,7 @@ int main(void) {
     RUN(test_claim_complete_fail);
     RUN(test_claim_read_complete_with);
     RUN(test_complete_claim);
+    RUN(test_jobs_complete_claim);
     RUN(test_run_and_events);
     RUN(test_run_until_stopped);
     RUN(test_retry);

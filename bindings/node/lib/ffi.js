@@ -142,6 +142,7 @@ const C = {
   jobWrite: lib.func('int32_t batchdb_job_write(batchdb_job *j, const uint8_t *data, size_t len, uint8_t *err)'),
   jobComplete: lib.func('int32_t batchdb_job_complete(batchdb_job *j, uint8_t *hash_out, uint8_t *err)'),
   jobCompleteClaim: lib.func('int32_t batchdb_job_complete_claim(batchdb *db, batchdb_job *j, const uint8_t *data, size_t len, uint8_t *hash_out, uint8_t *buf, size_t cap, uint8_t *n_out, _Out_ batchdb_job **next_out, uint8_t *err)'),
+  jobsCompleteClaim: lib.func('int32_t batchdb_jobs_complete_claim(batchdb *db, batchdb_job *const *done, size_t done_len, const uint8_t *data, uint8_t *lens, uint8_t *hashes_out, uint8_t *status_out, size_t want, uint8_t *buf, size_t cap, uint8_t *n_out, _Out_ batchdb_job **jobs_out, uint8_t *claimed_out, uint8_t *err)'),
   jobCompleteWith: lib.func('int32_t batchdb_job_complete_with(batchdb_job *j, const uint8_t *data, size_t len, uint8_t *hash_out, uint8_t *err)'),
   jobFail: lib.func('int32_t batchdb_job_fail(batchdb_job *j, const char *message, uint8_t *err)'),
 };
@@ -401,6 +402,32 @@ function upstreams(ptr) {
 
 // Payload bytes a claim reads along with the job.
 const CLAIM_HEAD = 16 * 1024;
+
+// The claims' buffers of CLAIM_HEAD bytes, kept for reuse: a fresh one per claim cost an
+// allocation of fresh pages per job. A buffer is taken for one call into C and given back when
+// it returns; the payload's bytes are copied out of it (copyHead), so nothing handed to the
+// runner aliases it.
+const heads = [];
+function takeHead() {
+  return heads.length ? heads.pop() : Buffer.allocUnsafeSlow(CLAIM_HEAD);
+}
+function giveHead(buf) {
+  if (heads.length < 8) heads.push(buf);
+}
+// The same for a call that claims several instances: MANY_HEADS buffers of CLAIM_HEAD bytes
+// each, one after the other.
+const MANY_HEADS = 16;
+const manyHeads = [];
+function takeHeads(want) {
+  if (want > MANY_HEADS) return Buffer.allocUnsafeSlow(want * CLAIM_HEAD);
+  return manyHeads.length ? manyHeads.pop() : Buffer.allocUnsafeSlow(MANY_HEADS * CLAIM_HEAD);
+}
+function giveHeads(buf) {
+  if (buf.length === MANY_HEADS * CLAIM_HEAD && manyHeads.length < 4) manyHeads.push(buf);
+}
+function copyHead(buf, n) {
+  return n ? Buffer.from(buf.subarray(0, n)) : Buffer.alloc(0);
+}
 
 const ORDERS = { newest: 0, oldest: 1 };
 const DURABILITIES = { full: 0, normal: 1 };
@@ -701,12 +728,16 @@ class Database {
   async claim(headCap = CLAIM_HEAD) {
     this.#prune();
     const out = [null];
-    const buf = Buffer.allocUnsafe(headCap);
+    const buf = headCap === CLAIM_HEAD ? takeHead() : Buffer.allocUnsafe(headCap);
     const n = Buffer.alloc(8);
-    const rc = await this.#call((db) => status('claim', C.claimRead, [db, buf, headCap, n, out], true));
-    if (rc === DONE) return null;
-    const got = u64(n);
-    return this.#child(new Job(out[0], buf.subarray(0, got), got < headCap));
+    try {
+      const rc = await this.#call((db) => status('claim', C.claimRead, [db, buf, headCap, n, out], true));
+      if (rc === DONE) return null;
+      const got = u64(n);
+      return this.#child(new Job(out[0], copyHead(buf, got), got < headCap));
+    } finally {
+      if (headCap === CLAIM_HEAD) giveHead(buf);
+    }
   }
 
   // claim() from the named queues only (null: every queue), with the payload's start read in
@@ -729,19 +760,81 @@ class Database {
   async completeClaim(job, tail) {
     this.#prune();
     const hash = Buffer.alloc(65);
-    const buf = Buffer.allocUnsafe(CLAIM_HEAD);
+    const buf = takeHead();
     const n = Buffer.alloc(8);
     const out = [null];
     const data = tail && tail.length ? tail : null;
-    await this.#call((db) =>
-      job._use((j) => status('complete', C.jobCompleteClaim, [db, j, data, data ? data.length : 0, hash, buf, CLAIM_HEAD, n, out]), true),
-    );
     let next = null;
-    if (out[0]) {
-      const got = u64(n);
-      next = this.#child(new Job(out[0], buf.subarray(0, got), got < CLAIM_HEAD));
+    try {
+      await this.#call((db) =>
+        job._use((j) => status('complete', C.jobCompleteClaim, [db, j, data, data ? data.length : 0, hash, buf, CLAIM_HEAD, n, out]), true),
+      );
+      if (out[0]) {
+        const got = u64(n);
+        next = this.#child(new Job(out[0], copyHead(buf, got), got < CLAIM_HEAD));
+      }
+    } finally {
+      giveHead(buf);
     }
     return { hash: hex(hash), next };
+  }
+
+  // Completes the jobs of `finished` ([job, tail] pairs: a claimed Job and its output's last
+  // bytes) and then claims up to `want` instances (from every queue), in one call into C
+  // (batchdb_jobs_complete_claim). Every job is consumed. Resolves to {hashes, errors, jobs}:
+  // per finished job its output's hash and null, or null and the BatchdbError of its failed
+  // complete; and the Jobs claimed, in the processing order. Rejects only when the call could
+  // not be made (a closed database).
+  async completeClaimMany(finished, want) {
+    this.#prune();
+    const n = finished.length;
+    const lens = Buffer.allocUnsafe(8 * n || 8);
+    const tails = [];
+    let total = 0;
+    for (let i = 0; i < n; i++) {
+      const tail = finished[i][1];
+      const len = tail ? tail.length : 0;
+      lens.writeBigUInt64LE(BigInt(len), 8 * i);
+      if (len) tails.push(tail);
+      total += len;
+    }
+    const data = total ? (tails.length === 1 ? tails[0] : Buffer.concat(tails, total)) : null;
+    const hashes = Buffer.alloc(65 * n || 1);
+    const statuses = Buffer.alloc(4 * n || 4);
+    const heads = want ? takeHeads(want) : null;
+    const counts = Buffer.alloc(8 * want || 8);
+    const out = want ? new Array(want).fill(null) : null;
+    const claimed = Buffer.alloc(8);
+    // Each job is marked consumed now, and its pointer taken after the calls queued on it.
+    const ptrs = finished.map(([job]) => job._use((j) => j, true));
+    const jobs = [];
+    try {
+      await this.#call(async (db) => {
+        const done = n ? await Promise.all(ptrs) : null;
+        return status('complete', C.jobsCompleteClaim, [db, done, n, data, lens, hashes, statuses, want, heads, CLAIM_HEAD, counts, out, claimed]);
+      });
+      const got = u64(claimed);
+      for (let k = 0; k < got; k++) {
+        const len = Number(counts.readBigUInt64LE(8 * k));
+        const head = copyHead(heads.subarray(k * CLAIM_HEAD), len);
+        jobs.push(this.#child(new Job(out[k], head, len < CLAIM_HEAD)));
+      }
+    } finally {
+      if (heads) giveHeads(heads);
+    }
+    const hashList = [];
+    const errors = [];
+    for (let i = 0; i < n; i++) {
+      const rc = statuses.readInt32LE(4 * i);
+      if (rc === OK) {
+        hashList.push(hashes.toString('latin1', 65 * i, 65 * i + 64));
+        errors.push(null);
+      } else {
+        hashList.push(null);
+        errors.push(new BatchdbError(rc, `batchdb: the job's complete failed (${CODE_NAMES[rc] || rc})${rc === -9 ? ': this worker lost its lease' : ''}`, 'complete'));
+      }
+    }
+    return { hashes: hashList, errors, jobs };
   }
 
   // Waits for calls in flight, releases children still open (jobs go back to pending),
@@ -773,6 +866,7 @@ class Database {
 
 module.exports = {
   Database,
+  MANY_HEADS,
   BatchdbError,
   queueList,
   version: () => C.version(),

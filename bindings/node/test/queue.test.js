@@ -135,3 +135,29 @@ test('a waiting run idles cheaply and starts a delayed instance on time', async 
   await running;
   await compute.close();
 });
+
+test('stop() runs the instances a worker already claimed: none is released, none costs an attempt', async (t) => {
+  // maxAttempts 1: an instance given back unfinished would become a fail row.
+  const compute = batchdb(tmpdb(t), {
+    maxAttempts: 1,
+    run: () =>
+      Duplex.from(async function* (src) {
+        for await (const c of src) yield c;
+      }),
+  });
+  for (let i = 0; i < 40; i++) await compute.add().end(`job ${i}`).promise;
+  let results = 0;
+  compute.on('result', () => {
+    if (++results === 3) compute.stop();
+  });
+  await compute.run({ untilEmpty: true });
+  assert.deepStrictEqual(await collect(compute.list('fail')), []);
+  const pending = await collect(compute.list('pending'));
+  assert.ok(pending.every((row) => !row.running), 'no instance stays claimed');
+  assert.strictEqual(results + pending.length, 40);
+  assert.strictEqual((await collect(compute.list('result'))).length, results);
+  await compute.run({ untilEmpty: true });
+  assert.strictEqual(results, 40);
+  assert.deepStrictEqual(await collect(compute.list('fail')), []);
+  await compute.close();
+});
