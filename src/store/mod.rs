@@ -76,6 +76,7 @@ pub(crate) type BlobId = i64;
 
 /// A blob whose writer has finished: its leading chunks (if any) sit in a staging area, and
 /// `tail` holds the bytes after them.
+#[derive(Clone)]
 pub(crate) struct Finished {
     pub stage: Option<BlobId>,
     pub next_seq: i64,

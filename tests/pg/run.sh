@@ -45,8 +45,19 @@ SQL
 URL="postgres://batchdb_test@127.0.0.1:$PORT/batchdb_test"
 echo "tests/pg/run.sh: server up at $URL"
 
+# A command that restarts the server (`pg_ctl restart -m fast`: every connection is ended), for
+# tests/outage.rs: a run goes on through restarts (issue 23).
+RESTART="$TMP/restart.sh"
+{
+    echo '#!/usr/bin/env bash'
+    declare -p PG_AS
+    declare -f pg_as
+    echo "pg_as $(printf '%q ' "$BIN/pg_ctl" -D "$DATA" -m fast -w -t 60 restart) >/dev/null"
+} >"$RESTART"
+chmod +x "$RESTART"
+
 LOG="$TMP/cargo-test.log"
-BATCHDB_TEST_PG="$URL" cargo test --features postgres --test core --test queue --test queues --test pipelines --test ui "$@" 2>&1 | tee "$LOG"
+BATCHDB_TEST_PG="$URL" BATCHDB_TEST_PG_RESTART="$RESTART" cargo test --features postgres --test core --test queue --test queues --test pipelines --test ui --test outage "$@" 2>&1 | tee "$LOG"
 STATUS=${PIPESTATUS[0]}
 # The unit tests that only a postgres build has (URL and sslmode parsing, redaction against the
 # driver's own reading); the default build's `cargo test` runs the rest.

@@ -141,7 +141,7 @@ impl Target {
                 .contains(code)
             {
                 *lost = true;
-                return Error::io(format!("connection to PostgreSQL lost ({}): {text}", self.shown));
+                return Error::connection_lost(&self.shown, text);
             }
             if [
                 SqlState::T_R_SERIALIZATION_FAILURE,
@@ -158,13 +158,24 @@ impl Target {
             return Error::io(format!("PostgreSQL ({}): {text}", self.shown));
         }
         *lost = true;
-        Error::io(format!("connection to PostgreSQL lost ({}): {text}", self.shown))
+        Error::connection_lost(&self.shown, text)
     }
 
-    pub fn connect(&self) -> Result<Conn> {
+    /// Opens a connection. `again`: the database was open already, so a server that cannot be
+    /// reached (refused, timed out, shutting down or starting up) is a lost connection, which a
+    /// run loop rides out; when opening, or when the server refuses the login, it is an error.
+    pub fn connect(&self, again: bool) -> Result<Conn> {
         let client = self.config.connect(self.tls.clone()).map_err(|e| {
+            let unreachable = e.as_db_error().is_none_or(|db| {
+                [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW]
+                    .contains(db.code())
+            });
             let text = self.tls_why.explain(self.describe(&e));
-            Error::io(format!("cannot connect to PostgreSQL at {}: {text}", self.shown))
+            if again && unreachable {
+                Error::connection_lost(&self.shown, format!("cannot connect again: {text}"))
+            } else {
+                Error::io(format!("cannot connect to PostgreSQL at {}: {text}", self.shown))
+            }
         })?;
         let mut conn = Conn { client, stmts: HashMap::new(), broken: false };
         let mut setup = set_search_path(&self.schema);
@@ -279,16 +290,19 @@ impl Conns {
         let pooled = lock(&self.pool).pop();
         match pooled {
             Some(c) => Ok((c, true)),
-            None => Ok((self.target.connect()?, false)),
+            None => Ok((self.target.connect(true)?, false)),
         }
     }
 
+    /// Keeps a healthy connection for reuse. A broken one is dropped, and with it every idle
+    /// one: a connection breaks when the server went away or restarted, which ended the idle
+    /// ones too, and each would otherwise cost a failed attempt before a new connection.
     fn give_back(&self, conn: Conn) {
-        if !conn.broken && !conn.client.is_closed() {
-            let mut pool = lock(&self.pool);
-            if pool.len() < POOL {
-                pool.push(conn);
-            }
+        let mut pool = lock(&self.pool);
+        if conn.broken || conn.client.is_closed() {
+            pool.clear();
+        } else if pool.len() < POOL {
+            pool.push(conn);
         }
     }
 
@@ -301,7 +315,9 @@ impl Conns {
             if !(pooled && conn.broken) {
                 return Err(e);
             }
-            conn = self.target.connect()?;
+            // The other idle connections died with this one.
+            lock(&self.pool).clear();
+            conn = self.target.connect(true)?;
             Tx { c: &mut conn, t: &self.target }.batch(begin)?;
         }
         let out = {
@@ -344,7 +360,8 @@ impl Conns {
         let (mut conn, pooled) = self.take()?;
         let mut out = f(&mut Tx { c: &mut conn, t: &self.target });
         if out.is_err() && pooled && conn.broken {
-            conn = self.target.connect()?;
+            lock(&self.pool).clear();
+            conn = self.target.connect(true)?;
             out = f(&mut Tx { c: &mut conn, t: &self.target });
         }
         self.give_back(conn);

@@ -44,6 +44,9 @@ struct State {
     settled: bool,
     /// Why the latest attempt to listen failed; cleared by one that succeeds.
     failure: Option<String>,
+    /// The listener's thread has ended: its failure is for good, not a lost connection that
+    /// the next attempt may mend.
+    ended: bool,
 }
 
 struct Shared {
@@ -156,20 +159,26 @@ impl Listener {
                 })?);
             }
         }
-        let failure = {
+        let (failure, ended) = {
             let state = lock(&self.shared.state);
             let (state, _) = self
                 .shared
                 .settled
                 .wait_timeout_while(state, FIRST_LISTEN_WAIT, |s| !s.settled)
                 .unwrap_or_else(|e| e.into_inner());
-            state.failure.clone()
+            (state.failure.clone(), state.ended)
         };
         if self.listening() {
             return Ok(self.shared.count.load(Ordering::SeqCst));
         }
         if let Some(failure) = failure {
-            return Err(Error::io(failure));
+            // While the thread lives it tries again: the server is away, as far as a run
+            // loop is concerned (it waits and looks again).
+            return Err(if ended {
+                Error::io(failure)
+            } else {
+                Error::connection_lost(&self.dial.shown, failure)
+            });
         }
         Ok(self.shared.count.fetch_add(1, Ordering::SeqCst) + 1)
     }
@@ -199,7 +208,11 @@ struct Down<'a>(&'a Shared);
 impl Drop for Down<'_> {
     fn drop(&mut self) {
         self.0.listening.store(false, Ordering::SeqCst);
-        let failure = lock(&self.0.state).failure.take();
+        let failure = {
+            let mut state = lock(&self.0.state);
+            state.ended = true;
+            state.failure.take()
+        };
         self.0.settle(Some(
             failure.unwrap_or_else(|| "the PostgreSQL notification listener has stopped".into()),
         ));

@@ -70,7 +70,7 @@ impl Postgres {
     /// have changed the queue.
     pub fn open(url: &str, durability: Durability, wake: Wake) -> Result<Postgres> {
         let target = Target::parse(url, durability)?;
-        let mut conn = target.connect()?;
+        let mut conn = target.connect(false)?;
         setup(&mut Tx { c: &mut conn, t: &target }).map_err(|e| match e {
             Error::Invalid(m) => Error::Invalid(m),
             e => e.context(format!("cannot set up batchdb in {}", target.shown)),
