@@ -230,7 +230,7 @@ scenario_latency() {
     fi
     local delays="0" d
     [ $netem = 1 ] && delays="0 50 200"
-    printf '%s: %-12s %-8s %-8s %s\n' "$WHO" "added RTT/2" "jobs" "seconds" "jobs/s (3 hosts x 2 workers)"
+    printf '%s: %-12s %-8s %-8s %s\n' "$WHO" "delay each way" "jobs" "seconds" "jobs/s (3 hosts x 2 workers)"
     for d in $delays; do
         local s=lat$d n=120
         if [ "$d" != 0 ]; then
