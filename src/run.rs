@@ -54,6 +54,13 @@ impl Db {
     /// it, it waits for new work, also work pushed by other processes, until
     /// [`stop`](Db::stop).
     ///
+    /// On a server, a lost connection ([`Error::is_connection_lost`]) does not end the run:
+    /// its workers wait and try again (see [`Outage`]) until the server is back or the run is
+    /// stopped, emitting [`Event::Disconnected`] once when the outage begins and
+    /// [`Event::Reconnected`] when it ends. An instance finished during the outage has its
+    /// complete or fail sent again (fenced by the lease: never recorded twice); a lost
+    /// connection never makes a fail row.
+    ///
     /// ```
     /// use std::io::{Read, Write};
     /// # let dir = tempfile::tempdir().unwrap();

@@ -55,6 +55,9 @@ struct Shared {
     count: AtomicI64,
     /// True while every commit elsewhere is sure to move `count` and call `wake`.
     listening: AtomicBool,
+    /// The listener has listened at least once: a later failure to listen again is an outage
+    /// that it rides out on its own, and waiters poll meanwhile.
+    listened: AtomicBool,
     stop: AtomicBool,
     /// The listener task's waker, so that [`Drop`] interrupts its wait.
     task: Mutex<Option<Waker>>,
@@ -124,6 +127,7 @@ impl Listener {
             shared: Arc::new(Shared {
                 count: AtomicI64::new(0),
                 listening: AtomicBool::new(false),
+                listened: AtomicBool::new(false),
                 stop: AtomicBool::new(false),
                 task: Mutex::new(None),
                 state: Mutex::new(State::default()),
@@ -144,7 +148,7 @@ impl Listener {
 
     /// The change counter. The first call starts the listener and waits until it listens, or
     /// fails: its error is returned, as it is while the latest attempt to listen again has
-    /// failed. While the listener is between a lost connection and a new one, every call moves
+    /// failed if it never listened. While the listener is between a lost connection and a new one, every call moves
     /// the count, so that a waiter polling it looks at the queue each time.
     pub fn count(&self) -> Result<i64> {
         {
@@ -172,13 +176,19 @@ impl Listener {
             return Ok(self.shared.count.load(Ordering::SeqCst));
         }
         if let Some(failure) = failure {
-            // While the thread lives it tries again: the server is away, as far as a run
-            // loop is concerned (it waits and looks again).
-            return Err(if ended {
-                Error::io(failure)
-            } else {
-                Error::connection_lost(&self.dial.shown, failure)
-            });
+            // Once it has listened, the listener rides out an outage by itself: waiters poll
+            // meanwhile (below), and the queue's own statements tell them whether the server
+            // is there. Reporting its failure too would report a run's one outage twice (the
+            // pool reconnects before the listener does).
+            if ended || !self.shared.listened.load(Ordering::SeqCst) {
+                // While the thread lives it tries again: the server is away, as far as a run
+                // loop is concerned (it waits and looks again).
+                return Err(if ended {
+                    Error::io(failure)
+                } else {
+                    Error::connection_lost(&self.dial.shown, failure)
+                });
+            }
         }
         Ok(self.shared.count.fetch_add(1, Ordering::SeqCst) + 1)
     }
@@ -308,6 +318,7 @@ async fn listen_once(shared: &Shared, dial: &Dial, listened_before: bool) -> End
         Some(Ok(())) => {}
     }
     shared.listening.store(true, Ordering::SeqCst);
+    shared.listened.store(true, Ordering::SeqCst);
     shared.settle(None);
     if listened_before {
         // Commits made while nobody listened were not announced.
