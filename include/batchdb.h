@@ -166,6 +166,18 @@
 #define BATCHDB_EVENT_PROGRESS 5
 
 /**
+ * `batchdb_event.kind`: a `batchdb_run` lost its connection to the server and waits to try
+ * again; `message` says what failed, `job` is empty. Once per outage.
+ */
+#define BATCHDB_EVENT_DISCONNECTED 6
+
+/**
+ * `batchdb_event.kind`: the run reached the server again; `created` is how long the outage
+ * lasted in milliseconds, `job` is empty.
+ */
+#define BATCHDB_EVENT_RECONNECTED 7
+
+/**
  * A database handle, from `batchdb_open`, released by `batchdb_close`. Thread-safe.
  */
 typedef struct batchdb batchdb;
@@ -321,11 +333,13 @@ typedef struct batchdb_event {
    */
   int32_t kind;
   /**
-   * The job's key, 64 hex characters, NUL-terminated (every kind).
+   * The job's key, 64 hex characters, NUL-terminated; empty for the connection kinds
+   * (disconnected, reconnected).
    */
   const char *job;
   /**
-   * The instance's `created` (push, start, result, fail; 0 for create).
+   * The instance's `created` (push, start, result, fail; 0 for create); reconnected
+   * events: the outage's length in milliseconds.
    */
   int64_t created;
   /**
@@ -333,8 +347,8 @@ typedef struct batchdb_event {
    */
   const char *hash;
   /**
-   * Fail events: the fail row's message; progress events: the progress text; NULL for
-   * other kinds.
+   * Fail events: the fail row's message; progress events: the progress text;
+   * disconnected events: what failed; NULL for other kinds.
    */
   const char *message;
   /**
@@ -1205,8 +1219,12 @@ int32_t batchdb_job_fail(struct batchdb_job *j,
  *
  * Returns `BATCHDB_OK` when the run ended (empty, or stopped); `BATCHDB_ERR_INVALID` (NULL
  * `db`/`fn`, `workers` above 1024, `until_empty` not 0 or 1); `BATCHDB_ERR_IO` or
- * `BATCHDB_ERR_CORRUPT` when the queue itself could not be read or written. Blocks the
- * calling thread until then. Thread-safe.
+ * `BATCHDB_ERR_CORRUPT` when the queue itself could not be read or written. A lost connection
+ * to a server is not such an error: the workers wait and try again until it is back or the run
+ * is stopped, and subscribers get `BATCHDB_EVENT_DISCONNECTED` and `BATCHDB_EVENT_RECONNECTED`;
+ * an instance finished meanwhile is completed or failed once the server is back (fenced: never
+ * twice), and a lost connection never makes a fail row. Blocks the calling thread until then.
+ * Thread-safe.
  */
 int32_t batchdb_run(struct batchdb *db,
                     const struct batchdb_run_options *opts,

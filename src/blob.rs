@@ -75,6 +75,11 @@ impl Writer {
         self.failed.is_some()
     }
 
+    /// Whether storing a chunk failed because the connection to the server was lost.
+    pub(crate) fn lost_connection(&self) -> bool {
+        self.failed.as_ref().is_some_and(Error::is_connection_lost)
+    }
+
     /// Whether nothing was written yet.
     pub fn is_empty(&self) -> bool {
         self.size == 0
@@ -403,6 +408,11 @@ impl Reader {
             self.verify()?;
         }
         Ok(true)
+    }
+
+    /// Whether reading failed because the connection to the server was lost.
+    pub(crate) fn lost_connection(&self) -> bool {
+        self.failed.as_ref().is_some_and(Error::is_connection_lost)
     }
 
     fn read_some(&mut self, buf: &mut [u8]) -> Result<usize> {

@@ -9,6 +9,11 @@ use std::fmt;
 /// The result type of every fallible batchdb operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The words in the message of every lost-connection error ([`Error::is_connection_lost`]),
+/// for callers that see only a code and a message (C, Node): `BATCHDB_ERR_IO` with this in
+/// the message.
+pub const CONNECTION_LOST: &str = "connection to PostgreSQL lost";
+
 /// What went wrong, and with which object.
 ///
 /// The variants map 1:1 onto the `BATCHDB_ERR_*` codes of the C ABI; codes are never
@@ -65,6 +70,15 @@ impl Error {
         }
     }
 
+    /// Whether this is a lost connection to the server: it went away, restarted, reset the
+    /// connection, or stopped answering, or cannot be reached again after that. Such an
+    /// error is [`Error::Io`] (`BATCHDB_ERR_IO` in C) whose message holds
+    /// [`CONNECTION_LOST`]. A run loop waits and tries again after it (see
+    /// [`Outage`](crate::Outage)); a single write may or may not have happened.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, Error::Io(m) if m.contains(CONNECTION_LOST))
+    }
+
     /// The message without the kind, as it goes into `batchdb_error.message`.
     pub fn message(&self) -> &str {
         match self {
@@ -91,6 +105,12 @@ impl Error {
     #[cold]
     pub(crate) fn io(msg: impl fmt::Display) -> Error {
         Error::Io(msg.to_string())
+    }
+    /// A lost connection (see [`Error::is_connection_lost`]) to the server at `shown` (a URL
+    /// without its password), and why.
+    #[cold]
+    pub(crate) fn connection_lost(shown: impl fmt::Display, why: impl fmt::Display) -> Error {
+        Error::Io(format!("{CONNECTION_LOST} ({shown}): {why}"))
     }
     #[cold]
     pub(crate) fn corrupt(msg: impl fmt::Display) -> Error {

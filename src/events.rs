@@ -1,4 +1,5 @@
-//! In-process events: create, push, start, result and fail.
+//! In-process events: create, push, start, result, progress and fail, and a run's lost and
+//! regained connection.
 //!
 //! Subscribers are called on the thread that made the change, right after it committed.
 
@@ -58,6 +59,18 @@ pub enum Event {
         created: i64,
         /// The fail row's message.
         message: String,
+    },
+    /// A run lost its connection to the server (it went away, restarted, or stopped
+    /// answering); its workers wait and try again until it is back. Once per outage, on the
+    /// worker thread that noticed first. Only a run ([`Db::run`](crate::Db::run)) emits it.
+    Disconnected {
+        /// What failed, without secrets.
+        message: String,
+    },
+    /// The run reached the server again after a [`Disconnected`](Event::Disconnected).
+    Reconnected {
+        /// How long the outage lasted, from the first failure noticed, in milliseconds.
+        outage_ms: u64,
     },
 }
 

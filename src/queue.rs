@@ -9,7 +9,7 @@
 
 use crate::blob::{Reader, Writer};
 use crate::clock::now_ms;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::hash::Hash;
 use crate::shared::Shared;
@@ -113,12 +113,28 @@ impl Job {
     /// queue, in one transaction. Event `result`.
     ///
     /// Fails with [`Error::Stale`] and changes nothing when this worker lost its lease.
-    pub fn complete(mut self) -> Result<Hash> {
+    pub fn complete(self) -> Result<Hash> {
+        self.complete_or_retry(&mut |_| false)
+    }
+
+    /// [`complete`](Job::complete) for a run loop: when the connection is lost
+    /// ([`Error::is_connection_lost`]), `again` is asked (it reports the outage and waits, see
+    /// [`Outage`](crate::Outage)) whether to send the complete again, and it is sent again as
+    /// long as it says so. The complete is fenced by the lease, so a retry of one
+    /// that did commit, or whose lease ran out meanwhile, is [`Error::Stale`] and changes
+    /// nothing: the result is never recorded twice.
+    pub fn complete_or_retry(mut self, again: &mut dyn FnMut(&Error) -> bool) -> Result<Hash> {
         self.finished = true;
         self.inner.live_job(self.created, self.attempt, false);
         let out = self.output.finish()?;
         let hash = out.hash;
-        let (_, surplus) = self.inner.store.complete(self.created, self.attempt, out)?;
+        let surplus = loop {
+            match self.inner.store.complete(self.created, self.attempt, out.clone()) {
+                Ok((_, surplus)) => break surplus,
+                Err(e) if e.is_connection_lost() && again(&e) => {}
+                Err(e) => return Err(e),
+            }
+        };
         self.output.published(surplus);
         self.inner.events.emit(Event::Result { key: self.key, created: self.created, hash });
         self.inner.wake_workers();
@@ -129,16 +145,46 @@ impl Job {
     /// and attempts left, back to pending after a backoff.
     ///
     /// Fails with [`Error::Stale`] and changes nothing when this worker lost its lease.
-    pub fn fail(mut self, message: &str) -> Result<()> {
-        let retry = self.inner.opts.retry_errors && self.attempt < self.inner.opts.max_attempts;
-        let at = retry.then(|| now_ms() + backoff_ms(self.attempt));
-        self.finish_failed(message, at)
+    pub fn fail(self, message: &str) -> Result<()> {
+        self.fail_or_retry(message, &mut |_| false)
     }
 
-    fn finish_failed(&mut self, message: &str, requeue_at: Option<i64>) -> Result<()> {
+    /// [`fail`](Job::fail) for a run loop, sent again after a lost connection as long as
+    /// `again` says so (see [`complete_or_retry`](Job::complete_or_retry)); fenced the same way.
+    pub fn fail_or_retry(mut self, message: &str, again: &mut dyn FnMut(&Error) -> bool) -> Result<()> {
+        let retry = self.inner.opts.retry_errors && self.attempt < self.inner.opts.max_attempts;
+        let at = retry.then(|| now_ms() + backoff_ms(self.attempt));
+        self.finish_failed(message, at, again)
+    }
+
+    /// Whether reading the payload or storing the output failed because the connection to the
+    /// server was lost: then a runner's error says nothing about the job.
+    pub fn lost_connection(&self) -> bool {
+        self.payload.lost_connection() || self.output.lost_connection()
+    }
+
+    /// Leaves the instance to its lease, without a word to the server (which cannot be
+    /// reached): when the lease runs out, a claim re-queues it, as after a dead worker.
+    pub fn abandon(mut self) {
         self.finished = true;
         self.inner.live_job(self.created, self.attempt, false);
-        let (_, dependents) = self.inner.store.fail(self.created, self.attempt, message, requeue_at)?;
+    }
+
+    fn finish_failed(
+        &mut self,
+        message: &str,
+        requeue_at: Option<i64>,
+        again: &mut dyn FnMut(&Error) -> bool,
+    ) -> Result<()> {
+        self.finished = true;
+        self.inner.live_job(self.created, self.attempt, false);
+        let (_, dependents) = loop {
+            match self.inner.store.fail(self.created, self.attempt, message, requeue_at) {
+                Ok(done) => break done,
+                Err(e) if e.is_connection_lost() && again(&e) => {}
+                Err(e) => return Err(e),
+            }
+        };
         if requeue_at.is_none() {
             self.inner.events.emit(Event::Fail {
                 key: self.key,
@@ -175,7 +221,7 @@ impl Drop for Job {
         let requeue = (self.attempt < self.inner.opts.max_attempts).then(now_ms);
         let message = format!("released unfinished after {} attempts", self.attempt);
         // Best effort: if this fails, the lease runs out and a claim does the same.
-        let _ = self.finish_failed(&message, requeue);
+        let _ = self.finish_failed(&message, requeue, &mut |_| false);
     }
 }
 

@@ -4,10 +4,13 @@
 use crate::clock::{jitter, now_ms};
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::options::RunOptions;
+use crate::outage::{Backoff, Outage};
 use crate::queue::Job;
 use crate::store::Idle;
 use crate::sync::panic_text;
+use std::cell::Cell;
 use std::fmt::Display;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -51,6 +54,13 @@ impl Db {
     /// it, it waits for new work, also work pushed by other processes, until
     /// [`stop`](Db::stop).
     ///
+    /// On a server, a lost connection ([`Error::is_connection_lost`]) does not end the run:
+    /// its workers wait and try again (see [`Outage`]) until the server is back or the run is
+    /// stopped, emitting [`Event::Disconnected`] once when the outage begins and
+    /// [`Event::Reconnected`] when it ends. An instance finished during the outage has its
+    /// complete or fail sent again (fenced by the lease: never recorded twice); a lost
+    /// connection never makes a fail row.
+    ///
     /// ```
     /// use std::io::{Read, Write};
     /// # let dir = tempfile::tempdir().unwrap();
@@ -78,14 +88,17 @@ impl Db {
         let halt = AtomicBool::new(false);
         let counters = Counters::default();
         let first_error: Mutex<Option<Error>> = Mutex::new(None);
+        let outage = Outage::new();
         std::thread::scope(|s| {
             for i in 0..opts.workers {
-                let (halt, counters, first_error, runner, served) =
-                    (&halt, &counters, &first_error, &runner, &served);
+                let (halt, counters, first_error, runner, served, outage) =
+                    (&halt, &counters, &first_error, &runner, &served, &outage);
                 let spawned = std::thread::Builder::new().name(format!("batchdb-worker-{i}")).spawn_scoped(
                     s,
                     move || {
-                        if let Err(e) = self.worker(until_empty, served, runner, epoch, halt, counters) {
+                        if let Err(e) =
+                            self.worker(until_empty, served, runner, epoch, halt, counters, outage)
+                        {
                             halt.store(true, Ordering::SeqCst);
                             self.inner.wake_workers();
                             first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
@@ -121,41 +134,117 @@ impl Db {
         epoch: u64,
         halt: &AtomicBool,
         n: &Counters,
+        outage: &Outage,
     ) -> Result<()>
     where
         F: Fn(&mut Job) -> std::result::Result<(), E> + Sync,
         E: Display,
     {
         let inner = &self.inner;
-        let mut version = inner.store.change_counter()?;
+        let stopped = || halt.load(Ordering::SeqCst) || inner.stop_epoch() != epoch;
+        let backoff = Cell::new(Backoff::new());
+        // A lost connection, wherever in the turn: report the outage once, wait, go on while
+        // the run is not stopped (see `crate::outage`).
+        let mut again = |e: &Error| {
+            self.note_lost(outage, e);
+            let mut b = backoff.get();
+            let pause = b.next_pause();
+            backoff.set(b);
+            self.back_off(pause, &stopped)
+        };
+        let mut version = None;
         loop {
-            if halt.load(Ordering::SeqCst) || inner.stop_epoch() != epoch {
+            if stopped() {
                 return Ok(());
             }
-            let seen = inner.wake_generation();
-            let claimed = match self.claim_served(served.clone()) {
-                Ok(c) => c,
-                Err(Error::Busy(_)) => {
-                    std::thread::sleep(Duration::from_millis(1 + jitter(20)));
+            match self.turn(until_empty, served, runner, n, &mut version, &mut again) {
+                Ok(Turn::Again) => {}
+                Ok(Turn::Done) => return Ok(()),
+                Err(e) if e.is_connection_lost() => {
+                    version = None;
+                    if !again(&e) {
+                        return Ok(());
+                    }
                     continue;
                 }
                 Err(e) => return Err(e),
+            }
+            if let Some(down) = outage.back() {
+                inner.events.emit(Event::Reconnected { outage_ms: down.as_millis() as u64 });
+            }
+            backoff.set(Backoff::new());
+        }
+    }
+
+    /// One claim and what follows it: the run of the instance, or a wait for work.
+    fn turn<F, E>(
+        &self,
+        until_empty: bool,
+        served: &Option<Arc<[String]>>,
+        runner: &F,
+        n: &Counters,
+        version: &mut Option<i64>,
+        again: &mut dyn FnMut(&Error) -> bool,
+    ) -> Result<Turn>
+    where
+        F: Fn(&mut Job) -> std::result::Result<(), E> + Sync,
+        E: Display,
+    {
+        let inner = &self.inner;
+        let mut v = match *version {
+            Some(v) => v,
+            None => inner.store.change_counter()?,
+        };
+        *version = Some(v);
+        let seen = inner.wake_generation();
+        let claimed = match self.claim_served(served.clone()) {
+            Ok(c) => c,
+            Err(Error::Busy(_)) => {
+                std::thread::sleep(Duration::from_millis(1 + jitter(20)));
+                return Ok(Turn::Again);
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(job) = claimed {
+            let counter = match execute(job, runner, again)? {
+                Outcome::Completed => &n.completed,
+                Outcome::Failed => &n.failed,
+                Outcome::Lost => &n.lost,
             };
-            if let Some(job) = claimed {
-                let counter = match execute(job, runner)? {
-                    Outcome::Completed => &n.completed,
-                    Outcome::Failed => &n.failed,
-                    Outcome::Lost => &n.lost,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                continue;
+            counter.fetch_add(1, Ordering::Relaxed);
+            return Ok(Turn::Again);
+        }
+        let idle = Idle::new(inner.store.idle()?, served.as_deref());
+        if until_empty && !idle.any {
+            inner.wake_workers();
+            return Ok(Turn::Done);
+        }
+        self.sleep_until_work(seen, &mut v, idle.next_due, None)?;
+        *version = Some(v);
+        Ok(Turn::Again)
+    }
+
+    /// Reports a lost connection as an [`Event::Disconnected`], once per outage.
+    fn note_lost(&self, outage: &Outage, e: &Error) {
+        if outage.lost(e) {
+            self.inner.events.emit(Event::Disconnected { message: e.message().to_string() });
+        }
+    }
+
+    /// Sleeps for `d` unless the run is stopped first; `false` when it is.
+    fn back_off(&self, d: Duration, stopped: &dyn Fn() -> bool) -> bool {
+        let end = std::time::Instant::now() + d;
+        loop {
+            if stopped() {
+                return false;
             }
-            let idle = Idle::new(inner.store.idle()?, served.as_deref());
-            if until_empty && !idle.any {
-                inner.wake_workers();
-                return Ok(());
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return true;
             }
-            self.sleep_until_work(seen, &mut version, idle.next_due, None)?;
+            // A stop wakes the workers, so this returns at once then.
+            let seen = self.inner.wake_generation();
+            self.inner.wait_wake(seen, left);
         }
     }
 
@@ -244,25 +333,44 @@ impl Db {
     }
 }
 
+enum Turn {
+    Again,
+    Done,
+}
+
 enum Outcome {
     Completed,
     Failed,
     Lost,
 }
 
-fn execute<F, E>(mut job: Job, runner: &F) -> Result<Outcome>
+fn execute<F, E>(mut job: Job, runner: &F, again: &mut dyn FnMut(&Error) -> bool) -> Result<Outcome>
 where
     F: Fn(&mut Job) -> std::result::Result<(), E>,
     E: Display,
 {
     let ran = catch_unwind(AssertUnwindSafe(|| runner(&mut job)));
     let done = match ran {
-        Ok(Ok(())) => job.complete().map(|_| Outcome::Completed),
-        Ok(Err(e)) => job.fail(&e.to_string()).map(|_| Outcome::Failed),
-        Err(p) => job.fail(&format!("runner panicked: {}", panic_text(&p))).map(|_| Outcome::Failed),
+        Ok(Ok(())) => job.complete_or_retry(again).map(|_| Outcome::Completed),
+        // The runner failed because its payload or output could not be moved: that says
+        // nothing about the job, and must not become a fail row. Its lease re-queues it.
+        Ok(Err(_)) if job.lost_connection() => {
+            job.abandon();
+            Ok(Outcome::Lost)
+        }
+        Ok(Err(e)) => job.fail_or_retry(&e.to_string(), again).map(|_| Outcome::Failed),
+        Err(p) => {
+            job.fail_or_retry(&format!("runner panicked: {}", panic_text(&p)), again).map(|_| Outcome::Failed)
+        }
     };
     match done {
         Err(Error::Stale(_)) => Ok(Outcome::Lost),
+        // The output could not be stored, or the run was stopped before the server was back:
+        // the instance is left to its lease. The outage is reported and waited out as any.
+        Err(e) if e.is_connection_lost() => {
+            again(&e);
+            Ok(Outcome::Lost)
+        }
         other => other,
     }
 }

@@ -47,7 +47,7 @@ impl Shared {
         let wake = Arc::new(Wake::default());
         let store = {
             let wake = wake.clone();
-            crate::store::open(path, opts.durability, access, Arc::new(move || wake.bump()))?
+            crate::store::open(path, opts.durability, opts.lease, access, Arc::new(move || wake.bump()))?
         };
         let live = Arc::new(Mutex::new(Live::default()));
         // A read-only handle never holds a job, so there is no lease to renew.

@@ -338,6 +338,10 @@ declare namespace batchdb {
     on(event: 'fail', listener: (err: FailError) => void): this;
     on(event: 'progress', listener: (key: Hash, created: number, done: number, message: string) => void): this;
     on(event: 'error', listener: (err: Error) => void): this;
+    /** A run lost its connection to the server; it waits and tries again. Once per outage. */
+    on(event: 'disconnect', listener: (err: Error) => void): this;
+    /** The run reached the server again after a 'disconnect'; `outageMs` is how long it was away. */
+    on(event: 'reconnect', listener: (outageMs: number) => void): this;
     on(event: 'close', listener: () => void): this;
     on(event: string | symbol, listener: (...args: any[]) => void): this;
     once(event: 'create', listener: (key: Hash) => void): this;

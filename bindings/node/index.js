@@ -20,6 +20,11 @@ const OUTPUT_FLUSH = 64 * 1024;
 const AHEAD_MS = 5;
 const MANY_AHEAD = ffi.MANY_HEADS;
 const noop = () => {};
+// The words in the message of every lost-connection error (BATCHDB_ERR_IO), as the library's
+// batchdb::CONNECTION_LOST: the one test of "the server went away" (see #rideOut).
+const CONNECTION_LOST = 'connection to PostgreSQL lost';
+const lostConnection = (err) =>
+  !!err && err.code === 'BATCHDB_ERR_IO' && typeof err.message === 'string' && err.message.includes(CONNECTION_LOST);
 
 // Calls `cb(err, ...values)` outside the promise chain when given, else returns the promise.
 // `spread` turns an array result into several callback arguments.
@@ -679,6 +684,8 @@ class Compute extends EventEmitter {
     const db = await this._database();
     // untilEmpty ends by itself, so its waits may hold the event loop like keepAlive's.
     const hold = untilEmpty || keepAlive;
+    // This run's outage, shared by its workers so that it is reported once (see #rideOut).
+    const outage = { since: 0, pause: 0 };
     const worker = async () => {
       // The calls into C overlap the runner, and one call serves several jobs. The jobs the
       // runner finished (`done`) are completed, and the next instances claimed, in one call
@@ -702,6 +709,7 @@ class Compute extends EventEmitter {
         const finished = done;
         done = [];
         const p = this.#cycle(db, finished, want).then((jobs) => {
+          if (jobs.length) this.#backOnline(outage);
           for (const j of jobs) ready.push(j);
           if (inflight === p) inflight = null;
         });
@@ -730,14 +738,20 @@ class Compute extends EventEmitter {
                 continue;
               }
               if (this.#stopping) return;
+              if (await this.#rideOut(err, outage)) continue;
               throw err;
             }
+            this.#backOnline(outage);
             if (job) ready.push(job);
             if (this.#stopping) break;
             if (!job) {
               if (untilEmpty && (await this.#idle(db, queues))) return;
               if (this.#stopping) break;
-              await this.#waitForWork(db, hold, queues);
+              try {
+                await this.#waitForWork(db, hold, queues);
+              } catch (err) {
+                if (this.#stopping || !(await this.#rideOut(err, outage))) throw err;
+              }
             }
             continue;
           }
@@ -771,9 +785,34 @@ class Compute extends EventEmitter {
     try {
       return await db.isIdle(queues);
     } catch (err) {
-      if (err.code === 'BATCHDB_ERR_BUSY') return false;
+      // A lost connection: not idle as far as anyone knows; the wait that follows rides it out.
+      if (err.code === 'BATCHDB_ERR_BUSY' || lostConnection(err)) return false;
       throw err;
     }
+  }
+
+  // A lost connection to the server (the library's Error::is_connection_lost) does not end a
+  // run: the worker waits (100 ms doubling to 5 s, jittered, as the library's own run loop) and
+  // tries again, and the outage is reported once: 'disconnect' (err), then 'reconnect'
+  // (outageMs). Resolves true when it waited, false for any other error (the caller throws it).
+  async #rideOut(err, outage) {
+    if (!lostConnection(err)) return false;
+    if (!outage.since) {
+      outage.since = Date.now();
+      outage.pause = 100;
+      this.emit('disconnect', err);
+    }
+    const step = outage.pause;
+    outage.pause = Math.min(step * 2, 5000);
+    await new Promise((resolve) => setTimeout(resolve, step / 2 + Math.random() * (step / 2)));
+    return true;
+  }
+
+  #backOnline(outage) {
+    if (!outage.since) return;
+    const ms = Date.now() - outage.since;
+    outage.since = 0;
+    this.emit('reconnect', ms);
   }
 
   // One waiter per instance, shared by the idle workers (of one run: they serve the same queues).
@@ -908,6 +947,14 @@ class Compute extends EventEmitter {
           return null;
         }
         const fail = err instanceof Error ? err : new Error(String(err));
+        if (lostConnection(fail) && !job.closed) {
+          // The payload or output could not be moved: that says nothing about the job, and a
+          // lost connection never makes a fail row. Back to pending (or, while the server is
+          // away, when its lease runs out).
+          await job.release().catch(noop);
+          if (this.listenerCount('error')) this.emit('error', fail);
+          return null;
+        }
         if (job.closed) {
           // a write into the job consumed it (e.g. the lease was lost): nothing more to record.
           if (this.listenerCount('error')) this.emit('error', fail);

@@ -5,7 +5,9 @@
 use super::error::c_string;
 use super::handles::UserData;
 use super::{BATCHDB_EVENT_CREATE, BATCHDB_EVENT_FAIL, BATCHDB_EVENT_PUSH, BATCHDB_EVENT_RESULT};
-use super::{BATCHDB_EVENT_PROGRESS, BATCHDB_EVENT_START};
+use super::{
+    BATCHDB_EVENT_DISCONNECTED, BATCHDB_EVENT_PROGRESS, BATCHDB_EVENT_RECONNECTED, BATCHDB_EVENT_START,
+};
 use crate::sync::lock;
 use crate::{Db, Error, Event, SubscriptionId};
 use std::cell::Cell;
@@ -18,14 +20,16 @@ use std::sync::{Arc, Condvar, Mutex};
 pub struct batchdb_event {
     /// `BATCHDB_EVENT_*`.
     pub kind: i32,
-    /// The job's key, 64 hex characters, NUL-terminated (every kind).
+    /// The job's key, 64 hex characters, NUL-terminated; empty for the connection kinds
+    /// (disconnected, reconnected).
     pub job: *const c_char,
-    /// The instance's `created` (push, start, result, fail; 0 for create).
+    /// The instance's `created` (push, start, result, fail; 0 for create); reconnected
+    /// events: the outage's length in milliseconds.
     pub created: i64,
     /// Result events: the output's hash; NULL for other kinds.
     pub hash: *const c_char,
-    /// Fail events: the fail row's message; progress events: the progress text; NULL for
-    /// other kinds.
+    /// Fail events: the fail row's message; progress events: the progress text;
+    /// disconnected events: what failed; NULL for other kinds.
     pub message: *const c_char,
     /// Progress events: how much is done, 0 to 1; 0 for other kinds.
     pub done: f64,
@@ -92,21 +96,27 @@ struct Subscription {
 fn deliver(f: extern "C" fn(*mut c_void, *const batchdb_event), userdata: *mut c_void, ev: &Event) {
     let mut done = 0.0;
     let (kind, key, created, hash, message): (i32, _, i64, Option<CString>, Option<CString>) = match ev {
-        Event::Create { key } => (BATCHDB_EVENT_CREATE, key, 0, None, None),
-        Event::Push { key, created } => (BATCHDB_EVENT_PUSH, key, *created, None, None),
-        Event::Start { key, created } => (BATCHDB_EVENT_START, key, *created, None, None),
+        Event::Create { key } => (BATCHDB_EVENT_CREATE, Some(key), 0, None, None),
+        Event::Push { key, created } => (BATCHDB_EVENT_PUSH, Some(key), *created, None, None),
+        Event::Start { key, created } => (BATCHDB_EVENT_START, Some(key), *created, None, None),
         Event::Result { key, created, hash } => {
-            (BATCHDB_EVENT_RESULT, key, *created, Some(c_string(&hash.to_string())), None)
+            (BATCHDB_EVENT_RESULT, Some(key), *created, Some(c_string(&hash.to_string())), None)
         }
         Event::Fail { key, created, message } => {
-            (BATCHDB_EVENT_FAIL, key, *created, None, Some(c_string(message)))
+            (BATCHDB_EVENT_FAIL, Some(key), *created, None, Some(c_string(message)))
         }
         Event::Progress { key, created, done: d, message } => {
             done = *d;
-            (BATCHDB_EVENT_PROGRESS, key, *created, None, Some(c_string(message)))
+            (BATCHDB_EVENT_PROGRESS, Some(key), *created, None, Some(c_string(message)))
+        }
+        Event::Disconnected { message } => {
+            (BATCHDB_EVENT_DISCONNECTED, None, 0, None, Some(c_string(message)))
+        }
+        Event::Reconnected { outage_ms } => {
+            (BATCHDB_EVENT_RECONNECTED, None, i64::try_from(*outage_ms).unwrap_or(i64::MAX), None, None)
         }
     };
-    let job = c_string(&key.to_string());
+    let job = c_string(&key.map(ToString::to_string).unwrap_or_default());
     let c_ev = batchdb_event {
         kind,
         job: job.as_ptr(),

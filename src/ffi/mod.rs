@@ -118,6 +118,12 @@ pub const BATCHDB_EVENT_FAIL: i32 = 4;
 /// `batchdb_event.kind`: a running instance reported progress; `done` is the fraction (0 to
 /// 1) and `message` its text.
 pub const BATCHDB_EVENT_PROGRESS: i32 = 5;
+/// `batchdb_event.kind`: a `batchdb_run` lost its connection to the server and waits to try
+/// again; `message` says what failed, `job` is empty. Once per outage.
+pub const BATCHDB_EVENT_DISCONNECTED: i32 = 6;
+/// `batchdb_event.kind`: the run reached the server again; `created` is how long the outage
+/// lasted in milliseconds, `job` is empty.
+pub const BATCHDB_EVENT_RECONNECTED: i32 = 7;
 
 /// The error object, always the last argument of a fallible function (it may be NULL).
 ///

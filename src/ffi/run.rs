@@ -41,8 +41,12 @@ fn message_of(fail: &batchdb_error, rc: i32) -> String {
 ///
 /// Returns `BATCHDB_OK` when the run ended (empty, or stopped); `BATCHDB_ERR_INVALID` (NULL
 /// `db`/`fn`, `workers` above 1024, `until_empty` not 0 or 1); `BATCHDB_ERR_IO` or
-/// `BATCHDB_ERR_CORRUPT` when the queue itself could not be read or written. Blocks the
-/// calling thread until then. Thread-safe.
+/// `BATCHDB_ERR_CORRUPT` when the queue itself could not be read or written. A lost connection
+/// to a server is not such an error: the workers wait and try again until it is back or the run
+/// is stopped, and subscribers get `BATCHDB_EVENT_DISCONNECTED` and `BATCHDB_EVENT_RECONNECTED`;
+/// an instance finished meanwhile is completed or failed once the server is back (fenced: never
+/// twice), and a lost connection never makes a fail row. Blocks the calling thread until then.
+/// Thread-safe.
 #[no_mangle]
 pub extern "C" fn batchdb_run(
     db: *mut batchdb,

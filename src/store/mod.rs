@@ -42,6 +42,7 @@ pub(crate) type WakeFn = Arc<dyn Fn() + Send + Sync>;
 pub(crate) fn open(
     path: &Path,
     durability: Durability,
+    lease: std::time::Duration,
     access: Access,
     wake: WakeFn,
 ) -> Result<Arc<dyn Store>> {
@@ -49,11 +50,11 @@ pub(crate) fn open(
         #[cfg(feature = "postgres")]
         {
             let _ = access;
-            return Ok(Arc::new(postgres::Postgres::open(url, durability, wake)?));
+            return Ok(Arc::new(postgres::Postgres::open(url, durability, lease, wake)?));
         }
         #[cfg(not(feature = "postgres"))]
         {
-            let _ = (wake, access);
+            let _ = (wake, access, lease);
             return Err(crate::error::Error::invalid(format!(
                 "{}: this batchdb was built without the postgres feature (build it with --features postgres)",
                 crate::location::redact(url)
@@ -76,6 +77,7 @@ pub(crate) type BlobId = i64;
 
 /// A blob whose writer has finished: its leading chunks (if any) sit in a staging area, and
 /// `tail` holds the bytes after them.
+#[derive(Clone)]
 pub(crate) struct Finished {
     pub stage: Option<BlobId>,
     pub next_seq: i64,

@@ -4,7 +4,8 @@
 # Starts a throwaway cluster in a temporary folder on 127.0.0.1:$BATCHDB_PG_PORT (default
 # 54329), runs `cargo test --features postgres --test core --test queue` with BATCHDB_TEST_PG
 # pointing at it (every test gets a fresh schema), smoke-tests the CLI against it, runs the
-# TLS matrix (tests/pg/tls.sh, its own clusters with and without ssl = on) and the C suite, and
+# TLS matrix (tests/pg/tls.sh, its own clusters with and without ssl = on), the multi-host
+# network scenarios (tests/pg/netns.sh, issue 23) and the C suite, and
 # stops the cluster on exit. Installs Debian's postgresql package when no server binaries are found
 # (as root). Where no server can be started it says so and exits non-zero: it never passes
 # without having run the suite.
@@ -45,8 +46,19 @@ SQL
 URL="postgres://batchdb_test@127.0.0.1:$PORT/batchdb_test"
 echo "tests/pg/run.sh: server up at $URL"
 
+# A command that restarts the server (`pg_ctl restart -m fast`: every connection is ended), for
+# tests/outage.rs: a run goes on through restarts (issue 23).
+RESTART="$TMP/restart.sh"
+{
+    echo '#!/usr/bin/env bash'
+    declare -p PG_AS
+    declare -f pg_as
+    echo "pg_as $(printf '%q ' "$BIN/pg_ctl" -D "$DATA" -m fast -w -t 60 restart) >/dev/null"
+} >"$RESTART"
+chmod +x "$RESTART"
+
 LOG="$TMP/cargo-test.log"
-BATCHDB_TEST_PG="$URL" cargo test --features postgres --test core --test queue --test queues --test pipelines --test ui "$@" 2>&1 | tee "$LOG"
+BATCHDB_TEST_PG="$URL" BATCHDB_TEST_PG_RESTART="$RESTART" cargo test --features postgres --test core --test queue --test queues --test pipelines --test ui --test outage "$@" 2>&1 | tee "$LOG"
 STATUS=${PIPESTATUS[0]}
 # The unit tests that only a postgres build has (URL and sslmode parsing, redaction against the
 # driver's own reading); the default build's `cargo test` runs the rest.
@@ -76,6 +88,17 @@ tls_passed=$(echo "$tls_line" | awk '{print $2+0}')
 tls_failed=$(echo "$tls_line" | awk '{print $4+0}')
 if [ "$TLS_STATUS" -ne 0 ] && [ "$tls_failed" -eq 0 ]; then tls_failed=1; fi
 
+# Workers on three hosts (network namespaces) against a server on a fourth, through a cut link,
+# server restarts, a stalled connection and added latency (issue 23; tests/pg/netns.sh, its own
+# server). Skips, saying so, where namespaces cannot be made (not root). Bounded by timeout.
+NETNS_LOG="$TMP/netns.log"
+BATCHDB_BIN=target/debug/batchdb timeout 300 bash tests/pg/netns.sh 2>&1 | tee "$NETNS_LOG"
+NETNS_STATUS=${PIPESTATUS[0]}
+netns_line=$(grep -E '^pg-netns: [0-9]+ passed, [0-9]+ failed' "$NETNS_LOG" | tail -1)
+netns_passed=$(echo "$netns_line" | awk '{print $2+0}')
+netns_failed=$(echo "$netns_line" | awk '{print $4+0}')
+if [ "$NETNS_STATUS" -ne 0 ] && [ "$netns_failed" -eq 0 ]; then netns_failed=1; fi
+
 # The C suite (tests/c/run.sh: valgrind, ASan/UBSan, and the plain -O2 pass with the timing
 # programs) against the same server, a fresh schema per test. The library is built with the
 # feature into target/pg, so that target/release keeps the default build that the C, Go and
@@ -99,9 +122,10 @@ passed=$(grep -Eo '[0-9]+ passed' "$LOG" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$LOG" | awk '{s+=$1} END {print s+0}')
 if [ "$STATUS" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 if [ "$CLI_STATUS" -ne 0 ]; then failed=$((failed + 1)); else passed=$((passed + 1)); fi
-passed=$((passed + c_passed + tls_passed))
-failed=$((failed + c_failed + tls_failed))
+passed=$((passed + c_passed + tls_passed + netns_passed))
+failed=$((failed + c_failed + tls_failed + netns_failed))
 echo "pg: of which TLS: $tls_passed passed, $tls_failed failed"
+echo "pg: of which the network scenarios: $netns_passed passed, $netns_failed failed"
 echo "pg: of which the C suite: $c_passed passed, $c_failed failed"
 echo "pg: $passed passed, $failed failed"
-[ "$STATUS" -eq 0 ] && [ "$CLI_STATUS" -eq 0 ] && [ "$C_STATUS" -eq 0 ] && [ "$TLS_STATUS" -eq 0 ]
+[ "$STATUS" -eq 0 ] && [ "$CLI_STATUS" -eq 0 ] && [ "$C_STATUS" -eq 0 ] && [ "$TLS_STATUS" -eq 0 ] && [ "$NETNS_STATUS" -eq 0 ]

@@ -28,7 +28,7 @@ use crate::child::{describe_exit, kill_group, program_exists, pump, signal_name,
 use crate::cli::{Cli, OrderArg, RunArgs};
 use crate::progress::{Counts, Progress};
 use crate::{open, Access, CliError, CliResult};
-use batchdb::{Db, Event, Job, Options, Order};
+use batchdb::{Backoff, Db, Event, Job, Options, Order, Outage};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::collections::HashSet;
@@ -88,6 +88,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> CliResult<i32> {
         wake: Condvar::new(),
         released: AtomicU64::new(0),
         lost: AtomicU64::new(0),
+        outage: Outage::new(),
     });
 
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
@@ -206,6 +207,8 @@ struct Runner {
     wake: Condvar,
     released: AtomicU64,
     lost: AtomicU64,
+    /// The run's outages, reported once each on stderr (see [`batchdb::Outage`]).
+    outage: Outage,
 }
 
 enum Outcome {
@@ -287,6 +290,7 @@ impl Runner {
     }
 
     fn worker(&self, db: &Db) {
+        let mut backoff = Backoff::new();
         loop {
             let seen = {
                 let st = self.lock();
@@ -295,7 +299,11 @@ impl Runner {
                 }
                 st.generation
             };
-            match db.claim_from(&self.queues) {
+            let claimed = db.claim_from(&self.queues);
+            if !matches!(&claimed, Err(e) if e.is_connection_lost()) {
+                self.reached(&mut backoff);
+            }
+            match claimed {
                 Ok(Some(job)) => match self.execute(job) {
                     Ok(Outcome::Released) => {
                         self.released.fetch_add(1, Ordering::Relaxed);
@@ -315,20 +323,62 @@ impl Runner {
                                 return;
                             }
                             Ok(true) | Err(batchdb::Error::Busy(_)) => {}
+                            Err(e) if e.is_connection_lost() => {
+                                if !self.again(&e, &mut backoff) {
+                                    return;
+                                }
+                                continue;
+                            }
                             Err(e) => return self.fatal(e.to_string()),
                         }
                     }
                     if self.lock().generation != seen {
                         continue;
                     }
-                    if let Err(e) = db.wait_for_work_from(&self.queues, POLL) {
-                        return self.fatal(e.to_string());
+                    match db.wait_for_work_from(&self.queues, POLL) {
+                        Ok(_) => {}
+                        Err(e) if e.is_connection_lost() => {
+                            if !self.again(&e, &mut backoff) {
+                                return;
+                            }
+                        }
+                        Err(e) => return self.fatal(e.to_string()),
                     }
                 }
                 Err(batchdb::Error::Busy(_)) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) if e.is_connection_lost() => {
+                    if !self.again(&e, &mut backoff) {
+                        return;
+                    }
+                }
                 Err(e) => return self.fatal(e.to_string()),
             }
         }
+    }
+
+    /// After a lost connection: says so on stderr once per outage, then waits the back-off's
+    /// next pause unless the run is stopping. `false` when it is (the caller gives up).
+    fn again(&self, e: &batchdb::Error, backoff: &mut Backoff) -> bool {
+        if self.outage.lost(e) {
+            eprintln!("batchdb: lost the connection to the server ({}); retrying", e.message());
+        }
+        let pause = backoff.next_pause();
+        let st = self.lock();
+        if st.stopping {
+            return false;
+        }
+        // A signal or a fatal error wakes this wait at once.
+        let (st, _) =
+            self.wake.wait_timeout_while(st, pause, |st| !st.stopping).unwrap_or_else(|p| p.into_inner());
+        !st.stopping
+    }
+
+    /// A call reached the server: ends the outage under way, if any, with a line on stderr.
+    fn reached(&self, backoff: &mut Backoff) {
+        if let Some(down) = self.outage.back() {
+            eprintln!("batchdb: the connection to the server is back (lost for {:.1} s)", down.as_secs_f64());
+        }
+        backoff.reset();
     }
 
     /// Whether an `--until-empty` run must go on: the library's rule ([`Db::is_idle`]), the
@@ -376,13 +426,24 @@ impl Runner {
             }
         };
         let message = match (io.fed, io.stored, status) {
+            // The payload or output could not be moved because the server went away: that
+            // says nothing about the job and must not make a fail row. Its lease re-queues it.
+            (Err(_), _, _) | (_, Err(_), _) if job.lost_connection() => {
+                job.abandon();
+                return Ok(Outcome::Lost);
+            }
             (_, Err(m), _) => format!("storing the output of {}: {m}", self.name),
             (Err(m), Ok(()), _) => format!("reading the payload: {m}"),
             (Ok(()), Ok(()), Err(e)) => format!("waiting for {}: {e}", self.name),
             (Ok(()), Ok(()), Ok(st)) if st.success() => {
-                return match job.complete() {
+                // Sent again after a lost connection; fenced by the lease, so never twice.
+                let mut backoff = Backoff::new();
+                return match job.complete_or_retry(&mut |e| self.again(e, &mut backoff)) {
                     Ok(_) => Ok(Outcome::Completed),
                     Err(batchdb::Error::Stale(_)) => Ok(Outcome::Lost),
+                    // Stopped before the server was back, or the output was lost with the
+                    // connection: the lease re-queues the instance.
+                    Err(e) if e.is_connection_lost() => Ok(Outcome::Lost),
                     Err(e) => Err(e.to_string()),
                 };
             }
@@ -393,9 +454,11 @@ impl Runner {
             }
             (Ok(()), Ok(()), Ok(st)) => describe_exit(&self.name, st, &io.tail),
         };
-        match job.fail(&message) {
+        let mut backoff = Backoff::new();
+        match job.fail_or_retry(&message, &mut |e| self.again(e, &mut backoff)) {
             Ok(()) => Ok(Outcome::Failed),
             Err(batchdb::Error::Stale(_)) => Ok(Outcome::Lost),
+            Err(e) if e.is_connection_lost() => Ok(Outcome::Lost),
             Err(e) => Err(e.to_string()),
         }
     }

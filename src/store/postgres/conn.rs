@@ -32,8 +32,12 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_RETRIES: u32 = 3;
 /// How long sent data may stay unacknowledged before the kernel gives the connection up: a
 /// query sent into a stalled path fails after this instead of after ~15 minutes of
-/// retransmissions (keepalives only cover an idle connection).
+/// retransmissions (keepalives only cover an idle connection). Shortened to a third of the
+/// lease when that is less ([`Target::fit_to_lease`]), but not below [`MIN_USER_TIMEOUT`].
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The shortest TCP user timeout a short lease brings: below it, a brief hiccup of a healthy
+/// network would cost a connection.
+const MIN_USER_TIMEOUT: Duration = Duration::from_secs(2);
 /// The schema used when the URL does not name one.
 const DEFAULT_SCHEMA: &str = "batchdb";
 
@@ -55,6 +59,8 @@ pub(super) struct Target {
     /// The URL without its password, for messages.
     pub shown: String,
     pub durable: bool,
+    /// The URL set `tcp_user_timeout` itself: [`Target::fit_to_lease`] leaves it alone.
+    pub user_timeout_from_url: bool,
 }
 
 fn valid_schema(s: &str) -> bool {
@@ -110,7 +116,8 @@ impl Target {
         if config.get_keepalives_retries().is_none() {
             config.keepalives_retries(KEEPALIVE_RETRIES);
         }
-        if config.get_tcp_user_timeout().is_none() {
+        let user_timeout_from_url = config.get_tcp_user_timeout().is_some();
+        if !user_timeout_from_url {
             config.tcp_user_timeout(TCP_USER_TIMEOUT);
         }
         let (tls, tls_why) = tls.connector(&shown)?;
@@ -124,7 +131,23 @@ impl Target {
             url: url.to_string(),
             shown,
             durable: durability == Durability::Full,
+            user_timeout_from_url,
         })
+    }
+
+    /// A worker whose connection stalls (packets dropped, not refused) must notice before its
+    /// lease runs out, or its instance is taken over while it still waits: the TCP user timeout
+    /// becomes a third of the lease when that is shorter than the default (at least
+    /// [`MIN_USER_TIMEOUT`]), unless the URL set one. A third, not a half: the kernel acts on
+    /// it only when a retransmission is due (0.2, 0.6, 1.4, 3, 6.2 s … after sending), and a
+    /// connection given up is followed by an attempt to connect again before the error shows.
+    pub fn fit_to_lease(&mut self, lease: Duration) {
+        if self.user_timeout_from_url {
+            return;
+        }
+        let t = (lease / 3).clamp(MIN_USER_TIMEOUT, TCP_USER_TIMEOUT);
+        self.config.tcp_user_timeout(t);
+        self.listen_config.tcp_user_timeout(t);
     }
 
     /// A driver error's text with its causes, without the URL's secrets.
@@ -141,7 +164,7 @@ impl Target {
                 .contains(code)
             {
                 *lost = true;
-                return Error::io(format!("connection to PostgreSQL lost ({}): {text}", self.shown));
+                return Error::connection_lost(&self.shown, text);
             }
             if [
                 SqlState::T_R_SERIALIZATION_FAILURE,
@@ -158,13 +181,24 @@ impl Target {
             return Error::io(format!("PostgreSQL ({}): {text}", self.shown));
         }
         *lost = true;
-        Error::io(format!("connection to PostgreSQL lost ({}): {text}", self.shown))
+        Error::connection_lost(&self.shown, text)
     }
 
-    pub fn connect(&self) -> Result<Conn> {
+    /// Opens a connection. `again`: the database was open already, so a server that cannot be
+    /// reached (refused, timed out, shutting down or starting up) is a lost connection, which a
+    /// run loop rides out; when opening, or when the server refuses the login, it is an error.
+    pub fn connect(&self, again: bool) -> Result<Conn> {
         let client = self.config.connect(self.tls.clone()).map_err(|e| {
+            let unreachable = e.as_db_error().is_none_or(|db| {
+                [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW]
+                    .contains(db.code())
+            });
             let text = self.tls_why.explain(self.describe(&e));
-            Error::io(format!("cannot connect to PostgreSQL at {}: {text}", self.shown))
+            if again && unreachable {
+                Error::connection_lost(&self.shown, format!("cannot connect again: {text}"))
+            } else {
+                Error::io(format!("cannot connect to PostgreSQL at {}: {text}", self.shown))
+            }
         })?;
         let mut conn = Conn { client, stmts: HashMap::new(), broken: false };
         let mut setup = set_search_path(&self.schema);
@@ -279,16 +313,19 @@ impl Conns {
         let pooled = lock(&self.pool).pop();
         match pooled {
             Some(c) => Ok((c, true)),
-            None => Ok((self.target.connect()?, false)),
+            None => Ok((self.target.connect(true)?, false)),
         }
     }
 
+    /// Keeps a healthy connection for reuse. A broken one is dropped, and with it every idle
+    /// one: a connection breaks when the server went away or restarted, which ended the idle
+    /// ones too, and each would otherwise cost a failed attempt before a new connection.
     fn give_back(&self, conn: Conn) {
-        if !conn.broken && !conn.client.is_closed() {
-            let mut pool = lock(&self.pool);
-            if pool.len() < POOL {
-                pool.push(conn);
-            }
+        let mut pool = lock(&self.pool);
+        if conn.broken || conn.client.is_closed() {
+            pool.clear();
+        } else if pool.len() < POOL {
+            pool.push(conn);
         }
     }
 
@@ -301,7 +338,9 @@ impl Conns {
             if !(pooled && conn.broken) {
                 return Err(e);
             }
-            conn = self.target.connect()?;
+            // The other idle connections died with this one.
+            lock(&self.pool).clear();
+            conn = self.target.connect(true)?;
             Tx { c: &mut conn, t: &self.target }.batch(begin)?;
         }
         let out = {
@@ -344,7 +383,8 @@ impl Conns {
         let (mut conn, pooled) = self.take()?;
         let mut out = f(&mut Tx { c: &mut conn, t: &self.target });
         if out.is_err() && pooled && conn.broken {
-            conn = self.target.connect()?;
+            lock(&self.pool).clear();
+            conn = self.target.connect(true)?;
             out = f(&mut Tx { c: &mut conn, t: &self.target });
         }
         self.give_back(conn);
@@ -389,6 +429,18 @@ mod tests {
         assert_eq!(t.listen_config.get_ssl_mode(), SslMode::Prefer);
         assert_eq!(t.listen_config.get_keepalives_idle(), Duration::from_secs(5));
         assert_eq!(t.listen_config.get_tcp_user_timeout(), Some(&Duration::from_secs(7)));
+        // A short lease shortens the default user timeout, never one the URL set.
+        let mut t = t;
+        t.fit_to_lease(Duration::from_secs(3));
+        assert_eq!(t.config.get_tcp_user_timeout(), Some(&Duration::from_secs(7)));
+        let mut t = Target::parse("postgres://u@h/db", Durability::Normal).unwrap();
+        t.fit_to_lease(Duration::from_secs(12));
+        assert_eq!(t.config.get_tcp_user_timeout(), Some(&Duration::from_secs(4)));
+        assert_eq!(t.listen_config.get_tcp_user_timeout(), Some(&Duration::from_secs(4)));
+        t.fit_to_lease(Duration::from_millis(500));
+        assert_eq!(t.config.get_tcp_user_timeout(), Some(&MIN_USER_TIMEOUT));
+        t.fit_to_lease(Duration::from_secs(300));
+        assert_eq!(t.config.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
         let e =
             Target::parse("postgres://u:pw-secret@h/db?sslmode=verify", Durability::Normal).err().unwrap();
         assert!(matches!(&e, Error::Invalid(m) if m.contains("sslmode") && !m.contains("pw-secret")), "{e}");

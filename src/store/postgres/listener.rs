@@ -44,6 +44,9 @@ struct State {
     settled: bool,
     /// Why the latest attempt to listen failed; cleared by one that succeeds.
     failure: Option<String>,
+    /// The listener's thread has ended: its failure is for good, not a lost connection that
+    /// the next attempt may mend.
+    ended: bool,
 }
 
 struct Shared {
@@ -52,6 +55,9 @@ struct Shared {
     count: AtomicI64,
     /// True while every commit elsewhere is sure to move `count` and call `wake`.
     listening: AtomicBool,
+    /// The listener has listened at least once: a later failure to listen again is an outage
+    /// that it rides out on its own, and waiters poll meanwhile.
+    listened: AtomicBool,
     stop: AtomicBool,
     /// The listener task's waker, so that [`Drop`] interrupts its wait.
     task: Mutex<Option<Waker>>,
@@ -121,6 +127,7 @@ impl Listener {
             shared: Arc::new(Shared {
                 count: AtomicI64::new(0),
                 listening: AtomicBool::new(false),
+                listened: AtomicBool::new(false),
                 stop: AtomicBool::new(false),
                 task: Mutex::new(None),
                 state: Mutex::new(State::default()),
@@ -141,7 +148,7 @@ impl Listener {
 
     /// The change counter. The first call starts the listener and waits until it listens, or
     /// fails: its error is returned, as it is while the latest attempt to listen again has
-    /// failed. While the listener is between a lost connection and a new one, every call moves
+    /// failed if it never listened. While the listener is between a lost connection and a new one, every call moves
     /// the count, so that a waiter polling it looks at the queue each time.
     pub fn count(&self) -> Result<i64> {
         {
@@ -156,20 +163,32 @@ impl Listener {
                 })?);
             }
         }
-        let failure = {
+        let (failure, ended) = {
             let state = lock(&self.shared.state);
             let (state, _) = self
                 .shared
                 .settled
                 .wait_timeout_while(state, FIRST_LISTEN_WAIT, |s| !s.settled)
                 .unwrap_or_else(|e| e.into_inner());
-            state.failure.clone()
+            (state.failure.clone(), state.ended)
         };
         if self.listening() {
             return Ok(self.shared.count.load(Ordering::SeqCst));
         }
         if let Some(failure) = failure {
-            return Err(Error::io(failure));
+            // Once it has listened, the listener rides out an outage by itself: waiters poll
+            // meanwhile (below), and the queue's own statements tell them whether the server
+            // is there. Reporting its failure too would report a run's one outage twice (the
+            // pool reconnects before the listener does).
+            if ended || !self.shared.listened.load(Ordering::SeqCst) {
+                // While the thread lives it tries again: the server is away, as far as a run
+                // loop is concerned (it waits and looks again).
+                return Err(if ended {
+                    Error::io(failure)
+                } else {
+                    Error::connection_lost(&self.dial.shown, failure)
+                });
+            }
         }
         Ok(self.shared.count.fetch_add(1, Ordering::SeqCst) + 1)
     }
@@ -199,7 +218,11 @@ struct Down<'a>(&'a Shared);
 impl Drop for Down<'_> {
     fn drop(&mut self) {
         self.0.listening.store(false, Ordering::SeqCst);
-        let failure = lock(&self.0.state).failure.take();
+        let failure = {
+            let mut state = lock(&self.0.state);
+            state.ended = true;
+            state.failure.take()
+        };
         self.0.settle(Some(
             failure.unwrap_or_else(|| "the PostgreSQL notification listener has stopped".into()),
         ));
@@ -295,6 +318,7 @@ async fn listen_once(shared: &Shared, dial: &Dial, listened_before: bool) -> End
         Some(Ok(())) => {}
     }
     shared.listening.store(true, Ordering::SeqCst);
+    shared.listened.store(true, Ordering::SeqCst);
     shared.settle(None);
     if listened_before {
         // Commits made while nobody listened were not announced.

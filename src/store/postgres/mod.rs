@@ -45,6 +45,7 @@ use listener::Listener;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 pub(crate) struct Postgres {
     conns: Conns,
@@ -68,9 +69,10 @@ fn hash_key(h: &Hash) -> i64 {
 impl Postgres {
     /// `wake` is called from the listener's thread whenever another process (or this one) may
     /// have changed the queue.
-    pub fn open(url: &str, durability: Durability, wake: Wake) -> Result<Postgres> {
-        let target = Target::parse(url, durability)?;
-        let mut conn = target.connect()?;
+    pub fn open(url: &str, durability: Durability, lease: Duration, wake: Wake) -> Result<Postgres> {
+        let mut target = Target::parse(url, durability)?;
+        target.fit_to_lease(lease);
+        let mut conn = target.connect(false)?;
         setup(&mut Tx { c: &mut conn, t: &target }).map_err(|e| match e {
             Error::Invalid(m) => Error::Invalid(m),
             e => e.context(format!("cannot set up batchdb in {}", target.shown)),
