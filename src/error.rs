@@ -107,8 +107,9 @@ impl Error {
         Error::Io(msg.to_string())
     }
     /// A lost connection (see [`Error::is_connection_lost`]) to the server at `shown` (a URL
-    /// without its password), and why.
+    /// without its password), and why. Only a server backend loses connections.
     #[cold]
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn connection_lost(shown: impl fmt::Display, why: impl fmt::Display) -> Error {
         Error::Io(format!("{CONNECTION_LOST} ({shown}): {why}"))
     }
