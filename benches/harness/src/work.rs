@@ -197,28 +197,12 @@ pub fn p3(plan: &Plan, s: &Scratch) -> Row {
         Some(0.5),
     );
     let batches = (plan.batch_jobs / 1000).max(1);
-    let a = || {
-        let path = s.db();
-        let db = open(&path, Durability::Full);
-        let t = tag();
-        let all: Vec<Vec<Vec<u8>>> =
-            (0..batches).map(|b| (0..1000).map(|i| payload(t, (b * 1000 + i) as u64)).collect()).collect();
-        let start = Instant::now();
-        for b in &all {
-            db.add_batch(b).expect("add_batch");
-        }
-        let rate = (batches * 1000) as f64 / start.elapsed().as_secs_f64();
-        drop(db);
-        s.done(&path);
-        rate
-    };
+    let a = || batchdb_batches(s, batches);
     let b = || {
         let path = s.db();
         let c = baseline::open(&path, true);
         baseline::jobs_schema(&c);
-        let t = tag();
-        let all: Vec<Vec<Vec<u8>>> =
-            (0..batches).map(|b| (0..1000).map(|i| payload(t, (b * 1000 + i) as u64)).collect()).collect();
+        let all = batches_of_1000(batches);
         let start = Instant::now();
         for b in &all {
             baseline::insert_many(&c, b);
