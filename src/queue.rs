@@ -126,7 +126,9 @@ impl Job {
     pub fn complete_or_retry(mut self, again: &mut dyn FnMut(&Error) -> bool) -> Result<Hash> {
         self.finished = true;
         self.inner.live_job(self.created, self.attempt, false);
-        let out = self.output.finish()?;
+        // Shared, not copied: a complete sent again after a lost connection needs the output
+        // again, and the first attempt must not pay for a copy of it.
+        let out = Arc::new(self.output.finish()?);
         let hash = out.hash;
         let surplus = loop {
             match self.inner.store.complete(self.created, self.attempt, out.clone()) {

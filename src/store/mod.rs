@@ -694,7 +694,7 @@ pub(crate) trait Store: Send + Sync {
     fn completions(&self, since: i64) -> Result<Vec<(i64, u64, u64)>>;
     fn renew(&self, jobs: Vec<(i64, u32)>, stages: Vec<BlobId>, lease_ms: i64) -> Result<()>;
     /// Records the result if `(created, attempt)` still holds the lease; returns the end time.
-    fn complete(&self, created: i64, attempt: u32, output: Finished) -> Result<(i64, Option<BlobId>)>;
+    fn complete(&self, created: i64, attempt: u32, output: Arc<Finished>) -> Result<(i64, Option<BlobId>)>;
     /// Records a fail row, or re-queues at `requeue_at` (epoch ms), if still fenced. Returns
     /// the end time and the dependents that became fail rows with it, transitively.
     fn fail(

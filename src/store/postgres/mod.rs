@@ -44,7 +44,7 @@ use conn::{Conns, Target, Tx};
 use listener::Listener;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub(crate) struct Postgres {
@@ -771,7 +771,7 @@ impl Store for Postgres {
         })
     }
 
-    fn complete(&self, created: i64, attempt: u32, output: Finished) -> Result<(i64, Option<BlobId>)> {
+    fn complete(&self, created: i64, attempt: u32, output: Arc<Finished>) -> Result<(i64, Option<BlobId>)> {
         self.conns.write(|t| {
             let (blob, surplus) = publish_blob(t, &output)?;
             let end = now_ms();

@@ -26,6 +26,7 @@ use rusqlite::types::{Type, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 pub(crate) struct Sqlite {
     conns: Conns,
@@ -946,7 +947,7 @@ impl Store for Sqlite {
         })
     }
 
-    fn complete(&self, created: i64, attempt: u32, output: Finished) -> Result<(i64, Option<BlobId>)> {
+    fn complete(&self, created: i64, attempt: u32, output: Arc<Finished>) -> Result<(i64, Option<BlobId>)> {
         self.conns.write(true, move |c| {
             let (job, start, _) = fence(c, created, attempt)?;
             let (blob, surplus) = publish_blob(c, &output, false)?;
