@@ -61,6 +61,8 @@ HOSTS="1 2 3"
 cleanup() {
     for h in $HOSTS; do ip netns pids "bd23h$h" 2>/dev/null | xargs -r kill -9 2>/dev/null; done
     [ -d "$DATA" ] && ip netns exec $SRV runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$DATA" -m immediate stop >/dev/null 2>&1
+    # What else runs in the server's namespace (a delay proxy left by an interrupted scenario 4).
+    ip netns pids $SRV 2>/dev/null | xargs -r kill -9 2>/dev/null
     for n in $SRV bd23h1 bd23h2 bd23h3; do ip netns del $n 2>/dev/null; done
     rm -rf "$TMP"
 }
