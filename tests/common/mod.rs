@@ -270,13 +270,20 @@ fn rusage_self(ru: &mut libc::rusage) -> i32 {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, ru) }
 }
 
-/// CPU time (user + system) this process has used.
-pub fn cpu_time() -> Duration {
+/// What this process has used so far: CPU time (user + system; some kernels count it in
+/// scheduler ticks of 4 ms) and voluntary context switches over all its threads (each one a
+/// thread going to sleep, so each sleep-and-wake of a waiter counts once).
+pub struct Usage {
+    pub cpu: Duration,
+    pub sleeps: u64,
+}
+
+pub fn usage() -> Usage {
     let mut ru = libc_rusage_zeroed();
     assert_eq!(rusage_self(&mut ru), 0);
     let tv =
         |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    Usage { cpu: tv(ru.ru_utime) + tv(ru.ru_stime), sleeps: ru.ru_nvcsw as u64 }
 }
 
 /// Flips one byte of the `seq`th chunk of the blob `hash`, bypassing batchdb.
