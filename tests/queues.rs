@@ -6,6 +6,7 @@ mod common;
 use batchdb::{Db, Error, Event, PushOptions, RunOptions};
 use common::*;
 use std::collections::HashSet;
+use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -334,4 +335,78 @@ fn a_limit_holds_across_processes() {
     }
     assert_eq!(started, 150);
     assert_eq!(max, 2, "three processes with two workers each, queue limit 2");
+}
+
+/// Stats, and each queue's counts, follow every kind of change exactly, and `check` finds
+/// nothing after any of them: the ground truth for any faster way of counting.
+#[test]
+fn stats_follow_every_kind_of_change() {
+    let t = temp_path();
+    let db = open_with(&t.path, |o| {
+        o.chunk_size = 1024;
+        fast(o);
+    });
+    // (jobs, pending, running, results, fails, blobs, blob bytes), then the default queue's
+    // and q2's (ready, running, waiting).
+    type Counts = ((u64, u64, u64, u64, u64, u64, u64), (u64, u64, u64), (u64, u64, u64));
+    let counts = |step: &str| -> Counts {
+        let report = db.check().unwrap();
+        assert!(report.is_clean(), "after {step}: {:?}", report.problems);
+        let s = db.stats().unwrap();
+        let q =
+            |name: &str| s.queues.get(name).map(|q| (q.pending, q.running, q.waiting)).unwrap_or_default();
+        ((s.jobs, s.pending, s.running, s.results, s.fails, s.blobs, s.blob_bytes), q("default"), q("q2"))
+    };
+    let later = PushOptions { delay: Duration::from_secs(3600), ..Default::default() };
+    let (a, _) = db.add(&b"a"[..]).unwrap();
+    let (b, b_pushed) = db.add_with(&b"bb"[..], &later).unwrap();
+    let b_created = b_pushed.created;
+    let in_q2 = PushOptions { queue: Some("q2".into()), ..Default::default() };
+    let (c, _) = db.add_with(&b"ccc"[..], &in_q2).unwrap();
+    assert_eq!(counts("three adds"), ((3, 3, 0, 0, 0, 3, 6), (1, 0, 1), (1, 0, 0)));
+
+    let mut job = db.claim_from(&["default"]).unwrap().unwrap();
+    assert_eq!(job.key(), a);
+    assert_eq!(counts("a claim"), ((3, 2, 1, 0, 0, 3, 6), (0, 1, 1), (1, 0, 0)));
+    job.write_all(b"output of a").unwrap();
+    job.complete().unwrap();
+    assert_eq!(counts("a complete"), ((3, 2, 0, 1, 0, 4, 17), (0, 0, 1), (1, 0, 0)));
+
+    let job = db.claim_from(&["q2"]).unwrap().unwrap();
+    let c_created = job.created();
+    job.fail("no").unwrap();
+    assert_eq!(counts("a fail"), ((3, 1, 0, 1, 1, 4, 17), (0, 0, 1), (0, 0, 0)));
+    let c_again = db.retry(&c, c_created).unwrap();
+    assert_eq!(counts("a retry"), ((3, 2, 0, 1, 0, 4, 17), (0, 0, 1), (1, 0, 0)));
+
+    let after_c = PushOptions { after: vec![(c, c_again)], ..Default::default() };
+    let (d, d_pushed) = db.add_with(&b"dddd"[..], &after_c).unwrap();
+    let d_created = d_pushed.created;
+    assert_eq!(counts("a push after c"), ((4, 3, 0, 1, 0, 5, 21), (0, 0, 2), (1, 0, 0)));
+    let mut job = db.claim_from(&["q2"]).unwrap().unwrap();
+    job.write_all(&vec![5u8; 3000]).unwrap();
+    job.complete().unwrap();
+    assert_eq!(counts("c complete, d ready"), ((4, 2, 0, 2, 0, 6, 3021), (1, 0, 1), (0, 0, 0)));
+
+    db.cancel(&b, b_created).unwrap();
+    assert_eq!(counts("a cancel"), ((4, 1, 0, 2, 0, 6, 3021), (1, 0, 0), (0, 0, 0)));
+    let job = db.claim().unwrap().unwrap();
+    assert_eq!((job.key(), job.created()), (d, d_created));
+    drop(job);
+    // A released instance waits for its retry's back-off.
+    assert_eq!(counts("a release"), ((4, 1, 0, 2, 0, 6, 3021), (0, 0, 1), (0, 0, 0)));
+
+    // A large job stored in chunks, and an unfinished blob that never counts.
+    db.create(&vec![1u8; 10_000][..]).unwrap();
+    let mut w = db.writer();
+    w.write_all(&[2u8; 5000]).unwrap();
+    drop(w);
+    assert_eq!(counts("a chunked job"), ((5, 1, 0, 2, 0, 7, 13_021), (0, 0, 1), (0, 0, 0)));
+
+    db.prune(now_ms() + 1).unwrap();
+    assert_eq!(counts("prune"), ((5, 1, 0, 0, 0, 7, 13_021), (0, 0, 1), (0, 0, 0)));
+    let s = db.stats().unwrap();
+    assert_eq!((s.results_total, s.fails_total), (2, 1), "totals count removed rows");
+    db.gc().unwrap();
+    assert_eq!(counts("gc"), ((5, 1, 0, 0, 0, 5, 10_010), (0, 0, 1), (0, 0, 0)));
 }
