@@ -58,6 +58,7 @@ pub(super) struct Target {
     pub url: String,
     /// The URL without its password, for messages.
     pub shown: String,
+    /// Durability full: a write transaction's commit waits for the WAL flush.
     pub durable: bool,
     /// The URL set `tcp_user_timeout` itself: [`Target::fit_to_lease`] leaves it alone.
     pub user_timeout_from_url: bool,
@@ -135,6 +136,15 @@ impl Target {
         })
     }
 
+    /// The `BEGIN` of a write transaction: durable or not as the database was opened.
+    pub fn begin(&self) -> &'static str {
+        if self.durable {
+            BEGIN_DURABLE
+        } else {
+            BEGIN
+        }
+    }
+
     /// A worker whose connection stalls (packets dropped, not refused) must notice before its
     /// lease runs out, or its instance is taken over while it still waits: the TCP user timeout
     /// becomes a third of the lease when that is shorter than the default (at least
@@ -202,10 +212,8 @@ impl Target {
         })?;
         let mut conn = Conn { client, stmts: HashMap::new(), broken: false };
         let mut setup = set_search_path(&self.schema);
-        if !self.durable {
-            setup.push_str("; ");
-            setup.push_str(SYNC_OFF);
-        }
+        setup.push_str("; ");
+        setup.push_str(SYNC_OFF);
         Tx { c: &mut conn, t: self }.batch(&setup)?;
         Ok(conn)
     }
@@ -310,7 +318,17 @@ pub(super) struct Conns {
 
 impl Conns {
     fn take(&self) -> Result<(Conn, bool)> {
-        let pooled = lock(&self.pool).pop();
+        // A pooled connection the server has closed (a restart, an idle timeout) is known
+        // closed before anything is sent on it: skip it rather than fail a statement.
+        let pooled = {
+            let mut pool = lock(&self.pool);
+            loop {
+                match pool.pop() {
+                    Some(c) if c.client.is_closed() => continue,
+                    other => break other,
+                }
+            }
+        };
         match pooled {
             Some(c) => Ok((c, true)),
             None => Ok((self.target.connect(true)?, false)),
@@ -366,7 +384,7 @@ impl Conns {
     }
 
     pub fn write<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
-        self.tx(BEGIN, f)
+        self.tx(self.target.begin(), f)
     }
 
     /// A write whose commit does not wait for the server's WAL flush: claims, lease renewals
@@ -374,7 +392,17 @@ impl Conns {
     /// durable commit of any client makes them durable too; a crash before it loses at most
     /// a claim (the instance is pending again) or part of an unpublished blob.
     pub fn write_lazy<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
-        self.tx(BEGIN_LAZY, f)
+        self.tx(BEGIN, f)
+    }
+
+    /// One lazy write statement outside any transaction (it commits by itself, without
+    /// waiting for the WAL flush: see [`Conns::write_lazy`]). Never retried: a statement sent
+    /// on a connection that then broke may have been applied.
+    pub fn lazy_statement<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        let (mut conn, _) = self.take()?;
+        let out = f(&mut Tx { c: &mut conn, t: &self.target });
+        self.give_back(conn);
+        out
     }
 
     /// A read outside any transaction (one statement sees one snapshot). Reads change

@@ -88,7 +88,8 @@ impl Postgres {
 fn setup(t: &mut Tx<'_>) -> Result<()> {
     let shown = t.t.shown.clone();
     let schema = t.t.schema.clone();
-    t.batch(BEGIN)?;
+    let begin = t.t.begin();
+    t.batch(begin)?;
     let run = |t: &mut Tx<'_>| -> Result<()> {
         t.exec(SETUP_LOCK, &[&SETUP_LOCK_KEY])?;
         let row = t.one(SCHEMA_HAS_META, &[&schema])?;
@@ -169,6 +170,32 @@ fn publish_blob(t: &mut Tx<'_>, b: &Finished) -> Result<(BlobId, Option<BlobId>)
         },
     };
     Ok((id, None))
+}
+
+/// The instance a claim took, from the columns of [`CLAIM_NEWEST`] starting at `at`, with
+/// the results of the upstreams it waited for.
+fn claimed(t: &mut Tx<'_>, row: &::postgres::Row, at: usize) -> Result<Claimed> {
+    let created: i64 = row.get(at);
+    let job: BlobId = row.get(at + 1);
+    let after = if row.get::<_, i64>(at + 7) == 0 {
+        Vec::new()
+    } else {
+        t.query(UPSTREAM_RESULTS, &[&created])?
+            .iter()
+            .map(|r| Ok((hash_of(r, 0, r.get(3))?, r.get(1), hash_of(r, 2, r.get(4))?)))
+            .collect::<Result<_>>()?
+    };
+    Ok(Claimed {
+        created,
+        payload: job,
+        attempt: row.get::<_, i64>(at + 2) as u32,
+        key: hash_of(row, at + 3, job)?,
+        size: row.get::<_, i64>(at + 4) as u64,
+        after,
+        first_chunk: row
+            .get::<_, Option<Vec<u8>>>(at + 5)
+            .map(|data| Ok(Chunk { data, digest: Some(row.get(at + 6)) })),
+    })
 }
 
 /// The id of queue `name`, its row created when missing.
@@ -580,6 +607,25 @@ impl Store for Postgres {
     fn claim(&self, p: &ClaimParams) -> Result<ClaimOutcome> {
         let (lease_ms, max_attempts, order) = (p.lease_ms, p.max_attempts as i64, p.order);
         let served = p.queues.as_deref();
+        // Most claims need nothing but the claim itself: one statement, one round trip.
+        let fast = match order {
+            Order::NewestFirst => CLAIM_FAST_NEWEST,
+            Order::OldestFirst => CLAIM_FAST_OLDEST,
+        };
+        let quick = self.conns.lazy_statement(|t| {
+            let row = t.one(fast, &[&now_ms(), &lease_ms, &served])?;
+            if row.get::<_, bool>(0) {
+                return Ok(None);
+            }
+            let claimed = match row.get::<_, Option<i64>>(1) {
+                Some(_) => Some(claimed(t, &row, 1)?),
+                None => None,
+            };
+            Ok(Some(ClaimOutcome { claimed, expired: Vec::new(), fired: Vec::new() }))
+        })?;
+        if let Some(outcome) = quick {
+            return Ok(outcome);
+        }
         self.conns.write_lazy(|t| {
             let now = now_ms();
             let mut expired = Vec::new();
@@ -637,28 +683,7 @@ impl Store for Postgres {
             };
             let row = if ids.is_empty() { None } else { t.opt(sql, &[&now, &lease_ms, &ids])? };
             let claimed = match row {
-                Some(row) => {
-                    let created: i64 = row.get(0);
-                    let after = if row.get::<_, i64>(7) == 0 {
-                        Vec::new()
-                    } else {
-                        t.query(UPSTREAM_RESULTS, &[&created])?
-                            .iter()
-                            .map(|r| Ok((hash_of(r, 0, r.get(3))?, r.get(1), hash_of(r, 2, r.get(4))?)))
-                            .collect::<Result<_>>()?
-                    };
-                    Some(Claimed {
-                        created,
-                        payload: row.get(1),
-                        attempt: row.get::<_, i64>(2) as u32,
-                        key: hash_of(&row, 3, row.get(1))?,
-                        size: row.get::<_, i64>(4) as u64,
-                        after,
-                        first_chunk: row
-                            .get::<_, Option<Vec<u8>>>(5)
-                            .map(|data| Ok(Chunk { data, digest: Some(row.get(6)) })),
-                    })
-                }
+                Some(row) => Some(claimed(t, &row, 0)?),
                 None => None,
             };
             if changed {

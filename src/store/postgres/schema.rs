@@ -150,6 +150,9 @@ pub(crate) fn set_search_path(schema: &str) -> String {
 pub(crate) fn listen(channel: &str) -> String {
     format!("LISTEN \"{channel}\"")
 }
+/// Every connection's default: a commit does not wait for the WAL flush. Durable
+/// transactions say so in their `BEGIN` ([`BEGIN_DURABLE`]), so that a lazy write (a claim)
+/// can run as one statement, without a transaction's two round trips.
 pub(crate) const SYNC_OFF: &str = "SET synchronous_commit TO off";
 pub(crate) const NOTIFY: &str = "SELECT pg_notify($1, '')";
 /// Notifies only when the queue has just become empty: what a waiting `until_empty` run
@@ -158,8 +161,10 @@ pub(crate) const NOTIFY_IF_DRAINED: &str =
     "SELECT pg_notify($1, '') WHERE NOT EXISTS (SELECT 1 FROM instance)";
 
 // Transactions.
+/// A transaction whose commit does not wait for the WAL flush (the connection's default).
 pub(crate) const BEGIN: &str = "BEGIN";
-pub(crate) const BEGIN_LAZY: &str = "BEGIN; SET LOCAL synchronous_commit TO off";
+/// A transaction whose commit waits for the WAL flush (durability full).
+pub(crate) const BEGIN_DURABLE: &str = "BEGIN; SET LOCAL synchronous_commit TO on";
 pub(crate) const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 pub(crate) const COMMIT: &str = "COMMIT";
 pub(crate) const ROLLBACK: &str = "ROLLBACK";
@@ -337,6 +342,45 @@ macro_rules! claim {
         )
     };
 }
+/// A claim in one statement outside any transaction (a round trip, where [`CLAIM_NEWEST`]'s
+/// transaction costs five), taken when nothing asks more of it: no lease has run out, no
+/// delayed instance is due, no schedule is due, and no served queue (names `$3`, or all when
+/// NULL) has a limit. Column 0 says whether one of those holds; then nothing was claimed,
+/// and the claim takes the transaction's way. Otherwise the columns from 1 are
+/// [`CLAIM_NEWEST`]'s, NULL when nothing was ready.
+macro_rules! claim_fast {
+    ($order:literal) => {
+        concat!(
+            "WITH s AS (SELECT \
+                 EXISTS (SELECT 1 FROM instance WHERE state = 1 AND lease_until < $1) \
+                 OR EXISTS (SELECT 1 FROM instance WHERE state = 2 AND run_at <= $1) \
+                 OR EXISTS (SELECT 1 FROM schedule WHERE next_run <= $1) \
+                 OR EXISTS (SELECT 1 FROM queue WHERE max_running IS NOT NULL AND NOT paused \
+                     AND ($3::text[] IS NULL OR name = ANY($3::text[]))) AS slow), \
+             p AS (SELECT b.created FROM queue q \
+                 CROSS JOIN LATERAL (SELECT created, priority FROM instance \
+                     WHERE state = 0 AND queue = q.id ORDER BY priority DESC, created ",
+            $order,
+            " LIMIT 1 FOR UPDATE SKIP LOCKED) b \
+                 WHERE NOT (SELECT slow FROM s) AND NOT q.paused \
+                     AND ($3::text[] IS NULL OR q.name = ANY($3::text[])) \
+                 ORDER BY b.priority DESC, b.created ",
+            $order,
+            " LIMIT 1), \
+             c AS (UPDATE instance \
+                 SET state = 1, attempts = attempts + 1, lease_until = $1::bigint + $2::bigint, start = $1, \
+                     progress = NULL, note = NULL \
+                 WHERE created = (SELECT created FROM p) \
+                 RETURNING created, job, attempts, deps) \
+             SELECT s.slow, x.* FROM s LEFT JOIN (SELECT c.created, c.job, c.attempts, j.hash, b.size, \
+                 ch.data, ch.digest, c.deps \
+                 FROM c JOIN job j ON j.blob = c.job JOIN blob b ON b.id = c.job \
+                 LEFT JOIN chunk ch ON ch.blob = c.job AND ch.seq = 0) x ON true"
+        )
+    };
+}
+pub(crate) const CLAIM_FAST_NEWEST: &str = claim_fast!("DESC");
+pub(crate) const CLAIM_FAST_OLDEST: &str = claim_fast!("ASC");
 pub(crate) const CLAIM_NEWEST: &str = claim!("DESC");
 pub(crate) const CLAIM_OLDEST: &str = claim!("ASC");
 pub(crate) const RENEW: &str = "UPDATE instance SET lease_until = $3 \
