@@ -387,6 +387,17 @@ impl Conns {
         self.tx(self.target.begin(), f)
     }
 
+    /// A write, as [`Conns::write`], whose `BEGIN` also takes the lock of a hash
+    /// ([`begin_locked`]): one round trip fewer for each publish and complete.
+    pub fn write_locked<T>(
+        &self,
+        shared: bool,
+        key: i64,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.tx(&begin_locked(self.target.begin(), shared, key), f)
+    }
+
     /// A write whose commit does not wait for the server's WAL flush: claims, lease renewals
     /// and staged chunks, as on SQLite. PostgreSQL flushes its WAL in order, so the next
     /// durable commit of any client makes them durable too; a crash before it loses at most

@@ -126,50 +126,47 @@ fn setup(t: &mut Tx<'_>) -> Result<()> {
         }
     }
 }
+/// The lock a publication of `b` takes on its hash: (shared, key). gc, and writers of staged
+/// content, take turns on a hash until commit. Unstaged writers share the lock: many workers
+/// completing with the same (say empty) output must not queue behind each other's commits.
+fn hash_lock(b: &Finished) -> (bool, i64) {
+    (b.stage.is_none(), hash_key(&b.hash))
+}
 
-/// Publishes a finished blob inside the caller's transaction; returns its id and, when the
-/// content already existed, the staging area that is now surplus.
+/// Takes the lock [`publish_blob`] needs, where the transaction's `BEGIN` did not
+/// ([`Conns::write_locked`]).
+fn lock_hash(t: &mut Tx<'_>, b: &Finished) -> Result<()> {
+    let (shared, key) = hash_lock(b);
+    t.exec(if shared { HASH_LOCK_SHARED } else { HASH_LOCK }, &[&key]).map(|_| ())
+}
+
+/// Publishes `b` (its hash's lock held: [`hash_lock`]): its blob id, and the staging area
+/// to clear when the content was there already.
 fn publish_blob(t: &mut Tx<'_>, b: &Finished) -> Result<(BlobId, Option<BlobId>)> {
-    // gc, and writers of staged content, take turns on this hash until commit. Unstaged
-    // writers share the lock: many workers completing with the same (say empty) output must
-    // not queue behind each other's commits.
-    let lock = if b.stage.is_some() { HASH_LOCK } else { HASH_LOCK_SHARED };
-    t.exec(lock, &[&hash_key(&b.hash)])?;
     let hash: &[u8] = b.hash.as_bytes().as_slice();
-    if let Some(row) = t.opt(BLOB_BY_HASH, &[&hash])? {
-        let id: BlobId = row.get(0);
-        if let Some(stage) = b.stage {
-            t.exec(STAGE_ABANDON, &[&stage])?;
-        }
-        return Ok((id, b.stage));
-    }
     let size = b.size as i64;
-    let id = match b.stage {
-        Some(stage) => {
-            if !b.tail.is_empty() {
-                t.exec(
-                    CHUNK_INSERT,
-                    &[&stage, &b.next_seq, &b.tail, &chunk_digest(stage, b.next_seq, &b.tail)],
-                )?;
-            }
-            if t.exec(STAGE_PUBLISH, &[&stage, &hash, &size])? != 1 {
-                return Err(fail::publish_gone(&b.hash));
-            }
-            stage
-        }
-        None => match t.opt(BLOB_INSERT_NEW, &[&hash, &size])? {
-            Some(row) => {
-                let id: BlobId = row.get(0);
-                if !b.tail.is_empty() {
-                    t.exec(CHUNK_INSERT, &[&id, &0i64, &b.tail, &chunk_digest(id, 0, &b.tail)])?;
-                }
-                id
-            }
+    let Some(stage) = b.stage else {
+        let (id, new): (BlobId, bool) = match t.opt(BLOB_FIND_OR_INSERT, &[&hash, &size])? {
+            Some(row) => (row.get(0), row.get(1)),
             // Another writer committed the same content meanwhile (the insert waited for it).
-            None => t.one(BLOB_BY_HASH, &[&hash])?.get(0),
-        },
+            None => (t.one(BLOB_BY_HASH, &[&hash])?.get(0), false),
+        };
+        if new && !b.tail.is_empty() {
+            t.exec(CHUNK_INSERT, &[&id, &0i64, &b.tail, &chunk_digest(id, 0, &b.tail)])?;
+        }
+        return Ok((id, None));
     };
-    Ok((id, None))
+    if let Some(row) = t.opt(BLOB_BY_HASH, &[&hash])? {
+        t.exec(STAGE_ABANDON, &[&stage])?;
+        return Ok((row.get(0), Some(stage)));
+    }
+    if !b.tail.is_empty() {
+        t.exec(CHUNK_INSERT, &[&stage, &b.next_seq, &b.tail, &chunk_digest(stage, b.next_seq, &b.tail)])?;
+    }
+    if t.exec(STAGE_PUBLISH, &[&stage, &hash, &size])? != 1 {
+        return Err(fail::publish_gone(&b.hash));
+    }
+    Ok((stage, None))
 }
 
 /// The instance a claim took, from the columns of [`CLAIM_NEWEST`] starting at `at`, with
@@ -550,7 +547,8 @@ impl Store for Postgres {
     }
 
     fn publish(&self, blob: Finished, register: Register) -> Result<Published> {
-        self.conns.write(|t| {
+        let (shared, key) = hash_lock(&blob);
+        self.conns.write_locked(shared, key, |t| {
             let (id, duplicate_stage) = publish_blob(t, &blob)?;
             let push = match register {
                 Register::Job { push } => {
@@ -573,6 +571,7 @@ impl Store for Postgres {
             let mut created = Vec::with_capacity(blobs.len());
             for blob in &blobs {
                 debug_assert!(blob.stage.is_none(), "publish_many takes unstaged blobs only");
+                lock_hash(t, blob)?;
                 let (id, _) = publish_blob(t, blob)?;
                 let hash: &[u8] = blob.hash.as_bytes().as_slice();
                 t.exec(JOB_INSERT, &[&id, &hash])?;
@@ -797,7 +796,8 @@ impl Store for Postgres {
     }
 
     fn complete(&self, created: i64, attempt: u32, output: Arc<Finished>) -> Result<(i64, Option<BlobId>)> {
-        self.conns.write(|t| {
+        let (shared, key) = hash_lock(&output);
+        self.conns.write_locked(shared, key, |t| {
             let (blob, surplus) = publish_blob(t, &output)?;
             let end = now_ms();
             let channel = t.t.channel.clone();

@@ -174,6 +174,13 @@ pub(crate) const HASH_LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
 /// Taken by writers that publish small content without staging: they may run together (a
 /// duplicate insert resolves through `ON CONFLICT`), and only gc excludes them.
 pub(crate) const HASH_LOCK_SHARED: &str = "SELECT pg_advisory_xact_lock_shared($1)";
+/// A write transaction's `BEGIN` (`begin`) that also takes the lock of a hash (`key`, shared
+/// or not as [`HASH_LOCK_SHARED`] and [`HASH_LOCK`]), in the same round trip: what a publish
+/// or a complete does first. The key is a number, written into the text as such.
+pub(crate) fn begin_locked(begin: &str, shared: bool, key: i64) -> String {
+    let kind = if shared { "_shared" } else { "" };
+    format!("{begin}; SELECT pg_advisory_xact_lock{kind}({key})")
+}
 pub(crate) const STAGE_BEGIN: &str =
     "INSERT INTO blob (hash, size, lease_until) VALUES (NULL, 0, $1) RETURNING id";
 pub(crate) const STAGE_RENEW: &str = "UPDATE blob SET lease_until = $2 WHERE id = $1 AND hash IS NULL";
@@ -184,8 +191,13 @@ pub(crate) const CHUNK_DELETE_SOME: &str = "DELETE FROM chunk WHERE blob = $1 AN
 pub(crate) const STAGE_DELETE: &str = "DELETE FROM blob WHERE id = $1 AND hash IS NULL";
 pub(crate) const STAGE_ABANDON: &str = "UPDATE blob SET lease_until = 0 WHERE id = $1 AND hash IS NULL";
 pub(crate) const BLOB_BY_HASH: &str = "SELECT id, size, hash FROM blob WHERE hash = $1";
-pub(crate) const BLOB_INSERT_NEW: &str =
-    "INSERT INTO blob (hash, size) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING RETURNING id";
+/// Finds published content by its hash, or inserts its row, in one round trip: its id, and
+/// whether this inserted it. No row when another writer inserted the same hash after this
+/// statement's snapshot (the insert waited for its commit): [`BLOB_BY_HASH`] then finds it.
+pub(crate) const BLOB_FIND_OR_INSERT: &str = "WITH e AS (SELECT id FROM blob WHERE hash = $1), \
+     i AS (INSERT INTO blob (hash, size) SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM e) \
+         ON CONFLICT (hash) DO NOTHING RETURNING id) \
+     SELECT id, false FROM e UNION ALL SELECT id, true FROM i";
 pub(crate) const STAGE_PUBLISH: &str =
     "UPDATE blob SET hash = $2, size = $3, lease_until = NULL WHERE id = $1 AND hash IS NULL";
 pub(crate) const CHUNK_GET: &str = "SELECT data, digest FROM chunk WHERE blob = $1 AND seq = $2";
