@@ -9,10 +9,16 @@
 //!    areas first (the backend takes whatever lock makes this safe against a writer
 //!    publishing the same content), then removed like any stage: a crash part way leaves an
 //!    abandoned stage, never chunks without a blob.
+//!    Where the store keeps a window ([`Store::gc_window`]), only the blobs published since
+//!    the last gc (ids above its mark) and those a prune left without a result (`loose`)
+//!    are looked at, so that a gc costs what it may remove, not the size of the database;
+//!    the mark moves up once both are done. Whichever blobs are looked at, the store
+//!    re-checks that a blob is unreferenced in the transaction that unpublishes it.
 //! 3. Chunks whose blob row is missing (left by older versions or by damage) are removed.
 
 use crate::clock::now_ms;
 use crate::error::Result;
+use crate::hash::Hash;
 use crate::store::{BlobId, GcReport, Store, CHUNK_BATCH};
 
 /// Deletes a blob's chunks [`CHUNK_BATCH`] at a time, one transaction each; returns the
@@ -38,6 +44,18 @@ pub(crate) fn stage_clear(store: &dyn Store, stage: BlobId) -> Result<u64> {
     Ok(chunks)
 }
 
+/// Removes a published blob if nothing references it by now.
+fn remove_if_unreferenced(store: &dyn Store, blob: BlobId, hash: &Hash, report: &mut GcReport) -> Result<()> {
+    if let Some(inline) = store.blob_unpublish_unreferenced(blob, hash)? {
+        let (n, b) = clear_chunks(store, blob)?;
+        store.stage_delete(blob)?;
+        report.blobs_removed += 1;
+        report.chunks_removed += n;
+        report.bytes_removed += b + inline;
+    }
+    Ok(())
+}
+
 /// Removes expired staging areas, unreferenced blobs and orphan chunks (see the module docs).
 pub(crate) fn gc(store: &dyn Store) -> Result<GcReport> {
     let mut report = GcReport::default();
@@ -57,20 +75,30 @@ pub(crate) fn gc(store: &dyn Store) -> Result<GcReport> {
             }
         }
     }
-    let mut after: BlobId = 0;
+    let window = store.gc_window()?;
+    let mut after: BlobId = window.map_or(0, |(mark, _)| mark);
     loop {
         let page = store.unreferenced_blobs(after)?;
         let Some(&(last, _)) = page.last() else { break };
         after = last;
         for (blob, hash) in page {
-            if let Some(inline) = store.blob_unpublish_unreferenced(blob, &hash)? {
-                let (n, b) = clear_chunks(store, blob)?;
-                store.stage_delete(blob)?;
-                report.blobs_removed += 1;
-                report.chunks_removed += n;
-                report.bytes_removed += b + inline;
+            remove_if_unreferenced(store, blob, &hash, &mut report)?;
+        }
+    }
+    if let Some((_, top)) = window {
+        let mut after: BlobId = 0;
+        loop {
+            let page = store.loose_blobs(after)?;
+            let Some(&(last, _)) = page.last() else { break };
+            after = last;
+            for (blob, hash) in page {
+                match hash {
+                    Some(hash) => remove_if_unreferenced(store, blob, &hash, &mut report)?,
+                    None => store.loose_forget(blob)?,
+                }
             }
         }
+        store.set_gc_mark(top)?;
     }
     for owner in store.orphan_chunk_owners()? {
         let (n, b) = clear_chunks(store, owner)?;

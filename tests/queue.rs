@@ -702,6 +702,48 @@ fn prune_then_gc_frees_pruned_blobs_only() {
     assert!(db.get(&Hash::of(b"a")).is_ok());
 }
 
+/// gc looks only at blobs published since the last gc and at those a prune left without a
+/// result (issue 22): whatever becomes garbage after a gc, by either way, the next gc still
+/// finds, and what is referenced stays.
+#[test]
+fn gc_after_gc_finds_new_garbage_and_what_a_prune_freed() {
+    let t = temp_path();
+    let db = open_with(&t.path, |o| o.chunk_size = 1024);
+    let output = |payload: &[u8], out: &[u8]| {
+        db.add(payload).unwrap();
+        let mut j = db.claim().unwrap().unwrap();
+        j.write_all(out).unwrap();
+        j.complete().unwrap()
+    };
+    let old = output(b"a", b"old output");
+    let big_old = output(b"b", &[7u8; 5000]);
+    assert_eq!(db.gc().unwrap().blobs_removed, 0, "everything is referenced");
+    // Below the mark now: freed by a prune, found through what the prune recorded.
+    std::thread::sleep(Duration::from_millis(20));
+    let cut = batchdb_now();
+    std::thread::sleep(Duration::from_millis(20));
+    let kept = output(b"c", b"kept output");
+    assert_eq!(db.prune(cut).unwrap(), 2);
+    let report = db.gc().unwrap();
+    assert_eq!(report.blobs_removed, 2, "{report:?}");
+    for gone in [old, big_old] {
+        assert!(matches!(db.get(&gone), Err(Error::NotFound(_))), "{gone}");
+    }
+    assert!(db.get(&kept).is_ok());
+    // Published after that gc and pruned before the next: found either way.
+    let newer = output(b"d", &[8u8; 3000]);
+    assert_eq!(db.prune(batchdb_now() + 1).unwrap(), 2);
+    assert_eq!(db.gc().unwrap().blobs_removed, 2);
+    for gone in [kept, newer] {
+        assert!(matches!(db.get(&gone), Err(Error::NotFound(_))), "{gone}");
+    }
+    for job in [&b"a"[..], b"b", b"c", b"d"] {
+        assert!(db.get(&Hash::of(job)).is_ok(), "jobs stay");
+    }
+    assert_eq!(db.gc().unwrap().blobs_removed, 0);
+    assert!(db.check().unwrap().is_clean());
+}
+
 #[test]
 fn dropping_an_unfinished_job_releases_it() {
     let t = temp_path();

@@ -748,6 +748,28 @@ pub(crate) trait Store: Send + Sync {
     /// writer publishing the same content; its inline bytes, or None when it is referenced
     /// (or gone) by now.
     fn blob_unpublish_unreferenced(&self, blob: BlobId, hash: &Hash) -> Result<Option<u64>>;
+    /// Where the store keeps gc's window (see [`crate::gc`]): `(mark, top)`, the blob id the
+    /// last gc reached and the one this gc may move it to. None: every gc looks at every
+    /// published blob (PostgreSQL, whose identity ids are not handed out in commit order, so
+    /// that a blob with an id below a mark may still be published after it).
+    fn gc_window(&self) -> Result<Option<(BlobId, BlobId)>> {
+        Ok(None)
+    }
+    /// Moves the mark of [`gc_window`](Store::gc_window) up to `top` (never down).
+    fn set_gc_mark(&self, _top: BlobId) -> Result<()> {
+        Ok(())
+    }
+    /// A page, by id after `after`, of the blobs a prune left without a result, each with
+    /// its hash while it is published. Looking at one with
+    /// [`blob_unpublish_unreferenced`](Store::blob_unpublish_unreferenced) or
+    /// [`loose_forget`](Store::loose_forget) takes it off the list.
+    fn loose_blobs(&self, _after: BlobId) -> Result<Vec<(BlobId, Option<Hash>)>> {
+        Ok(Vec::new())
+    }
+    /// Takes a blob that is no longer published off the list of [`loose_blobs`](Store::loose_blobs).
+    fn loose_forget(&self, _blob: BlobId) -> Result<()> {
+        Ok(())
+    }
     /// Ids that chunks belong to but no blob row has.
     fn orphan_chunk_owners(&self) -> Result<Vec<BlobId>>;
     /// After a gc: give the space back where the engine needs a nudge (SQLite: a checkpoint).

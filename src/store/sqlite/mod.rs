@@ -1081,6 +1081,7 @@ impl Store for Sqlite {
 
     fn prune(&self, older_than_ms: i64) -> Result<u64> {
         self.conns.write(true, move |c| {
+            c.prepare_cached(LOOSE_FROM_PRUNE).sql()?.execute([older_than_ms]).sql()?;
             let a = c.prepare_cached(PRUNE_RESULTS).sql()?.execute([older_than_ms]).sql()?;
             let b = c.prepare_cached(PRUNE_FAILS).sql()?.execute([older_than_ms]).sql()?;
             c.prepare_cached(COUNT_REMOVED).sql()?.execute(params![REMOVED_RESULTS, a as i64]).sql()?;
@@ -1168,15 +1169,55 @@ impl Store for Sqlite {
     /// No lock beyond the write transaction: SQLite has one writer at a time, so a writer
     /// publishing the same content either committed its reference (which the update sees)
     /// or finds no blob afterwards and writes it anew.
+    ///
+    /// The blob leaves `loose` in the same transaction: a prune that removes its last result
+    /// later puts it back.
     fn blob_unpublish_unreferenced(&self, blob: BlobId, _hash: &Hash) -> Result<Option<u64>> {
         let inline: Option<i64> = self.conns.write(false, move |c| {
-            c.prepare_cached(BLOB_UNPUBLISH_UNREFERENCED)
+            let inline = c
+                .prepare_cached(BLOB_UNPUBLISH_UNREFERENCED)
                 .sql()?
                 .query_row([blob], |r| r.get(0))
                 .optional()
-                .sql()
+                .sql()?;
+            c.prepare_cached(LOOSE_FORGET).sql()?.execute([blob]).sql()?;
+            Ok(inline)
         })?;
         Ok(inline.map(|n| n as u64))
+    }
+
+    fn gc_window(&self) -> Result<Option<(BlobId, BlobId)>> {
+        self.conns.read(|c| {
+            c.prepare_cached(GC_WINDOW).sql()?.query_row([], |r| Ok(Some((r.get(0)?, r.get(1)?)))).sql()
+        })
+    }
+
+    fn set_gc_mark(&self, top: BlobId) -> Result<()> {
+        self.conns
+            .write(false, move |c| c.prepare_cached(SET_GC_MARK).sql()?.execute([top]).sql().map(|_| ()))
+    }
+
+    fn loose_blobs(&self, after: BlobId) -> Result<Vec<(BlobId, Option<Hash>)>> {
+        self.conns.read(|c| {
+            c.prepare_cached(LOOSE_PAGE)
+                .sql()?
+                .query_map(params![after, GC_PAGE], |r| {
+                    let id = r.get(0)?;
+                    let hash = match r.get_ref(1)? {
+                        ValueRef::Null => None,
+                        _ => Some(hash_of(r, 1, id)?),
+                    };
+                    Ok((id, hash))
+                })
+                .sql()?
+                .collect::<rusqlite::Result<_>>()
+                .sql()
+        })
+    }
+
+    fn loose_forget(&self, blob: BlobId) -> Result<()> {
+        self.conns
+            .write(false, move |c| c.prepare_cached(LOOSE_FORGET).sql()?.execute([blob]).sql().map(|_| ()))
     }
 
     fn orphan_chunk_owners(&self) -> Result<Vec<BlobId>> {
