@@ -329,6 +329,26 @@ pub(crate) const PROMOTE_AND_STATES: &str = "WITH p AS (UPDATE instance SET stat
           ELSE (SELECT count(*) FROM instance WHERE state = 1 AND queue = q.id) END, \
      (SELECT true FROM instance WHERE state = 0 AND queue = q.id LIMIT 1) IS NOT NULL \
      FROM queue q ORDER BY q.id";
+/// A claim's update of the instance that CTE `p` picked (`$1` now, `$2` the lease), as CTE
+/// `c`: shared by [`CLAIM_NEWEST`] and [`CLAIM_FAST_NEWEST`] and their oldest-first twins.
+macro_rules! take {
+    () => {
+        "c AS (UPDATE instance \
+             SET state = 1, attempts = attempts + 1, lease_until = $1::bigint + $2::bigint, start = $1, \
+                 progress = NULL, note = NULL \
+             WHERE created = (SELECT created FROM p) \
+             RETURNING created, job, attempts, deps) "
+    };
+}
+/// The columns a claim returns of the instance `c` took: created, job, attempt, key, size,
+/// first chunk and its digest, upstream count (`claimed` in mod.rs reads them).
+macro_rules! taken {
+    () => {
+        "c.created, c.job, c.attempts, j.hash, b.size, ch.data, ch.digest, c.deps \
+         FROM c JOIN job j ON j.blob = c.job JOIN blob b ON b.id = c.job \
+         LEFT JOIN chunk ch ON ch.blob = c.job AND ch.seq = 0"
+    };
+}
 /// Takes the best ready instance of the claimable queues `$3` (each queue's best found by one
 /// descent of its ready index, rows other claimers hold skipped) and returns it with its key,
 /// size and first chunk: one round trip, where a worker's cycle is otherwise bound by round
@@ -342,15 +362,10 @@ macro_rules! claim {
             $order,
             " LIMIT 1 FOR UPDATE SKIP LOCKED) b ORDER BY b.priority DESC, b.created ",
             $order,
-            " LIMIT 1), \
-             c AS (UPDATE instance \
-                 SET state = 1, attempts = attempts + 1, lease_until = $1::bigint + $2::bigint, start = $1, \
-                     progress = NULL, note = NULL \
-                 WHERE created = (SELECT created FROM p) \
-                 RETURNING created, job, attempts, deps) \
-             SELECT c.created, c.job, c.attempts, j.hash, b.size, ch.data, ch.digest, c.deps \
-             FROM c JOIN job j ON j.blob = c.job JOIN blob b ON b.id = c.job \
-             LEFT JOIN chunk ch ON ch.blob = c.job AND ch.seq = 0"
+            " LIMIT 1), ",
+            take!(),
+            "SELECT ",
+            taken!()
         )
     };
 }
@@ -378,16 +393,11 @@ macro_rules! claim_fast {
                      AND ($3::text[] IS NULL OR q.name = ANY($3::text[])) \
                  ORDER BY b.priority DESC, b.created ",
             $order,
-            " LIMIT 1), \
-             c AS (UPDATE instance \
-                 SET state = 1, attempts = attempts + 1, lease_until = $1::bigint + $2::bigint, start = $1, \
-                     progress = NULL, note = NULL \
-                 WHERE created = (SELECT created FROM p) \
-                 RETURNING created, job, attempts, deps) \
-             SELECT s.slow, x.* FROM s LEFT JOIN (SELECT c.created, c.job, c.attempts, j.hash, b.size, \
-                 ch.data, ch.digest, c.deps \
-                 FROM c JOIN job j ON j.blob = c.job JOIN blob b ON b.id = c.job \
-                 LEFT JOIN chunk ch ON ch.blob = c.job AND ch.seq = 0) x ON true"
+            " LIMIT 1), ",
+            take!(),
+            "SELECT s.slow, x.* FROM s LEFT JOIN (SELECT ",
+            taken!(),
+            ") x ON true"
         )
     };
 }
