@@ -48,6 +48,10 @@ fi
 
 echo "== building the Go cycle program (P6)" >&2
 # cgo links target/release/libbatchdb.a (bindings/go with -tags batchdb_dev), built just above.
+# The old binary goes first: go build leaves an output whose Go inputs are unchanged as it is,
+# and the library it links is not one of them (a stale program once refused a file of a newer
+# schema version than the library it was linked with).
+rm -f "$build_dir/cycle-go"
 if ! command -v go >/dev/null; then
     peers+=(--go-cycle-status "go is not installed")
 elif (cd benches/go && go build -tags batchdb_dev -o "$build_dir/cycle-go" . 2>"$build_dir/go-build.log"); then
