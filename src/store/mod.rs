@@ -532,6 +532,19 @@ pub(crate) mod fail {
         format!("{n} orphan chunk(s) of missing blob {owner} (gc removes them)")
     }
 
+    /// The kept totals behind `stats` (jobs, blobs, blob bytes, results, fails) against a
+    /// count of the tables.
+    pub(crate) fn totals_differ(kept: &[i64], counted: &[i64]) -> String {
+        let names = ["jobs", "blobs", "blob bytes", "results", "fails"];
+        let diffs: Vec<String> = names
+            .iter()
+            .zip(kept.iter().zip(counted))
+            .filter(|(_, (k, c))| k != c)
+            .map(|(n, (k, c))| format!("{n} {k} kept, {c} counted"))
+            .collect();
+        format!("the totals stats reports differ from the tables: {}", diffs.join(", "))
+    }
+
     use crate::error::Error;
     use crate::hash::Hash;
 

@@ -2,7 +2,7 @@
 //! database. Not part of the full run nor of CI (building a database of a million jobs takes
 //! minutes):
 //!
-//!   batchdb-bench --growth 10000,1000000 [--scratch DIR] [--out FILE.json] [--slice SECONDS]
+//!   batchdb-bench --growth 10000,1000000 [--scratch DIR] [--out FILE.json] [--slice SECONDS] [--keep]
 //!
 //! For each size N: a fresh file (durability normal) gets N small jobs with `add_batch`, 1,000
 //! a call, and every one is claimed and completed with a small distinct output (so the file
@@ -12,6 +12,10 @@
 //! for one slice: `add`, claim+complete (after 5,000 more jobs are queued), the first page of
 //! 100 results, `get` of a small blob (random jobs' payloads), `stats`, the first `gc` (which
 //! looks at every blob) and then the next ones, which find nothing to remove. The files go in the scratch folder (outside git) and are removed after.
+//!
+//! With `--keep`, each size's built file stays in the scratch folder as `built.db` (with
+//! `built.json`, what its build measured) and a later run with the same scratch folder measures
+//! a fresh copy of it instead of building again: ten million jobs take most of an hour to build.
 
 use crate::baseline;
 use crate::payload;
@@ -24,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn usage() -> ! {
-    eprintln!("usage: batchdb-bench --growth N,N,... [--scratch DIR] [--out FILE.json] [--slice SECONDS]");
+    eprintln!("usage: batchdb-bench --growth N,N,... [--scratch DIR] [--out FILE.json] [--slice SECONDS] [--keep]");
     std::process::exit(2)
 }
 
@@ -99,43 +103,76 @@ fn raw_bytes(path: &Path, n: u64, tag: u64) -> u64 {
     disk_bytes(path)
 }
 
-fn one_size(n: u64, scratch: &Path, slice: Duration) -> Value {
-    let dir = scratch.join(format!("growth-{n}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    let path = dir.join("batchdb.db");
-    let tag = crate::work::tag();
+/// The sampled jobs whose payloads `get` reads: about 10,000 spread over the whole file.
+fn sample_keys(n: u64, tag: u64) -> Vec<Hash> {
+    let step = (n / 10_000).clamp(1, 1000) as usize;
+    (0..n).step_by(step).map(|j| Hash::of(&payload(tag, j))).collect()
+}
+
+/// Builds the file of `n` jobs at `path`: added with `add_batch`, then every one claimed and
+/// completed. Returns how long that took.
+fn build(path: &Path, n: u64, tag: u64) -> f64 {
     let started = Instant::now();
-    // A sample of the stored payloads' keys, spread over the whole file, for `get`.
-    let mut keys: Vec<Hash> = Vec::new();
-    {
-        let db = open(&path);
-        let mut i = 0;
-        while i < n {
-            let batch: Vec<Vec<u8>> = (i..(i + 1000).min(n)).map(|j| payload(tag, j)).collect();
-            let added = db.add_batch(&batch).expect("add_batch");
-            keys.extend(added.iter().step_by(((n / 10_000).max(1) as usize).min(1000)).map(|(k, _)| *k));
-            i += 1000;
-        }
-        let filled = started.elapsed().as_secs_f64();
-        let mut buf = Vec::new();
-        let mut k = 0;
-        while cycle(&db, k, &mut buf) {
-            k += 1;
-        }
-        assert_eq!(k, n, "every job completed");
-        eprintln!(
-            "growth {n}: {n} jobs added in {filled:.0} s, completed in {:.0} s",
-            started.elapsed().as_secs_f64() - filled
-        );
+    let db = open(path);
+    let mut i = 0;
+    while i < n {
+        let batch: Vec<Vec<u8>> = (i..(i + 1000).min(n)).map(|j| payload(tag, j)).collect();
+        db.add_batch(&batch).expect("add_batch");
+        i += 1000;
     }
-    let built = started.elapsed().as_secs_f64();
+    let filled = started.elapsed().as_secs_f64();
+    let mut buf = Vec::new();
+    let mut k = 0;
+    while cycle(&db, k, &mut buf) {
+        k += 1;
+    }
+    assert_eq!(k, n, "every job completed");
+    eprintln!(
+        "growth {n}: {n} jobs added in {filled:.0} s, completed in {:.0} s",
+        started.elapsed().as_secs_f64() - filled
+    );
+    drop(db);
     // Reopen and close once more: the WAL is checkpointed and truncated on the last close.
-    drop(open(&path));
-    let bytes = disk_bytes(&path);
-    let raw_path = dir.join("raw.db");
-    let raw = raw_bytes(&raw_path, n, tag);
-    let _ = std::fs::remove_file(&raw_path);
+    drop(open(path));
+    started.elapsed().as_secs_f64()
+}
+
+fn one_size(n: u64, scratch: &Path, slice: Duration, keep: bool) -> Value {
+    let dir = scratch.join(format!("growth-{n}"));
+    let built_db = dir.join("built.db");
+    let built_json = dir.join("built.json");
+    let kept: Option<Value> =
+        std::fs::read(&built_json).ok().and_then(|b| serde_json::from_slice(&b).ok()).filter(|_| built_db.exists());
+    let path = dir.join("batchdb.db");
+    let (tag, built, bytes, raw) = match kept {
+        Some(k) => {
+            eprintln!("growth {n}: measuring a copy of the kept {}", built_db.display());
+            for f in ["batchdb.db", "batchdb.db-wal", "batchdb.db-shm"] {
+                let _ = std::fs::remove_file(dir.join(f));
+            }
+            std::fs::copy(&built_db, &path).expect("copy the kept file");
+            let get = |f: &str| k[f].as_u64().unwrap_or_else(|| panic!("{} lacks {f}", built_json.display()));
+            (get("tag"), k["build_seconds"].as_f64().unwrap_or(f64::NAN), get("bytes"), get("raw_bytes"))
+        }
+        None => {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("scratch dir");
+            let tag = crate::work::tag();
+            let built = build(&path, n, tag);
+            let bytes = disk_bytes(&path);
+            let raw_path = dir.join("raw.db");
+            let raw = raw_bytes(&raw_path, n, tag);
+            let _ = std::fs::remove_file(&raw_path);
+            if keep {
+                std::fs::copy(&path, &built_db).expect("keep the built file");
+                let doc = json!({"jobs": n, "tag": tag, "build_seconds": built, "bytes": bytes, "raw_bytes": raw});
+                std::fs::write(&built_json, doc.to_string()).expect("write built.json");
+            }
+            (tag, built, bytes, raw)
+        }
+    };
+    // A sample of the stored payloads' keys, spread over the whole file, for `get`.
+    let keys = sample_keys(n, tag);
 
     let db = open(&path);
     let mut rates = serde_json::Map::new();
@@ -165,14 +202,15 @@ fn one_size(n: u64, scratch: &Path, slice: Duration) -> Value {
     assert_eq!(db.gc().expect("gc").blobs_removed, 0);
     put("gc, the first (every blob)", 1.0 / first.elapsed().as_secs_f64());
     put("gc (nothing to remove)", rate(slice, |_| assert_eq!(db.gc().expect("gc").blobs_removed, 0)));
-    let t2 = crate::work::tag();
+    // Payloads no job of this file has (a kept file's tag may equal a fresh counter's).
+    let t2 = tag + 1;
     put(
         "add",
         rate(slice, |i| {
             std::hint::black_box(db.add(&payload(t2, i)[..]).expect("add"));
         }),
     );
-    let t3 = crate::work::tag();
+    let t3 = tag + 2;
     let more: Vec<Vec<u8>> = (0..5_000).map(|j| payload(t3, j)).collect();
     for b in more.chunks(1000) {
         db.add_batch(b).expect("queue more");
@@ -184,7 +222,13 @@ fn one_size(n: u64, scratch: &Path, slice: Duration) -> Value {
         }),
     );
     drop(db);
-    let _ = std::fs::remove_dir_all(&dir);
+    if keep {
+        for f in ["batchdb.db", "batchdb.db-wal", "batchdb.db-shm"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     json!({
         "jobs": n,
         "build_seconds": built,
@@ -201,12 +245,17 @@ pub fn run(args: &[String]) -> i32 {
     let mut scratch = std::env::temp_dir().join("batchdb-growth");
     let mut out = PathBuf::from("benches/results/growth.json");
     let mut slice = Duration::from_millis(1500);
+    let mut keep = false;
     let mut it = args.iter();
     let Some(list) = it.next() else { usage() };
     for s in list.split(',') {
         sizes.push(s.trim().replace('_', "").parse().unwrap_or_else(|_| usage()));
     }
     while let Some(a) = it.next() {
+        if a == "--keep" {
+            keep = true;
+            continue;
+        }
         let val = it.next().cloned().unwrap_or_else(|| usage());
         match a.as_str() {
             "--scratch" => scratch = val.into(),
@@ -216,7 +265,7 @@ pub fn run(args: &[String]) -> i32 {
         }
     }
     std::fs::create_dir_all(&scratch).expect("scratch dir");
-    let results: Vec<Value> = sizes.iter().map(|&n| one_size(n, &scratch, slice)).collect();
+    let results: Vec<Value> = sizes.iter().map(|&n| one_size(n, &scratch, slice, keep)).collect();
     let doc = json!({
         "date": crate::date(),
         "command": std::env::args().collect::<Vec<_>>().join(" "),

@@ -12,8 +12,9 @@
 use super::checkpoint::Checkpointer;
 use super::schema::{
     APPLICATION_ID, IDENTIFY, MIGRATIONS, OP_BEGIN, OP_RELEASE, OP_ROLLBACK, SYNC_FULL, SYNC_NORMAL,
-    TX_BEGIN, TX_COMMIT, TX_ROLLBACK,
+    TALLY_ADD, TX_BEGIN, TX_COMMIT, TX_ROLLBACK,
 };
+use super::tally::{self, Tally};
 use crate::error::{Error, Result};
 use crate::options::Durability;
 use crate::store::Access;
@@ -502,7 +503,10 @@ impl Conns {
         }
         let single = batch.len() == 1;
         let mut done = Vec::with_capacity(batch.len());
+        // The kept totals' change of the operations that stay in the transaction.
+        let mut change = Tally::default();
         for q in batch {
+            tally::take();
             if !single {
                 if let Err(e) = exec(conn, OP_BEGIN) {
                     done.push((q.slot, Err(e)));
@@ -512,6 +516,7 @@ impl Conns {
             let out = catch_unwind(AssertUnwindSafe(|| (q.f)(conn))).unwrap_or_else(|p| {
                 Err(Error::Panic(format!("internal error in a write: {}", panic_text(&p))))
             });
+            let noted = tally::take();
             if !single {
                 let undo = if out.is_ok() { Ok(()) } else { exec(conn, OP_ROLLBACK) };
                 if let Err(e) = undo.and_then(|()| exec(conn, OP_RELEASE)) {
@@ -519,10 +524,17 @@ impl Conns {
                     continue;
                 }
             }
+            if out.is_ok() {
+                change.add(noted);
+            }
             done.push((q.slot, out));
         }
         let all_failed_single = single && done[0].1.is_err();
-        let commit = exec(conn, if all_failed_single { TX_ROLLBACK } else { TX_COMMIT });
+        let commit = if all_failed_single {
+            exec(conn, TX_ROLLBACK)
+        } else {
+            add_tally(conn, change).and_then(|()| exec(conn, TX_COMMIT))
+        };
         match commit {
             Ok(()) => {
                 if let Some(c) = &self.checkpointer {
@@ -591,6 +603,27 @@ impl Drop for Lead<'_> {
         lock(&self.0.pending).leading = false;
         self.0.led.notify_all();
     }
+}
+
+/// Adds a transaction's change to the kept totals (see `tally`).
+fn add_tally(conn: &Connection, t: Tally) -> Result<()> {
+    if t.is_zero() {
+        return Ok(());
+    }
+    let mut stmt = conn.prepare_cached(TALLY_ADD).sql()?;
+    let totals = [
+        ("total_jobs", t.jobs),
+        ("total_others", t.others),
+        ("total_blob_bytes", t.blob_bytes),
+        ("total_results", t.results),
+        ("total_fails", t.fails),
+    ];
+    for (name, change) in totals {
+        if change != 0 {
+            stmt.execute(rusqlite::params![name, change]).sql()?;
+        }
+    }
+    Ok(())
 }
 
 fn finish(done: impl IntoIterator<Item = (Slot, Result<Output>)>) {

@@ -3,6 +3,7 @@
 mod checkpoint;
 mod conn;
 pub(crate) mod schema;
+mod tally;
 
 use conn::{Conns, SqlResult};
 use schema::*;
@@ -131,7 +132,7 @@ fn publish_blob(c: &Connection, b: &Finished, job: bool) -> Result<(BlobId, Opti
         c.prepare_cached(BLOB_BY_HASH).sql()?.query_row([hash], |r| r.get(0)).optional().sql()?;
     if let Some(id) = existing {
         if job {
-            c.prepare_cached(JOB_MARK).sql()?.execute([id]).sql()?;
+            mark_job(c, id)?;
         }
         if let Some(stage) = b.stage {
             // Cleared by the writer after this commit, or by gc: never in this transaction,
@@ -155,7 +156,47 @@ fn publish_blob(c: &Connection, b: &Finished, job: bool) -> Result<(BlobId, Opti
     if n != 1 {
         return Err(fail::publish_gone(&b.hash));
     }
+    note_published(b, job);
     Ok((stage, None))
+}
+
+/// A blob was published: a job or another blob more, and its bytes.
+fn note_published(b: &Finished, job: bool) {
+    tally::note(|t| {
+        t.jobs += job as i64;
+        t.others += !job as i64;
+        t.blob_bytes += b.size as i64;
+    });
+}
+
+/// Registers an existing blob as a job (a no-op when it is one).
+fn mark_job(c: &Connection, id: BlobId) -> Result<()> {
+    let n = c.prepare_cached(JOB_MARK).sql()?.execute([id]).sql()?;
+    tally::note(|t| {
+        t.jobs += n as i64;
+        t.others -= n as i64;
+    });
+    Ok(())
+}
+
+/// Inserts a fail row.
+#[allow(clippy::too_many_arguments)]
+fn fail_insert(
+    c: &Connection,
+    created: i64,
+    job: BlobId,
+    message: &str,
+    start: Option<i64>,
+    end: i64,
+    attempts: i64,
+    queue: i64,
+) -> Result<()> {
+    c.prepare_cached(FAIL_INSERT)
+        .sql()?
+        .execute(params![created, job, message, start, end, attempts, queue])
+        .sql()?;
+    tally::note(|t| t.fails += 1);
+    Ok(())
 }
 
 /// Inserts an unstaged blob under `id` with its bytes inline; false when its content is
@@ -167,6 +208,9 @@ fn insert_small(c: &Connection, b: &Finished, job: bool, id: BlobId) -> Result<b
         .sql()?
         .execute(params![id, b.hash.as_bytes().as_slice(), b.size as i64, job, data])
         .sql()?;
+    if n == 1 {
+        note_published(b, job);
+    }
     Ok(n == 1)
 }
 
@@ -263,12 +307,7 @@ impl Steps for Tx<'_> {
     }
 
     fn fail_insert(&mut self, created: i64, job: BlobId, message: &str, end: i64, queue: i64) -> Result<()> {
-        self.0
-            .prepare_cached(FAIL_INSERT)
-            .sql()?
-            .execute(params![created, job, message, None::<i64>, end, 0, queue])
-            .sql()?;
-        Ok(())
+        fail_insert(self.0, created, job, message, None, end, 0, queue)
     }
 
     fn dependents(&mut self, up: i64) -> Result<Vec<(i64, BlobId, i64, Hash)>> {
@@ -298,8 +337,7 @@ impl Steps for Tx<'_> {
     }
 
     fn mark_job(&mut self, id: BlobId, _key: &Hash) -> Result<()> {
-        self.0.prepare_cached(JOB_MARK).sql()?.execute([id]).sql()?;
-        Ok(())
+        mark_job(self.0, id)
     }
 
     fn set_queue(&mut self, name: &str, limit: Option<u32>, paused: bool) -> Result<()> {
@@ -338,13 +376,14 @@ impl Steps for Tx<'_> {
         start: i64,
         end: i64,
     ) -> Result<bool> {
-        Ok(self
+        let n = self
             .0
             .prepare_cached(RESULT_IMPORT)
             .sql()?
             .execute(params![created, job, blob, start, end])
-            .sql()?
-            == 1)
+            .sql()?;
+        tally::note(|t| t.results += n as i64);
+        Ok(n == 1)
     }
 
     fn fail_import(
@@ -356,13 +395,14 @@ impl Steps for Tx<'_> {
         end: i64,
         attempts: u32,
     ) -> Result<bool> {
-        Ok(self
+        let n = self
             .0
             .prepare_cached(FAIL_IMPORT)
             .sql()?
             .execute(params![created, job, message, start, end, attempts])
-            .sql()?
-            == 1)
+            .sql()?;
+        tally::note(|t| t.fails += n as i64);
+        Ok(n == 1)
     }
 
     fn release_dependents(&mut self, created: i64, now: i64) -> Result<()> {
@@ -380,7 +420,8 @@ impl Steps for Tx<'_> {
     }
 
     fn fail_remove(&mut self, created: i64) -> Result<()> {
-        self.0.prepare_cached(FAIL_DELETE).sql()?.execute([created]).sql()?;
+        let n = self.0.prepare_cached(FAIL_DELETE).sql()?.execute([created]).sql()?;
+        tally::note(|t| t.fails -= n as i64);
         self.0.prepare_cached(COUNT_REMOVED).sql()?.execute(params![REMOVED_FAILS, 1]).sql()?;
         Ok(())
     }
@@ -746,10 +787,7 @@ impl Store for Sqlite {
             for (created, attempts, job, start, queue) in stale {
                 if attempts >= max_attempts {
                     let message = fail::lease_expired(attempts);
-                    c.prepare_cached(FAIL_INSERT)
-                        .sql()?
-                        .execute(params![created, job, message, start, now, attempts, queue])
-                        .sql()?;
+                    fail_insert(c, created, job, &message, start, now, attempts, queue)?;
                     c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
                     let key = job_hash(c, job)?;
                     expired.push(Expired { key, created, message });
@@ -953,6 +991,7 @@ impl Store for Sqlite {
             let (blob, surplus) = publish_blob(c, &output, false)?;
             let end = now_ms();
             c.prepare_cached(RESULT_INSERT).sql()?.execute(params![created, job, blob, start, end]).sql()?;
+            tally::note(|t| t.results += 1);
             c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
             c.prepare_cached(RELEASE_DEPENDENTS).sql()?.execute([created, end]).sql()?;
             Ok((end, surplus))
@@ -976,10 +1015,7 @@ impl Store for Sqlite {
                     Ok((end, Vec::new()))
                 }
                 None => {
-                    c.prepare_cached(FAIL_INSERT)
-                        .sql()?
-                        .execute(params![created, job, message, start, end, attempt, queue])
-                        .sql()?;
+                    fail_insert(c, created, job, &message, Some(start), end, attempt.into(), queue)?;
                     c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
                     let key = job_hash(c, job)?;
                     Ok((end, steps::fail_dependents(&mut Tx(c), key, created, Gone::Failed, end)?))
@@ -1084,6 +1120,10 @@ impl Store for Sqlite {
             c.prepare_cached(LOOSE_FROM_PRUNE).sql()?.execute([older_than_ms]).sql()?;
             let a = c.prepare_cached(PRUNE_RESULTS).sql()?.execute([older_than_ms]).sql()?;
             let b = c.prepare_cached(PRUNE_FAILS).sql()?.execute([older_than_ms]).sql()?;
+            tally::note(|t| {
+                t.results -= a as i64;
+                t.fails -= b as i64;
+            });
             c.prepare_cached(COUNT_REMOVED).sql()?.execute(params![REMOVED_RESULTS, a as i64]).sql()?;
             c.prepare_cached(COUNT_REMOVED).sql()?.execute(params![REMOVED_FAILS, b as i64]).sql()?;
             Ok((a + b) as u64)
@@ -1174,14 +1214,20 @@ impl Store for Sqlite {
     /// later puts it back.
     fn blob_unpublish_unreferenced(&self, blob: BlobId, _hash: &Hash) -> Result<Option<u64>> {
         let inline: Option<i64> = self.conns.write(false, move |c| {
-            let inline = c
+            let unpublished: Option<(i64, i64)> = c
                 .prepare_cached(BLOB_UNPUBLISH_UNREFERENCED)
                 .sql()?
-                .query_row([blob], |r| r.get(0))
+                .query_row([blob], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
                 .sql()?;
             c.prepare_cached(LOOSE_FORGET).sql()?.execute([blob]).sql()?;
-            Ok(inline)
+            Ok(unpublished.map(|(inline, size)| {
+                tally::note(|t| {
+                    t.others -= 1;
+                    t.blob_bytes -= size;
+                });
+                inline
+            }))
         })?;
         Ok(inline.map(|n| n as u64))
     }
@@ -1258,6 +1304,21 @@ impl Store for Sqlite {
             let mut stmt = c.prepare_cached(DANGLING).sql()?;
             for line in stmt.query_map([], |r| r.get::<_, String>(0)).sql()? {
                 problems.push(line.sql()?.to_lowercase());
+            }
+            let totals: [i64; 10] = c
+                .prepare_cached(TALLY_CHECK)
+                .sql()?
+                .query_row([], |r| {
+                    let mut v = [0i64; 10];
+                    for (i, x) in v.iter_mut().enumerate() {
+                        *x = r.get::<_, Option<i64>>(i)?.unwrap_or(-1);
+                    }
+                    Ok(v)
+                })
+                .sql()?;
+            let (kept, counted) = totals.split_at(5);
+            if kept != counted {
+                problems.push(fail::totals_differ(kept, counted));
             }
             Ok(problems)
         })

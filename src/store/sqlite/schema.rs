@@ -10,7 +10,9 @@
 //!   └──< schedule            schedule(name, spec, job, queue, priority, next_run, last_slot)
 //!  queue ──< instance        queue(id, name, max_running, paused); instance.queue, 0 = default
 //!  meta(name, value)         last_created, last_blob, removed_results, removed_fails,
-//!                            db_id, copied_from, gc_mark
+//!                            db_id, copied_from, gc_mark,
+//!                            total_jobs, total_others (published blobs not jobs),
+//!                            total_blob_bytes, total_results, total_fails
 //!  loose(blob)               blobs a prune left without a result, for the next gc
 //! ```
 //!
@@ -18,7 +20,8 @@
 //! that a claim probes each queue's best instance with a few index descents, however
 //! many instances a paused or full queue holds; `instance_job` finds a job's live instances
 //! for unique pushes; `result_ended` and `fail_ended` serve prune and per-minute counts.
-//! Version 3 adds gc's mark and `loose` (see [`GC_WINDOW`]).
+//! Version 3 adds gc's mark and `loose` (see [`GC_WINDOW`]). Version 4 keeps the totals
+//! `stats` reports (see `tally`).
 //!
 //! Every row an `add` writes lands on as few pages as possible, because a commit's cost is
 //! the pages it appends to the log: a job is a blob with `job = 1` (no table or hash index of
@@ -136,6 +139,16 @@ INSERT INTO meta (name, value) VALUES ('db_id', abs(random() % 9007199254740991)
     r#"
 CREATE TABLE loose (blob INTEGER PRIMARY KEY);
 INSERT INTO meta (name, value) VALUES ('gc_mark', 0);
+"#,
+    // `stats` in constant time: the history tables' totals, kept (see `tally`), counted once
+    // here from what the file holds.
+    r#"
+INSERT INTO meta (name, value)
+    SELECT 'total_jobs', coalesce(sum(job = 1), 0) FROM blob
+    UNION ALL SELECT 'total_others', count(hash) - coalesce(sum(job = 1), 0) FROM blob
+    UNION ALL SELECT 'total_blob_bytes', coalesce(sum(iif(hash IS NOT NULL, size, 0)), 0) FROM blob
+    UNION ALL SELECT 'total_results', count(*) FROM result
+    UNION ALL SELECT 'total_fails', count(*) FROM fail;
 "#,
 ];
 
@@ -419,7 +432,7 @@ pub(crate) const UNREFERENCED_BLOBS: &str = "SELECT b.id, b.hash FROM blob b \
 pub(crate) const BLOB_UNPUBLISH_UNREFERENCED: &str = "UPDATE blob SET hash = NULL, lease_until = 0 \
      WHERE id = ?1 AND hash IS NOT NULL AND job = 0 \
      AND NOT EXISTS (SELECT 1 FROM result WHERE blob = ?1) \
-     RETURNING coalesce(length(data), 0)";
+     RETURNING coalesce(length(data), 0), size";
 pub(crate) const ORPHAN_CHUNK_OWNERS: &str = "SELECT c.blob, count(*) FROM chunk c \
      LEFT JOIN blob b ON b.id = c.blob WHERE b.id IS NULL GROUP BY c.blob";
 pub(crate) const DANGLING: &str = "\
@@ -435,14 +448,24 @@ pub(crate) const DANGLING: &str = "\
        WHERE data IS NOT NULL AND EXISTS (SELECT 1 FROM chunk WHERE chunk.blob = blob.id)";
 pub(crate) const BLOBS_AFTER: &str =
     "SELECT id, hash, size FROM blob WHERE id > ?1 AND hash IS NOT NULL ORDER BY id LIMIT ?2";
-/// Counted, not kept: one pass over each table (the blob table's three figures in one scan,
-/// the instances' two in another). Keeping the counts would make this constant, at a price
-/// on every write (measured with triggers: +53% instructions an add, +39% a cycle).
-pub(crate) const STATS: &str = "SELECT b.jobs, i.pending, i.running, \
-     (SELECT count(*) FROM result), (SELECT count(*) FROM fail), b.blobs, b.bytes, \
+/// The history tables' totals are kept in `meta` (see `tally`); the live instances, a queue's
+/// depth, are counted.
+pub(crate) const STATS: &str = "SELECT \
+     (SELECT value FROM meta WHERE name = 'total_jobs'), i.pending, i.running, \
+     (SELECT value FROM meta WHERE name = 'total_results'), (SELECT value FROM meta WHERE name = 'total_fails'), \
+     (SELECT sum(value) FROM meta WHERE name IN ('total_jobs', 'total_others')), (SELECT value FROM meta WHERE name = 'total_blob_bytes'), \
      (SELECT value FROM meta WHERE name = 'removed_results'), \
      (SELECT value FROM meta WHERE name = 'removed_fails') \
-     FROM (SELECT coalesce(sum(job = 1), 0) AS jobs, count(hash) AS blobs, \
-         coalesce(sum(iif(hash IS NOT NULL, size, 0)), 0) AS bytes FROM blob) b, \
-       (SELECT coalesce(sum(state <> 1), 0) AS pending, coalesce(sum(state = 1), 0) AS running \
+     FROM (SELECT coalesce(sum(state <> 1), 0) AS pending, coalesce(sum(state = 1), 0) AS running \
          FROM instance) i";
+/// Adds a write transaction's change to the kept totals, just before its commit.
+pub(crate) const TALLY_ADD: &str = "UPDATE meta SET value = value + ?2 WHERE name = ?1";
+/// The kept totals beside a count of the tables (for `check`): jobs, blobs, blob bytes,
+/// results and fails, kept then counted.
+pub(crate) const TALLY_CHECK: &str = "SELECT \
+     (SELECT value FROM meta WHERE name = 'total_jobs'), (SELECT sum(value) FROM meta WHERE name IN ('total_jobs', 'total_others')), \
+     (SELECT value FROM meta WHERE name = 'total_blob_bytes'), (SELECT value FROM meta WHERE name = 'total_results'), \
+     (SELECT value FROM meta WHERE name = 'total_fails'), \
+     b.jobs, b.blobs, b.bytes, (SELECT count(*) FROM result), (SELECT count(*) FROM fail) \
+     FROM (SELECT coalesce(sum(job = 1), 0) AS jobs, count(hash) AS blobs, \
+         coalesce(sum(iif(hash IS NOT NULL, size, 0)), 0) AS bytes FROM blob) b";
