@@ -13,6 +13,8 @@
 //! 100 results, `get` of a small blob (random jobs' payloads), `stats`, the first `gc` (which
 //! looks at every blob) and then the next ones, which find nothing to remove. The files go in the scratch folder (outside git) and are removed after.
 //!
+//! Writes FILE.json, the table as FILE.md and, for two sizes or more, the plot as FILE.svg.
+//!
 //! With `--keep`, each size's built file stays in the scratch folder as `built.db` (with
 //! `built.json`, what its build measured) and a later run with the same scratch folder measures
 //! a fresh copy of it instead of building again: ten million jobs take most of an hour to build.
@@ -28,7 +30,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn usage() -> ! {
-    eprintln!("usage: batchdb-bench --growth N,N,... [--scratch DIR] [--out FILE.json] [--slice SECONDS] [--keep]");
+    eprintln!(
+        "usage: batchdb-bench --growth N,N,... [--scratch DIR] [--out FILE.json] [--slice SECONDS] [--keep]"
+    );
+    eprintln!("       batchdb-bench --growth-plot FILE.json   (draws FILE.svg again)");
     std::process::exit(2)
 }
 
@@ -141,9 +146,12 @@ fn one_size(n: u64, scratch: &Path, slice: Duration, keep: bool) -> Value {
     let dir = scratch.join(format!("growth-{n}"));
     let built_db = dir.join("built.db");
     let built_json = dir.join("built.json");
-    let kept: Option<Value> =
-        std::fs::read(&built_json).ok().and_then(|b| serde_json::from_slice(&b).ok()).filter(|_| built_db.exists());
+    let kept: Option<Value> = std::fs::read(&built_json)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .filter(|_| built_db.exists());
     let path = dir.join("batchdb.db");
+    let raw_path = dir.join("raw.db");
     let (tag, built, bytes, raw) = match kept {
         Some(k) => {
             eprintln!("growth {n}: measuring a copy of the kept {}", built_db.display());
@@ -152,7 +160,9 @@ fn one_size(n: u64, scratch: &Path, slice: Duration, keep: bool) -> Value {
             }
             std::fs::copy(&built_db, &path).expect("copy the kept file");
             let get = |f: &str| k[f].as_u64().unwrap_or_else(|| panic!("{} lacks {f}", built_json.display()));
-            (get("tag"), k["build_seconds"].as_f64().unwrap_or(f64::NAN), get("bytes"), get("raw_bytes"))
+            let tag = get("tag");
+            let raw = if raw_path.exists() { get("raw_bytes") } else { raw_bytes(&raw_path, n, tag) };
+            (tag, k["build_seconds"].as_f64().unwrap_or(f64::NAN), get("bytes"), raw)
         }
         None => {
             let _ = std::fs::remove_dir_all(&dir);
@@ -160,12 +170,11 @@ fn one_size(n: u64, scratch: &Path, slice: Duration, keep: bool) -> Value {
             let tag = crate::work::tag();
             let built = build(&path, n, tag);
             let bytes = disk_bytes(&path);
-            let raw_path = dir.join("raw.db");
             let raw = raw_bytes(&raw_path, n, tag);
-            let _ = std::fs::remove_file(&raw_path);
             if keep {
                 std::fs::copy(&path, &built_db).expect("keep the built file");
-                let doc = json!({"jobs": n, "tag": tag, "build_seconds": built, "bytes": bytes, "raw_bytes": raw});
+                let doc =
+                    json!({"jobs": n, "tag": tag, "build_seconds": built, "bytes": bytes, "raw_bytes": raw});
                 std::fs::write(&built_json, doc.to_string()).expect("write built.json");
             }
             (tag, built, bytes, raw)
@@ -195,6 +204,27 @@ fn one_size(n: u64, scratch: &Path, slice: Duration, keep: bool) -> Value {
             db.get(key).expect("get").read_to_end(&mut buf).expect("read");
         }),
     );
+    // The same reads from the raw file: how much of the slowdown is SQLite's (a deeper B-tree,
+    // pages outside the cache) rather than batchdb's.
+    {
+        let c = baseline::open(&raw_path, false);
+        let mut stmt = c.prepare("SELECT payload FROM blob WHERE hash = ?1").expect("prepare");
+        let mut pick = 0x9e37_79b9_7f4a_7c15u64;
+        put(
+            "get small blob, raw SQL baseline",
+            rate(slice, |_| {
+                pick ^= pick << 13;
+                pick ^= pick >> 7;
+                pick ^= pick << 17;
+                let key = &keys[(pick % keys.len() as u64) as usize];
+                let p: Vec<u8> = stmt.query_row([&key.as_bytes()[..]], |r| r.get(0)).expect("raw get");
+                std::hint::black_box(p);
+            }),
+        );
+    }
+    if !keep {
+        let _ = std::fs::remove_file(&raw_path);
+    }
     put("stats", rate(slice, |_| drop(std::hint::black_box(db.stats().expect("stats")))));
     // The first gc of a file looks at every blob; each one after, only at what may have
     // become garbage since (on a file: see src/gc.rs). Both are reported.
@@ -238,6 +268,16 @@ fn one_size(n: u64, scratch: &Path, slice: Duration, keep: bool) -> Value {
         "raw_bytes_per_job": raw as f64 / n as f64,
         "rates_per_s": rates,
     })
+}
+
+/// Draws the plot of a growth run's JSON again (as FILE.svg).
+pub fn replot(args: &[String]) -> i32 {
+    let [file] = args else { usage() };
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(file).expect("read the growth JSON")).expect("JSON");
+    let sizes = doc["sizes"].as_array().cloned().unwrap_or_default();
+    crate::plot::growth(&sizes, &PathBuf::from(file).with_extension("svg")).expect("plot");
+    0
 }
 
 pub fn run(args: &[String]) -> i32 {
@@ -307,6 +347,9 @@ pub fn run(args: &[String]) -> i32 {
     }
     md += "\n";
     std::fs::write(out.with_extension("md"), &md).expect("write table");
+    if results.len() > 1 {
+        crate::plot::growth(&results, &out.with_extension("svg")).expect("plot");
+    }
     println!("{md}");
     0
 }

@@ -379,6 +379,9 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("--child") {
         std::process::exit(work::child(&args[2..]));
     }
+    if args.get(1).map(String::as_str) == Some("--growth-plot") {
+        std::process::exit(growth::replot(&args[2..]));
+    }
     if args.get(1).map(String::as_str) == Some("--growth") {
         std::process::exit(growth::run(&args[2..]));
     }

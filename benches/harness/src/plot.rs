@@ -103,3 +103,63 @@ fn human(x: f64) -> String {
         format!("{x:.0}")
     }
 }
+
+/// Cost growth: each operation's rate, as a fraction of its rate at the smallest size, against
+/// the number of jobs the database holds (both axes logarithmic). The target band (within 2×
+/// of the smallest size's rate) is the dashed line at 0.5.
+pub fn growth(sizes: &[Value], out: &Path) -> Res {
+    let names: Vec<String> = sizes
+        .first()
+        .and_then(|r| r["rates_per_s"].as_object())
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    let jobs = |r: &Value| r["jobs"].as_f64().unwrap_or(1.0);
+    let xmin = sizes.iter().map(jobs).fold(f64::INFINITY, f64::min) / 2.0;
+    let xmax = sizes.iter().map(jobs).fold(1.0, f64::max) * 2.0;
+    let lines: Vec<(String, Vec<(f64, f64)>)> = names
+        .iter()
+        .map(|name| {
+            let base = sizes[0]["rates_per_s"][name].as_f64().unwrap_or(f64::NAN);
+            let pts = sizes
+                .iter()
+                .filter_map(|r| Some((jobs(r), r["rates_per_s"][name].as_f64()? / base)))
+                .filter(|p| p.1.is_finite() && p.1 > 0.0)
+                .collect();
+            (name.clone(), pts)
+        })
+        .collect();
+    let ymin = lines.iter().flat_map(|l| l.1.iter().map(|p| p.1)).fold(0.25, f64::min) / 1.5;
+    let ymax = lines.iter().flat_map(|l| l.1.iter().map(|p| p.1)).fold(2.0, f64::max) * 1.5;
+    let root = SVGBackend::new(out, (760, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("batchdb: rate against database size (relative to the smallest)", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d((xmin..xmax).log_scale(), (ymin..ymax).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("jobs in the database (each with its result)")
+        .y_desc("rate / rate at the smallest size")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.2}"))
+        .draw()?;
+    chart.draw_series(DashedLineSeries::new([(xmin, 0.5), (xmax, 0.5)], 6, 4, BLACK.stroke_width(1)))?;
+    for (i, (name, pts)) in lines.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
