@@ -340,7 +340,7 @@ fn a_version_3_file_gets_its_totals_counted_on_open() {
     {
         let c = rusqlite::Connection::open(&t.path).unwrap();
         c.execute_batch(
-            "DELETE FROM meta WHERE name LIKE 'total%'; \
+            "DELETE FROM meta WHERE name LIKE 'total%'; DROP INDEX instance_held; \
              PRAGMA user_version = 3;",
         )
         .unwrap();

@@ -410,3 +410,29 @@ fn stats_follow_every_kind_of_change() {
     db.gc().unwrap();
     assert_eq!(counts("gc"), ((5, 1, 0, 0, 0, 5, 10_010), (0, 0, 1), (0, 0, 0)));
 }
+
+/// A queue's oldest ready instance is the oldest of every priority (the dashboard's "oldest
+/// pending" and `batchdb_oldest_pending_seconds`), not the oldest of the first priority.
+#[test]
+fn the_oldest_ready_instance_is_found_across_priorities() {
+    let t = temp_path();
+    let db = open(&t.path);
+    let at = |priority: i32, payload: &[u8]| {
+        db.add_with(payload, &PushOptions { priority, ..Default::default() }).unwrap().1.created
+    };
+    let oldest = || db.queues().unwrap().into_iter().find(|q| q.name == "default").unwrap().oldest_ready;
+    assert_eq!(oldest(), None);
+    let b = at(5, b"b");
+    let a = at(0, b"a");
+    let c = at(-3, b"c");
+    let d = at(5, b"d");
+    assert!(b < a && a < c && c < d);
+    assert_eq!(oldest(), Some(b));
+    db.cancel(&batchdb::Hash::of(b"b"), b).unwrap();
+    assert_eq!(oldest(), Some(a));
+    db.cancel(&batchdb::Hash::of(b"a"), a).unwrap();
+    assert_eq!(oldest(), Some(c));
+    let later = PushOptions { delay: Duration::from_secs(3600), ..Default::default() };
+    db.add_with(&b"e"[..], &later).unwrap();
+    assert_eq!(oldest(), Some(c), "a delayed instance is not ready");
+}

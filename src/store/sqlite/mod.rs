@@ -896,25 +896,7 @@ impl Store for Sqlite {
     }
 
     fn queues(&self) -> Result<Vec<QueueStats>> {
-        self.conns.read(|c| {
-            c.prepare_cached(QUEUE_STATS)
-                .sql()?
-                .query_map([], |r| {
-                    let n = |i| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
-                    Ok(QueueStats {
-                        name: r.get(0)?,
-                        limit: r.get::<_, Option<i64>>(1)?.map(|l| l.clamp(0, u32::MAX as i64) as u32),
-                        paused: r.get::<_, i64>(2)? != 0,
-                        pending: n(3)?,
-                        running: n(4)?,
-                        waiting: n(5)?,
-                        oldest_ready: r.get(6)?,
-                    })
-                })
-                .sql()?
-                .collect::<rusqlite::Result<_>>()
-                .sql()
-        })
+        self.conns.read(queue_stats)
     }
 
     fn schedule_put(&self, s: NewSchedule) -> Result<()> {
@@ -1341,33 +1323,85 @@ impl Store for Sqlite {
     }
 
     fn stats(&self) -> Result<Stats> {
-        let mut s = self.conns.read(|c| {
-            c.prepare_cached(STATS)
+        let (mut s, queues) = self.conns.read(|c| {
+            // One read transaction: the totals and the queues' counts are one moment's.
+            let tx = c.unchecked_transaction().sql()?;
+            let s = tx
+                .prepare_cached(STATS)
                 .sql()?
                 .query_row([], |r| {
-                    let n = |i| r.get::<_, i64>(i).map(|v| v as u64);
+                    let n = |i| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
                     Ok(Stats {
-                        results_total: n(3)? + n(7)?,
-                        fails_total: n(4)? + n(8)?,
+                        results_total: n(1)? + n(5)?,
+                        fails_total: n(2)? + n(6)?,
                         queues: Default::default(),
                         jobs: n(0)?,
-                        pending: n(1)?,
-                        running: n(2)?,
-                        results: n(3)?,
-                        fails: n(4)?,
-                        blobs: n(5)?,
-                        blob_bytes: n(6)?,
+                        pending: 0,
+                        running: 0,
+                        results: n(1)?,
+                        fails: n(2)?,
+                        blobs: n(3)?,
+                        blob_bytes: n(4)?,
                         file_bytes: 0,
                         wal_bytes: 0,
                     })
                 })
-                .sql()
+                .sql()?;
+            let queues = queue_stats(&tx)?;
+            tx.commit().sql()?;
+            Ok((s, queues))
         })?;
+        // Every instance is in a queue.
+        s.pending = queues.iter().map(|q| q.pending + q.waiting).sum();
+        s.running = queues.iter().map(|q| q.running).sum();
         s.file_bytes = self.file_size("");
         s.wal_bytes = self.file_size("-wal");
-        s.queues = self.queues()?.into_iter().map(|q| (q.name.clone(), q)).collect();
+        s.queues = queues.into_iter().map(|q| (q.name.clone(), q)).collect();
         Ok(s)
     }
+}
+
+/// Each queue's settings and counts, and its oldest ready instance.
+fn queue_stats(c: &Connection) -> Result<Vec<QueueStats>> {
+    let rows: Vec<(i64, QueueStats)> = c
+        .prepare_cached(QUEUE_STATS)
+        .sql()?
+        .query_map([], |r| {
+            let n = |i| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+            Ok((
+                r.get(0)?,
+                QueueStats {
+                    name: r.get(1)?,
+                    limit: r.get::<_, Option<i64>>(2)?.map(|l| l.clamp(0, u32::MAX as i64) as u32),
+                    paused: r.get::<_, i64>(3)? != 0,
+                    pending: n(4)?,
+                    running: n(5)?,
+                    waiting: n(6)?,
+                    oldest_ready: None,
+                },
+            ))
+        })
+        .sql()?
+        .collect::<rusqlite::Result<_>>()
+        .sql()?;
+    let mut next = c.prepare_cached(READY_AFTER_PRIORITY).sql()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, mut q) in rows {
+        let mut after = i64::MIN;
+        while q.pending > 0 {
+            let Some((priority, created)) = next
+                .query_row([id, after], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+                .optional()
+                .sql()?
+            else {
+                break;
+            };
+            q.oldest_ready = Some(q.oldest_ready.map_or(created, |o: i64| o.min(created)));
+            after = priority;
+        }
+        out.push(q);
+    }
+    Ok(out)
 }
 
 /// The fence: the instance must still be running under this attempt. Its job, start and

@@ -140,8 +140,9 @@ INSERT INTO meta (name, value) VALUES ('db_id', abs(random() % 9007199254740991)
 CREATE TABLE loose (blob INTEGER PRIMARY KEY);
 INSERT INTO meta (name, value) VALUES ('gc_mark', 0);
 "#,
-    // `stats` in constant time: the history tables' totals, kept (see `tally`), counted once
-    // here from what the file holds.
+    // `stats` in constant time in the history: its totals, kept (see `tally`), counted once
+    // here from what the file holds; and the waiting instances by queue, indexed (only
+    // delayed, backing-off and upstream-waiting rows enter it).
     r#"
 INSERT INTO meta (name, value)
     SELECT 'total_jobs', coalesce(sum(job = 1), 0) FROM blob
@@ -149,6 +150,7 @@ INSERT INTO meta (name, value)
     UNION ALL SELECT 'total_blob_bytes', coalesce(sum(iif(hash IS NOT NULL, size, 0)), 0) FROM blob
     UNION ALL SELECT 'total_results', count(*) FROM result
     UNION ALL SELECT 'total_fails', count(*) FROM fail;
+CREATE INDEX instance_held ON instance (queue) WHERE state IN (2, 3);
 "#,
 ];
 
@@ -287,12 +289,19 @@ pub(crate) const QUEUE_STATES: &str = "SELECT q.id, q.name, q.max_running, q.pau
           ELSE (SELECT count(*) FROM instance WHERE state = 1 AND queue = q.id) END, \
      EXISTS (SELECT 1 FROM instance WHERE state = 0 AND queue = q.id) \
      FROM queue q ORDER BY q.id";
-pub(crate) const QUEUE_STATS: &str = "SELECT q.name, q.max_running, q.paused, \
+/// Each queue's settings and counts, each count from an index: the ready ones from
+/// `instance_ready`, the running ones from `instance_running`, the waiting ones from
+/// `instance_held`. The oldest ready instance is found by [`READY_AFTER_PRIORITY`].
+pub(crate) const QUEUE_STATS: &str = "SELECT q.id, q.name, q.max_running, q.paused, \
      (SELECT count(*) FROM instance WHERE state = 0 AND queue = q.id), \
      (SELECT count(*) FROM instance WHERE state = 1 AND queue = q.id), \
-     (SELECT count(*) FROM instance WHERE state IN (2, 3) AND queue = q.id), \
-     (SELECT min(created) FROM instance WHERE state = 0 AND queue = q.id) \
+     (SELECT count(*) FROM instance WHERE state IN (2, 3) AND queue = q.id) \
      FROM queue q ORDER BY q.name";
+/// The ready instance of queue ?1 with the lowest priority above ?2, the oldest of that
+/// priority: one index descent. Walking the priorities with it finds the oldest ready
+/// instance in a descent per distinct priority, where `min(created)` read every ready entry.
+pub(crate) const READY_AFTER_PRIORITY: &str = "SELECT priority, created FROM instance \
+     WHERE state = 0 AND queue = ?1 AND priority > ?2 ORDER BY priority, created LIMIT 1";
 
 // Schedules.
 pub(crate) const SCHEDULE_PUT: &str = "INSERT INTO schedule (name, spec, job, queue, priority, next_run) \
@@ -448,16 +457,15 @@ pub(crate) const DANGLING: &str = "\
        WHERE data IS NOT NULL AND EXISTS (SELECT 1 FROM chunk WHERE chunk.blob = blob.id)";
 pub(crate) const BLOBS_AFTER: &str =
     "SELECT id, hash, size FROM blob WHERE id > ?1 AND hash IS NOT NULL ORDER BY id LIMIT ?2";
-/// The history tables' totals are kept in `meta` (see `tally`); the live instances, a queue's
-/// depth, are counted.
+/// The history tables' totals, kept in `meta` (see `tally`). The live instances are counted
+/// by queue ([`QUEUE_STATS`]).
 pub(crate) const STATS: &str = "SELECT \
-     (SELECT value FROM meta WHERE name = 'total_jobs'), i.pending, i.running, \
+     (SELECT value FROM meta WHERE name = 'total_jobs'), \
      (SELECT value FROM meta WHERE name = 'total_results'), (SELECT value FROM meta WHERE name = 'total_fails'), \
-     (SELECT sum(value) FROM meta WHERE name IN ('total_jobs', 'total_others')), (SELECT value FROM meta WHERE name = 'total_blob_bytes'), \
+     (SELECT sum(value) FROM meta WHERE name IN ('total_jobs', 'total_others')), \
+     (SELECT value FROM meta WHERE name = 'total_blob_bytes'), \
      (SELECT value FROM meta WHERE name = 'removed_results'), \
-     (SELECT value FROM meta WHERE name = 'removed_fails') \
-     FROM (SELECT coalesce(sum(state <> 1), 0) AS pending, coalesce(sum(state = 1), 0) AS running \
-         FROM instance) i";
+     (SELECT value FROM meta WHERE name = 'removed_fails')";
 /// Adds a write transaction's change to the kept totals, just before its commit.
 pub(crate) const TALLY_ADD: &str = "UPDATE meta SET value = value + ?2 WHERE name = ?1";
 /// The kept totals beside a count of the tables (for `check`): jobs, blobs, blob bytes,
