@@ -796,7 +796,9 @@ impl Store for Sqlite {
                     c.prepare_cached(REQUEUE_NOW).sql()?.execute([created]).sql()?;
                 }
             }
-            c.prepare_cached(PROMOTE).sql()?.execute([now]).sql()?;
+            if c.prepare_cached(PROMOTE_DUE).sql()?.query_row([now], |r| r.get::<_, bool>(0)).sql()? {
+                c.prepare_cached(PROMOTE).sql()?.execute([now]).sql()?;
+            }
             let fired = steps::fire_schedules(&mut Tx(c), now)?;
             // Every queue's settings and best ready instance in one statement; the claimable
             // ones' candidates compete (`best_candidate`).
@@ -969,13 +971,15 @@ impl Store for Sqlite {
 
     fn complete(&self, created: i64, attempt: u32, output: Arc<Finished>) -> Result<(i64, Option<BlobId>)> {
         self.conns.write(true, move |c| {
-            let (job, start, _) = fence(c, created, attempt)?;
+            let (job, start, _, dependents) = fence(c, created, attempt)?;
             let (blob, surplus) = publish_blob(c, &output, false)?;
             let end = now_ms();
             c.prepare_cached(RESULT_INSERT).sql()?.execute(params![created, job, blob, start, end]).sql()?;
             tally::note(|t| t.results += 1);
             c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
-            c.prepare_cached(RELEASE_DEPENDENTS).sql()?.execute([created, end]).sql()?;
+            if dependents {
+                c.prepare_cached(RELEASE_DEPENDENTS).sql()?.execute([created, end]).sql()?;
+            }
             Ok((end, surplus))
         })
     }
@@ -989,7 +993,7 @@ impl Store for Sqlite {
     ) -> Result<(i64, Vec<Expired>)> {
         let message = message.to_string();
         self.conns.write(true, move |c| {
-            let (job, start, queue) = fence(c, created, attempt)?;
+            let (job, start, queue, _) = fence(c, created, attempt)?;
             let end = now_ms();
             match requeue_at {
                 Some(at) => {
@@ -1405,12 +1409,12 @@ fn queue_stats(c: &Connection) -> Result<Vec<QueueStats>> {
 }
 
 /// The fence: the instance must still be running under this attempt. Its job, start and
-/// queue.
-fn fence(c: &Connection, created: i64, attempt: u32) -> Result<(BlobId, i64, i64)> {
+/// queue, and whether other instances depend on it.
+fn fence(c: &Connection, created: i64, attempt: u32) -> Result<(BlobId, i64, i64, bool)> {
     c.prepare_cached(FENCE)
         .sql()?
         .query_row(params![created, attempt], |r| {
-            Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0), r.get(2)?))
+            Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0), r.get(2)?, r.get(3)?))
         })
         .optional()
         .sql()?
