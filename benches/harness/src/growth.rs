@@ -114,6 +114,18 @@ fn sample_keys(n: u64, tag: u64) -> Vec<Hash> {
     (0..n).step_by(step).map(|j| Hash::of(&payload(tag, j))).collect()
 }
 
+/// The sampled keys in a random order (xorshift, the same sequence each run), so that reads
+/// land all over the file.
+fn random_keys<'a>(keys: &'a [Hash]) -> impl FnMut() -> &'a Hash {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        &keys[(x % keys.len() as u64) as usize]
+    }
+}
+
 /// Builds the file of `n` jobs at `path`: added with `add_batch`, then every one claimed and
 /// completed. Returns how long that took.
 fn build(path: &Path, n: u64, tag: u64) -> f64 {
@@ -191,15 +203,11 @@ fn one_size(n: u64, scratch: &Path, slice: Duration, keep: bool) -> Value {
     };
     put("list page (100 results)", rate(slice, |_| assert_eq!(db.results().take(100).count(), 100)));
     let mut buf = Vec::new();
-    let mut pick = 0x9e37_79b9_7f4a_7c15u64;
+    let mut pick = random_keys(&keys);
     put(
         "get small blob",
         rate(slice, |_| {
-            // A random sampled key (xorshift), so that the reads land all over the file.
-            pick ^= pick << 13;
-            pick ^= pick >> 7;
-            pick ^= pick << 17;
-            let key = &keys[(pick % keys.len() as u64) as usize];
+            let key = pick();
             buf.clear();
             db.get(key).expect("get").read_to_end(&mut buf).expect("read");
         }),
@@ -209,14 +217,11 @@ fn one_size(n: u64, scratch: &Path, slice: Duration, keep: bool) -> Value {
     {
         let c = baseline::open(&raw_path, false);
         let mut stmt = c.prepare("SELECT payload FROM blob WHERE hash = ?1").expect("prepare");
-        let mut pick = 0x9e37_79b9_7f4a_7c15u64;
+        let mut pick = random_keys(&keys);
         put(
             "get small blob, raw SQL baseline",
             rate(slice, |_| {
-                pick ^= pick << 13;
-                pick ^= pick >> 7;
-                pick ^= pick << 17;
-                let key = &keys[(pick % keys.len() as u64) as usize];
+                let key = pick();
                 let p: Vec<u8> = stmt.query_row([&key.as_bytes()[..]], |r| r.get(0)).expect("raw get");
                 std::hint::black_box(p);
             }),
