@@ -1130,7 +1130,8 @@ int32_t batchdb_job_complete_with(struct batchdb_job *j,
 /**
  * `batchdb_job_complete_with`, then `batchdb_claim_read` on `db`, in one call: a worker loop
  * in a binding that crosses into C at a cost finishes one small job and takes the next in a
- * single crossing.
+ * single crossing. When `j` was claimed through `db`, the claim is made in the complete's
+ * transaction: on a file one commit, not two.
  *
  * The complete is what counts: on its failure this returns its error (`j` is consumed all the
  * same, as by `batchdb_job_complete_with`) and claims nothing. Once it succeeded this returns
@@ -1167,6 +1168,8 @@ int32_t batchdb_job_complete_claim(struct batchdb *db,
  *
  * Claims, after the completes: one at a time, in the processing order, until `want` are
  * claimed or one finds nothing (or fails, which the caller sees again on its next claim).
+ * The first is made in the last complete's transaction when that job was claimed through
+ * `db` (on a file one commit, not two).
  * Their count goes to `*claimed_out`; claim `k` (from 0) goes to `jobs_out[k]` (owned, as from
  * `batchdb_claim`; the unused entries are set to NULL), the start of its payload to
  * `buf + k * cap` (`n_out[k]` bytes, as from `batchdb_claim_read`: fewer than `cap` means the

@@ -13,8 +13,7 @@ use crate::row::{FailRow, JobRow, ListKind, ListRow, PendingRow, ResultRow, Row}
 use crate::schedule::Spec;
 use crate::shared::Shared;
 use crate::store::{
-    Access, ClaimParams, Finished, GcReport, Lineage, NewSchedule, PushSpec, Pushed, QueueStats, ScheduleRow,
-    Stats,
+    Access, Finished, GcReport, Lineage, NewSchedule, PushSpec, Pushed, QueueStats, ScheduleRow, Stats,
 };
 use std::io::Read;
 use std::path::Path;
@@ -371,21 +370,8 @@ impl Db {
     }
 
     pub(crate) fn claim_served(&self, queues: Option<Arc<[String]>>) -> Result<Option<Job>> {
-        let opts = &self.inner.opts;
-        let params = ClaimParams {
-            lease_ms: opts.lease_ms(),
-            max_attempts: opts.max_attempts,
-            order: opts.order,
-            queues,
-        };
-        let out = self.inner.store.claim(&params)?;
-        self.inner.failed(out.expired);
-        for (key, created) in out.fired {
-            self.inner.events.emit(Event::Push { key, created });
-        }
-        let Some(c) = out.claimed else { return Ok(None) };
-        self.inner.events.emit(Event::Start { key: c.key, created: c.created });
-        Ok(Some(Job::new(self.inner.clone(), c)))
+        let out = self.inner.store.claim(&self.inner.claim_params(queues))?;
+        Ok(Job::from_claim(&self.inner, out))
     }
 
     /// Makes every [`run`](Db::run) of this handle, in any thread, return once its running

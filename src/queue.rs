@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::hash::Hash;
 use crate::shared::Shared;
-use crate::store::Claimed;
+use crate::store::{ClaimOutcome, ClaimParams, Claimed};
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
@@ -39,6 +39,23 @@ pub struct Job {
 }
 
 impl Job {
+    /// The job a claim took, if any, with the claim's events: `fail` for the instances whose
+    /// last lease ran out, `push` for the schedules it fired, `start` for the job.
+    pub(crate) fn from_claim(inner: &Arc<Shared>, out: ClaimOutcome) -> Option<Job> {
+        inner.failed(out.expired);
+        for (key, created) in out.fired {
+            inner.events.emit(Event::Push { key, created });
+        }
+        let c = out.claimed?;
+        inner.events.emit(Event::Start { key: c.key, created: c.created });
+        Some(Job::new(inner.clone(), c))
+    }
+
+    /// Whether this job was claimed through `db` or a clone of it (whose claim it may make).
+    pub(crate) fn claimed_by(&self, db: &crate::Db) -> bool {
+        Arc::ptr_eq(&self.inner, &db.inner)
+    }
+
     pub(crate) fn new(inner: Arc<Shared>, claimed: Claimed) -> Job {
         let Claimed { key, payload, size, created, attempt, after, first_chunk } = claimed;
         inner.live_job(created, attempt, true);
@@ -123,16 +140,47 @@ impl Job {
     /// long as it says so. The complete is fenced by the lease, so a retry of one
     /// that did commit, or whose lease ran out meanwhile, is [`Error::Stale`] and changes
     /// nothing: the result is never recorded twice.
-    pub fn complete_or_retry(mut self, again: &mut dyn FnMut(&Error) -> bool) -> Result<Hash> {
+    pub fn complete_or_retry(self, again: &mut dyn FnMut(&Error) -> bool) -> Result<Hash> {
+        self.finish_done(None, again).map(|(hash, _)| hash)
+    }
+
+    /// [`complete_or_retry`](Job::complete_or_retry), then a claim of the next instance from
+    /// the `queues` served (None: every queue), in one transaction where the backend can (on
+    /// a file: one commit where a complete and a claim take two, and the pages both change
+    /// written once). For a worker loop, which takes its next job right after a complete.
+    ///
+    /// The complete's outcome is what counts: on its error nothing is claimed. The claim is
+    /// `None` when nothing was ready, and also when it failed: the worker's next
+    /// [`Db::claim`](crate::Db::claim) then reports that error.
+    pub(crate) fn complete_claim_or_retry(
+        self,
+        queues: Option<Arc<[String]>>,
+        again: &mut dyn FnMut(&Error) -> bool,
+    ) -> Result<(Hash, Option<Job>)> {
+        let params = self.inner.claim_params(queues);
+        self.finish_done(Some(params), again)
+    }
+
+    /// Records the result, and claims with `next` when given (see above).
+    fn finish_done(
+        mut self,
+        next: Option<ClaimParams>,
+        again: &mut dyn FnMut(&Error) -> bool,
+    ) -> Result<(Hash, Option<Job>)> {
         self.finished = true;
         self.inner.live_job(self.created, self.attempt, false);
         // Shared, not copied: a complete sent again after a lost connection needs the output
         // again, and the first attempt must not pay for a copy of it.
         let out = Arc::new(self.output.finish()?);
         let hash = out.hash;
-        let surplus = loop {
-            match self.inner.store.complete(self.created, self.attempt, out.clone()) {
-                Ok((_, surplus)) => break surplus,
+        let (created, attempt, store) = (self.created, self.attempt, &self.inner.store);
+        let (surplus, claimed) = loop {
+            let sent = match &next {
+                None => store.complete(created, attempt, out.clone()).map(|done| (done, None)),
+                Some(p) => store.complete_claim(created, attempt, out.clone(), p),
+            };
+            match sent {
+                Ok(((_, surplus), claimed)) => break (surplus, claimed),
                 Err(e) if e.is_connection_lost() && again(&e) => {}
                 Err(e) => return Err(e),
             }
@@ -140,7 +188,7 @@ impl Job {
         self.output.published(surplus);
         self.inner.events.emit(Event::Result { key: self.key, created: self.created, hash });
         self.inner.wake_workers();
-        Ok(hash)
+        Ok((hash, claimed.and_then(|out| Job::from_claim(&self.inner, out))))
     }
 
     /// Fails the instance with `message`: a fail row (event `fail`), or, with `retry_errors`

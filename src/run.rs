@@ -153,13 +153,18 @@ impl Db {
             self.back_off(pause, &stopped)
         };
         let mut version = None;
+        // The next job, claimed in the transaction that completed the last one. A stop does
+        // not hand it back (that would cost it an attempt): it runs first, and the complete
+        // after a stop claims nothing more.
+        let mut ahead = None;
         loop {
-            if stopped() {
+            if stopped() && ahead.is_none() {
                 return Ok(());
             }
-            match self.turn(until_empty, served, runner, n, &mut version, &mut again) {
-                Ok(Turn::Again) => {}
-                Ok(Turn::Done) => return Ok(()),
+            let turn = Turn { until_empty, served, runner, n, stopped: &stopped };
+            match self.turn(&turn, &mut ahead, &mut version, &mut again) {
+                Ok(Step::Again) => {}
+                Ok(Step::Done) => return Ok(()),
                 Err(e) if e.is_connection_lost() => {
                     version = None;
                     if !again(&e) {
@@ -179,17 +184,16 @@ impl Db {
     /// One claim and what follows it: the run of the instance, or a wait for work.
     fn turn<F, E>(
         &self,
-        until_empty: bool,
-        served: &Option<Arc<[String]>>,
-        runner: &F,
-        n: &Counters,
+        t: &Turn<'_, F>,
+        ahead: &mut Option<Job>,
         version: &mut Option<i64>,
         again: &mut dyn FnMut(&Error) -> bool,
-    ) -> Result<Turn>
+    ) -> Result<Step>
     where
         F: Fn(&mut Job) -> std::result::Result<(), E> + Sync,
         E: Display,
     {
+        let Turn { until_empty, served, runner, n, stopped } = *t;
         let inner = &self.inner;
         let mut v = match *version {
             Some(v) => v,
@@ -197,31 +201,36 @@ impl Db {
         };
         *version = Some(v);
         let seen = inner.wake_generation();
-        let claimed = match self.claim_served(served.clone()) {
-            Ok(c) => c,
-            Err(Error::Busy(_)) => {
-                std::thread::sleep(Duration::from_millis(1 + jitter(20)));
-                return Ok(Turn::Again);
-            }
-            Err(e) => return Err(e),
+        let claimed = match ahead.take() {
+            Some(job) => Some(job),
+            None => match self.claim_served(served.clone()) {
+                Ok(c) => c,
+                Err(Error::Busy(_)) => {
+                    std::thread::sleep(Duration::from_millis(1 + jitter(20)));
+                    return Ok(Step::Again);
+                }
+                Err(e) => return Err(e),
+            },
         };
         if let Some(job) = claimed {
-            let counter = match execute(job, runner, again)? {
+            let (outcome, next) = execute(job, runner, served, stopped, again)?;
+            let counter = match outcome {
                 Outcome::Completed => &n.completed,
                 Outcome::Failed => &n.failed,
                 Outcome::Lost => &n.lost,
             };
             counter.fetch_add(1, Ordering::Relaxed);
-            return Ok(Turn::Again);
+            *ahead = next;
+            return Ok(Step::Again);
         }
         let idle = Idle::new(inner.store.idle()?, served.as_deref());
         if until_empty && !idle.any {
             inner.wake_workers();
-            return Ok(Turn::Done);
+            return Ok(Step::Done);
         }
         self.sleep_until_work(seen, &mut v, idle.next_due, None)?;
         *version = Some(v);
-        Ok(Turn::Again)
+        Ok(Step::Again)
     }
 
     /// Reports a lost connection as an [`Event::Disconnected`], once per outage.
@@ -333,10 +342,28 @@ impl Db {
     }
 }
 
-enum Turn {
+/// What a worker's turn ended with.
+enum Step {
     Again,
     Done,
 }
+
+/// What a worker's turns share.
+struct Turn<'a, F> {
+    until_empty: bool,
+    served: &'a Option<Arc<[String]>>,
+    runner: &'a F,
+    n: &'a Counters,
+    stopped: &'a dyn Fn() -> bool,
+}
+
+impl<F> Clone for Turn<'_, F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<F> Copy for Turn<'_, F> {}
 
 enum Outcome {
     Completed,
@@ -344,32 +371,43 @@ enum Outcome {
     Lost,
 }
 
-fn execute<F, E>(mut job: Job, runner: &F, again: &mut dyn FnMut(&Error) -> bool) -> Result<Outcome>
+/// Runs `job`, then completes or fails it. A complete claims the worker's next job from
+/// `served` in its own transaction, unless the run was `stopped` meanwhile.
+fn execute<F, E>(
+    mut job: Job,
+    runner: &F,
+    served: &Option<Arc<[String]>>,
+    stopped: &dyn Fn() -> bool,
+    again: &mut dyn FnMut(&Error) -> bool,
+) -> Result<(Outcome, Option<Job>)>
 where
     F: Fn(&mut Job) -> std::result::Result<(), E>,
     E: Display,
 {
     let ran = catch_unwind(AssertUnwindSafe(|| runner(&mut job)));
     let done = match ran {
-        Ok(Ok(())) => job.complete_or_retry(again).map(|_| Outcome::Completed),
+        Ok(Ok(())) if stopped() => job.complete_or_retry(again).map(|_| (Outcome::Completed, None)),
+        Ok(Ok(())) => {
+            job.complete_claim_or_retry(served.clone(), again).map(|(_, next)| (Outcome::Completed, next))
+        }
         // The runner failed because its payload or output could not be moved: that says
         // nothing about the job, and must not become a fail row. Its lease re-queues it.
         Ok(Err(_)) if job.lost_connection() => {
             job.abandon();
-            Ok(Outcome::Lost)
+            Ok((Outcome::Lost, None))
         }
-        Ok(Err(e)) => job.fail_or_retry(&e.to_string(), again).map(|_| Outcome::Failed),
-        Err(p) => {
-            job.fail_or_retry(&format!("runner panicked: {}", panic_text(&p)), again).map(|_| Outcome::Failed)
-        }
+        Ok(Err(e)) => job.fail_or_retry(&e.to_string(), again).map(|_| (Outcome::Failed, None)),
+        Err(p) => job
+            .fail_or_retry(&format!("runner panicked: {}", panic_text(&p)), again)
+            .map(|_| (Outcome::Failed, None)),
     };
     match done {
-        Err(Error::Stale(_)) => Ok(Outcome::Lost),
+        Err(Error::Stale(_)) => Ok((Outcome::Lost, None)),
         // The output could not be stored, or the run was stopped before the server was back:
         // the instance is left to its lease. The outage is reported and waited out as any.
         Err(e) if e.is_connection_lost() => {
             again(&e);
-            Ok(Outcome::Lost)
+            Ok((Outcome::Lost, None))
         }
         other => other,
     }

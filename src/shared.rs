@@ -8,7 +8,7 @@ use crate::events::Events;
 use crate::hash::Hash;
 use crate::lease::{Heartbeat, Live};
 use crate::options::Options;
-use crate::store::{Access, Expired, Pushed, Store};
+use crate::store::{Access, ClaimParams, Expired, Pushed, Store};
 use crate::sync::lock;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -112,6 +112,16 @@ impl Shared {
     }
 
     /// Wakes every worker of this process waiting for work.
+    /// A claim's parameters, from the options, for the `queues` served (None: every queue).
+    pub fn claim_params(&self, queues: Option<Arc<[String]>>) -> ClaimParams {
+        ClaimParams {
+            lease_ms: self.opts.lease_ms(),
+            max_attempts: self.opts.max_attempts,
+            order: self.opts.order,
+            queues,
+        }
+    }
+
     pub fn wake_workers(&self) {
         self.wake.bump();
     }

@@ -402,6 +402,71 @@ fn a_waiting_run_picks_up_work_from_another_process() {
     assert_eq!(report.completed, 1);
 }
 
+/// A worker takes its next job in the transaction that completes the last one, unless the run
+/// was stopped meanwhile: a stop lets the running job finish and leaves the rest untouched,
+/// not claimed and handed back, which would cost each an attempt.
+#[test]
+fn a_stop_during_a_run_claims_nothing_more() {
+    let t = temp_path();
+    let db = open(&t.path);
+    for i in 0..3 {
+        db.add(format!("job {i}").as_bytes()).unwrap();
+    }
+    let stopper = db.clone();
+    let report = db
+        .run(RunOptions { workers: 1, until_empty: true, ..Default::default() }, |job| {
+            stopper.stop();
+            std::io::copy(&mut job.io().0, &mut std::io::sink()).map(|_| ())
+        })
+        .unwrap();
+    assert_eq!((report.completed, report.failed, report.lost), (1, 0, 0));
+    assert_eq!(db.results().count(), 1);
+    let mut left = 0;
+    while let Some(job) = db.claim().unwrap() {
+        assert_eq!(job.attempt(), 1, "{} was claimed before", job.created());
+        job.complete().unwrap();
+        left += 1;
+    }
+    assert_eq!(left, 2);
+}
+
+/// The run loop's complete that claims the next job records every result, in the order the
+/// queue hands them out, with a `result` then a `start` event for each job after the first.
+#[test]
+fn a_run_completes_and_claims_each_job_once_in_order() {
+    let t = temp_path();
+    let db = open_with(&t.path, |o| o.order = Order::OldestFirst);
+    let mut added = Vec::new();
+    for i in 0..20 {
+        added.push(db.add(format!("job {i}").as_bytes()).unwrap().1);
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    db.subscribe({
+        let seen = seen.clone();
+        move |e| match e {
+            Event::Start { created, .. } => seen.lock().unwrap().push(('s', *created)),
+            Event::Result { created, .. } => seen.lock().unwrap().push(('r', *created)),
+            _ => {}
+        }
+    });
+    let ran = Mutex::new(Vec::new());
+    let report = db
+        .run(once(), |job| {
+            ran.lock().unwrap().push(job.created());
+            let mut payload = Vec::new();
+            job.read_to_end(&mut payload)?;
+            job.write_all(&payload.to_ascii_uppercase())
+        })
+        .unwrap();
+    assert_eq!(report.completed, 20);
+    assert_eq!(*ran.lock().unwrap(), added);
+    let results: Vec<i64> = db.results().map(|r| r.unwrap().created).collect();
+    assert_eq!(results.iter().copied().collect::<HashSet<_>>(), added.iter().copied().collect());
+    let want: Vec<(char, i64)> = added.iter().flat_map(|&c| [('s', c), ('r', c)]).collect();
+    assert_eq!(*seen.lock().unwrap(), want);
+    assert!(db.pending().next().is_none());
+}
+
 #[test]
 fn an_idle_run_does_not_burn_cpu_and_stop_ends_it() {
     // Measured in a process of its own: the test harness runs other tests in this one.

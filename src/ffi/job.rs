@@ -161,21 +161,61 @@ pub extern "C" fn batchdb_claim_read_from(
         let buf = bytes_mut(buf, cap, "buf")?;
         let h = try_ref(db, "db")?;
         let queues = super::db::queue_list(queues, queues_len)?;
-        let Some(mut job) = h.db.claim_from(&queues)? else {
+        let Some(job) = h.db.claim_from(&queues)? else {
             return Ok(BATCHDB_DONE);
         };
-        // On an error here `job` is dropped, which hands the instance back to pending.
-        let mut n = 0;
-        while n < buf.len() {
-            match job.read(&mut buf[n..]).map_err(Error::from)? {
-                0 => break,
-                k => n += k,
-            }
-        }
-        *n_out = n;
-        *out_job = into_raw(JobHandle { key: hex65(&job.key()), slot: Slot::Owned(Box::new(job)) });
+        hand_out(job, buf, n_out, out_job)?;
         Ok(BATCHDB_OK)
     })
+}
+
+/// Reads the start of a claimed job's payload into `buf` (`*n_out` bytes) and gives the job
+/// to C in `*out_job`. On an error the job is dropped, which hands it back to pending.
+fn hand_out(
+    mut job: Job,
+    buf: &mut [u8],
+    n_out: &mut usize,
+    out_job: &mut *mut batchdb_job,
+) -> Result<(), Error> {
+    let mut n = 0;
+    while n < buf.len() {
+        match job.read(&mut buf[n..]).map_err(Error::from)? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    *n_out = n;
+    *out_job = into_raw(JobHandle { key: hex65(&job.key()), slot: Slot::Owned(Box::new(job)) });
+    Ok(())
+}
+
+/// Whether `j` is an owned job claimed through `db`, so that its complete may claim the next
+/// job through `db` in the same transaction.
+fn claims_through(db: *mut batchdb, j: *mut batchdb_job) -> bool {
+    match (try_ref(db, "db"), try_ref(j, "j")) {
+        (Ok(h), Ok(jh)) => matches!(&jh.slot, Slot::Owned(job) if job.claimed_by(&h.db)),
+        _ => false,
+    }
+}
+
+/// `batchdb_job_complete_with` that also claims the next job through the handle `j` was
+/// claimed by, in the complete's transaction (`Job::complete_claim_or_retry`; the caller
+/// checked `claims_through`). The next job, if one was claimed, is handed out as by
+/// `batchdb_claim_read`; true then. An error there drops it, which hands it back to pending.
+fn complete_then_claim(
+    j: *mut batchdb_job,
+    data: *const u8,
+    len: usize,
+    hash_out: *mut c_char,
+    (buf, n_out, next_out): (&mut [u8], &mut usize, &mut *mut batchdb_job),
+) -> Result<bool, Error> {
+    let data = bytes(data, len, "data");
+    let mut job = consume(j)?;
+    job.write_all(data?).map_err(Error::from)?;
+    let (hash, next) = job.complete_claim_or_retry(None, &mut |_| false)?;
+    write_hex(hash_out, &hash);
+    let Some(next) = next else { return Ok(false) };
+    Ok(hand_out(next, buf, n_out, next_out).is_ok())
 }
 
 /// The job's key: 64 hex characters, NUL-terminated, owned by the job handle and valid as long
@@ -339,7 +379,8 @@ pub extern "C" fn batchdb_job_complete_with(
 
 /// `batchdb_job_complete_with`, then `batchdb_claim_read` on `db`, in one call: a worker loop
 /// in a binding that crosses into C at a cost finishes one small job and takes the next in a
-/// single crossing.
+/// single crossing. When `j` was claimed through `db`, the claim is made in the complete's
+/// transaction: on a file one commit, not two.
 ///
 /// The complete is what counts: on its failure this returns its error (`j` is consumed all the
 /// same, as by `batchdb_job_complete_with`) and claims nothing. Once it succeeded this returns
@@ -370,6 +411,12 @@ pub extern "C" fn batchdb_job_complete_claim(
     if rc != BATCHDB_OK {
         return rc;
     }
+    if claims_through(db, j) {
+        return status(err, || {
+            let outs = (bytes_mut(buf, cap, "buf")?, out(n_out, "n_out")?, handle_out(next_out)?);
+            complete_then_claim(j, data, len, hash_out, outs).map(|_| BATCHDB_OK)
+        });
+    }
     let rc = batchdb_job_complete_with(j, data, len, hash_out, err);
     if rc != BATCHDB_OK {
         return rc;
@@ -395,6 +442,8 @@ pub extern "C" fn batchdb_job_complete_claim(
 ///
 /// Claims, after the completes: one at a time, in the processing order, until `want` are
 /// claimed or one finds nothing (or fails, which the caller sees again on its next claim).
+/// The first is made in the last complete's transaction when that job was claimed through
+/// `db` (on a file one commit, not two).
 /// Their count goes to `*claimed_out`; claim `k` (from 0) goes to `jobs_out[k]` (owned, as from
 /// `batchdb_claim`; the unused entries are set to NULL), the start of its payload to
 /// `buf + k * cap` (`n_out[k]` bytes, as from `batchdb_claim_read`: fewer than `cap` means the
@@ -458,6 +507,7 @@ pub extern "C" fn batchdb_jobs_complete_claim(
         counts.fill(0);
         jobs.fill(std::ptr::null_mut());
         let mut at = 0;
+        let mut claiming = true;
         for (i, (&j, &len)) in done.iter().zip(lens).enumerate() {
             let hash = match hashes.as_deref_mut() {
                 Some(h) => h[65 * i..].as_mut_ptr(),
@@ -465,10 +515,26 @@ pub extern "C" fn batchdb_jobs_complete_claim(
             };
             let piece = &data[at..at + len];
             at += len;
-            statuses[i] =
-                batchdb_job_complete_with(j.cast_mut(), piece.as_ptr(), len, hash, std::ptr::null_mut());
+            let j = j.cast_mut();
+            // The last complete claims the first job in its own transaction.
+            if i + 1 == done_len && want > 0 && claims_through(db, j) {
+                let outs = (&mut heads[..cap], &mut counts[0], &mut jobs[0]);
+                let mut claimed = true;
+                statuses[i] = status(std::ptr::null_mut(), || {
+                    claimed = complete_then_claim(j, piece.as_ptr(), len, hash, outs)?;
+                    Ok(BATCHDB_OK)
+                });
+                if statuses[i] == BATCHDB_OK {
+                    *claimed_out = claimed as usize;
+                    // Nothing was ready (or the claim failed): claiming again now would find
+                    // the same.
+                    claiming = claimed;
+                }
+                continue;
+            }
+            statuses[i] = batchdb_job_complete_with(j, piece.as_ptr(), len, hash, std::ptr::null_mut());
         }
-        for k in 0..want {
+        for k in *claimed_out..if claiming { want } else { 0 } {
             let rc = batchdb_claim_read(
                 db,
                 heads[k * cap..].as_mut_ptr(),

@@ -415,6 +415,7 @@ pub(crate) struct Expired {
     pub message: String,
 }
 
+#[derive(Clone)]
 pub(crate) struct ClaimParams {
     pub lease_ms: i64,
     pub max_attempts: u32,
@@ -422,6 +423,10 @@ pub(crate) struct ClaimParams {
     /// The queues served; None: every queue.
     pub queues: Option<Arc<[String]>>,
 }
+
+/// What a complete did: its end time (epoch ms), and the staging area made surplus when the
+/// output's content was stored already (for the writer to clear).
+pub(crate) type Completed = (i64, Option<BlobId>);
 
 /// What a claim did: the instance it took, the instances whose last lease had run out (now
 /// fail rows), and the instances it pushed for schedules that fell due.
@@ -707,7 +712,21 @@ pub(crate) trait Store: Send + Sync {
     fn completions(&self, since: i64) -> Result<Vec<(i64, u64, u64)>>;
     fn renew(&self, jobs: Vec<(i64, u32)>, stages: Vec<BlobId>, lease_ms: i64) -> Result<()>;
     /// Records the result if `(created, attempt)` still holds the lease; returns the end time.
-    fn complete(&self, created: i64, attempt: u32, output: Arc<Finished>) -> Result<(i64, Option<BlobId>)>;
+    fn complete(&self, created: i64, attempt: u32, output: Arc<Finished>) -> Result<Completed>;
+    /// [`complete`](Store::complete), then [`claim`](Store::claim) with `next` for the worker's
+    /// next instance. The complete's outcome is what counts: its error is returned, and the
+    /// claim is `None` when it did not run or failed (the worker sees a claim's error again
+    /// on its next claim). A backend may run both in one transaction; this one runs two.
+    fn complete_claim(
+        &self,
+        created: i64,
+        attempt: u32,
+        output: Arc<Finished>,
+        next: &ClaimParams,
+    ) -> Result<(Completed, Option<ClaimOutcome>)> {
+        let done = self.complete(created, attempt, output)?;
+        Ok((done, self.claim(next).ok()))
+    }
     /// Records a fail row, or re-queues at `requeue_at` (epoch ms), if still fenced. Returns
     /// the end time and the dependents that became fail rows with it, transitively.
     fn fail(

@@ -693,6 +693,18 @@ static void test_complete_claim(void) {
     CHECK_RC(batchdb_job_complete_claim(db, j, NULL, 3, hash, buf, sizeof buf, &n, &next, &err), BATCHDB_ERR_INVALID, &err);
     CHECK(next == NULL);
     CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 2 && count_rows(db, BATCHDB_LIST_PENDING) == 2);
+
+    /* A job claimed through another handle on the file: completed, and the next one claimed
+       through `db` (which then holds it). */
+    batchdb *other = NULL;
+    CHECK_OK(batchdb_open(test_db, &opts, &other, &err), &err);
+    CHECK_OK(batchdb_claim_read(other, buf, sizeof buf, &n, &j, &err), &err);
+    next = (batchdb_job *)1;
+    CHECK_OK(batchdb_job_complete_claim(db, j, bytes("X"), 1, hash, buf, sizeof buf, &n, &next, &err), &err);
+    CHECK(next != NULL && count_rows(db, BATCHDB_LIST_RESULT) == 3);
+    batchdb_close(other);
+    CHECK_OK(batchdb_job_complete(next, hash, &err), &err);
+    CHECK(count_rows(db, BATCHDB_LIST_RESULT) == 4 && count_rows(db, BATCHDB_LIST_PENDING) == 0);
     batchdb_close(db);
 }
 

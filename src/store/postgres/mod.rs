@@ -28,10 +28,10 @@ use schema::*;
 
 use super::steps::{self, DueSchedule, Keyed, NewInstance, Steps, UpstreamState};
 use super::{
-    chunk_digest, fail, BlobEntry, BlobId, Chunk, ClaimOutcome, ClaimParams, Claimed, Expired, Finished,
-    Gone, IdleFacts, ImportRow, Lineage, LineageResult, NewSchedule, Pos, Published, PushSpec, Pushed,
-    QueueState, QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH, DEFAULT_QUEUE_ID, GC_PAGE,
-    REMOVED_FAILS, REMOVED_RESULTS, RUNNING, UPSTREAM,
+    chunk_digest, fail, BlobEntry, BlobId, Chunk, ClaimOutcome, ClaimParams, Claimed, Completed, Expired,
+    Finished, Gone, IdleFacts, ImportRow, Lineage, LineageResult, NewSchedule, Pos, Published, PushSpec,
+    Pushed, QueueState, QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH, DEFAULT_QUEUE_ID,
+    GC_PAGE, REMOVED_FAILS, REMOVED_RESULTS, RUNNING, UPSTREAM,
 };
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -795,7 +795,7 @@ impl Store for Postgres {
         })
     }
 
-    fn complete(&self, created: i64, attempt: u32, output: Arc<Finished>) -> Result<(i64, Option<BlobId>)> {
+    fn complete(&self, created: i64, attempt: u32, output: Arc<Finished>) -> Result<Completed> {
         let (shared, key) = hash_lock(&output);
         self.conns.write_locked(shared, key, |t| {
             let (blob, surplus) = publish_blob(t, &output)?;

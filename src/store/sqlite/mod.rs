@@ -12,8 +12,8 @@ use super::steps::{self, DueSchedule, Keyed, NewInstance, Steps, UpstreamState};
 use super::Access;
 use super::{
     best_candidate, chunk_digest, fail, BlobEntry, BlobId, Chunk, ClaimOutcome, ClaimParams, Claimed,
-    Expired, Finished, Gone, IdleFacts, ImportRow, Lineage, LineageResult, NewSchedule, Pos, Published,
-    PushSpec, Pushed, QueueState, QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH,
+    Completed, Expired, Finished, Gone, IdleFacts, ImportRow, Lineage, LineageResult, NewSchedule, Pos,
+    Published, PushSpec, Pushed, QueueState, QueueStats, Register, ScheduleRow, Stats, Store, CHUNK_BATCH,
     DEFAULT_QUEUE_ID, GC_PAGE, REMOVED_FAILS, REMOVED_RESULTS, RUNNING, UPSTREAM,
 };
 use crate::clock::now_ms;
@@ -771,105 +771,8 @@ impl Store for Sqlite {
     }
 
     fn claim(&self, p: &ClaimParams) -> Result<ClaimOutcome> {
-        let (lease_ms, max_attempts, order) = (p.lease_ms, p.max_attempts as i64, p.order);
-        let served = p.queues.clone();
-        self.conns.write(false, move |c| {
-            let now = now_ms();
-            let mut expired = Vec::new();
-            type Stale = (i64, i64, BlobId, Option<i64>, i64);
-            let stale: Vec<Stale> = c
-                .prepare_cached(EXPIRED)
-                .sql()?
-                .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-                .sql()?
-                .collect::<rusqlite::Result<_>>()
-                .sql()?;
-            for (created, attempts, job, start, queue) in stale {
-                if attempts >= max_attempts {
-                    let message = fail::lease_expired(attempts);
-                    fail_insert(c, created, job, &message, start, now, attempts, queue)?;
-                    c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
-                    let key = job_hash(c, job)?;
-                    expired.push(Expired { key, created, message });
-                    expired.extend(steps::fail_dependents(&mut Tx(c), key, created, Gone::Failed, now)?);
-                } else {
-                    c.prepare_cached(REQUEUE_NOW).sql()?.execute([created]).sql()?;
-                }
-            }
-            if c.prepare_cached(PROMOTE_DUE).sql()?.query_row([now], |r| r.get::<_, bool>(0)).sql()? {
-                c.prepare_cached(PROMOTE).sql()?.execute([now]).sql()?;
-            }
-            let fired = steps::fire_schedules(&mut Tx(c), now)?;
-            // Every queue's settings and best ready instance in one statement; the claimable
-            // ones' candidates compete (`best_candidate`).
-            let sql = if order == Order::NewestFirst { QUEUE_PICKS_NEWEST } else { QUEUE_PICKS_OLDEST };
-            let mut cands = Vec::new();
-            let mut stmt = c.prepare_cached(sql).sql()?;
-            let mut rows = stmt.query([]).sql()?;
-            while let Some(r) = rows.next().sql()? {
-                let q = QueueState {
-                    id: r.get(0).sql()?,
-                    name: r.get(1).sql()?,
-                    limit: r.get(2).sql()?,
-                    paused: r.get::<_, i64>(3).sql()? != 0,
-                    running: r.get(4).sql()?,
-                    ready: true,
-                };
-                let pick: Option<i64> = r.get(6).sql()?;
-                if let (Some(created), true) = (pick, q.claimable(served.as_deref())) {
-                    cands.push((created, r.get::<_, i64>(5).sql()?));
-                }
-            }
-            drop(rows);
-            drop(stmt);
-            let taken: Option<(i64, BlobId, i64, i64)> = match best_candidate(cands, order) {
-                None => None,
-                // In this write transaction: the row read back is the one the update took.
-                Some(best) if c.prepare_cached(TAKE).sql()?.execute([now, lease_ms, best]).sql()? == 1 => {
-                    Some(
-                        c.prepare_cached(TAKEN)
-                            .sql()?
-                            .query_row([best], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                            .sql()?,
-                    )
-                }
-                Some(_) => None,
-            };
-            let claimed = match taken {
-                Some((created, job, attempt, deps)) => {
-                    let after = if deps == 0 {
-                        Vec::new()
-                    } else {
-                        c.prepare_cached(UPSTREAM_RESULTS)
-                            .sql()?
-                            .query_map([created], |r| {
-                                Ok((hash_of(r, 0, r.get(3)?)?, r.get(1)?, hash_of(r, 2, r.get(4)?)?))
-                            })
-                            .sql()?
-                            .collect::<rusqlite::Result<_>>()
-                            .sql()?
-                    };
-                    let (key, size, first_chunk) = c
-                        .prepare_cached(CLAIMED_JOB)
-                        .sql()?
-                        .query_row([job], |r| {
-                            Ok((hash_of(r, 0, job)?, blob_size(r, 1, job)?, inline_chunk(r, 2)?))
-                        })
-                        .sql()?;
-                    Some(Claimed {
-                        key,
-                        payload: job,
-                        size,
-                        created,
-                        attempt: attempt as u32,
-                        after,
-                        first_chunk,
-                    })
-                }
-                None => None,
-            };
-            Ok(ClaimOutcome { claimed, expired, fired })
-        })
+        let p = p.clone();
+        self.conns.write(false, move |c| claim_in(c, &p))
     }
 
     fn progress(&self, created: i64, attempt: u32, done: f64, message: &str) -> Result<()> {
@@ -969,19 +872,31 @@ impl Store for Sqlite {
         })
     }
 
-    fn complete(&self, created: i64, attempt: u32, output: Arc<Finished>) -> Result<(i64, Option<BlobId>)> {
-        self.conns.write(true, move |c| {
-            let (job, start, _, dependents) = fence(c, created, attempt)?;
-            let (blob, surplus) = publish_blob(c, &output, false)?;
-            let end = now_ms();
-            c.prepare_cached(RESULT_INSERT).sql()?.execute(params![created, job, blob, start, end]).sql()?;
-            tally::note(|t| t.results += 1);
-            c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
-            if dependents {
-                c.prepare_cached(RELEASE_DEPENDENTS).sql()?.execute([created, end]).sql()?;
-            }
-            Ok((end, surplus))
-        })
+    fn complete(&self, created: i64, attempt: u32, output: Arc<Finished>) -> Result<Completed> {
+        self.conns.write(true, move |c| complete_in(c, created, attempt, &output))
+    }
+
+    /// One transaction: a commit, and the pages the completed and the claimed instance share
+    /// (their table and lease-index leaves), written once for both.
+    fn complete_claim(
+        &self,
+        created: i64,
+        attempt: u32,
+        output: Arc<Finished>,
+        next: &ClaimParams,
+    ) -> Result<(Completed, Option<ClaimOutcome>)> {
+        let next = next.clone();
+        let both = self.conns.write(true, {
+            let output = output.clone();
+            move |c| Ok((complete_in(c, created, attempt, &output)?, claim_in(c, &next)?))
+        });
+        match both {
+            Ok((done, claimed)) => Ok((done, Some(claimed))),
+            // Nothing was written: the complete alone, whose outcome is the one that counts;
+            // a claim that fails again shows its error on the worker's next claim.
+            Err(e) if !matches!(e, Error::Stale(_)) => Ok((self.complete(created, attempt, output)?, None)),
+            Err(e) => Err(e),
+        }
     }
 
     fn fail(
@@ -1406,6 +1321,114 @@ fn queue_stats(c: &Connection) -> Result<Vec<QueueStats>> {
         out.push(q);
     }
     Ok(out)
+}
+
+/// The claim ([`Store::claim`]) inside the caller's write transaction.
+fn claim_in(c: &Connection, p: &ClaimParams) -> Result<ClaimOutcome> {
+    let (lease_ms, max_attempts, order) = (p.lease_ms, p.max_attempts as i64, p.order);
+    let served = &p.queues;
+    let now = now_ms();
+    let mut expired = Vec::new();
+    type Stale = (i64, i64, BlobId, Option<i64>, i64);
+    let stale: Vec<Stale> = c
+        .prepare_cached(EXPIRED)
+        .sql()?
+        .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .sql()?
+        .collect::<rusqlite::Result<_>>()
+        .sql()?;
+    for (created, attempts, job, start, queue) in stale {
+        if attempts >= max_attempts {
+            let message = fail::lease_expired(attempts);
+            fail_insert(c, created, job, &message, start, now, attempts, queue)?;
+            c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
+            let key = job_hash(c, job)?;
+            expired.push(Expired { key, created, message });
+            expired.extend(steps::fail_dependents(&mut Tx(c), key, created, Gone::Failed, now)?);
+        } else {
+            c.prepare_cached(REQUEUE_NOW).sql()?.execute([created]).sql()?;
+        }
+    }
+    if c.prepare_cached(PROMOTE_DUE).sql()?.query_row([now], |r| r.get::<_, bool>(0)).sql()? {
+        c.prepare_cached(PROMOTE).sql()?.execute([now]).sql()?;
+    }
+    let fired = steps::fire_schedules(&mut Tx(c), now)?;
+    // Every queue's settings and best ready instance in one statement; the claimable
+    // ones' candidates compete (`best_candidate`).
+    let sql = if order == Order::NewestFirst { QUEUE_PICKS_NEWEST } else { QUEUE_PICKS_OLDEST };
+    let mut cands = Vec::new();
+    let mut stmt = c.prepare_cached(sql).sql()?;
+    let mut rows = stmt.query([]).sql()?;
+    while let Some(r) = rows.next().sql()? {
+        let q = QueueState {
+            id: r.get(0).sql()?,
+            name: r.get(1).sql()?,
+            limit: r.get(2).sql()?,
+            paused: r.get::<_, i64>(3).sql()? != 0,
+            running: r.get(4).sql()?,
+            ready: true,
+        };
+        let pick: Option<i64> = r.get(6).sql()?;
+        if let (Some(created), true) = (pick, q.claimable(served.as_deref())) {
+            cands.push((created, r.get::<_, i64>(5).sql()?));
+        }
+    }
+    drop(rows);
+    drop(stmt);
+    let taken: Option<(i64, BlobId, i64, i64)> = match best_candidate(cands, order) {
+        None => None,
+        // In this write transaction: the row read back is the one the update took.
+        Some(best) if c.prepare_cached(TAKE).sql()?.execute([now, lease_ms, best]).sql()? == 1 => Some(
+            c.prepare_cached(TAKEN)
+                .sql()?
+                .query_row([best], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .sql()?,
+        ),
+        Some(_) => None,
+    };
+    let claimed = match taken {
+        Some((created, job, attempt, deps)) => {
+            let after = if deps == 0 {
+                Vec::new()
+            } else {
+                c.prepare_cached(UPSTREAM_RESULTS)
+                    .sql()?
+                    .query_map([created], |r| {
+                        Ok((hash_of(r, 0, r.get(3)?)?, r.get(1)?, hash_of(r, 2, r.get(4)?)?))
+                    })
+                    .sql()?
+                    .collect::<rusqlite::Result<_>>()
+                    .sql()?
+            };
+            let (key, size, first_chunk) = c
+                .prepare_cached(CLAIMED_JOB)
+                .sql()?
+                .query_row([job], |r| Ok((hash_of(r, 0, job)?, blob_size(r, 1, job)?, inline_chunk(r, 2)?)))
+                .sql()?;
+            Some(Claimed { key, payload: job, size, created, attempt: attempt as u32, after, first_chunk })
+        }
+        None => None,
+    };
+    Ok(ClaimOutcome { claimed, expired, fired })
+}
+
+/// The complete ([`Store::complete`]) inside the caller's write transaction.
+fn complete_in(
+    c: &Connection,
+    created: i64,
+    attempt: u32,
+    output: &Finished,
+) -> Result<(i64, Option<BlobId>)> {
+    let (job, start, _, dependents) = fence(c, created, attempt)?;
+    let (blob, surplus) = publish_blob(c, output, false)?;
+    let end = now_ms();
+    c.prepare_cached(RESULT_INSERT).sql()?.execute(params![created, job, blob, start, end]).sql()?;
+    tally::note(|t| t.results += 1);
+    c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
+    if dependents {
+        c.prepare_cached(RELEASE_DEPENDENTS).sql()?.execute([created, end]).sql()?;
+    }
+    Ok((end, surplus))
 }
 
 /// The fence: the instance must still be running under this attempt. Its job, start and
