@@ -675,6 +675,40 @@ mod tests {
         assert!(matches!(reader.read(count), Err(Error::Busy(_))));
     }
 
+    /// In a batch of several writes (group commit), a write that fails is rolled back to its
+    /// savepoint, and so is its change to the kept totals, while the others' changes count.
+    #[test]
+    fn a_failed_write_in_a_batch_leaves_the_totals_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let conns = Conns::open(&dir.path().join("t.db"), Durability::Normal, Access::Create).unwrap();
+        let total = |name: &str| -> i64 {
+            conns
+                .read(|c| c.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0)).sql())
+                .unwrap()
+        };
+        let queued = |f: WriteFn| Queued { f, durable: true, slot: Arc::new(Mutex::new(None)) };
+        let failing = queued(Box::new(|c| {
+            c.execute_batch("CREATE TABLE gone (x)").sql()?;
+            tally::note(|t| t.jobs += 7);
+            Err(Error::invalid("this write fails after noting a change"))
+        }));
+        let kept = queued(Box::new(|_| {
+            tally::note(|t| t.fails += 1);
+            Ok(Box::new(()) as Output)
+        }));
+        let slots = [failing.slot.clone(), kept.slot.clone()];
+        conns.run_batch(&mut lock(&conns.writer), vec![failing, kept]);
+        assert!(matches!(lock(&slots[0]).take(), Some(Err(Error::Invalid(_)))));
+        assert!(matches!(lock(&slots[1]).take(), Some(Ok(_))));
+        assert_eq!((total("total_jobs"), total("total_fails")), (0, 1));
+        let gone: i64 = conns
+            .read(|c| {
+                c.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'gone'", [], |r| r.get(0)).sql()
+            })
+            .unwrap();
+        assert_eq!(gone, 0, "the failed write's table was rolled back");
+    }
+
     #[test]
     fn a_file_uri_is_a_relative_path() {
         assert_eq!(plain_path(Path::new("file:x.db?mode=ro")), Path::new("./file:x.db?mode=ro"));
