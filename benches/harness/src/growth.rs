@@ -3,10 +3,11 @@
 //! minutes):
 //!
 //!   batchdb-bench --growth 10000,1000000 [--scratch DIR] [--out FILE.json] [--slice SECONDS] [--keep]
+//!                 [--same-output]
 //!
 //! For each size N: a fresh file (durability normal) gets N small jobs with `add_batch`, 1,000
-//! a call, and every one is claimed and completed with a small distinct output (so the file
-//! holds N jobs, N results and 2N blobs); its bytes on disk per job are set against a raw
+//! a call, and every one is run (`run`, one worker) and completed with a small distinct output
+//! (so the file holds N jobs, N results and 2N blobs); its bytes on disk per job are set against a raw
 //! SQL file holding the same (a content-addressed `WITHOUT ROWID` blob table for the payloads
 //! and a result table with the outputs inline). Then, on the same file, each operation runs
 //! for one slice: `add`, claim+complete (after 5,000 more jobs are queued), the first page of
@@ -18,10 +19,17 @@
 //! With `--keep`, each size's built file stays in the scratch folder as `built.db` (with
 //! `built.json`, what its build measured) and a later run with the same scratch folder measures
 //! a fresh copy of it instead of building again: ten million jobs take most of an hour to build.
+//!
+//! With `--same-output` every job's output is the same bytes (one output blob that every
+//! result shares, as jobs run for their effect have), everywhere, the measured claim+complete
+//! included. A distinct output is a new random 32-byte hash in the blob index per completion:
+//! past about three million jobs the index no longer fits the page cache's working set and
+//! each completion costs a random page write, so building ten million that way was disk-bound
+//! here (BENCHMARKS.md). The same output keeps every write of the build sequential.
 
 use crate::baseline;
 use crate::payload;
-use batchdb::{Db, Durability, Hash, Options};
+use batchdb::{Db, Durability, Hash, Options, RunOptions};
 use rusqlite::params;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -31,7 +39,8 @@ use std::time::{Duration, Instant};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: batchdb-bench --growth N,N,... [--scratch DIR] [--out FILE.json] [--slice SECONDS] [--keep]"
+        "usage: batchdb-bench --growth N,N,... [--scratch DIR] [--out FILE.json] [--slice SECONDS] [--keep] \
+         [--same-output]"
     );
     eprintln!("       batchdb-bench --growth-plot FILE.json   (draws FILE.svg again)");
     std::process::exit(2)
@@ -48,7 +57,11 @@ fn disk_bytes(path: &Path) -> u64 {
         .sum()
 }
 
-fn output(i: u64) -> Vec<u8> {
+/// The output of job `i`: distinct, or the same for every job (`--same-output`).
+fn output(i: u64, same: bool) -> Vec<u8> {
+    if same {
+        return b"the same result for every job".to_vec();
+    }
     format!("result of job number {i:010}").into_bytes()
 }
 
@@ -64,11 +77,11 @@ fn rate(slice: Duration, mut op: impl FnMut(u64)) -> f64 {
 }
 
 /// Claims, reads and completes with a small output; false when nothing was ready.
-fn cycle(db: &Db, i: u64, buf: &mut Vec<u8>) -> bool {
+fn cycle(db: &Db, i: u64, same: bool, buf: &mut Vec<u8>) -> bool {
     let Some(mut job) = db.claim().expect("claim") else { return false };
     buf.clear();
     job.read_to_end(buf).expect("read payload");
-    job.io().1.write_all(&output(i)).expect("write output");
+    job.io().1.write_all(&output(i, same)).expect("write output");
     job.complete().expect("complete");
     true
 }
@@ -78,7 +91,7 @@ fn open(path: &Path) -> Db {
 }
 
 /// The raw file of the same content: payloads under their SHA-256, results inline.
-fn raw_bytes(path: &Path, n: u64, tag: u64) -> u64 {
+fn raw_bytes(path: &Path, n: u64, tag: u64, same: bool) -> u64 {
     let c = baseline::open(path, false);
     c.execute_batch(
         "CREATE TABLE blob (hash BLOB PRIMARY KEY, payload BLOB NOT NULL) WITHOUT ROWID;
@@ -97,7 +110,7 @@ fn raw_bytes(path: &Path, n: u64, tag: u64) -> u64 {
                 .expect("blob");
             c.prepare_cached("INSERT INTO result (hash, output) VALUES (?1, ?2)")
                 .unwrap()
-                .execute(params![&h[..], output(j)])
+                .execute(params![&h[..], output(j, same)])
                 .expect("result");
         }
         c.execute_batch("COMMIT").expect("commit");
@@ -126,9 +139,9 @@ fn random_keys<'a>(keys: &'a [Hash]) -> impl FnMut() -> &'a Hash {
     }
 }
 
-/// Builds the file of `n` jobs at `path`: added with `add_batch`, then every one claimed and
+/// Builds the file of `n` jobs at `path`: added with `add_batch`, then every one run and
 /// completed. Returns how long that took.
-fn build(path: &Path, n: u64, tag: u64) -> f64 {
+fn build(path: &Path, n: u64, tag: u64, same: bool) -> f64 {
     let started = Instant::now();
     let db = open(path);
     let mut i = 0;
@@ -138,12 +151,15 @@ fn build(path: &Path, n: u64, tag: u64) -> f64 {
         i += 1000;
     }
     let filled = started.elapsed().as_secs_f64();
-    let mut buf = Vec::new();
-    let mut k = 0;
-    while cycle(&db, k, &mut buf) {
-        k += 1;
-    }
-    assert_eq!(k, n, "every job completed");
+    let k = std::sync::atomic::AtomicU64::new(0);
+    let report = db
+        .run(RunOptions { workers: 1, until_empty: true, ..Default::default() }, |job| {
+            let i = k.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::io::copy(&mut job.io().0, &mut std::io::sink())?;
+            job.write_all(&output(i, same))
+        })
+        .expect("run");
+    assert_eq!(report.completed, n, "every job completed");
     eprintln!(
         "growth {n}: {n} jobs added in {filled:.0} s, completed in {:.0} s",
         started.elapsed().as_secs_f64() - filled
@@ -154,8 +170,8 @@ fn build(path: &Path, n: u64, tag: u64) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-fn one_size(n: u64, scratch: &Path, slice: Duration, keep: bool) -> Value {
-    let dir = scratch.join(format!("growth-{n}"));
+fn one_size(n: u64, scratch: &Path, slice: Duration, keep: bool, same: bool) -> Value {
+    let dir = scratch.join(if same { format!("growth-{n}-same-output") } else { format!("growth-{n}") });
     let built_db = dir.join("built.db");
     let built_json = dir.join("built.json");
     let kept: Option<Value> = std::fs::read(&built_json)
@@ -173,16 +189,16 @@ fn one_size(n: u64, scratch: &Path, slice: Duration, keep: bool) -> Value {
             std::fs::copy(&built_db, &path).expect("copy the kept file");
             let get = |f: &str| k[f].as_u64().unwrap_or_else(|| panic!("{} lacks {f}", built_json.display()));
             let tag = get("tag");
-            let raw = if raw_path.exists() { get("raw_bytes") } else { raw_bytes(&raw_path, n, tag) };
+            let raw = if raw_path.exists() { get("raw_bytes") } else { raw_bytes(&raw_path, n, tag, same) };
             (tag, k["build_seconds"].as_f64().unwrap_or(f64::NAN), get("bytes"), raw)
         }
         None => {
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).expect("scratch dir");
             let tag = crate::work::tag();
-            let built = build(&path, n, tag);
+            let built = build(&path, n, tag, same);
             let bytes = disk_bytes(&path);
-            let raw = raw_bytes(&raw_path, n, tag);
+            let raw = raw_bytes(&raw_path, n, tag, same);
             if keep {
                 std::fs::copy(&path, &built_db).expect("keep the built file");
                 let doc =
@@ -253,7 +269,7 @@ fn one_size(n: u64, scratch: &Path, slice: Duration, keep: bool) -> Value {
     put(
         "claim+complete",
         rate(slice, |i| {
-            assert!(cycle(&db, n + i, &mut buf), "the queue ran dry");
+            assert!(cycle(&db, n + i, same, &mut buf), "the queue ran dry");
         }),
     );
     drop(db);
@@ -291,6 +307,7 @@ pub fn run(args: &[String]) -> i32 {
     let mut out = PathBuf::from("benches/results/growth.json");
     let mut slice = Duration::from_millis(1500);
     let mut keep = false;
+    let mut same = false;
     let mut it = args.iter();
     let Some(list) = it.next() else { usage() };
     for s in list.split(',') {
@@ -299,6 +316,10 @@ pub fn run(args: &[String]) -> i32 {
     while let Some(a) = it.next() {
         if a == "--keep" {
             keep = true;
+            continue;
+        }
+        if a == "--same-output" {
+            same = true;
             continue;
         }
         let val = it.next().cloned().unwrap_or_else(|| usage());
@@ -310,8 +331,9 @@ pub fn run(args: &[String]) -> i32 {
         }
     }
     std::fs::create_dir_all(&scratch).expect("scratch dir");
-    let results: Vec<Value> = sizes.iter().map(|&n| one_size(n, &scratch, slice, keep)).collect();
+    let results: Vec<Value> = sizes.iter().map(|&n| one_size(n, &scratch, slice, keep, same)).collect();
     let doc = json!({
+        "outputs": if same { "the same for every job" } else { "distinct" },
         "date": crate::date(),
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "machine": crate::machine(),

@@ -489,6 +489,7 @@ fn main() {
             log(r, &mut rows);
         }
         log(work::p4m(&plan, &s, p4_plain), &mut rows);
+        log(work::p4r(&plan, &s), &mut rows);
         log(work::p4q(&plan, &s), &mut rows);
         log(work::p4ui(&plan, &s, &peers), &mut rows);
     }

@@ -349,6 +349,57 @@ pub fn p4(plan: &Plan, s: &Scratch, d: Durability, workers: usize) -> Row {
     row
 }
 
+/// The worker loop users run, `Db::run` (1 worker, durability normal, a runner that reads the
+/// payload and writes nothing), against the hand-written queue of P4-n1: since session 9 the
+/// loop claims each next job in the transaction that completes the last one.
+pub fn p4r(plan: &Plan, s: &Scratch) -> Row {
+    let mut row = Row::new(
+        "P4r",
+        "run(): claim + complete (empty output) by the run loop, durability normal, 1 worker",
+        "jobs/s",
+        "UPDATE…RETURNING claim txn + INSERT result/DELETE txn",
+        Some(0.7),
+    );
+    let rounds = pair(
+        plan.reps,
+        || {
+            let path = s.db();
+            let db = open(&path, Durability::Normal);
+            fill(&db, plan.queue);
+            let start = Instant::now();
+            // A stop after one slice (the queue holds more than a slice's worth).
+            let (stopper, slice) = (db.clone(), plan.slice);
+            let timer = std::thread::spawn(move || {
+                std::thread::sleep(slice);
+                stopper.stop();
+            });
+            let report = db
+                .run(RunOptions { workers: 1, until_empty: true, ..Default::default() }, |job| {
+                    std::io::copy(&mut job.io().0, &mut std::io::sink()).map(|_| ())
+                })
+                .expect("run");
+            let rate = report.completed as f64 / start.elapsed().as_secs_f64();
+            timer.join().expect("timer");
+            drop(db);
+            s.done(&path);
+            rate
+        },
+        || {
+            let path = s.db();
+            {
+                let c = baseline::open(&path, false);
+                baseline::queue_schema(&c);
+                baseline::queue_fill(&c, plan.queue);
+            }
+            let (rate, _) = raw_cycle(&path, Durability::Normal, 1, plan.slice);
+            s.done(&path);
+            rate
+        },
+    );
+    row.set(rounds);
+    row
+}
+
 /// Issue 19: the claim cycle over 10 named queues, two of them limited and one paused, against
 /// the plain cycle (default queue only) with the same number of claimable instances.
 pub fn p4q(plan: &Plan, s: &Scratch) -> Row {
