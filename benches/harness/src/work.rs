@@ -232,6 +232,14 @@ pub(crate) fn fill(db: &Db, n: usize) {
     }
 }
 
+/// A fresh file in the scratch folder at durability `d`, filled with `plan.queue` jobs.
+fn filled(plan: &Plan, s: &Scratch, d: Durability) -> (std::path::PathBuf, Db) {
+    let path = s.db();
+    let db = open(&path, d);
+    fill(&db, plan.queue);
+    (path, db)
+}
+
 /// `workers` threads claim, read the payload and complete with an empty output until `slice`
 /// passes or the queue is empty; returns (jobs/s, BUSY errors seen).
 /// The plain cycle from Rust, 1 worker, on a fresh file filled with `n` jobs: what the mixed
@@ -320,9 +328,7 @@ pub fn p4(plan: &Plan, s: &Scratch, d: Durability, workers: usize) -> Row {
     let rounds = pair(
         plan.reps,
         || {
-            let path = s.db();
-            let db = open(&path, d);
-            fill(&db, plan.queue);
+            let (path, db) = filled(plan, s, d);
             let (rate, busy) = batchdb_cycle(&db, workers, plan.slice);
             busy_batchdb += busy;
             drop(db);
@@ -363,9 +369,7 @@ pub fn p4r(plan: &Plan, s: &Scratch) -> Row {
     let rounds = pair(
         plan.reps,
         || {
-            let path = s.db();
-            let db = open(&path, Durability::Normal);
-            fill(&db, plan.queue);
+            let (path, db) = filled(plan, s, Durability::Normal);
             let start = Instant::now();
             // A stop after one slice (the queue holds more than a slice's worth).
             let (stopper, slice) = (db.clone(), plan.slice);
@@ -956,9 +960,7 @@ pub fn curves(plan: &Plan, s: &Scratch) -> Value {
     for w in [1usize, 2, 4, 8] {
         let mut point = json!({"workers": w});
         for d in [Durability::Normal, Durability::Full] {
-            let path = s.db();
-            let db = open(&path, d);
-            fill(&db, plan.queue);
+            let (path, db) = filled(plan, s, d);
             let (rate, _) = batchdb_cycle(&db, w, plan.slice);
             drop(db);
             s.done(&path);
@@ -1121,9 +1123,7 @@ pub fn p4ui(plan: &Plan, s: &Scratch, peers: &Peers) -> Row {
     let rounds = pair(
         plan.reps,
         || {
-            let path = s.db();
-            let db = open(&path, Durability::Normal);
-            fill(&db, plan.queue);
+            let (path, db) = filled(plan, s, Durability::Normal);
             let Some((mut ui, addr)) = start_ui(&cli, &path) else { return 0.0 };
             let stop = std::sync::atomic::AtomicBool::new(false);
             let rate = std::thread::scope(|sc| {
@@ -1145,9 +1145,7 @@ pub fn p4ui(plan: &Plan, s: &Scratch, peers: &Peers) -> Row {
             rate
         },
         || {
-            let path = s.db();
-            let db = open(&path, Durability::Normal);
-            fill(&db, plan.queue);
+            let (path, db) = filled(plan, s, Durability::Normal);
             let (rate, _) = batchdb_cycle(&db, 1, plan.slice);
             drop(db);
             s.done(&path);
