@@ -10,7 +10,8 @@
 //! (so the file holds N jobs, N results and 2N blobs); its bytes on disk per job are set against a raw
 //! SQL file holding the same (a content-addressed `WITHOUT ROWID` blob table for the payloads
 //! and a result table with the outputs inline). Then, on the same file, each operation runs
-//! for one slice: `add`, claim+complete (after 5,000 more jobs are queued), the first page of
+//! for one slice: `add`, claim+complete (after 50,000 more jobs are queued: the slice must not
+//! run the queue dry, which it did at ten million, where the adds before it queue fewer), the first page of
 //! 100 results, `get` of a small blob (random jobs' payloads), `stats`, the first `gc` (which
 //! looks at every blob) and then the next ones, which find nothing to remove. The files go in the scratch folder (outside git) and are removed after.
 //!
@@ -262,7 +263,7 @@ fn one_size(n: u64, scratch: &Path, slice: Duration, keep: bool, same: bool) -> 
         }),
     );
     let t3 = tag + 2;
-    let more: Vec<Vec<u8>> = (0..5_000).map(|j| payload(t3, j)).collect();
+    let more: Vec<Vec<u8>> = (0..50_000).map(|j| payload(t3, j)).collect();
     for b in more.chunks(1000) {
         db.add_batch(b).expect("queue more");
     }
