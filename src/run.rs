@@ -193,7 +193,7 @@ impl Db {
         F: Fn(&mut Job) -> std::result::Result<(), E> + Sync,
         E: Display,
     {
-        let Turn { until_empty, served, runner, n, stopped } = *t;
+        let &Turn { until_empty, served, runner, n, stopped } = t;
         let inner = &self.inner;
         let mut v = match *version {
             Some(v) => v,
@@ -356,14 +356,6 @@ struct Turn<'a, F> {
     n: &'a Counters,
     stopped: &'a dyn Fn() -> bool,
 }
-
-impl<F> Clone for Turn<'_, F> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<F> Copy for Turn<'_, F> {}
 
 enum Outcome {
     Completed,

@@ -111,7 +111,6 @@ impl Shared {
         }
     }
 
-    /// Wakes every worker of this process waiting for work.
     /// A claim's parameters, from the options, for the `queues` served (None: every queue).
     pub fn claim_params(&self, queues: Option<Arc<[String]>>) -> ClaimParams {
         ClaimParams {
@@ -122,6 +121,7 @@ impl Shared {
         }
     }
 
+    /// Wakes every worker of this process waiting for work.
     pub fn wake_workers(&self) {
         self.wake.bump();
     }
