@@ -316,13 +316,11 @@ fn newer_schema_is_refused_and_unchanged() {
     assert_eq!(file_bytes(&t.path), before);
 }
 
-/// A file of schema version 3 (before `stats` kept its totals) gets them counted when it is
-/// opened: the same stats as before, and a clean check.
+/// A database from before `stats` kept its totals (an SQLite file of schema version 3, a
+/// PostgreSQL schema of version 2) gets them counted when it is opened: the same stats as
+/// before, and a clean check.
 #[test]
-fn a_version_3_file_gets_its_totals_counted_on_open() {
-    if on_pg() {
-        return; // the kept totals are the file backend's (PostgreSQL counts)
-    }
+fn an_old_database_gets_its_totals_counted_on_open() {
     let t = temp_path();
     let expected = {
         let db = open(&t.path);
@@ -337,7 +335,15 @@ fn a_version_3_file_gets_its_totals_counted_on_open() {
         (s.jobs, s.pending, s.results, s.fails, s.blobs, s.blob_bytes, s.results_total)
     };
     assert_eq!(expected, (3, 1, 1, 1, 4, 14, 1));
-    {
+    if on_pg() {
+        let url = t.path.to_str().unwrap();
+        pg::exec(
+            url,
+            "DROP TABLE tally; DROP FUNCTION tally_rows, tally_blobs CASCADE; \
+             UPDATE meta SET value = 2 WHERE name = 'version'",
+        )
+        .unwrap();
+    } else {
         let c = rusqlite::Connection::open(&t.path).unwrap();
         c.execute_batch(
             "DELETE FROM meta WHERE name LIKE 'total%'; DROP INDEX instance_held; \
@@ -350,6 +356,54 @@ fn a_version_3_file_gets_its_totals_counted_on_open() {
     assert_eq!((s.jobs, s.pending, s.results, s.fails, s.blobs, s.blob_bytes, s.results_total), expected);
     let report = db.check().unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
+    // And they are kept from then on.
+    db.add(&b"four"[..]).unwrap();
+    assert_eq!(db.stats().unwrap().jobs, 4);
+    assert!(db.check().unwrap().is_clean());
+}
+
+/// `check` compares the totals `stats` reports with the tables, and names the one that
+/// differs; `stats` then reports the kept figure (it does not count).
+#[test]
+fn check_finds_a_kept_total_that_differs_from_the_tables() {
+    let t = temp_path();
+    let db = open(&t.path);
+    db.add(&b"one"[..]).unwrap();
+    db.add(&b"two"[..]).unwrap();
+    assert!(db.check().unwrap().is_clean());
+    let url = t.path.to_str().unwrap();
+    if on_pg() {
+        pg::exec(url, "INSERT INTO tally (jobs) VALUES (5)").unwrap();
+    } else {
+        let c = rusqlite::Connection::open(&t.path).unwrap();
+        c.execute_batch("UPDATE meta SET value = value + 5 WHERE name = 'total_jobs'").unwrap();
+    }
+    assert_eq!(db.stats().unwrap().jobs, 7);
+    let report = db.check().unwrap();
+    assert!(report.problems.iter().any(|p| p.contains("jobs 7 kept, 2 counted")), "{:?}", report.problems);
+}
+
+/// On PostgreSQL every write adds a row of changes to the totals; `stats` folds them into
+/// one when they have piled up, and its figures do not move.
+#[test]
+fn stats_folds_the_piled_up_changes_to_its_totals() {
+    if !on_pg() {
+        println!("skipped on SQLite: the totals are one row there");
+        return;
+    }
+    let t = temp_path();
+    let db = open(&t.path);
+    for i in 0..20u32 {
+        db.add(&i.to_be_bytes()[..]).unwrap();
+    }
+    let url = t.path.to_str().unwrap();
+    pg::exec(url, "INSERT INTO tally (jobs) SELECT 0 FROM generate_series(1, 5000)").unwrap();
+    let before = db.stats().unwrap();
+    assert_eq!((before.jobs, before.blobs, before.pending), (20, 20, 20));
+    assert_eq!(raw_count(&t.path, "SELECT count(*) FROM tally"), 1, "the first stats folded them");
+    let after = db.stats().unwrap();
+    assert_eq!((after.jobs, after.blobs, after.blob_bytes), (before.jobs, before.blobs, before.blob_bytes));
+    assert!(db.check().unwrap().is_clean());
 }
 
 #[test]

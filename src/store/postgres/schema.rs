@@ -15,6 +15,7 @@
 //!  queue ──< instance        queue(id, name, max_running, paused); instance.queue, 0 = default
 //!  meta(name, value)         'version' (count of migrations applied), 'last_created',
 //!                            'removed_results', 'removed_fails'
+//!  tally(jobs, blobs, bytes, results, fails)   changes to the totals `stats` reports
 //! ```
 //!
 //! A claim of a queue with a limit locks that queue's row (`FOR UPDATE`, not skipped) before
@@ -127,6 +128,80 @@ CREATE TABLE edge (
 );
 CREATE INDEX edge_up ON edge (up_created);
 INSERT INTO meta (name, value) VALUES ('db_id', floor(random() * 9007199254740991)::bigint), ('copied_from', 0);
+"#,
+    // The kept totals behind `stats` (see [`STATS`]). The triggers come first: each locks its
+    // table against writers until this commits, so the count below misses no row and no
+    // row is counted twice.
+    r#"
+CREATE TABLE tally (
+    jobs    BIGINT NOT NULL DEFAULT 0,
+    blobs   BIGINT NOT NULL DEFAULT 0,
+    bytes   BIGINT NOT NULL DEFAULT 0,
+    results BIGINT NOT NULL DEFAULT 0,
+    fails   BIGINT NOT NULL DEFAULT 0
+);
+CREATE FUNCTION tally_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    d BIGINT;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        SELECT count(*) INTO d FROM n;
+    ELSE
+        SELECT -count(*) INTO d FROM o;
+    END IF;
+    IF d <> 0 THEN
+        IF TG_TABLE_NAME = 'job' THEN
+            INSERT INTO tally (jobs) VALUES (d);
+        ELSIF TG_TABLE_NAME = 'result' THEN
+            INSERT INTO tally (results) VALUES (d);
+        ELSE
+            INSERT INTO tally (fails) VALUES (d);
+        END IF;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE FUNCTION tally_blobs() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    dn BIGINT := 0;
+    db BIGINT := 0;
+    c BIGINT;
+    b BIGINT;
+BEGIN
+    IF TG_OP <> 'DELETE' THEN
+        SELECT count(hash), coalesce(sum(size) FILTER (WHERE hash IS NOT NULL), 0) INTO dn, db FROM n;
+    END IF;
+    IF TG_OP <> 'INSERT' THEN
+        SELECT count(hash), coalesce(sum(size) FILTER (WHERE hash IS NOT NULL), 0) INTO c, b FROM o;
+        dn := dn - c;
+        db := db - b;
+    END IF;
+    IF dn <> 0 OR db <> 0 THEN
+        INSERT INTO tally (blobs, bytes) VALUES (dn, db);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER tally_job_insert AFTER INSERT ON job REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION tally_rows();
+CREATE TRIGGER tally_job_delete AFTER DELETE ON job REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION tally_rows();
+CREATE TRIGGER tally_result_insert AFTER INSERT ON result REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION tally_rows();
+CREATE TRIGGER tally_result_delete AFTER DELETE ON result REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION tally_rows();
+CREATE TRIGGER tally_fail_insert AFTER INSERT ON fail REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION tally_rows();
+CREATE TRIGGER tally_fail_delete AFTER DELETE ON fail REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION tally_rows();
+CREATE TRIGGER tally_blob_insert AFTER INSERT ON blob REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION tally_blobs();
+CREATE TRIGGER tally_blob_update AFTER UPDATE ON blob REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION tally_blobs();
+CREATE TRIGGER tally_blob_delete AFTER DELETE ON blob REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION tally_blobs();
+INSERT INTO tally (jobs, blobs, bytes, results, fails)
+    SELECT (SELECT count(*) FROM job), count(hash), coalesce(sum(size) FILTER (WHERE hash IS NOT NULL), 0),
+        (SELECT count(*) FROM result), (SELECT count(*) FROM fail)
+    FROM blob;
 "#,
 ];
 
@@ -505,16 +580,34 @@ pub(crate) const DANGLING: &str = "\
        WHERE NOT EXISTS (SELECT 1 FROM job WHERE blob = fail.job)";
 pub(crate) const BLOBS_AFTER: &str =
     "SELECT id, hash, size FROM blob WHERE id > $1 AND hash IS NOT NULL ORDER BY id LIMIT $2";
-/// Counted every time, in one pass over each table. The SQLite backend keeps the history's
-/// totals instead; here one counter row updated by every write would serialize the workers.
-pub(crate) const STATS: &str = "SELECT (SELECT count(*) FROM job), i.pending, i.running, \
-     (SELECT count(*) FROM result), (SELECT count(*) FROM fail), b.blobs, b.bytes, \
+/// The totals of the history tables are kept in `tally`, one row of changes for each write
+/// statement that changed them (written by triggers: every path that inserts or deletes is
+/// counted, old clients' included, and no write takes a lock for it). `stats` sums them,
+/// and folds them into one row ([`TALLY_FOLD`]) when they have piled up. The live
+/// instances are counted, as on SQLite. The last column is the number of `tally` rows.
+pub(crate) const STATS: &str = "SELECT t.jobs, i.pending, i.running, t.results, t.fails, t.blobs, t.bytes, \
      (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \
         JOIN pg_namespace n ON n.oid = c.relnamespace \
         WHERE n.nspname = current_schema() AND c.relkind = 'r'), \
      (SELECT value FROM meta WHERE name = 'removed_results'), \
-     (SELECT value FROM meta WHERE name = 'removed_fails') \
-     FROM (SELECT count(hash) AS blobs, coalesce(sum(size) FILTER (WHERE hash IS NOT NULL), 0)::bigint AS bytes \
-         FROM blob) b, \
+     (SELECT value FROM meta WHERE name = 'removed_fails'), t.rows \
+     FROM (SELECT coalesce(sum(jobs), 0)::bigint AS jobs, coalesce(sum(blobs), 0)::bigint AS blobs, \
+         coalesce(sum(bytes), 0)::bigint AS bytes, coalesce(sum(results), 0)::bigint AS results, \
+         coalesce(sum(fails), 0)::bigint AS fails, count(*) AS rows FROM tally) t, \
        (SELECT count(*) FILTER (WHERE state <> 1) AS pending, count(*) FILTER (WHERE state = 1) AS running \
          FROM instance) i";
+/// Replaces the `tally` rows this statement sees with their sum, in one statement (so
+/// atomically). Rows written meanwhile are not seen and stay; a concurrent fold's rows are
+/// skipped once it commits, so the total never changes.
+pub(crate) const TALLY_FOLD: &str = "WITH d AS (DELETE FROM tally RETURNING *) \
+     INSERT INTO tally (jobs, blobs, bytes, results, fails) \
+     SELECT coalesce(sum(jobs), 0), coalesce(sum(blobs), 0), coalesce(sum(bytes), 0), \
+         coalesce(sum(results), 0), coalesce(sum(fails), 0) FROM d HAVING count(*) > 0";
+/// The kept totals beside a count of the tables (for `check`): jobs, blobs, blob bytes,
+/// results and fails, kept then counted.
+pub(crate) const TALLY_CHECK: &str = "SELECT t.*, (SELECT count(*) FROM job), b.blobs, b.bytes, \
+     (SELECT count(*) FROM result), (SELECT count(*) FROM fail) \
+     FROM (SELECT coalesce(sum(jobs), 0)::bigint, coalesce(sum(blobs), 0)::bigint, coalesce(sum(bytes), 0)::bigint, \
+         coalesce(sum(results), 0)::bigint, coalesce(sum(fails), 0)::bigint FROM tally) t, \
+       (SELECT count(hash) AS blobs, coalesce(sum(size) FILTER (WHERE hash IS NOT NULL), 0)::bigint AS bytes \
+         FROM blob) b";
