@@ -582,7 +582,7 @@ pub(crate) const BLOBS_AFTER: &str =
     "SELECT id, hash, size FROM blob WHERE id > $1 AND hash IS NOT NULL ORDER BY id LIMIT $2";
 /// The totals of the history tables are kept in `tally`, one row of changes for each write
 /// statement that changed them (written by triggers: every path that inserts or deletes is
-/// counted, old clients' included, and no write takes a lock for it). `stats` sums them,
+/// counted without code at its site, and no write takes a lock for it). `stats` sums them,
 /// and folds them into one row ([`TALLY_FOLD`]) when they have piled up. The live
 /// instances are counted, as on SQLite. The last column is the number of `tally` rows.
 pub(crate) const STATS: &str = "SELECT t.jobs, i.pending, i.running, t.results, t.fails, t.blobs, t.bytes, \
