@@ -131,7 +131,9 @@ INSERT INTO meta (name, value) VALUES ('db_id', floor(random() * 900719925474099
 "#,
     // The kept totals behind `stats` (see [`STATS`]). The triggers come first: each locks its
     // table against writers until this commits, so the count below misses no row and no
-    // row is counted twice.
+    // row is counted twice. Inserts into result and blob have no trigger: the only two
+    // statements of each append their change themselves ([`COMPLETE`], [`RESULT_IMPORT`],
+    // [`BLOB_FIND_OR_INSERT`]; a staging area is inserted without a hash, so uncounted).
     r#"
 CREATE TABLE tally (
     jobs    BIGINT NOT NULL DEFAULT 0,
@@ -167,14 +169,12 @@ DECLARE
     c BIGINT;
     b BIGINT;
 BEGIN
-    IF TG_OP <> 'DELETE' THEN
+    IF TG_OP = 'UPDATE' THEN
         SELECT count(hash), coalesce(sum(size) FILTER (WHERE hash IS NOT NULL), 0) INTO dn, db FROM n;
     END IF;
-    IF TG_OP <> 'INSERT' THEN
-        SELECT count(hash), coalesce(sum(size) FILTER (WHERE hash IS NOT NULL), 0) INTO c, b FROM o;
-        dn := dn - c;
-        db := db - b;
-    END IF;
+    SELECT count(hash), coalesce(sum(size) FILTER (WHERE hash IS NOT NULL), 0) INTO c, b FROM o;
+    dn := dn - c;
+    db := db - b;
     IF dn <> 0 OR db <> 0 THEN
         INSERT INTO tally (blobs, bytes) VALUES (dn, db);
     END IF;
@@ -184,16 +184,12 @@ CREATE TRIGGER tally_job_insert AFTER INSERT ON job REFERENCING NEW TABLE AS n
     FOR EACH STATEMENT EXECUTE FUNCTION tally_rows();
 CREATE TRIGGER tally_job_delete AFTER DELETE ON job REFERENCING OLD TABLE AS o
     FOR EACH STATEMENT EXECUTE FUNCTION tally_rows();
-CREATE TRIGGER tally_result_insert AFTER INSERT ON result REFERENCING NEW TABLE AS n
-    FOR EACH STATEMENT EXECUTE FUNCTION tally_rows();
 CREATE TRIGGER tally_result_delete AFTER DELETE ON result REFERENCING OLD TABLE AS o
     FOR EACH STATEMENT EXECUTE FUNCTION tally_rows();
 CREATE TRIGGER tally_fail_insert AFTER INSERT ON fail REFERENCING NEW TABLE AS n
     FOR EACH STATEMENT EXECUTE FUNCTION tally_rows();
 CREATE TRIGGER tally_fail_delete AFTER DELETE ON fail REFERENCING OLD TABLE AS o
     FOR EACH STATEMENT EXECUTE FUNCTION tally_rows();
-CREATE TRIGGER tally_blob_insert AFTER INSERT ON blob REFERENCING NEW TABLE AS n
-    FOR EACH STATEMENT EXECUTE FUNCTION tally_blobs();
 CREATE TRIGGER tally_blob_update AFTER UPDATE ON blob REFERENCING OLD TABLE AS o NEW TABLE AS n
     FOR EACH STATEMENT EXECUTE FUNCTION tally_blobs();
 CREATE TRIGGER tally_blob_delete AFTER DELETE ON blob REFERENCING OLD TABLE AS o
@@ -271,7 +267,8 @@ pub(crate) const BLOB_BY_HASH: &str = "SELECT id, size, hash FROM blob WHERE has
 /// statement's snapshot (the insert waited for its commit): [`BLOB_BY_HASH`] then finds it.
 pub(crate) const BLOB_FIND_OR_INSERT: &str = "WITH e AS (SELECT id FROM blob WHERE hash = $1), \
      i AS (INSERT INTO blob (hash, size) SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM e) \
-         ON CONFLICT (hash) DO NOTHING RETURNING id) \
+         ON CONFLICT (hash) DO NOTHING RETURNING id), \
+     t AS (INSERT INTO tally (blobs, bytes) SELECT 1, $2 FROM i) \
      SELECT id, false FROM e UNION ALL SELECT id, true FROM i";
 pub(crate) const STAGE_PUBLISH: &str =
     "UPDATE blob SET hash = $2, size = $3, lease_until = NULL WHERE id = $1 AND hash IS NULL";
@@ -310,8 +307,10 @@ pub(crate) const KNOWN_INSTANCE: &str = "SELECT EXISTS (SELECT 1 FROM instance W
      OR EXISTS (SELECT 1 FROM result WHERE created = $1) OR EXISTS (SELECT 1 FROM fail WHERE created = $1)";
 pub(crate) const UPSTREAMS_LEFT: &str = "SELECT count(*) FROM edge e WHERE e.created = $1 \
      AND NOT EXISTS (SELECT 1 FROM result r WHERE r.created = e.up_created)";
-pub(crate) const RESULT_IMPORT: &str = "INSERT INTO result (created, job, blob, started, ended) \
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+/// Its count is the result rows inserted (each notes one in `tally`).
+pub(crate) const RESULT_IMPORT: &str = "WITH r AS (INSERT INTO result (created, job, blob, started, ended) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1) \
+     INSERT INTO tally (results) SELECT 1 FROM r";
 pub(crate) const FAIL_IMPORT: &str =
     "INSERT INTO fail (created, job, message, started, ended, attempts, queue) \
      VALUES ($1, $2, $3, $4, $5, $6, 0) ON CONFLICT DO NOTHING";
@@ -489,13 +488,15 @@ pub(crate) const FENCE: &str =
     "SELECT job, start, queue FROM instance WHERE created = $1 AND attempts = $2 AND state = 1 FOR UPDATE";
 pub(crate) const INSTANCE_DELETE: &str = "DELETE FROM instance WHERE created = $1";
 /// Completes an instance in one round trip: the fence (the delete matches only while this
-/// attempt holds the lease, and locks the row like [`FENCE`]), the result row, and a
+/// attempt holds the lease, and locks the row like [`FENCE`]), the result row (and its
+/// change to the kept totals), and a
 /// notification when no other instance is left (see `Tx::notify`). Returns no row when the
 /// fence fails.
 pub(crate) const COMPLETE: &str = "WITH d AS (DELETE FROM instance \
          WHERE created = $1 AND attempts = $2 AND state = 1 RETURNING job, start, queue), \
      r AS (INSERT INTO result (created, job, blob, started, ended) \
          SELECT $1, job, $3, coalesce(start, 0), $4 FROM d RETURNING created), \
+     t AS (INSERT INTO tally (results) SELECT 1 FROM r), \
      u AS (UPDATE instance SET waiting_on = waiting_on - 1, \
          state = CASE WHEN waiting_on > 1 THEN 3 WHEN run_at > $4 THEN 2 ELSE 0 END \
          WHERE state = 3 AND EXISTS (SELECT 1 FROM r) \
@@ -581,10 +582,12 @@ pub(crate) const DANGLING: &str = "\
 pub(crate) const BLOBS_AFTER: &str =
     "SELECT id, hash, size FROM blob WHERE id > $1 AND hash IS NOT NULL ORDER BY id LIMIT $2";
 /// The totals of the history tables are kept in `tally`, one row of changes for each write
-/// statement that changed them (written by triggers: every path that inserts or deletes is
-/// counted without code at its site, and no write takes a lock for it). `stats` sums them,
-/// and folds them into one row ([`TALLY_FOLD`]) when they have piled up. The live
-/// instances are counted, as on SQLite. The last column is the number of `tally` rows.
+/// statement that changed them, so that no write waits on a lock for them. Triggers write
+/// the rows, counting every statement without code at its site, but for the three inserts
+/// of results and published blobs: they append their own row, which spares every completion
+/// a trigger call (about 7 µs of server time). `stats` sums the rows, and folds them into one
+/// ([`TALLY_FOLD`]) when they have piled up. The live instances are counted, as on SQLite.
+/// The last column is the number of `tally` rows.
 pub(crate) const STATS: &str = "SELECT t.jobs, i.pending, i.running, t.results, t.fails, t.blobs, t.bytes, \
      (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \
         JOIN pg_namespace n ON n.oid = c.relnamespace \
