@@ -6,7 +6,10 @@
 //! end of a run: the server restarts, a link flaps. The worker pauses ([`Backoff`]: 100 ms
 //! doubling to 5 s, with jitter so that a fleet of workers does not reconnect in one burst)
 //! and tries again, for as long as the run is not stopped. An outage is reported once when it
-//! begins and once when it ends ([`Outage`]), not once per failed attempt of every worker.
+//! begins and once when it ends ([`Outage`]), not once per failed attempt of every worker:
+//! a call counts for the outage only by when it began ([`Backoff::attempt`]), so a call that
+//! reached the server just before the outage does not end it, and one that failed in it does
+//! not begin another once it has ended.
 //!
 //! A finished instance whose complete or fail could not be sent is sent again after the
 //! connection is back: both are fenced by the lease, so a retry of one that did commit, or of
@@ -31,11 +34,12 @@ const MAX: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
     step: Duration,
+    attempt: Instant,
 }
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { step: FIRST }
+        Backoff { step: FIRST, attempt: Instant::now() }
     }
 }
 
@@ -45,11 +49,25 @@ impl Backoff {
         Backoff::default()
     }
 
-    /// The next pause, and doubles the step (up to 5 s).
+    /// The next pause, and doubles the step (up to 5 s). The next attempt begins when the
+    /// pause ends.
     pub fn next_pause(&mut self) -> Duration {
         let ms = self.step.as_millis() as u64;
         self.step = (self.step * 2).min(MAX);
-        Duration::from_millis(ms / 2 + jitter(ms / 2))
+        let pause = Duration::from_millis(ms / 2 + jitter(ms / 2));
+        self.attempt = Instant::now() + pause;
+        pause
+    }
+
+    /// Notes that a new attempt (a worker's next turn) begins now.
+    pub fn begin(&mut self) {
+        self.attempt = Instant::now();
+    }
+
+    /// When the current attempt began: what [`Outage::lost`] and [`Outage::back`] judge a
+    /// call by.
+    pub fn attempt(&self) -> Instant {
+        self.attempt
     }
 
     /// Back to the first step, once the server answered again.
@@ -67,7 +85,15 @@ impl Backoff {
 pub struct Outage {
     /// A cheap look for the common case (no outage) on every successful turn.
     down: AtomicBool,
-    since: Mutex<Option<Instant>>,
+    times: Mutex<Times>,
+}
+
+#[derive(Debug, Default)]
+struct Times {
+    /// When the outage under way began.
+    since: Option<Instant>,
+    /// When the last one ended.
+    ended: Option<Instant>,
 }
 
 impl Outage {
@@ -76,31 +102,36 @@ impl Outage {
         Outage::default()
     }
 
-    /// Notes that `e` happened. Returns `true` when it is a lost connection that begins an
-    /// outage (the caller reports it), `false` when it is not a lost connection or the outage
-    /// was already reported.
-    pub fn lost(&self, e: &Error) -> bool {
+    /// Notes that `e` happened to a call begun at `began`. Returns `true` when it is a lost
+    /// connection that begins an outage (the caller reports it), `false` when it is not a lost
+    /// connection, the outage was already reported, or the call began before the last outage
+    /// ended (it failed in that one).
+    pub fn lost(&self, e: &Error, began: Instant) -> bool {
         if !e.is_connection_lost() {
             return false;
         }
-        let mut since = lock(&self.since);
-        if since.is_some() {
+        let mut t = lock(&self.times);
+        if t.since.is_some() || t.ended.is_some_and(|end| began < end) {
             return false;
         }
-        *since = Some(Instant::now());
+        t.since = Some(Instant::now());
         self.down.store(true, Ordering::SeqCst);
         true
     }
 
-    /// Notes that a call reached the server. Returns how long the outage lasted when this
-    /// ends one (the caller reports it), `None` otherwise.
-    pub fn back(&self) -> Option<Duration> {
+    /// Notes that a call begun at `began` reached the server. Returns how long the outage
+    /// lasted when this ends one (the caller reports it), `None` otherwise: also when the
+    /// call began before the outage did (it reached the server before it went away).
+    pub fn back(&self, began: Instant) -> Option<Duration> {
         if !self.down.load(Ordering::SeqCst) {
             return None;
         }
-        let mut since = lock(&self.since);
+        let mut t = lock(&self.times);
+        let since = t.since.filter(|&since| began >= since)?;
+        t.since = None;
+        t.ended = Some(Instant::now());
         self.down.store(false, Ordering::SeqCst);
-        since.take().map(|t| t.elapsed())
+        Some(since.elapsed())
     }
 
     /// Whether an outage is under way.
@@ -130,14 +161,25 @@ mod tests {
     #[test]
     fn an_outage_is_reported_once_and_its_end_once() {
         let o = Outage::new();
-        assert_eq!(o.back(), None);
-        assert!(!o.lost(&Error::Io("disk full".into())), "only a lost connection is an outage");
+        let now = Instant::now;
+        assert_eq!(o.back(now()), None);
+        assert!(!o.lost(&Error::Io("disk full".into()), now()), "only a lost connection is an outage");
         let lost = Error::connection_lost("postgres://h/db", "connection refused");
-        assert!(o.lost(&lost));
-        assert!(!o.lost(&lost), "the second worker's failure is the same outage");
+        let before = now();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(o.lost(&lost, now()));
+        assert!(!o.lost(&lost, now()), "the second worker's failure is the same outage");
         assert!(o.is_down());
-        assert!(o.back().is_some());
-        assert_eq!(o.back(), None);
-        assert!(o.lost(&lost), "a new outage");
+        // A call that began before the outage and reached the server then does not end it.
+        assert_eq!(o.back(before), None);
+        assert!(o.is_down());
+        let during = now();
+        assert!(o.back(now()).is_some());
+        assert_eq!(o.back(now()), None);
+        // A call begun during the outage that failed after its end is not a new one.
+        assert!(!o.lost(&lost, during));
+        assert!(!o.is_down());
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(o.lost(&lost, now()), "a new outage");
     }
 }

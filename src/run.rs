@@ -146,7 +146,7 @@ impl Db {
         // A lost connection, wherever in the turn: report the outage once, wait, go on while
         // the run is not stopped (see `crate::outage`).
         let mut again = |e: &Error| {
-            self.note_lost(outage, e);
+            self.note_lost(outage, e, backoff.get().attempt());
             let mut b = backoff.get();
             let pause = b.next_pause();
             backoff.set(b);
@@ -161,6 +161,9 @@ impl Db {
             if stopped() && ahead.is_none() {
                 return Ok(());
             }
+            let mut b = backoff.get();
+            b.begin();
+            backoff.set(b);
             let turn = Turn { until_empty, served, runner, n, stopped: &stopped };
             match self.turn(&turn, &mut ahead, &mut version, &mut again) {
                 Ok(Step::Again) => {}
@@ -174,7 +177,7 @@ impl Db {
                 }
                 Err(e) => return Err(e),
             }
-            if let Some(down) = outage.back() {
+            if let Some(down) = outage.back(backoff.get().attempt()) {
                 inner.events.emit(Event::Reconnected { outage_ms: down.as_millis() as u64 });
             }
             backoff.set(Backoff::new());
@@ -234,8 +237,8 @@ impl Db {
     }
 
     /// Reports a lost connection as an [`Event::Disconnected`], once per outage.
-    fn note_lost(&self, outage: &Outage, e: &Error) {
-        if outage.lost(e) {
+    fn note_lost(&self, outage: &Outage, e: &Error, began: std::time::Instant) {
+        if outage.lost(e, began) {
             self.inner.events.emit(Event::Disconnected { message: e.message().to_string() });
         }
     }

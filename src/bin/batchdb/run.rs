@@ -292,6 +292,7 @@ impl Runner {
     fn worker(&self, db: &Db) {
         let mut backoff = Backoff::new();
         loop {
+            backoff.begin();
             let seen = {
                 let st = self.lock();
                 if st.stopping {
@@ -359,7 +360,7 @@ impl Runner {
     /// After a lost connection: says so on stderr once per outage, then waits the back-off's
     /// next pause unless the run is stopping. `false` when it is (the caller gives up).
     fn again(&self, e: &batchdb::Error, backoff: &mut Backoff) -> bool {
-        if self.outage.lost(e) {
+        if self.outage.lost(e, backoff.attempt()) {
             eprintln!("batchdb: lost the connection to the server ({}); retrying", e.message());
         }
         let pause = backoff.next_pause();
@@ -375,7 +376,7 @@ impl Runner {
 
     /// A call reached the server: ends the outage under way, if any, with a line on stderr.
     fn reached(&self, backoff: &mut Backoff) {
-        if let Some(down) = self.outage.back() {
+        if let Some(down) = self.outage.back(backoff.attempt()) {
             eprintln!("batchdb: the connection to the server is back (lost for {:.1} s)", down.as_secs_f64());
         }
         backoff.reset();
