@@ -339,7 +339,7 @@ fn an_old_database_gets_its_totals_counted_on_open() {
         let url = t.path.to_str().unwrap();
         pg::exec(
             url,
-            "DROP TABLE tally; DROP FUNCTION tally_rows, tally_blobs CASCADE; \
+            "DROP TABLE tally; DROP FUNCTION tally_rows CASCADE; \
              UPDATE meta SET value = 2 WHERE name = 'version'",
         )
         .unwrap();

@@ -129,11 +129,15 @@ CREATE TABLE edge (
 CREATE INDEX edge_up ON edge (up_created);
 INSERT INTO meta (name, value) VALUES ('db_id', floor(random() * 9007199254740991)::bigint), ('copied_from', 0);
 "#,
-    // The kept totals behind `stats` (see [`STATS`]). The triggers come first: each locks its
-    // table against writers until this commits, so the count below misses no row and no
-    // row is counted twice. Inserts into result and blob have no trigger: the only two
-    // statements of each append their change themselves ([`COMPLETE`], [`RESULT_IMPORT`],
-    // [`BLOB_FIND_OR_INSERT`]; a staging area is inserted without a hash, so uncounted).
+    // The kept totals behind `stats` (see [`STATS`]). The triggers and the lock come first:
+    // each locks its table against writers until this commits, so the count below misses no
+    // row and no row is counted twice. Triggers count the statements that change a total at
+    // several sites (job and fail inserts, prune's deletes, retry's). The statements that
+    // alone change the others append their change themselves: results are inserted only by
+    // [`COMPLETE`] and [`RESULT_IMPORT`], a blob gets or loses its hash only in
+    // [`BLOB_FIND_OR_INSERT`], [`STAGE_PUBLISH`] and [`BLOB_UNPUBLISH_UNREFERENCED`] (a
+    // staging area has none, so its insert, renewal and delete count nothing), and no job
+    // is ever deleted.
     r#"
 CREATE TABLE tally (
     jobs    BIGINT NOT NULL DEFAULT 0,
@@ -162,27 +166,7 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$;
-CREATE FUNCTION tally_blobs() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    dn BIGINT := 0;
-    db BIGINT := 0;
-    c BIGINT;
-    b BIGINT;
-BEGIN
-    IF TG_OP = 'UPDATE' THEN
-        SELECT count(hash), coalesce(sum(size) FILTER (WHERE hash IS NOT NULL), 0) INTO dn, db FROM n;
-    END IF;
-    SELECT count(hash), coalesce(sum(size) FILTER (WHERE hash IS NOT NULL), 0) INTO c, b FROM o;
-    dn := dn - c;
-    db := db - b;
-    IF dn <> 0 OR db <> 0 THEN
-        INSERT INTO tally (blobs, bytes) VALUES (dn, db);
-    END IF;
-    RETURN NULL;
-END $$;
 CREATE TRIGGER tally_job_insert AFTER INSERT ON job REFERENCING NEW TABLE AS n
-    FOR EACH STATEMENT EXECUTE FUNCTION tally_rows();
-CREATE TRIGGER tally_job_delete AFTER DELETE ON job REFERENCING OLD TABLE AS o
     FOR EACH STATEMENT EXECUTE FUNCTION tally_rows();
 CREATE TRIGGER tally_result_delete AFTER DELETE ON result REFERENCING OLD TABLE AS o
     FOR EACH STATEMENT EXECUTE FUNCTION tally_rows();
@@ -190,10 +174,7 @@ CREATE TRIGGER tally_fail_insert AFTER INSERT ON fail REFERENCING NEW TABLE AS n
     FOR EACH STATEMENT EXECUTE FUNCTION tally_rows();
 CREATE TRIGGER tally_fail_delete AFTER DELETE ON fail REFERENCING OLD TABLE AS o
     FOR EACH STATEMENT EXECUTE FUNCTION tally_rows();
-CREATE TRIGGER tally_blob_update AFTER UPDATE ON blob REFERENCING OLD TABLE AS o NEW TABLE AS n
-    FOR EACH STATEMENT EXECUTE FUNCTION tally_blobs();
-CREATE TRIGGER tally_blob_delete AFTER DELETE ON blob REFERENCING OLD TABLE AS o
-    FOR EACH STATEMENT EXECUTE FUNCTION tally_blobs();
+LOCK TABLE blob, result IN SHARE ROW EXCLUSIVE MODE;
 INSERT INTO tally (jobs, blobs, bytes, results, fails)
     SELECT (SELECT count(*) FROM job), count(hash), coalesce(sum(size) FILTER (WHERE hash IS NOT NULL), 0),
         (SELECT count(*) FROM result), (SELECT count(*) FROM fail)
@@ -270,8 +251,11 @@ pub(crate) const BLOB_FIND_OR_INSERT: &str = "WITH e AS (SELECT id FROM blob WHE
          ON CONFLICT (hash) DO NOTHING RETURNING id), \
      t AS (INSERT INTO tally (blobs, bytes) SELECT 1, $2 FROM i) \
      SELECT id, false FROM e UNION ALL SELECT id, true FROM i";
-pub(crate) const STAGE_PUBLISH: &str =
-    "UPDATE blob SET hash = $2, size = $3, lease_until = NULL WHERE id = $1 AND hash IS NULL";
+/// Publishes a staging area under its hash and notes the blob in `tally`. Its count is the
+/// rows published (0 when the staging area is gone).
+pub(crate) const STAGE_PUBLISH: &str = "WITH u AS (UPDATE blob SET hash = $2, size = $3, lease_until = NULL \
+         WHERE id = $1 AND hash IS NULL RETURNING size) \
+     INSERT INTO tally (blobs, bytes) SELECT 1, size FROM u";
 pub(crate) const CHUNK_GET: &str = "SELECT data, digest FROM chunk WHERE blob = $1 AND seq = $2";
 
 // Jobs and instances.
@@ -562,10 +546,13 @@ pub(crate) const UNREFERENCED_BLOBS: &str = "SELECT b.id, b.hash FROM blob b \
 /// Turns an unreferenced blob back into an abandoned staging area, whose chunks and row gc
 /// then removes: a crash part way leaves a leftover that the next gc removes, never chunks
 /// without a blob.
-pub(crate) const BLOB_UNPUBLISH_UNREFERENCED: &str = "UPDATE blob SET hash = NULL, lease_until = 0 \
-     WHERE id = $1 AND hash IS NOT NULL \
-     AND NOT EXISTS (SELECT 1 FROM job WHERE blob = $1) \
-     AND NOT EXISTS (SELECT 1 FROM result WHERE blob = $1)";
+/// Its count is the blobs unpublished, each noted in `tally`.
+pub(crate) const BLOB_UNPUBLISH_UNREFERENCED: &str =
+    "WITH u AS (UPDATE blob SET hash = NULL, lease_until = 0 \
+         WHERE id = $1 AND hash IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM job WHERE blob = $1) \
+         AND NOT EXISTS (SELECT 1 FROM result WHERE blob = $1) RETURNING size) \
+     INSERT INTO tally (blobs, bytes) SELECT -1, -size FROM u";
 pub(crate) const ORPHAN_CHUNK_OWNERS: &str = "SELECT c.blob, count(*) FROM chunk c \
      LEFT JOIN blob b ON b.id = c.blob WHERE b.id IS NULL GROUP BY c.blob";
 pub(crate) const DANGLING: &str = "\
