@@ -346,8 +346,9 @@ fn an_old_database_gets_its_totals_counted_on_open() {
     } else {
         let c = rusqlite::Connection::open(&t.path).unwrap();
         c.execute_batch(
-            "DELETE FROM meta WHERE name LIKE 'total%'; DROP INDEX instance_held; \
-             PRAGMA user_version = 3;",
+            "INSERT INTO meta SELECT 'last_blob', last_blob FROM counter \
+                 UNION ALL SELECT 'last_created', last_created FROM counter; \
+             DROP TABLE counter; DROP INDEX instance_held; PRAGMA user_version = 3;",
         )
         .unwrap();
     }
@@ -376,7 +377,7 @@ fn check_finds_a_kept_total_that_differs_from_the_tables() {
         pg::exec(url, "INSERT INTO tally (jobs) VALUES (5)").unwrap();
     } else {
         let c = rusqlite::Connection::open(&t.path).unwrap();
-        c.execute_batch("UPDATE meta SET value = value + 5 WHERE name = 'total_jobs'").unwrap();
+        c.execute_batch("UPDATE counter SET jobs = jobs + 5").unwrap();
     }
     assert_eq!(db.stats().unwrap().jobs, 7);
     let report = db.check().unwrap();
@@ -875,4 +876,33 @@ fn a_stored_hash_of_31_bytes_is_corrupt_naming_the_blob_and_check_goes_on() {
     assert!(matches!(err, Error::Corrupt(_)) && err.code() == -4, "{err:?}");
     assert!(err.to_string().contains(&damaged.short()), "names the blob: {err}");
     assert!(out.is_empty(), "no byte of a damaged one-chunk blob");
+}
+
+/// Two handles on one file, each with its own writer, adding in turn: each takes its ids
+/// after the other's commit, never an id the other handed out (a writer keeps the ids it
+/// committed in memory only while no other connection has written).
+#[test]
+fn two_handles_on_one_file_take_ids_in_turn() {
+    let t = temp_path();
+    let (a, b) = (open(&t.path), open(&t.path));
+    let mut created = Vec::new();
+    for i in 0..6 {
+        for (db, who) in [(&a, "a"), (&b, "b")] {
+            // A large payload as well: it is written under a staging id before it is published.
+            let big = vec![i as u8; if i % 3 == 0 { 300_000 } else { 10 }];
+            let payload = [format!("{who}{i}").as_bytes(), &big[..]].concat();
+            created.push(db.add(&payload[..]).unwrap().1);
+        }
+        // A push of a job the other handle added takes only a `created` value.
+        created.push(a.push(&b.add(format!("p{i}").as_bytes()).unwrap().0).unwrap());
+    }
+    let mut sorted = created.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, created, "every created value is new and above the last");
+    for db in [&a, &b] {
+        let s = db.stats().unwrap();
+        assert_eq!((s.jobs, s.pending), (18, 24));
+        assert!(db.check().unwrap().is_clean());
+    }
 }

@@ -915,7 +915,7 @@ fn r4_bad_input_through_the_cli() {
     std::fs::write(&garbage, vec![7u8; 5000]).unwrap();
     let newer = dir.join("newer.db");
     drop(open(&newer));
-    rusqlite::Connection::open(&newer).unwrap().execute_batch("PRAGMA user_version = 5").unwrap();
+    rusqlite::Connection::open(&newer).unwrap().execute_batch("PRAGMA user_version = 77").unwrap();
     for (p, want) in [(&garbage, "not a batchdb database"), (&newer, "newer")] {
         let before = file_bytes(p);
         expect_err(p, &["list", "job"], want);

@@ -10,11 +10,12 @@
 //! through [`busy_wait`], which sleeps briefly and gives up after a bound.
 
 use super::checkpoint::Checkpointer;
+use super::counters::{self, Known, Tally};
+use super::errors::{sql_err, SqlResult};
 use super::schema::{
     APPLICATION_ID, IDENTIFY, MIGRATIONS, OP_BEGIN, OP_RELEASE, OP_ROLLBACK, SYNC_FULL, SYNC_NORMAL,
-    TALLY_ADD, TX_BEGIN, TX_COMMIT, TX_ROLLBACK,
+    TX_BEGIN, TX_COMMIT, TX_ROLLBACK,
 };
-use super::tally::{self, Tally};
 use crate::error::{Error, Result};
 use crate::options::Durability;
 use crate::store::Access;
@@ -43,56 +44,6 @@ fn busy_wait(round: i32) -> bool {
     let jitter = crate::clock::jitter(base_us / 2);
     std::thread::sleep(Duration::from_micros(base_us / 2 + jitter));
     true
-}
-
-pub(crate) fn sql_err(e: rusqlite::Error) -> Error {
-    // A stored value of the wrong kind is damage (the schema fixes every column's type). Row
-    // decoders that can name the blob carry a batchdb error out of the row closure.
-    match e {
-        rusqlite::Error::FromSqlConversionFailure(_, _, inner) => {
-            return match inner.downcast::<Error>() {
-                Ok(err) => *err,
-                Err(other) => Error::corrupt(format!("a stored row is damaged: {other}")),
-            };
-        }
-        rusqlite::Error::InvalidColumnType(..) | rusqlite::Error::IntegralValueOutOfRange(..) => {
-            return Error::corrupt(format!("a stored row is damaged: {e}"));
-        }
-        _ => {}
-    }
-    let msg = e.to_string();
-    match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::busy(format!(
-            "the database stayed locked by another process for longer than the bounded wait ({msg})"
-        )),
-        Some(ErrorCode::DiskFull) => Error::io(format!("disk full: {msg}")),
-        // SQLite reports a failed write as SQLITE_FULL only for ENOSPC: a file size limit
-        // (EFBIG) or a quota (EDQUOT) arrives as a bare "disk I/O error". The failed call's
-        // errno is still this thread's last one, so name the cause.
-        Some(ErrorCode::SystemIoFailure) => {
-            let os = std::io::Error::last_os_error();
-            match os.raw_os_error() {
-                Some(libc::ENOSPC | libc::EFBIG | libc::EDQUOT) => {
-                    Error::io(format!("disk full or file too large: {msg} ({os})"))
-                }
-                _ => Error::io(msg),
-            }
-        }
-        Some(ErrorCode::NotADatabase) => Error::invalid(format!("not a batchdb database: {msg}")),
-        Some(ErrorCode::DatabaseCorrupt) => Error::corrupt(format!("database file is damaged: {msg}")),
-        Some(ErrorCode::TooBig) => Error::invalid(format!("value too large: {msg}")),
-        _ => Error::io(msg),
-    }
-}
-
-pub(crate) trait SqlResult<T> {
-    fn sql(self) -> Result<T>;
-}
-
-impl<T> SqlResult<T> for rusqlite::Result<T> {
-    fn sql(self) -> Result<T> {
-        self.map_err(sql_err)
-    }
 }
 
 /// How the connections of a handle reach the file: writers always the usual way, readers
@@ -337,6 +288,9 @@ struct Pending {
 struct WriterConn {
     conn: Connection,
     synced_full: bool,
+    /// The ids this connection last committed, while no other connection has written since
+    /// (see `counters`).
+    known: Option<Known>,
 }
 
 /// The connections of one open database.
@@ -374,7 +328,7 @@ impl Conns {
                 access,
                 mode,
                 durability,
-                writer: Mutex::new(WriterConn { conn, synced_full: false }),
+                writer: Mutex::new(WriterConn { conn, synced_full: false, known: None }),
                 pending: Mutex::new(Pending::default()),
                 led: Condvar::new(),
                 readers: Mutex::new(Vec::new()),
@@ -405,7 +359,7 @@ impl Conns {
             access,
             mode,
             durability,
-            writer: Mutex::new(WriterConn { conn, synced_full: durability == Durability::Full }),
+            writer: Mutex::new(WriterConn { conn, synced_full: durability == Durability::Full, known: None }),
             pending: Mutex::new(Pending::default()),
             led: Condvar::new(),
             readers: Mutex::new(Vec::new()),
@@ -505,8 +459,10 @@ impl Conns {
         let mut done = Vec::with_capacity(batch.len());
         // The kept totals' change of the operations that stay in the transaction.
         let mut change = Tally::default();
+        let ids = OpenIds::new(w.known.take());
         for q in batch {
-            tally::take();
+            counters::take();
+            let mark = counters::mark();
             if !single {
                 if let Err(e) = exec(conn, OP_BEGIN) {
                     done.push((q.slot, Err(e)));
@@ -516,7 +472,10 @@ impl Conns {
             let out = catch_unwind(AssertUnwindSafe(|| (q.f)(conn))).unwrap_or_else(|p| {
                 Err(Error::Panic(format!("internal error in a write: {}", panic_text(&p))))
             });
-            let noted = tally::take();
+            let noted = counters::take();
+            if out.is_err() {
+                counters::restore(mark);
+            }
             if !single {
                 let undo = if out.is_ok() { Ok(()) } else { exec(conn, OP_ROLLBACK) };
                 if let Err(e) = undo.and_then(|()| exec(conn, OP_RELEASE)) {
@@ -533,10 +492,14 @@ impl Conns {
         let commit = if all_failed_single {
             exec(conn, TX_ROLLBACK)
         } else {
-            add_tally(conn, change).and_then(|()| exec(conn, TX_COMMIT))
+            counters::write(conn, change).and_then(|()| exec(conn, TX_COMMIT))
         };
+        let known = ids.close();
         match commit {
             Ok(()) => {
+                // Also after a rollback of the one operation: the file's ids are then those
+                // the transaction began with.
+                w.known = known;
                 if let Some(c) = &self.checkpointer {
                     c.committed();
                 }
@@ -605,25 +568,26 @@ impl Drop for Lead<'_> {
     }
 }
 
-/// Adds a transaction's change to the kept totals (see `tally`).
-fn add_tally(conn: &Connection, t: Tally) -> Result<()> {
-    if t.is_zero() {
-        return Ok(());
+/// The ids of the write transaction a thread leads, closed when it ends, also when it
+/// unwinds (see `counters`).
+struct OpenIds;
+
+impl OpenIds {
+    fn new(known: Option<Known>) -> OpenIds {
+        counters::open(known);
+        OpenIds
     }
-    let mut stmt = conn.prepare_cached(TALLY_ADD).sql()?;
-    let totals = [
-        ("total_jobs", t.jobs),
-        ("total_others", t.others),
-        ("total_blob_bytes", t.blob_bytes),
-        ("total_results", t.results),
-        ("total_fails", t.fails),
-    ];
-    for (name, change) in totals {
-        if change != 0 {
-            stmt.execute(rusqlite::params![name, change]).sql()?;
-        }
+
+    /// What the writer may remember once the transaction has committed.
+    fn close(self) -> Option<Known> {
+        counters::close()
     }
-    Ok(())
+}
+
+impl Drop for OpenIds {
+    fn drop(&mut self) {
+        counters::close();
+    }
 }
 
 fn finish(done: impl IntoIterator<Item = (Slot, Result<Output>)>) {
@@ -681,26 +645,33 @@ mod tests {
     fn a_failed_write_in_a_batch_leaves_the_totals_alone() {
         let dir = tempfile::tempdir().unwrap();
         let conns = Conns::open(&dir.path().join("t.db"), Durability::Normal, Access::Create).unwrap();
-        let total = |name: &str| -> i64 {
+        let kept_row = || -> (i64, i64, i64) {
             conns
-                .read(|c| c.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0)).sql())
+                .read(|c| {
+                    c.query_row("SELECT jobs, fails, last_blob FROM counter", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .sql()
+                })
                 .unwrap()
         };
         let queued = |f: WriteFn| Queued { f, durable: true, slot: Arc::new(Mutex::new(None)) };
         let failing = queued(Box::new(|c| {
             c.execute_batch("CREATE TABLE gone (x)").sql()?;
-            tally::note(|t| t.jobs += 7);
-            Err(Error::invalid("this write fails after noting a change"))
+            counters::note(|t| t.jobs += 7);
+            counters::next_blob(c, 5)?;
+            Err(Error::invalid("this write fails after noting a change and taking ids"))
         }));
-        let kept = queued(Box::new(|_| {
-            tally::note(|t| t.fails += 1);
-            Ok(Box::new(()) as Output)
+        let kept = queued(Box::new(|c| {
+            counters::note(|t| t.fails += 1);
+            Ok(Box::new(counters::next_blob(c, 1)?) as Output)
         }));
         let slots = [failing.slot.clone(), kept.slot.clone()];
         conns.run_batch(&mut lock(&conns.writer), vec![failing, kept]);
         assert!(matches!(lock(&slots[0]).take(), Some(Err(Error::Invalid(_)))));
-        assert!(matches!(lock(&slots[1]).take(), Some(Ok(_))));
-        assert_eq!((total("total_jobs"), total("total_fails")), (0, 1));
+        let id = lock(&slots[1]).take().unwrap().unwrap().downcast::<i64>().unwrap();
+        assert_eq!(*id, 1, "the failed write's ids are handed out again");
+        assert_eq!(kept_row(), (0, 1, 1));
         let gone: i64 = conns
             .read(|c| {
                 c.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'gone'", [], |r| r.get(0)).sql()

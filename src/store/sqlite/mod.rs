@@ -2,10 +2,12 @@
 
 mod checkpoint;
 mod conn;
+mod counters;
+mod errors;
 pub(crate) mod schema;
-mod tally;
 
-use conn::{Conns, SqlResult};
+use conn::Conns;
+use errors::SqlResult;
 use schema::*;
 
 use super::steps::{self, DueSchedule, Keyed, NewInstance, Steps, UpstreamState};
@@ -162,7 +164,7 @@ fn publish_blob(c: &Connection, b: &Finished, job: bool) -> Result<(BlobId, Opti
 
 /// A blob was published: a job or another blob more, and its bytes.
 fn note_published(b: &Finished, job: bool) {
-    tally::note(|t| {
+    counters::note(|t| {
         t.jobs += job as i64;
         t.others += !job as i64;
         t.blob_bytes += b.size as i64;
@@ -172,7 +174,7 @@ fn note_published(b: &Finished, job: bool) {
 /// Registers an existing blob as a job (a no-op when it is one).
 fn mark_job(c: &Connection, id: BlobId) -> Result<()> {
     let n = c.prepare_cached(JOB_MARK).sql()?.execute([id]).sql()?;
-    tally::note(|t| {
+    counters::note(|t| {
         t.jobs += n as i64;
         t.others -= n as i64;
     });
@@ -195,7 +197,7 @@ fn fail_insert(
         .sql()?
         .execute(params![created, job, message, start, end, attempts, queue])
         .sql()?;
-    tally::note(|t| t.fails += 1);
+    counters::note(|t| t.fails += 1);
     Ok(())
 }
 
@@ -214,17 +216,14 @@ fn insert_small(c: &Connection, b: &Finished, job: bool, id: BlobId) -> Result<b
     Ok(n == 1)
 }
 
-/// Takes `n` new blob ids; returns the first. In the caller's write transaction, so nothing
-/// moves the counter between the update and the read.
+/// Takes `n` new blob ids; returns the first.
 fn next_blob(c: &Connection, n: i64) -> Result<BlobId> {
-    c.prepare_cached(NEXT_BLOB).sql()?.execute([n]).sql()?;
-    c.prepare_cached(LAST_BLOB).sql()?.query_row([], |r| r.get::<_, i64>(0)).sql().map(|last| last - n + 1)
+    counters::next_blob(c, n)
 }
 
-/// Takes `n` consecutive `created` values; returns the first (as [`next_blob`]).
+/// Takes `n` consecutive `created` values; returns the first.
 fn next_created(c: &Connection, n: i64) -> Result<i64> {
-    c.prepare_cached(NEXT_CREATED).sql()?.execute(params![now_ms(), n]).sql()?;
-    c.prepare_cached(LAST_CREATED).sql()?.query_row([], |r| r.get::<_, i64>(0)).sql().map(|last| last - n + 1)
+    counters::next_created(c, now_ms(), n)
 }
 
 /// The id of queue `name`, its row created when missing.
@@ -364,8 +363,7 @@ impl Steps for Tx<'_> {
     }
 
     fn created_at_least(&mut self, created: i64) -> Result<()> {
-        self.0.prepare_cached(CREATED_AT_LEAST).sql()?.execute([created]).sql()?;
-        Ok(())
+        counters::created_at_least(self.0, created)
     }
 
     fn result_import(
@@ -382,7 +380,7 @@ impl Steps for Tx<'_> {
             .sql()?
             .execute(params![created, job, blob, start, end])
             .sql()?;
-        tally::note(|t| t.results += n as i64);
+        counters::note(|t| t.results += n as i64);
         Ok(n == 1)
     }
 
@@ -401,7 +399,7 @@ impl Steps for Tx<'_> {
             .sql()?
             .execute(params![created, job, message, start, end, attempts])
             .sql()?;
-        tally::note(|t| t.fails += n as i64);
+        counters::note(|t| t.fails += n as i64);
         Ok(n == 1)
     }
 
@@ -421,7 +419,7 @@ impl Steps for Tx<'_> {
 
     fn fail_remove(&mut self, created: i64) -> Result<()> {
         let n = self.0.prepare_cached(FAIL_DELETE).sql()?.execute([created]).sql()?;
-        tally::note(|t| t.fails -= n as i64);
+        counters::note(|t| t.fails -= n as i64);
         self.0.prepare_cached(COUNT_REMOVED).sql()?.execute(params![REMOVED_FAILS, 1]).sql()?;
         Ok(())
     }
@@ -1021,7 +1019,7 @@ impl Store for Sqlite {
             c.prepare_cached(LOOSE_FROM_PRUNE).sql()?.execute([older_than_ms]).sql()?;
             let a = c.prepare_cached(PRUNE_RESULTS).sql()?.execute([older_than_ms]).sql()?;
             let b = c.prepare_cached(PRUNE_FAILS).sql()?.execute([older_than_ms]).sql()?;
-            tally::note(|t| {
+            counters::note(|t| {
                 t.results -= a as i64;
                 t.fails -= b as i64;
             });
@@ -1123,7 +1121,7 @@ impl Store for Sqlite {
                 .sql()?;
             c.prepare_cached(LOOSE_FORGET).sql()?.execute([blob]).sql()?;
             Ok(unpublished.map(|(inline, size)| {
-                tally::note(|t| {
+                counters::note(|t| {
                     t.others -= 1;
                     t.blob_bytes -= size;
                 });
@@ -1423,7 +1421,7 @@ fn complete_in(
     let (blob, surplus) = publish_blob(c, output, false)?;
     let end = now_ms();
     c.prepare_cached(RESULT_INSERT).sql()?.execute(params![created, job, blob, start, end]).sql()?;
-    tally::note(|t| t.results += 1);
+    counters::note(|t| t.results += 1);
     c.prepare_cached(INSTANCE_DELETE).sql()?.execute([created]).sql()?;
     if dependents {
         c.prepare_cached(RELEASE_DEPENDENTS).sql()?.execute([created, end]).sql()?;

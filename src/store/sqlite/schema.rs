@@ -9,10 +9,9 @@
 //!   │                        fail(created, job, message, started, ended, attempts)
 //!   └──< schedule            schedule(name, spec, job, queue, priority, next_run, last_slot)
 //!  queue ──< instance        queue(id, name, max_running, paused); instance.queue, 0 = default
-//!  meta(name, value)         last_created, last_blob, removed_results, removed_fails,
-//!                            db_id, copied_from, gc_mark,
-//!                            total_jobs, total_others (published blobs not jobs),
-//!                            total_blob_bytes, total_results, total_fails
+//!  meta(name, value)         removed_results, removed_fails, db_id, copied_from, gc_mark
+//!  counter (one row)         last_blob, last_created, and the kept totals: jobs, others
+//!                            (published blobs not jobs), blob_bytes, results, fails
 //!  loose(blob)               blobs a prune left without a result, for the next gc
 //! ```
 //!
@@ -21,12 +20,13 @@
 //! many instances a paused or full queue holds; `instance_job` finds a job's live instances
 //! for unique pushes; `result_ended` and `fail_ended` serve prune and per-minute counts.
 //! Version 3 adds gc's mark and `loose` (see [`GC_WINDOW`]). Version 4 keeps the totals
-//! `stats` reports (see `tally`).
+//! `stats` reports (see `counters`). Version 5 moves them and the id counters from `meta` to
+//! the one row of `counter`, which a write transaction updates once (see `counters`).
 //!
 //! Every row an `add` writes lands on as few pages as possible, because a commit's cost is
 //! the pages it appends to the log: a job is a blob with `job = 1` (no table or hash index of
 //! its own), a blob that fits in one chunk keeps its bytes inline in `data` (no chunk rows),
-//! and blob ids come from the same `meta` page as `created` (no `sqlite_sequence`).
+//! and blob ids come from the same `counter` row as `created` (no `sqlite_sequence`).
 //! Ids are never reused, so a writer whose staging lease ran out can never write into a
 //! newer blob's staging area.
 //!
@@ -140,7 +140,7 @@ INSERT INTO meta (name, value) VALUES ('db_id', abs(random() % 9007199254740991)
 CREATE TABLE loose (blob INTEGER PRIMARY KEY);
 INSERT INTO meta (name, value) VALUES ('gc_mark', 0);
 "#,
-    // `stats` in constant time in the history: its totals, kept (see `tally`), counted once
+    // `stats` in constant time in the history: its totals, kept (see `counters`), counted once
     // here from what the file holds; and the waiting instances by queue, indexed (only
     // delayed, backing-off and upstream-waiting rows enter it).
     r#"
@@ -151,6 +151,26 @@ INSERT INTO meta (name, value)
     UNION ALL SELECT 'total_results', count(*) FROM result
     UNION ALL SELECT 'total_fails', count(*) FROM fail;
 CREATE INDEX instance_held ON instance (queue) WHERE state IN (2, 3);
+"#,
+    // The id counters and the totals in one row, written once a transaction.
+    r#"
+CREATE TABLE counter (
+    one          INTEGER PRIMARY KEY CHECK (one = 0),
+    last_blob    INTEGER NOT NULL,
+    last_created INTEGER NOT NULL,
+    jobs         INTEGER NOT NULL,
+    others       INTEGER NOT NULL,
+    blob_bytes   INTEGER NOT NULL,
+    results      INTEGER NOT NULL,
+    fails        INTEGER NOT NULL
+);
+INSERT INTO counter SELECT 0,
+    (SELECT value FROM meta WHERE name = 'last_blob'), (SELECT value FROM meta WHERE name = 'last_created'),
+    (SELECT value FROM meta WHERE name = 'total_jobs'), (SELECT value FROM meta WHERE name = 'total_others'),
+    (SELECT value FROM meta WHERE name = 'total_blob_bytes'), (SELECT value FROM meta WHERE name = 'total_results'),
+    (SELECT value FROM meta WHERE name = 'total_fails');
+DELETE FROM meta WHERE name IN ('last_blob', 'last_created', 'total_jobs', 'total_others',
+    'total_blob_bytes', 'total_results', 'total_fails');
 "#,
 ];
 
@@ -169,11 +189,32 @@ pub(crate) const IDENTIFY: &str = "SELECT (SELECT application_id FROM pragma_app
      (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)";
 
 // Blobs.
-/// Takes blob ids; [`LAST_BLOB`] then reads the new last one. Not `RETURNING`: SQLite collects
-/// a `RETURNING` statement's rows in an ephemeral table, whose setup and teardown cost more
-/// than a second statement (a fifth of an `add`'s instructions for the two counters).
-pub(crate) const NEXT_BLOB: &str = "UPDATE meta SET value = value + ?1 WHERE name = 'last_blob'";
-pub(crate) const LAST_BLOB: &str = "SELECT value FROM meta WHERE name = 'last_blob'";
+/// The id counters, read by a write transaction that takes an id (see `counters`).
+pub(crate) const COUNTERS_READ: &str = "SELECT last_blob, last_created FROM counter WHERE one = 0";
+/// The columns of `counter` a transaction writes, and whether its value is added (a total)
+/// rather than set (an id).
+pub(crate) const COUNTER_COLUMNS: [(&str, bool); 7] = [
+    ("last_blob", false),
+    ("last_created", false),
+    ("jobs", true),
+    ("others", true),
+    ("blob_bytes", true),
+    ("results", true),
+    ("fails", true),
+];
+/// A write transaction's change to the counters, just before its commit: sets only the
+/// columns of `mask` (bit i for [`COUNTER_COLUMNS`]`[i]`; a last id is set, a total added
+/// to), each from the next parameter. By the row's key, so that SQLite updates it in one
+/// pass instead of collecting the rows to change first.
+pub(crate) fn counters_update(mask: usize) -> String {
+    let sets: Vec<String> = COUNTER_COLUMNS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, (name, adds))| if *adds { format!("{name} = {name} + ?") } else { format!("{name} = ?") })
+        .collect();
+    format!("UPDATE counter SET {} WHERE one = 0", sets.join(", "))
+}
 pub(crate) const STAGE_BEGIN: &str =
     "INSERT INTO blob (id, hash, size, lease_until) VALUES (?1, NULL, 0, ?2)";
 pub(crate) const STAGE_RENEW: &str = "UPDATE blob SET lease_until = ?2 WHERE id = ?1 AND hash IS NULL";
@@ -205,11 +246,6 @@ pub(crate) const JOB_MARK: &str = "UPDATE blob SET job = 1 WHERE id = ?1 AND job
 pub(crate) const JOB_BY_HASH: &str = "SELECT id FROM blob WHERE hash = ?1 AND job = 1";
 pub(crate) const JOB_HASH: &str = "SELECT hash FROM blob WHERE id = ?1";
 pub(crate) const CLAIMED_JOB: &str = "SELECT hash, size, data FROM blob WHERE id = ?1";
-/// Takes `created` values; [`LAST_CREATED`] then reads the new last one (not `RETURNING`: see
-/// [`NEXT_BLOB`]).
-pub(crate) const NEXT_CREATED: &str =
-    "UPDATE meta SET value = max(value + 1, ?1) + ?2 - 1 WHERE name = 'last_created'";
-pub(crate) const LAST_CREATED: &str = "SELECT value FROM meta WHERE name = 'last_created'";
 pub(crate) const INSTANCE_INSERT: &str = "INSERT INTO instance \
      (created, job, state, priority, run_at, queue, waiting_on, deps) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
@@ -243,9 +279,6 @@ pub(crate) const RESULT_IMPORT: &str = "INSERT INTO result (created, job, blob, 
 pub(crate) const FAIL_IMPORT: &str =
     "INSERT INTO fail (created, job, message, started, ended, attempts, queue) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0) ON CONFLICT DO NOTHING";
-/// Keeps `created` increasing in the target past every imported value.
-pub(crate) const CREATED_AT_LEAST: &str =
-    "UPDATE meta SET value = max(value, ?1) WHERE name = 'last_created'";
 /// After instance ?1 completed: each dependent waits for one upstream fewer, and the last one
 /// makes it ready (or waiting, if its delay has not passed by ?2), in the completion's
 /// transaction.
@@ -348,8 +381,9 @@ macro_rules! queue_picks {
 }
 pub(crate) const QUEUE_PICKS_NEWEST: &str = queue_picks!("DESC");
 pub(crate) const QUEUE_PICKS_OLDEST: &str = queue_picks!("ASC");
-/// Takes a ready instance; when it changed a row, [`TAKEN`] reads it back (not `RETURNING`:
-/// see [`NEXT_BLOB`]).
+/// Takes a ready instance; when it changed a row, [`TAKEN`] reads it back. Not `RETURNING`:
+/// SQLite collects a `RETURNING` statement's rows in an ephemeral table, whose setup and
+/// teardown cost more than a second statement.
 pub(crate) const TAKE: &str = "UPDATE instance \
      SET state = 1, attempts = attempts + 1, lease_until = ?1 + ?2, start = ?1, progress = NULL, note = NULL \
      WHERE created = ?3 AND state = 0";
@@ -429,7 +463,7 @@ pub(crate) const STALE_STAGES: &str = "SELECT id FROM blob WHERE hash IS NULL AN
 /// move it: the last blob id handed out, but below any staging area still open (its id is
 /// older than its publication).
 pub(crate) const GC_WINDOW: &str = "SELECT (SELECT value FROM meta WHERE name = 'gc_mark'), \
-     min((SELECT value FROM meta WHERE name = 'last_blob'), \
+     min((SELECT last_blob FROM counter), \
          coalesce((SELECT min(id) FROM blob WHERE hash IS NULL), 9223372036854775807) - 1)";
 pub(crate) const SET_GC_MARK: &str = "UPDATE meta SET value = max(value, ?1) WHERE name = 'gc_mark'";
 /// Blobs whose results a prune removed: gc looks at each once.
@@ -465,23 +499,16 @@ pub(crate) const DANGLING: &str = "\
        WHERE data IS NOT NULL AND EXISTS (SELECT 1 FROM chunk WHERE chunk.blob = blob.id)";
 pub(crate) const BLOBS_AFTER: &str =
     "SELECT id, hash, size FROM blob WHERE id > ?1 AND hash IS NOT NULL ORDER BY id LIMIT ?2";
-/// The history tables' totals, kept in `meta` (see `tally`). The live instances are counted
-/// by queue ([`QUEUE_STATS`]).
-pub(crate) const STATS: &str = "SELECT \
-     (SELECT value FROM meta WHERE name = 'total_jobs'), \
-     (SELECT value FROM meta WHERE name = 'total_results'), (SELECT value FROM meta WHERE name = 'total_fails'), \
-     (SELECT sum(value) FROM meta WHERE name IN ('total_jobs', 'total_others')), \
-     (SELECT value FROM meta WHERE name = 'total_blob_bytes'), \
+/// The history tables' totals, kept in `counter` (see `counters`). The live instances are
+/// counted by queue ([`QUEUE_STATS`]).
+/// A missing row reads as NULLs, reported as damage.
+pub(crate) const STATS: &str = "SELECT k.jobs, k.results, k.fails, k.jobs + k.others, k.blob_bytes, \
      (SELECT value FROM meta WHERE name = 'removed_results'), \
-     (SELECT value FROM meta WHERE name = 'removed_fails')";
-/// Adds a write transaction's change to the kept totals, just before its commit.
-pub(crate) const TALLY_ADD: &str = "UPDATE meta SET value = value + ?2 WHERE name = ?1";
+     (SELECT value FROM meta WHERE name = 'removed_fails') FROM (SELECT 1) LEFT JOIN counter k";
 /// The kept totals beside a count of the tables (for `check`): jobs, blobs, blob bytes,
 /// results and fails, kept then counted.
 pub(crate) const TALLY_CHECK: &str = "SELECT \
-     (SELECT value FROM meta WHERE name = 'total_jobs'), (SELECT sum(value) FROM meta WHERE name IN ('total_jobs', 'total_others')), \
-     (SELECT value FROM meta WHERE name = 'total_blob_bytes'), (SELECT value FROM meta WHERE name = 'total_results'), \
-     (SELECT value FROM meta WHERE name = 'total_fails'), \
+     k.jobs, k.jobs + k.others, k.blob_bytes, k.results, k.fails, \
      b.jobs, b.blobs, b.bytes, (SELECT count(*) FROM result), (SELECT count(*) FROM fail) \
      FROM (SELECT coalesce(sum(job = 1), 0) AS jobs, count(hash) AS blobs, \
-         coalesce(sum(iif(hash IS NOT NULL, size, 0)), 0) AS bytes FROM blob) b";
+         coalesce(sum(iif(hash IS NOT NULL, size, 0)), 0) AS bytes FROM blob) b LEFT JOIN counter k";
