@@ -160,6 +160,16 @@ pub(crate) fn next_blob(c: &Connection, n: i64) -> Result<i64> {
     Ok(first)
 }
 
+/// Gives back blob id `id`, taken and not used, when it is the last one taken.
+pub(crate) fn give_back_blob(id: i64) {
+    if let IdState::Read { at_start, mut now } = IDS.with(|c| c.get()) {
+        if now.last_blob == id {
+            now.last_blob -= 1;
+            set(at_start, now);
+        }
+    }
+}
+
 /// Takes `n` consecutive `created` values, none below `now_ms`; returns the first.
 pub(crate) fn next_created(c: &Connection, now_ms: i64, n: i64) -> Result<i64> {
     let (at_start, mut now) = ids(c)?;

@@ -126,9 +126,24 @@ fn inline_chunk(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<Resu
 /// Publishes a finished blob inside the caller's transaction, registered as a job when `job`;
 /// returns its id and, when the content already existed, the staging area that is now surplus.
 ///
-/// Looks the content up first: a duplicate (say, the empty output of many jobs) then writes
-/// nothing, where taking an id first would dirty the `meta` page on every completion.
+/// An output is looked up first: a duplicate (say, the empty output of many jobs) is then
+/// one lookup. A small job payload is inserted first, and looked up only when the insert
+/// finds its content stored: a job is new content but for a repeated add, and a statement
+/// fewer is a tenth of an add. Neither writes anything for a duplicate (an id taken and not
+/// used is given back: ids are handed out from memory, see `counters`).
 fn publish_blob(c: &Connection, b: &Finished, job: bool) -> Result<(BlobId, Option<BlobId>)> {
+    if job && b.stage.is_none() {
+        let id = next_blob(c, 1)?;
+        if insert_small(c, b, job, id)? {
+            return Ok((id, None));
+        }
+        counters::give_back_blob(id);
+    }
+    publish_looked_up(c, b, job)
+}
+
+/// [`publish_blob`] that looks the content up first.
+fn publish_looked_up(c: &Connection, b: &Finished, job: bool) -> Result<(BlobId, Option<BlobId>)> {
     let hash = b.hash.as_bytes().as_slice();
     let existing: Option<BlobId> =
         c.prepare_cached(BLOB_BY_HASH).sql()?.query_row([hash], |r| r.get(0)).optional().sql()?;
@@ -702,7 +717,7 @@ impl Store for Sqlite {
                 let id = if insert_small(c, blob, true, first_id + i)? {
                     first_id + i
                 } else {
-                    publish_blob(c, blob, true)?.0
+                    publish_looked_up(c, blob, true)?.0
                 };
                 // Memo and upstreams take the full path (their preallocated value goes unused).
                 if push.memo || !push.after.is_empty() {
