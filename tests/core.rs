@@ -906,3 +906,29 @@ fn two_handles_on_one_file_take_ids_in_turn() {
         assert!(db.check().unwrap().is_clean());
     }
 }
+
+/// A file whose counter row is gone (damage: the ids and totals of SQLite's `counter`) gives
+/// a clear error on the next add and on `stats` and changes nothing, and `check` reports
+/// the totals it cannot compare. PostgreSQL keeps no such row (sequences and `tally`).
+#[test]
+fn a_missing_counter_row_is_a_clear_error_and_changes_nothing() {
+    if on_pg() {
+        return;
+    }
+    let t = temp_path();
+    let db = open(&t.path);
+    db.add(&b"before the damage"[..]).unwrap();
+    rusqlite::Connection::open(&t.path).unwrap().execute_batch("DELETE FROM counter").unwrap();
+    let err = db.add(&b"after the damage"[..]).unwrap_err();
+    assert!(matches!(err, Error::Corrupt(_)) && err.code() == -4, "{err:?}");
+    assert!(err.to_string().contains("counter row"), "names what is missing: {err}");
+    let err = db.stats().unwrap_err();
+    assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
+    let report = db.check().unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.contains("counter row") && p.contains("missing")),
+        "{:?}",
+        report.problems
+    );
+    assert_eq!(db.list(ListKind::Job).count(), 1, "the failed add left nothing behind");
+}

@@ -221,6 +221,9 @@ pub(crate) fn write(c: &Connection, change: Tally) -> Result<()> {
 static UPDATES: [OnceLock<String>; 1 << COUNTER_COLUMNS.len()] =
     [const { OnceLock::new() }; 1 << COUNTER_COLUMNS.len()];
 
+/// What `check` reports, and a write that needs the row fails with, when the row is gone.
+pub(crate) const MISSING: &str = "the counter row (ids and kept totals) is missing";
+
 fn missing() -> Error {
-    Error::corrupt("database file is damaged: its counter row (ids and kept totals) is missing")
+    Error::corrupt(format!("database file is damaged: {MISSING}"))
 }

@@ -1219,20 +1219,25 @@ impl Store for Sqlite {
             for line in stmt.query_map([], |r| r.get::<_, String>(0)).sql()? {
                 problems.push(line.sql()?.to_lowercase());
             }
-            let totals: [i64; 10] = c
+            let totals: [Option<i64>; 10] = c
                 .prepare_cached(TALLY_CHECK)
                 .sql()?
                 .query_row([], |r| {
-                    let mut v = [0i64; 10];
+                    let mut v = [None; 10];
                     for (i, x) in v.iter_mut().enumerate() {
-                        *x = r.get::<_, Option<i64>>(i)?.unwrap_or(-1);
+                        *x = r.get::<_, Option<i64>>(i)?;
                     }
                     Ok(v)
                 })
                 .sql()?;
-            let (kept, counted) = totals.split_at(5);
-            if kept != counted {
-                problems.push(fail::totals_differ(kept, counted));
+            let (kept, counted): (Vec<i64>, Vec<i64>) = (
+                totals[..5].iter().map(|v| v.unwrap_or(-1)).collect(),
+                totals[5..].iter().map(|v| v.unwrap_or(-1)).collect(),
+            );
+            if totals[0].is_none() {
+                problems.push(counters::MISSING.to_string());
+            } else if kept != counted {
+                problems.push(fail::totals_differ(&kept, &counted));
             }
             Ok(problems)
         })
