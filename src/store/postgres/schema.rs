@@ -569,11 +569,12 @@ pub(crate) const DANGLING: &str = "\
 pub(crate) const BLOBS_AFTER: &str =
     "SELECT id, hash, size FROM blob WHERE id > $1 AND hash IS NOT NULL ORDER BY id LIMIT $2";
 /// The totals of the history tables are kept in `tally`, one row of changes for each write
-/// statement that changed them, so that no write waits on a lock for them. Triggers write
-/// the rows, counting every statement without code at its site, but for the three inserts
-/// of results and published blobs: they append their own row, which spares every completion
-/// a trigger call (about 7 µs of server time). `stats` sums the rows, and folds them into one
-/// ([`TALLY_FOLD`]) when they have piled up. The live instances are counted, as on SQLite.
+/// statement that changed them, so that no write waits on a lock for them. The statements
+/// that alone change a total append their own row (the inserts of results, and the three
+/// that give a blob its hash or take it away), which spares every completion a trigger call
+/// (about 7 µs of server time); triggers count the inserts and deletes of jobs and fails and
+/// the deletes of results, which happen at several sites (see migration 3). `stats` sums the
+/// rows, and folds them into one ([`TALLY_FOLD`]) when they have piled up. The live instances are counted, as on SQLite.
 /// The last column is the number of `tally` rows.
 pub(crate) const STATS: &str = "SELECT t.jobs, i.pending, i.running, t.results, t.fails, t.blobs, t.bytes, \
      (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \

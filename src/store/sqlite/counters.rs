@@ -187,18 +187,21 @@ pub(crate) fn created_at_least(c: &Connection, v: i64) -> Result<()> {
     Ok(())
 }
 
-/// Writes the transaction's change to the counters, just before its commit: the ids taken
-/// (if any) and the totals' change. Nothing when neither changed. The statement sets only
+/// Writes the transaction's change to the counters, just before its commit: the last ids,
+/// where any was taken, and the totals' change. Nothing when neither changed. The statement sets only
 /// the columns that changed: a completion changes one total, and an `UPDATE` of every
 /// column costs it half as much again as one of its own.
 pub(crate) fn write(c: &Connection, change: Tally) -> Result<()> {
-    let ids = match IDS.with(|c| c.get()) {
-        IdState::Read { at_start, now } if now != at_start.ids => Some(now),
-        _ => None,
+    let (last_blob, last_created) = match IDS.with(|c| c.get()) {
+        IdState::Read { at_start, now } => (
+            Some(now.last_blob).filter(|&v| v != at_start.ids.last_blob),
+            Some(now.last_created).filter(|&v| v != at_start.ids.last_created),
+        ),
+        _ => (None, None),
     };
     let values = [
-        ids.map(|i| i.last_blob),
-        ids.map(|i| i.last_created),
+        last_blob,
+        last_created,
         Some(change.jobs).filter(|&v| v != 0),
         Some(change.others).filter(|&v| v != 0),
         Some(change.blob_bytes).filter(|&v| v != 0),
