@@ -24,8 +24,9 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
 
 /// How many busy-handler rounds a lock wait may take: about 30 s of short sleeps.
 const BUSY_ROUNDS: i32 = 6_000;
@@ -276,13 +277,38 @@ struct Queued {
     f: WriteFn,
     durable: bool,
     slot: Slot,
+    /// The caller's thread, to tell who of the last batch has come back (see [`Pending`]).
+    thread: ThreadId,
 }
 
+/// The queue of writes and what the next leader needs to know of the last batch.
+///
+/// A leader that started at once when its write arrived would, on a machine with fewer cores
+/// than writing threads, commit small batches: the callers of the batch before are still
+/// being woken and preparing their next write. So a new leader first waits, briefly, for
+/// those callers to queue again (as PostgreSQL's `commit_delay` waits for siblings before
+/// flushing): at most half as long as the last commit took, and not at all when every
+/// caller of the last batch has queued already (one thread writing alone never waits).
 #[derive(Default)]
 struct Pending {
     queue: Vec<Queued>,
     /// A caller is running a batch.
     leading: bool,
+    /// The threads whose writes the last batch ran.
+    last_threads: Vec<ThreadId>,
+    /// How long the last batch's commit took.
+    last_commit: Duration,
+    /// The leader waits on `arrived` for more writes.
+    gathering: bool,
+}
+
+impl Pending {
+    /// How many writes the leader waits for: those queued, and one for each caller of the
+    /// last batch that has not queued again yet.
+    fn expected(&self) -> usize {
+        let back = self.last_threads.iter().filter(|t| !self.queue.iter().any(|q| q.thread == **t)).count();
+        (self.queue.len() + back).min(MAX_BATCH)
+    }
 }
 
 struct WriterConn {
@@ -306,6 +332,8 @@ pub(crate) struct Conns {
     pending: Mutex<Pending>,
     /// Signalled when a leader finishes a batch.
     led: Condvar,
+    /// Signalled when a write is queued while the leader gathers (see [`Pending`]).
+    arrived: Condvar,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -331,6 +359,7 @@ impl Conns {
                 writer: Mutex::new(WriterConn { conn, synced_full: false, known: None }),
                 pending: Mutex::new(Pending::default()),
                 led: Condvar::new(),
+                arrived: Condvar::new(),
                 readers: Mutex::new(Vec::new()),
             };
             conns.unchanged()?;
@@ -362,6 +391,7 @@ impl Conns {
             writer: Mutex::new(WriterConn { conn, synced_full: durability == Durability::Full, known: None }),
             pending: Mutex::new(Pending::default()),
             led: Condvar::new(),
+            arrived: Condvar::new(),
             readers: Mutex::new(Vec::new()),
         })
     }
@@ -420,7 +450,10 @@ impl Conns {
         let slot: Slot = Arc::new(Mutex::new(None));
         let f: WriteFn = Box::new(move |c| f(c).map(|v| Box::new(v) as Output));
         let mut p = lock(&self.pending);
-        p.queue.push(Queued { f, durable, slot: slot.clone() });
+        p.queue.push(Queued { f, durable, slot: slot.clone(), thread: std::thread::current().id() });
+        if p.gathering {
+            self.arrived.notify_one();
+        }
         loop {
             // The leader fills slots before it takes `pending` again to signal, so a slot
             // seen empty here is filled only after this thread waits.
@@ -432,28 +465,52 @@ impl Conns {
                 continue;
             }
             p.leading = true;
+            p = self.gather(p);
             let n = p.queue.len().min(MAX_BATCH);
             let batch: Vec<Queued> = p.queue.drain(..n).collect();
             drop(p);
-            let lead = Lead(self);
-            self.run_batch(&mut lock(&self.writer), batch);
+            let mut lead =
+                Lead { conns: self, threads: batch.iter().map(|q| q.thread).collect(), commit: None };
+            lead.commit = Some(self.run_batch(&mut lock(&self.writer), batch));
             drop(lead);
             p = lock(&self.pending);
         }
     }
 
-    fn run_batch(&self, w: &mut WriterConn, batch: Vec<Queued>) {
+    /// The leader's wait for the callers of the last batch to queue again (see [`Pending`]).
+    fn gather<'p>(&self, mut p: MutexGuard<'p, Pending>) -> MutexGuard<'p, Pending> {
+        let want = p.expected();
+        if want <= p.queue.len() {
+            return p;
+        }
+        let deadline = Instant::now() + p.last_commit / 2;
+        p.gathering = true;
+        while p.queue.len() < want {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            p = self.arrived.wait_timeout(p, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        p.gathering = false;
+        p
+    }
+
+    /// Runs one batch and returns how long its commit took.
+    fn run_batch(&self, w: &mut WriterConn, batch: Vec<Queued>) -> Duration {
         let durable = self.durability == Durability::Full && batch.iter().any(|q| q.durable);
         if durable != w.synced_full {
             let level = if durable { Durability::Full } else { Durability::Normal };
             if let Err(e) = set_sync(&w.conn, level) {
-                return finish(batch.into_iter().map(|q| (q.slot, Err(e.clone()))));
+                finish(batch.into_iter().map(|q| (q.slot, Err(e.clone()))));
+                return Duration::ZERO;
             }
             w.synced_full = durable;
         }
         let conn = &w.conn;
         if let Err(e) = exec(conn, TX_BEGIN) {
-            return finish(batch.into_iter().map(|q| (q.slot, Err(e.clone()))));
+            finish(batch.into_iter().map(|q| (q.slot, Err(e.clone()))));
+            return Duration::ZERO;
         }
         let single = batch.len() == 1;
         let mut done = Vec::with_capacity(batch.len());
@@ -489,6 +546,7 @@ impl Conns {
             done.push((q.slot, out));
         }
         let all_failed_single = single && done[0].1.is_err();
+        let started = Instant::now();
         let commit = if all_failed_single {
             exec(conn, TX_ROLLBACK)
         } else {
@@ -513,6 +571,7 @@ impl Conns {
                 }))
             }
         }
+        started.elapsed()
     }
 
     /// Runs `f` on a reader connection. `f` opens a transaction itself when it needs more
@@ -558,13 +617,22 @@ impl Conns {
 }
 
 /// Ends a caller's turn as leader, also when a batch unwinds, so that the others never wait
-/// for a leader that is gone.
-struct Lead<'a>(&'a Conns);
+/// for a leader that is gone; leaves what the next leader needs to know (see [`Pending`]).
+struct Lead<'a> {
+    conns: &'a Conns,
+    threads: Vec<ThreadId>,
+    /// How long the commit took; None when the batch unwound.
+    commit: Option<Duration>,
+}
 
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
-        lock(&self.0.pending).leading = false;
-        self.0.led.notify_all();
+        let mut p = lock(&self.conns.pending);
+        p.leading = false;
+        p.last_threads = std::mem::take(&mut self.threads);
+        p.last_commit = self.commit.unwrap_or_default();
+        drop(p);
+        self.conns.led.notify_all();
     }
 }
 
@@ -655,7 +723,12 @@ mod tests {
                 })
                 .unwrap()
         };
-        let queued = |f: WriteFn| Queued { f, durable: true, slot: Arc::new(Mutex::new(None)) };
+        let queued = |f: WriteFn| Queued {
+            f,
+            durable: true,
+            slot: Arc::new(Mutex::new(None)),
+            thread: std::thread::current().id(),
+        };
         let failing = queued(Box::new(|c| {
             c.execute_batch("CREATE TABLE gone (x)").sql()?;
             counters::note(|t| t.jobs += 7);
@@ -678,6 +751,51 @@ mod tests {
             })
             .unwrap();
         assert_eq!(gone, 0, "the failed write's table was rolled back");
+    }
+
+    /// A new leader waits for the callers of the last batch to queue again, so that writers
+    /// on more threads than cores still share commits; one thread alone never waits.
+    #[test]
+    fn a_leader_gathers_the_writes_of_the_last_batchs_callers() {
+        let dir = tempfile::tempdir().unwrap();
+        let conns =
+            Arc::new(Conns::open(&dir.path().join("t.db"), Durability::Normal, Access::Create).unwrap());
+        let me = std::thread::current().id();
+        let noop = || -> WriteFn { Box::new(|_| Ok(Box::new(()) as Output)) };
+        let queued = |thread| Queued { f: noop(), durable: true, slot: Arc::new(Mutex::new(None)), thread };
+        // Alone: the only caller of the last batch has queued again.
+        let mut p = lock(&conns.pending);
+        p.last_threads = vec![me];
+        p.last_commit = Duration::from_secs(3600);
+        p.queue.push(queued(me));
+        assert_eq!(p.expected(), 1);
+        let p = conns.gather(p);
+        assert_eq!(p.queue.len(), 1, "nothing to wait for");
+        drop(p);
+        // Another thread of the last batch comes back while this leader gathers.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let other = {
+            let conns = conns.clone();
+            std::thread::spawn(move || {
+                tx.send(std::thread::current().id()).unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+                conns.write(true, |_| Ok(7)).unwrap()
+            })
+        };
+        let other_id = rx.recv().unwrap();
+        let mut p = lock(&conns.pending);
+        p.leading = true;
+        p.last_threads = vec![me, other_id];
+        assert_eq!(p.expected(), 2);
+        let mut p = conns.gather(p);
+        assert_eq!(p.queue.len(), 2, "the other caller's write joined the batch");
+        let batch: Vec<Queued> = p.queue.drain(..).collect();
+        drop(p);
+        let lead = Lead { conns: &conns, threads: batch.iter().map(|q| q.thread).collect(), commit: None };
+        conns.run_batch(&mut lock(&conns.writer), batch);
+        drop(lead);
+        assert_eq!(other.join().unwrap(), 7);
+        assert_eq!(lock(&conns.pending).last_threads, vec![me, other_id]);
     }
 
     #[test]
