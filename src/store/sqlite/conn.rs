@@ -279,6 +279,14 @@ struct Queued {
     slot: Slot,
     /// The caller's thread, to tell who of the last batch has come back (see [`Pending`]).
     thread: ThreadId,
+    /// This write and the caller's write before it are durable: a caller that writes so is
+    /// expected back with another at once (see [`Pending`]).
+    steady: bool,
+}
+
+thread_local! {
+    /// Whether this thread's last write was durable (see [`Queued::steady`]).
+    static LAST_DURABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// The queue of writes and what the next leader needs to know of the last batch.
@@ -289,13 +297,16 @@ struct Queued {
 /// those callers to queue again (as PostgreSQL's `commit_delay` waits for siblings before
 /// flushing): at most half as long as the last commit took, and not at all when every
 /// caller of the last batch has queued already (one thread writing alone never waits), and
-/// only after a commit that was fsynced.
+/// only after a commit that was fsynced, and only for callers that write durably again and
+/// again (adds from many threads). A worker that claims after its completion is not waited
+/// for: its claim needs no fsync, and would be held back by the one it joined (P4 with 2
+/// workers at durability full lost a quarter when it was).
 #[derive(Default)]
 struct Pending {
     queue: Vec<Queued>,
     /// A caller is running a batch.
     leading: bool,
-    /// The threads whose writes the last batch ran.
+    /// The threads of the last batch's steady writes (see [`Queued::steady`]).
     last_threads: Vec<ThreadId>,
     /// How long the last batch's commit took, when it was fsynced; zero otherwise.
     last_commit: Duration,
@@ -450,8 +461,10 @@ impl Conns {
         }
         let slot: Slot = Arc::new(Mutex::new(None));
         let f: WriteFn = Box::new(move |c| f(c).map(|v| Box::new(v) as Output));
+        let steady = LAST_DURABLE.with(|d| d.replace(durable)) && durable;
+        let thread = std::thread::current().id();
         let mut p = lock(&self.pending);
-        p.queue.push(Queued { f, durable, slot: slot.clone(), thread: std::thread::current().id() });
+        p.queue.push(Queued { f, durable, slot: slot.clone(), thread, steady });
         if p.gathering {
             self.arrived.notify_one();
         }
@@ -470,8 +483,7 @@ impl Conns {
             let n = p.queue.len().min(MAX_BATCH);
             let batch: Vec<Queued> = p.queue.drain(..n).collect();
             drop(p);
-            let mut lead =
-                Lead { conns: self, threads: batch.iter().map(|q| q.thread).collect(), commit: None };
+            let mut lead = Lead { conns: self, threads: steady_threads(&batch), commit: None };
             lead.commit = Some(self.run_batch(&mut lock(&self.writer), batch));
             drop(lead);
             p = lock(&self.pending);
@@ -643,6 +655,11 @@ impl Drop for Lead<'_> {
     }
 }
 
+/// The threads of a batch's steady writes.
+fn steady_threads(batch: &[Queued]) -> Vec<ThreadId> {
+    batch.iter().filter(|q| q.steady).map(|q| q.thread).collect()
+}
+
 /// The ids of the write transaction a thread leads, closed when it ends, also when it
 /// unwinds (see `counters`).
 struct OpenIds;
@@ -735,6 +752,7 @@ mod tests {
             durable: true,
             slot: Arc::new(Mutex::new(None)),
             thread: std::thread::current().id(),
+            steady: true,
         };
         let failing = queued(Box::new(|c| {
             c.execute_batch("CREATE TABLE gone (x)").sql()?;
@@ -769,7 +787,13 @@ mod tests {
             Arc::new(Conns::open(&dir.path().join("t.db"), Durability::Normal, Access::Create).unwrap());
         let me = std::thread::current().id();
         let noop = || -> WriteFn { Box::new(|_| Ok(Box::new(()) as Output)) };
-        let queued = |thread| Queued { f: noop(), durable: true, slot: Arc::new(Mutex::new(None)), thread };
+        let queued = |thread| Queued {
+            f: noop(),
+            durable: true,
+            slot: Arc::new(Mutex::new(None)),
+            thread,
+            steady: true,
+        };
         // Alone: the only caller of the last batch has queued again.
         let mut p = lock(&conns.pending);
         p.last_threads = vec![me];
@@ -798,11 +822,12 @@ mod tests {
         assert_eq!(p.queue.len(), 2, "the other caller's write joined the batch");
         let batch: Vec<Queued> = p.queue.drain(..).collect();
         drop(p);
-        let lead = Lead { conns: &conns, threads: batch.iter().map(|q| q.thread).collect(), commit: None };
+        let lead = Lead { conns: &conns, threads: steady_threads(&batch), commit: None };
         conns.run_batch(&mut lock(&conns.writer), batch);
         drop(lead);
         assert_eq!(other.join().unwrap(), 7);
-        assert_eq!(lock(&conns.pending).last_threads, vec![me, other_id]);
+        // The other thread's write was its first: not one of a steady stream, not waited for.
+        assert_eq!(lock(&conns.pending).last_threads, vec![me]);
     }
 
     #[test]
