@@ -34,6 +34,9 @@ const BUSY_ROUNDS: i32 = 6_000;
 const READER_POOL: usize = 8;
 /// Writes run together in one transaction, at most.
 const MAX_BATCH: usize = 256;
+/// The longest a leader waits for more writes (see [`Pending`]): a caller that stopped
+/// writing costs at most this once, also where an fsync takes a second.
+const MAX_GATHER: Duration = Duration::from_millis(5);
 
 /// The busy handler: short, jittered sleeps, so that waiting processes take turns instead of
 /// one sleeping for a long back-off while another commits again and again.
@@ -293,14 +296,13 @@ thread_local! {
 ///
 /// A leader that started at once when its write arrived would, on a machine with fewer cores
 /// than writing threads, commit small batches: the callers of the batch before are still
-/// being woken and preparing their next write. So a new leader first waits, briefly, for
-/// those callers to queue again (as PostgreSQL's `commit_delay` waits for siblings before
-/// flushing): at most half as long as the last commit took, and not at all when every
-/// caller of the last batch has queued already (one thread writing alone never waits), and
-/// only after a commit that was fsynced, and only for callers that write durably again and
-/// again (adds from many threads). A worker that claims after its completion is not waited
-/// for: its claim needs no fsync, and would be held back by the one it joined (P4 with 2
-/// workers at durability full lost a quarter when it was).
+/// being woken and preparing their next write. So a new leader first waits for those callers
+/// to queue again, as PostgreSQL's `commit_delay` waits for siblings before flushing. It
+/// waits only after a commit that was fsynced, at most half as long as that commit took (and
+/// 5 ms), and only for callers that write durably again and again (adds from many threads);
+/// one thread writing alone never waits. A worker that claims after its completion is not
+/// waited for: its claim needs no fsync and would be held back by the one it joined (P4 with
+/// 2 workers at durability full lost a quarter when it was).
 #[derive(Default)]
 struct Pending {
     queue: Vec<Queued>,
@@ -346,6 +348,8 @@ pub(crate) struct Conns {
     led: Condvar,
     /// Signalled when a write is queued while the leader gathers (see [`Pending`]).
     arrived: Condvar,
+    /// The longest a leader gathers: [`MAX_GATHER`], longer in a test.
+    max_gather: Duration,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -372,6 +376,7 @@ impl Conns {
                 pending: Mutex::new(Pending::default()),
                 led: Condvar::new(),
                 arrived: Condvar::new(),
+                max_gather: MAX_GATHER,
                 readers: Mutex::new(Vec::new()),
             };
             conns.unchanged()?;
@@ -404,6 +409,7 @@ impl Conns {
             pending: Mutex::new(Pending::default()),
             led: Condvar::new(),
             arrived: Condvar::new(),
+            max_gather: MAX_GATHER,
             readers: Mutex::new(Vec::new()),
         })
     }
@@ -496,7 +502,7 @@ impl Conns {
         if want <= p.queue.len() {
             return p;
         }
-        let deadline = Instant::now() + p.last_commit / 2;
+        let deadline = Instant::now() + (p.last_commit / 2).min(self.max_gather);
         p.gathering = true;
         while p.queue.len() < want {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -783,8 +789,9 @@ mod tests {
     #[test]
     fn a_leader_gathers_the_writes_of_the_last_batchs_callers() {
         let dir = tempfile::tempdir().unwrap();
-        let conns =
-            Arc::new(Conns::open(&dir.path().join("t.db"), Durability::Normal, Access::Create).unwrap());
+        let mut conns = Conns::open(&dir.path().join("t.db"), Durability::Normal, Access::Create).unwrap();
+        conns.max_gather = Duration::from_secs(3600);
+        let conns = Arc::new(conns);
         let me = std::thread::current().id();
         let noop = || -> WriteFn { Box::new(|_| Ok(Box::new(()) as Output)) };
         let queued = |thread| Queued {
