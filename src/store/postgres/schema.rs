@@ -574,7 +574,8 @@ pub(crate) const BLOBS_AFTER: &str =
 /// that give a blob its hash or take it away), which spares every completion a trigger call
 /// (about 7 µs of server time); triggers count the inserts and deletes of jobs and fails and
 /// the deletes of results, which happen at several sites (see migration 3). `stats` sums the
-/// rows, and folds them into one ([`TALLY_FOLD`]) when they have piled up. The live instances are counted, as on SQLite.
+/// rows, and folds them into one ([`TALLY_FOLD`]) when they have piled up. The live
+/// instances are counted, as on SQLite.
 /// The last column is the number of `tally` rows.
 pub(crate) const STATS: &str = "SELECT t.jobs, i.pending, i.running, t.results, t.fails, t.blobs, t.bytes, \
      (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \

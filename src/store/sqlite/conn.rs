@@ -288,8 +288,9 @@ struct Queued {
 }
 
 thread_local! {
-    /// Whether this thread's last write was durable (see [`Queued::steady`]).
-    static LAST_DURABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// This thread's id, and whether its last write was durable (see [`Queued::steady`]).
+    static CALLER: (ThreadId, std::cell::Cell<bool>) =
+        (std::thread::current().id(), std::cell::Cell::new(false));
 }
 
 /// The queue of writes and what the next leader needs to know of the last batch.
@@ -467,8 +468,7 @@ impl Conns {
         }
         let slot: Slot = Arc::new(Mutex::new(None));
         let f: WriteFn = Box::new(move |c| f(c).map(|v| Box::new(v) as Output));
-        let steady = LAST_DURABLE.with(|d| d.replace(durable)) && durable;
-        let thread = std::thread::current().id();
+        let (thread, steady) = CALLER.with(|(id, last)| (*id, last.replace(durable) && durable));
         let mut p = lock(&self.pending);
         p.queue.push(Queued { f, durable, slot: slot.clone(), thread, steady });
         if p.gathering {

@@ -188,9 +188,9 @@ pub(crate) fn created_at_least(c: &Connection, v: i64) -> Result<()> {
 }
 
 /// Writes the transaction's change to the counters, just before its commit: the last ids,
-/// where any was taken, and the totals' change. Nothing when neither changed. The statement sets only
-/// the columns that changed: a completion changes one total, and an `UPDATE` of every
-/// column costs it half as much again as one of its own.
+/// where any was taken, and the totals' change. Nothing when neither changed. The statement
+/// sets only the columns that changed: a completion changes one total, and an `UPDATE` of
+/// every column costs it half as much again as one of its own.
 pub(crate) fn write(c: &Connection, change: Tally) -> Result<()> {
     let (last_blob, last_created) = match IDS.with(|c| c.get()) {
         IdState::Read { at_start, now } => (
