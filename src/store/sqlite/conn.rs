@@ -489,7 +489,12 @@ impl Conns {
             let n = p.queue.len().min(MAX_BATCH);
             let batch: Vec<Queued> = p.queue.drain(..n).collect();
             drop(p);
-            let mut lead = Lead { conns: self, threads: steady_threads(&batch), commit: None };
+            let mut lead = Lead {
+                conns: self,
+                threads: steady_threads(&batch),
+                slots: batch.iter().map(|q| q.slot.clone()).collect(),
+                commit: None,
+            };
             lead.commit = Some(self.run_batch(&mut lock(&self.writer), batch));
             drop(lead);
             p = lock(&self.pending);
@@ -642,16 +647,27 @@ impl Conns {
 }
 
 /// Ends a caller's turn as leader, also when a batch unwinds, so that the others never wait
-/// for a leader that is gone; leaves what the next leader needs to know (see [`Pending`]).
+/// for a leader that is gone: answers any write of an unwound batch left without a result
+/// (its caller would otherwise lead empty batches for ever), and leaves what the next leader
+/// needs to know (see [`Pending`]).
 struct Lead<'a> {
     conns: &'a Conns,
     threads: Vec<ThreadId>,
+    /// The result slots of the batch's writes.
+    slots: Vec<Slot>,
     /// How long the commit took; None when the batch unwound.
     commit: Option<Duration>,
 }
 
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
+        if self.commit.is_none() {
+            for slot in &self.slots {
+                lock(slot).get_or_insert_with(|| {
+                    Err(Error::Panic("internal error: a batch of writes unwound before its commit".into()))
+                });
+            }
+        }
         let mut p = lock(&self.conns.pending);
         p.leading = false;
         p.last_threads = std::mem::take(&mut self.threads);
@@ -829,12 +845,41 @@ mod tests {
         assert_eq!(p.queue.len(), 2, "the other caller's write joined the batch");
         let batch: Vec<Queued> = p.queue.drain(..).collect();
         drop(p);
-        let lead = Lead { conns: &conns, threads: steady_threads(&batch), commit: None };
-        conns.run_batch(&mut lock(&conns.writer), batch);
+        let slots = batch.iter().map(|q| q.slot.clone()).collect();
+        let mut lead = Lead { conns: &conns, threads: steady_threads(&batch), slots, commit: None };
+        lead.commit = Some(conns.run_batch(&mut lock(&conns.writer), batch));
         drop(lead);
         assert_eq!(other.join().unwrap(), 7);
         // The other thread's write was its first: not one of a steady stream, not waited for.
         assert_eq!(lock(&conns.pending).last_threads, vec![me]);
+    }
+
+    /// A leader whose batch unwinds before its commit still answers that batch's callers, so
+    /// that none of them waits (or leads empty batches) for ever.
+    #[test]
+    fn a_leader_that_unwinds_answers_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let conns =
+            Arc::new(Conns::open(&dir.path().join("t.db"), Durability::Normal, Access::Create).unwrap());
+        lock(&conns.pending).leading = true;
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let conns = conns.clone();
+            std::thread::spawn(move || tx.send(conns.write(true, |_| Ok(1))).unwrap());
+        }
+        while lock(&conns.pending).queue.is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let queued = lock(&conns.pending).queue.remove(0);
+        let unwound = catch_unwind(AssertUnwindSafe(|| {
+            let _lead =
+                Lead { conns: &conns, threads: vec![], slots: vec![queued.slot.clone()], commit: None };
+            panic!("a batch unwinds before it is committed");
+        }));
+        assert!(unwound.is_err());
+        let got = rx.recv_timeout(Duration::from_secs(30)).expect("the caller got no answer");
+        assert!(matches!(got, Err(Error::Panic(_))), "{got:?}");
+        assert!(!lock(&conns.pending).leading);
     }
 
     #[test]
