@@ -44,6 +44,7 @@ mod copy;
 mod error;
 mod handles;
 mod panic;
+pub(crate) mod wal;
 
 pub use blob::*;
 pub use copy::*;

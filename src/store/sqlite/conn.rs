@@ -135,20 +135,25 @@ fn open_conn(path: &Path, access: Access, mode: &ReadMode) -> Result<Connection>
     }
     let rw = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let ro = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    // Through the VFS that writes a commit's log frames in one call (`ffi::wal`).
+    let open = |target: &dyn AsRef<Path>, flags| match crate::ffi::wal::vfs_name() {
+        Some(vfs) => Connection::open_with_flags_and_vfs(target, flags, vfs),
+        None => Connection::open_with_flags(target, flags),
+    };
     let opened = match (access, mode) {
-        (Access::Create, _) => Connection::open_with_flags(path, rw | OpenFlags::SQLITE_OPEN_CREATE),
-        (Access::Existing, _) => Connection::open_with_flags(path, rw),
+        (Access::Create, _) => open(&path, rw | OpenFlags::SQLITE_OPEN_CREATE),
+        (Access::Existing, _) => open(&path, rw),
         (Access::ReadOnly, ReadMode::Immutable(_)) => {
-            Connection::open_with_flags(uri(path, "immutable=1")?, ro | OpenFlags::SQLITE_OPEN_URI)
+            open(&uri(path, "immutable=1")?, ro | OpenFlags::SQLITE_OPEN_URI)
         }
         (Access::ReadOnly, ReadMode::ReadOnlyShared) => {
             // Never create the -shm, should the writer close (and delete it) meanwhile.
-            Connection::open_with_flags(uri(path, "readonly_shm=1")?, ro | OpenFlags::SQLITE_OPEN_URI)
+            open(&uri(path, "readonly_shm=1")?, ro | OpenFlags::SQLITE_OPEN_URI)
         }
         // A reader that may write the file opens it as writers do (`query_only` keeps it from
         // writing): the last connection to close then removes the -wal and -shm, which a
         // read-only connection cannot.
-        (Access::ReadOnly, ReadMode::Shared) => Connection::open_with_flags(path, rw),
+        (Access::ReadOnly, ReadMode::Shared) => open(&path, rw),
     };
     let conn = opened.map_err(|e| sql_err(e).context(format!("cannot open {}", path.display())))?;
     conn.busy_handler(Some(busy_wait)).sql()?;
